@@ -1,0 +1,68 @@
+// Running-statistics conventions as data.
+//
+// Frameworks disagree on which value the momentum weighs, on the estimator of the running
+// variance, on cumulative averaging and on degenerate batches; porting weights between them
+// silently corrupts models. Each record below states one framework's convention; the facts and
+// the source lines they come from are in docs/conventions.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace bnoracle {
+
+// Which value the user's momentum parameter multiplies.
+enum class momentum_weighs : std::uint8_t {
+  new_value,  // running = (1 − m)·old + m·batch        (PyTorch, cuDNN, TensorFlow, MIOpen)
+  old_value,  // running = m·old + (1 − m)·batch        (Keras, ONNX, Flax)
+};
+
+enum class variance_estimator : std::uint8_t {
+  biased,    // σ² = Σ(x − μ)²/L
+  unbiased,  // σ²·L/(L − 1)
+};
+
+// Training with one value per channel (L = 1), where L/(L − 1) is 0/0.
+enum class single_value_rule : std::uint8_t {
+  refuse,         // the framework raises an error; a conforming kernel must refuse too
+  no_correction,  // the Bessel factor is skipped: the running variance takes σ² = 0
+  undefined,      // 0/0 propagates: running variance NaN
+  not_applicable  // biased estimator: nothing special happens
+};
+
+// Training with an empty batch (L = 0): no batch statistics exist.
+enum class empty_batch_rule : std::uint8_t {
+  unchanged,  // running statistics are left as they were
+  undefined,  // running statistics become NaN (0/0)
+  refuse,       // the framework raises an error
+  unspecified,  // the framework's sources do not say; any running statistics are accepted
+};
+
+// What the forward pass in training saves for the backward pass.
+enum class saved_statistics : std::uint8_t { mean_invstd, mean_var, none };
+
+struct convention {
+  std::string_view name;
+  momentum_weighs weighs;
+  variance_estimator running_var;
+  bool cumulative;                 // momentum = None (factor 1/num_batches_tracked) exists
+  std::optional<double> default_momentum;  // in the framework's own sense (see `weighs`)
+  std::optional<double> default_eps;      // nullopt: the API has no default
+  double min_eps;                  // ε floor some wrappers apply before the kernel (0: none)
+  saved_statistics saved;
+  single_value_rule single_value;
+  empty_batch_rule empty_batch;
+};
+
+[[nodiscard]] std::span<const convention> all_conventions();
+[[nodiscard]] const convention* find_convention(std::string_view name);
+
+[[nodiscard]] std::string_view to_string(momentum_weighs v);
+[[nodiscard]] std::string_view to_string(variance_estimator v);
+[[nodiscard]] std::string_view to_string(single_value_rule v);
+[[nodiscard]] std::string_view to_string(empty_batch_rule v);
+[[nodiscard]] std::string_view to_string(saved_statistics v);
+
+}  // namespace bnoracle

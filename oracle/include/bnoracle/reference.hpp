@@ -1,0 +1,216 @@
+// The exact batch-norm reference.
+//
+// Statistics are exact (exact sums of float32 values, squares and products), every output is the
+// exact real value rounded once to float32 (nearest, ties to even), and the exact value itself is
+// available to 250+ bits on demand. Memory beyond inputs and outputs is O(C): per channel a few
+// exact sums and a symbolic square-root scale; nothing of arbitrary precision is kept per element.
+//
+// Semantics (docs/reference.md states them in full):
+// - normalization uses the biased batch variance; ε is inside the square root;
+// - a NaN or Inf in a channel's src (or diff_dst in backward) makes that channel's batch-coupled
+//   outputs `undefined`; other channels are untouched. Element-wise formulas (inference) follow
+//   IEEE extended-real rules instead: +Inf in, ±Inf or NaN out for that element only;
+// - an exact zero result is +0; the error measurement treats ±0 alike for computed values;
+// - ε = 0 with a zero-variance channel: y and dx are `undefined` (0/0), invstd is +Inf;
+// - L = 1 and L = 0 follow the convention record (convention.hpp);
+// - ε < 0 and a negative running variance are rejected with `invalid_problem`.
+#pragma once
+
+#include "bnoracle/convention.hpp"
+#include "bnoracle/exact.hpp"
+#include "bnoracle/problem.hpp"
+#include "bnoracle/scale.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bnoracle {
+
+enum class bn_mode : std::uint8_t {
+  forward_training,
+  forward_inference,
+  backward_training,
+  backward_inference,
+};
+
+[[nodiscard]] std::string_view to_string(bn_mode m);
+[[nodiscard]] std::optional<bn_mode> parse_mode(std::string_view s);
+
+// Inputs of every mode; each mode reads only what it needs. Tensors `src` and `diff_dst` are
+// read through the problem's strides from logical element 0. Per-channel vectors have C entries.
+struct bn_inputs {
+  const float* src = nullptr;
+  const float* diff_dst = nullptr;          // backward modes
+  std::span<const float> gamma;             // empty: not affine (γ = 1)
+  std::span<const float> beta;              // empty: not affine (β = 0)
+  std::span<const float> running_mean;      // inference: required; training: empty = not tracked
+  std::span<const float> running_var;
+  std::int64_t num_batches_tracked = 0;     // before this step (cumulative momentum)
+};
+
+// The exact value of one output element, kept symbolically. Cheap to copy.
+class exact_value {
+ public:
+  enum class kind : std::uint8_t { rational_value, affine, infinite, undefined, unspecified };
+
+  static exact_value of(rational q);
+  static exact_value of(const dyadic& d);
+  // a + c·h
+  static exact_value affine(dyadic a, dyadic c, std::shared_ptr<const sqrt_scale> h);
+  static exact_value infinite(int sign);
+  static exact_value undefined();
+  static exact_value unspecified();
+
+  [[nodiscard]] kind what() const { return kind_; }
+  [[nodiscard]] golden round() const;
+  // NaN for undefined and unspecified, ±Inf for infinite.
+  [[nodiscard]] hp_float hp() const;
+  [[nodiscard]] std::string decimal(int digits = 45) const;
+
+ private:
+  kind kind_ = kind::undefined;
+  rational q_;
+  dyadic a_;
+  dyadic c_;
+  std::shared_ptr<const sqrt_scale> h_;
+  int sign_ = 0;
+};
+
+// Names of outputs, per mode:
+//   forward_training:   dst, mean, var, invstd, running_mean, running_var (the last two when
+//                       running statistics are given)
+//   forward_inference:  dst
+//   backward_training:  diff_src, diff_gamma, diff_beta
+//   backward_inference: diff_src, diff_gamma, diff_beta
+// Per-element outputs (dst, diff_src) are indexed in canonical logical order (n, c, spatial...);
+// per-channel outputs by channel.
+class reference {
+ public:
+  // Runs the exact statistics pass (O(L·C) time, O(C) memory). Throws invalid_problem.
+  reference(const bn_problem& problem, bn_mode mode, const bn_inputs& inputs);
+  ~reference();
+  reference(reference&&) noexcept;
+  reference& operator=(reference&&) noexcept;
+  reference(const reference&) = delete;
+  reference& operator=(const reference&) = delete;
+
+  [[nodiscard]] const bn_problem& problem() const;
+  [[nodiscard]] const geometry& geom() const;
+  [[nodiscard]] bn_mode mode() const;
+  [[nodiscard]] const convention& conv() const;
+
+  // Non-empty when the convention requires a conforming kernel to refuse this problem (e.g.
+  // training with one value per channel under PyTorch). Outputs are then not defined.
+  [[nodiscard]] const std::string& refusal() const;
+  // num_batches_tracked after this step (training with running statistics; else unchanged).
+  [[nodiscard]] std::int64_t num_batches_tracked() const;
+
+  [[nodiscard]] std::vector<std::string_view> output_names() const;
+  [[nodiscard]] std::int64_t output_size(std::string_view name) const;  // throws if unknown
+
+  [[nodiscard]] exact_value exact(std::string_view name, std::int64_t index) const;
+  [[nodiscard]] golden round(std::string_view name, std::int64_t index) const;
+  // Every element rounded, in index order.
+  [[nodiscard]] std::vector<golden> goldens(std::string_view name) const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// ---- Running statistics ---------------------------------------------------------------------
+
+// Exact moments of one channel's batch: count, mean and biased variance (undefined when the
+// batch has a non-finite value or is empty).
+struct batch_moments {
+  std::int64_t count = 0;
+  bool finite = true;
+  rational mean;
+  rational var;  // biased: Σ(x − μ)²/L
+};
+
+struct running_result {
+  exact_value mean;
+  exact_value var;
+  std::int64_t num_batches_tracked = 0;
+  std::string refusal;
+};
+
+// One step of the running-statistic update under `conv`: momentum is the framework's parameter
+// (nullopt: cumulative average, factor 1/(num_batches_tracked + 1)). `old_*` is the float32
+// state before the step. Throws invalid_problem for a momentum the convention cannot take.
+[[nodiscard]] running_result update_running(const convention& conv,
+                                            std::optional<double> momentum, float old_mean,
+                                            float old_var, std::int64_t num_batches_tracked,
+                                            const batch_moments& batch);
+
+// The factor that weighs the new batch statistic, exactly: m or 1 − m by convention, 1/t for the
+// cumulative average.
+[[nodiscard]] rational new_value_factor(const convention& conv, std::optional<double> momentum,
+                                        std::int64_t num_batches_tracked_after);
+
+// ---- SyncBN ---------------------------------------------------------------------------------
+
+// (count, mean, M2) of one shard, M2 = Σ(x − mean)², exact.
+struct shard_moments {
+  std::int64_t count = 0;
+  rational mean;
+  rational m2;
+};
+
+// Exact moments of data (throws invalid_problem on a non-finite value).
+[[nodiscard]] shard_moments moments_of(std::span<const float> values);
+// Chan et al.'s pairwise merge, carried out exactly; empty shards contribute nothing.
+[[nodiscard]] shard_moments merge(std::span<const shard_moments> shards);
+
+// The float32 statistics a SyncBN kernel exchanges for one channel of one shard.
+struct shard_stats_f32 {
+  std::int64_t count = 0;
+  float mean = 0.0F;
+  float var = 0.0F;  // biased variance of the shard
+};
+
+struct syncbn_result {
+  exact_value mean;
+  exact_value var;     // biased, global
+  exact_value invstd;  // 1/sqrt(var + ε)
+  running_result running;
+};
+
+// Merges the shards' float32 statistics of one channel exactly and derives what a SyncBN kernel
+// outputs. `eps` and the convention come from `problem`; `old_*` is the running state.
+[[nodiscard]] syncbn_result syncbn_merge(const bn_problem& problem,
+                                         std::span<const shard_stats_f32> shards,
+                                         float old_mean, float old_var,
+                                         std::int64_t num_batches_tracked);
+
+// ---- Folding into a preceding linear or convolution layer -----------------------------------
+
+struct fold_inputs {
+  std::int64_t out_channels = 0;     // O: rows of the weight, channels of the batch norm
+  std::int64_t fan_in = 0;           // K: elements per output channel (I·kh·kw...)
+  std::span<const float> weight;     // O·K, row-major per output channel
+  std::span<const float> bias;       // O, or empty: the layer has no bias (b = 0)
+  std::span<const float> gamma, beta, running_mean, running_var;  // O each
+  double eps = 1e-5;
+};
+
+// W' = W·γ/sqrt(var + ε) and b' = (b − μ)·γ/sqrt(var + ε) + β, exactly, per output channel.
+class fold_reference {
+ public:
+  explicit fold_reference(const fold_inputs& in);  // throws invalid_problem
+  [[nodiscard]] exact_value weight(std::int64_t index) const;
+  [[nodiscard]] exact_value bias(std::int64_t o) const;
+  [[nodiscard]] std::vector<golden> weight_goldens() const;
+  [[nodiscard]] std::vector<golden> bias_goldens() const;
+
+ private:
+  fold_inputs in_;
+  std::vector<std::shared_ptr<const sqrt_scale>> scale_;  // γ/sqrt(var + ε), null if special
+};
+
+}  // namespace bnoracle

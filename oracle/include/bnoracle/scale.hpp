@@ -1,0 +1,56 @@
+// Certified evaluation of the only irrational quantities batch norm has.
+//
+// Every output of batch norm that involves a square root has the form `a + c·h` with a and c
+// exact dyadic numbers and a per-channel scale `h = k / sqrt(w)`, k and w exact rationals, w > 0
+// (for instance y = β + (x − μ)·γ/sqrt(σ² + ε)). `sqrt_scale` keeps h symbolically and encloses
+// it, to any requested precision, between two consecutive multiples of a power of two computed by
+// an integer square root — a rigorous bound with no floating-point error analysis to trust.
+// `round_affine` then decides the float32 rounding of `a + c·h` from the enclosure (Ziv's
+// strategy: refine until both ends of the enclosure round to the same float32), falling back to
+// exact rational arithmetic when h is rational, where the value can sit exactly on a rounding
+// boundary.
+#pragma once
+
+#include "bnoracle/exact.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <deque>
+
+namespace bnoracle {
+
+class sqrt_scale {
+ public:
+  // h = k / sqrt(w). Throws std::domain_error unless w > 0.
+  sqrt_scale(const rational& k, const rational& w);
+
+  // |h| lies in [lo, lo + (exact ? 0 : 1)] · 2^exp.
+  struct enclosure {
+    big_int lo;
+    bool exact = false;
+    std::int64_t exp = 0;
+  };
+
+  [[nodiscard]] int sign() const { return sign_; }
+  // h as a rational when k^2/w is the square of a rational (then h is exactly known).
+  [[nodiscard]] const std::optional<rational>& exact() const { return exact_; }
+  // An enclosure whose lower end has at least `bits` significant bits (relative width 2^-bits).
+  // Results are cached per precision; a `sqrt_scale` is not safe for concurrent use.
+  [[nodiscard]] const enclosure& enclose(std::int64_t bits) const;
+  // h to the precision of hp_float.
+  [[nodiscard]] hp_float to_hp() const;
+
+ private:
+  int sign_ = 0;
+  big_int f_;  // |h| = sqrt(f_ / g_) with f_, g_ positive integers
+  big_int g_;
+  std::optional<rational> exact_;
+  mutable std::deque<std::pair<std::int64_t, enclosure>> cache_;  // deque: references stay valid
+};
+
+// The correctly rounded float32 value of the exact real `a + c·h`, with its residual.
+[[nodiscard]] golden round_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h);
+// The exact real `a + c·h` to the precision of hp_float (relative error below 2^-250).
+[[nodiscard]] hp_float hp_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h);
+
+}  // namespace bnoracle

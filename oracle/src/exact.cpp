@@ -1,0 +1,195 @@
+#include "bnoracle/exact.hpp"
+
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <stdexcept>
+
+namespace bnoracle {
+
+namespace {
+
+dyadic make_dyadic(bool negative, std::uint64_t significand, std::int64_t exp) {
+  dyadic d{big_int(significand), exp};
+  if (negative) d.mant = -d.mant;
+  return d;
+}
+
+big_int shifted(const big_int& v, std::int64_t k) {
+  // k >= 0 by construction at every call site.
+  return v << static_cast<unsigned>(k);
+}
+
+}  // namespace
+
+dyadic to_dyadic(float x) {
+  if (!std::isfinite(x)) throw std::domain_error("to_dyadic: non-finite float");
+  const auto bits = std::bit_cast<std::uint32_t>(x);
+  const bool negative = (bits >> 31U) != 0U;
+  const auto biased = static_cast<std::int64_t>((bits >> 23U) & 0xFFU);
+  std::uint64_t frac = bits & 0x7FFFFFU;
+  if (biased == 0) return make_dyadic(negative, frac, -149);
+  frac |= 0x800000U;
+  return make_dyadic(negative, frac, biased - 150);
+}
+
+dyadic to_dyadic(double x) {
+  if (!std::isfinite(x)) throw std::domain_error("to_dyadic: non-finite double");
+  const auto bits = std::bit_cast<std::uint64_t>(x);
+  const bool negative = (bits >> 63U) != 0U;
+  const auto biased = static_cast<std::int64_t>((bits >> 52U) & 0x7FFU);
+  std::uint64_t frac = bits & ((std::uint64_t{1} << 52U) - 1U);
+  if (biased == 0) return make_dyadic(negative, frac, -1074);
+  frac |= std::uint64_t{1} << 52U;
+  return make_dyadic(negative, frac, biased - 1075);
+}
+
+dyadic operator+(const dyadic& a, const dyadic& b) {
+  if (a.is_zero()) return b;
+  if (b.is_zero()) return a;
+  const std::int64_t e = std::min(a.exp, b.exp);
+  return dyadic{shifted(a.mant, a.exp - e) + shifted(b.mant, b.exp - e), e};
+}
+
+dyadic operator-(const dyadic& a) { return dyadic{-a.mant, a.exp}; }
+
+dyadic operator-(const dyadic& a, const dyadic& b) { return a + (-b); }
+
+dyadic operator*(const dyadic& a, const dyadic& b) {
+  return dyadic{a.mant * b.mant, a.exp + b.exp};
+}
+
+bool operator==(const dyadic& a, const dyadic& b) { return (a - b).is_zero(); }
+
+big_int pow2(std::int64_t k) {
+  if (k < 0) throw std::domain_error("pow2: negative exponent");
+  return big_int(1) << static_cast<unsigned>(k);
+}
+
+std::int64_t bit_length(const big_int& v) {
+  if (v.is_zero()) return 0;
+  return static_cast<std::int64_t>(mp::msb(mp::abs(v))) + 1;
+}
+
+rational to_rational(const dyadic& d) {
+  if (d.exp >= 0) return rational(shifted(d.mant, d.exp));
+  return rational(d.mant, pow2(-d.exp));
+}
+
+rational to_rational(float x) { return to_rational(to_dyadic(x)); }
+rational to_rational(double x) { return to_rational(to_dyadic(x)); }
+
+golden golden::undefined_value() {
+  return golden{0.0, std::numeric_limits<float>::quiet_NaN(), 0, golden_class::undefined};
+}
+
+golden golden::unspecified_value() {
+  return golden{0.0, std::numeric_limits<float>::quiet_NaN(), 0, golden_class::unspecified};
+}
+
+golden golden::infinity(int sign) {
+  const float inf = std::numeric_limits<float>::infinity();
+  return golden{0.0, sign < 0 ? -inf : inf, 0, golden_class::infinite};
+}
+
+namespace {
+
+// floor(log2(a/den)) + exp2 for a > 0, den > 0.
+std::int64_t binade_exponent(const big_int& a, const big_int& den, std::int64_t exp2) {
+  // a/den lies in (2^(k-1), 2^(k+1)) with k = bl(a) - bl(den), so floor(log2) is k-1 or k.
+  const std::int64_t t = bit_length(a) - bit_length(den);  // candidate floor(log2) + 1
+  // Is a >= den * 2^t ?
+  bool ge = false;
+  if (t >= 0) {
+    ge = a >= shifted(den, t);
+  } else {
+    ge = shifted(a, -t) >= den;
+  }
+  return (ge ? t : t - 1) + exp2;
+}
+
+// r / d as a double in [0, 1), for 0 <= r < d.
+double fraction(const big_int& r, const big_int& d) {
+  if (r.is_zero()) return 0.0;
+  const big_int scaled = (r << 64U) / d;  // < 2^64
+  return std::ldexp(static_cast<double>(scaled.convert_to<std::uint64_t>()), -64);
+}
+
+}  // namespace
+
+std::int64_t float_ulp_exponent(const big_int& num, const big_int& den, std::int64_t exp2) {
+  if (num.is_zero()) return -149;
+  return std::max<std::int64_t>(binade_exponent(mp::abs(num), den, exp2) - 23, -149);
+}
+
+golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2) {
+  if (den.sign() <= 0) throw std::domain_error("round_to_float: non-positive denominator");
+  if (num.is_zero()) return golden{0.0, 0.0F, -149, golden_class::finite};
+  const bool negative = num.sign() < 0;
+  const big_int a = mp::abs(num);
+  const std::int64_t lsb = float_ulp_exponent(a, den, exp2);
+  // q + r/D = a/den · 2^(exp2 − lsb), the exact value in units of ulp(exact).
+  const std::int64_t sh = exp2 - lsb;
+  big_int n = a;
+  big_int d = den;
+  if (sh >= 0) {
+    n = shifted(a, sh);
+  } else {
+    d = shifted(den, -sh);
+  }
+  big_int q;
+  big_int r;
+  mp::divide_qr(n, d, q, r);
+  double residual = fraction(r, d);  // exact − truncated, in ulps, in [0, 1)
+  const big_int twice_r = r << 1U;
+  if (twice_r > d || (twice_r == d && mp::bit_test(q, 0))) {
+    q += 1;
+    residual -= 1.0;
+  }
+  // q <= 2^24 fits a double and a float exactly.
+  const auto qd = q.convert_to<double>();
+  const std::int64_t top = lsb + bit_length(q) - 1;  // exponent of the rounded value
+  if (top >= 128) {
+    // Overflow: report the residual relative to 2^128 in units of ulp(exact) (see golden).
+    const double units_to_2_128 = std::ldexp(1.0, static_cast<int>(128 - lsb));
+    const double exact_units = qd + residual;  // q was possibly incremented; residual follows
+    const float inf = std::numeric_limits<float>::infinity();
+    const double over = exact_units - units_to_2_128;
+    return golden{negative ? -over : over, negative ? -inf : inf, static_cast<std::int16_t>(lsb),
+                  golden_class::overflow};
+  }
+  const float magnitude = std::ldexp(static_cast<float>(qd), static_cast<int>(lsb));
+  return golden{negative ? -residual : residual, negative ? -magnitude : magnitude,
+                static_cast<std::int16_t>(lsb), golden_class::finite};
+}
+
+golden round_to_float(const dyadic& d) { return round_to_float(d.mant, big_int(1), d.exp); }
+
+golden round_to_float(const rational& q) {
+  return round_to_float(mp::numerator(q), mp::denominator(q), 0);
+}
+
+hp_float to_hp(const rational& q) {
+  return hp_float(mp::numerator(q)) / hp_float(mp::denominator(q));
+}
+
+hp_float to_hp(const dyadic& d) {
+  return mp::ldexp(hp_float(d.mant), static_cast<int>(d.exp));
+}
+
+std::string to_decimal(const hp_float& v, int digits) {
+  if (mp::isnan(v)) return "nan";
+  if (mp::isinf(v)) return v < 0 ? "-inf" : "inf";
+  return v.str(digits, std::ios_base::scientific);
+}
+
+std::string hex_float(float v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", static_cast<double>(v));
+  return buf;
+}
+
+}  // namespace bnoracle

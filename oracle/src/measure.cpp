@@ -1,0 +1,41 @@
+#include "bnoracle/measure.hpp"
+
+#include <bit>
+#include <cmath>
+#include <limits>
+
+namespace bnoracle {
+
+std::int64_t ulp_exponent(const golden& g) { return g.ulp_exp; }
+
+double error_ulps(float got, const golden& expected) {
+  const double inf = std::numeric_limits<double>::infinity();
+  switch (expected.cls) {
+    case golden_class::unspecified: return 0.0;
+    case golden_class::undefined: return std::isfinite(got) ? inf : 0.0;
+    case golden_class::infinite: return bit_equal(got, expected.value) ? 0.0 : inf;
+    case golden_class::finite:
+    case golden_class::overflow: break;
+  }
+  if (std::isnan(got)) return inf;
+  const double two128 = std::ldexp(1.0, 128);
+  double reference = static_cast<double>(expected.value);
+  if (expected.cls == golden_class::overflow) reference = expected.value < 0 ? -two128 : two128;
+  double g = static_cast<double>(got);
+  if (std::isinf(got)) {
+    if (expected.cls != golden_class::overflow || (got < 0) != (expected.value < 0)) return inf;
+    g = reference;
+  }
+  const int k = static_cast<int>(ulp_exponent(expected));
+  // got − reference is exact in double for float32 operands of nearby magnitude; for distant
+  // ones the relative rounding of double is far below any error worth reporting.
+  return std::ldexp(g - reference, -k) - expected.residual;
+}
+
+bool bit_equal(float a, float b) {
+  return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
+}
+
+bool same_value(float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+}  // namespace bnoracle

@@ -1,0 +1,722 @@
+#include "bnoracle/reference.hpp"
+
+#include "bnoracle/superacc.hpp"
+
+#include <array>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace bnoracle {
+
+// ---- exact_value ----------------------------------------------------------------------------
+
+exact_value exact_value::of(rational q) {
+  exact_value v;
+  v.kind_ = kind::rational_value;
+  v.q_ = std::move(q);
+  return v;
+}
+
+exact_value exact_value::of(const dyadic& d) { return of(to_rational(d)); }
+
+exact_value exact_value::affine(dyadic a, dyadic c, std::shared_ptr<const sqrt_scale> h) {
+  exact_value v;
+  v.kind_ = kind::affine;
+  v.a_ = std::move(a);
+  v.c_ = std::move(c);
+  v.h_ = std::move(h);
+  return v;
+}
+
+exact_value exact_value::infinite(int sign) {
+  exact_value v;
+  v.kind_ = kind::infinite;
+  v.sign_ = sign < 0 ? -1 : 1;
+  return v;
+}
+
+exact_value exact_value::undefined() { return exact_value{}; }
+
+exact_value exact_value::unspecified() {
+  exact_value v;
+  v.kind_ = kind::unspecified;
+  return v;
+}
+
+golden exact_value::round() const {
+  switch (kind_) {
+    case kind::rational_value: return round_to_float(q_);
+    case kind::affine: return round_affine(a_, c_, *h_);
+    case kind::infinite: return golden::infinity(sign_);
+    case kind::undefined: return golden::undefined_value();
+    case kind::unspecified: return golden::unspecified_value();
+  }
+  return golden::undefined_value();
+}
+
+hp_float exact_value::hp() const {
+  switch (kind_) {
+    case kind::rational_value: return to_hp(q_);
+    case kind::affine: return hp_affine(a_, c_, *h_);
+    case kind::infinite:
+      return sign_ < 0 ? -std::numeric_limits<hp_float>::infinity()
+                       : std::numeric_limits<hp_float>::infinity();
+    case kind::undefined:
+    case kind::unspecified: return std::numeric_limits<hp_float>::quiet_NaN();
+  }
+  return std::numeric_limits<hp_float>::quiet_NaN();
+}
+
+std::string exact_value::decimal(int digits) const {
+  if (kind_ == kind::undefined) return "undefined";
+  if (kind_ == kind::unspecified) return "unspecified";
+  return to_decimal(hp(), digits);
+}
+
+// ---- modes ----------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::array<std::pair<bn_mode, std::string_view>, 4> k_modes{{
+    {bn_mode::forward_training, "forward_training"},
+    {bn_mode::forward_inference, "forward_inference"},
+    {bn_mode::backward_training, "backward_training"},
+    {bn_mode::backward_inference, "backward_inference"},
+}};
+
+}  // namespace
+
+std::string_view to_string(bn_mode m) {
+  for (const auto& [v, s] : k_modes) {
+    if (v == m) return s;
+  }
+  return "?";
+}
+
+std::optional<bn_mode> parse_mode(std::string_view s) {
+  for (const auto& [v, name] : k_modes) {
+    if (name == s) return v;
+  }
+  return std::nullopt;
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+namespace {
+
+bool finite(float v) { return std::isfinite(v); }
+
+// The element-wise formulas when an operand is NaN or Inf, or the scale is infinite: IEEE
+// arithmetic in double gives the extended-real result (its only finite outcome here is β itself,
+// which is exact), so it classifies the value without a separate table of rules.
+exact_value ieee_classified(double v) {
+  if (std::isnan(v)) return exact_value::undefined();
+  if (std::isinf(v)) return exact_value::infinite(v < 0 ? -1 : 1);
+  return exact_value::of(to_dyadic(v));
+}
+
+double ieee_rsqrt(float var, double eps) {
+  return 1.0 / std::sqrt(static_cast<double>(var) + eps);
+}
+
+rational exact_of(double v) { return to_rational(v); }
+
+dyadic dy_int(std::int64_t v) { return dyadic{big_int(v), 0}; }
+
+void require_size(std::span<const float> s, std::int64_t want, const char* name, bool optional) {
+  if (optional && s.empty()) return;
+  if (static_cast<std::int64_t>(s.size()) != want) {
+    throw invalid_problem(std::string(name) + ": expected " + std::to_string(want) +
+                          " values, got " + std::to_string(s.size()));
+  }
+}
+
+void require_nonnegative_var(std::span<const float> var, const char* name) {
+  for (std::size_t i = 0; i < var.size(); ++i) {
+    if (var[i] < 0) {  // NaN compares false: NaN is data (it poisons its channel), not an error
+      throw invalid_problem(std::string(name) + "[" + std::to_string(i) +
+                            "]: a variance cannot be negative, got " + hex_float(var[i]));
+    }
+  }
+}
+
+}  // namespace
+
+// ---- running statistics ---------------------------------------------------------------------
+
+rational new_value_factor(const convention& conv, std::optional<double> momentum,
+                          std::int64_t num_batches_tracked_after) {
+  if (!momentum) {
+    if (!conv.cumulative) {
+      throw invalid_problem("momentum: convention " + std::string(conv.name) +
+                            " has no cumulative average (momentum=None)");
+    }
+    if (num_batches_tracked_after < 1) {
+      throw invalid_problem("num_batches_tracked: must be >= 0 before a step");
+    }
+    return rational(1, num_batches_tracked_after);
+  }
+  const rational m = exact_of(*momentum);
+  return conv.weighs == momentum_weighs::new_value ? m : rational(1) - m;
+}
+
+running_result update_running(const convention& conv, std::optional<double> momentum,
+                              float old_mean, float old_var, std::int64_t num_batches_tracked,
+                              const batch_moments& batch) {
+  if (old_var < 0) {
+    throw invalid_problem("running_var: a variance cannot be negative, got " +
+                          hex_float(old_var));
+  }
+  if (num_batches_tracked < 0 || num_batches_tracked == std::numeric_limits<std::int64_t>::max()) {
+    throw invalid_problem("num_batches_tracked: out of range");
+  }
+  running_result r;
+  r.num_batches_tracked = num_batches_tracked + 1;
+  const rational f = new_value_factor(conv, momentum, r.num_batches_tracked);
+  if (batch.count == 0) {
+    switch (conv.empty_batch) {
+      case empty_batch_rule::unchanged:
+        r.mean = finite(old_mean) ? exact_value::of(to_rational(old_mean)) : exact_value::undefined();
+        r.var = finite(old_var) ? exact_value::of(to_rational(old_var)) : exact_value::undefined();
+        return r;
+      case empty_batch_rule::undefined:
+        r.mean = r.var = exact_value::undefined();
+        return r;
+      case empty_batch_rule::refuse:
+        r.refusal = std::string(conv.name) + ": an empty batch is an error";
+        return r;
+      case empty_batch_rule::unspecified:
+        r.mean = r.var = exact_value::unspecified();
+        return r;
+    }
+  }
+  if (!batch.finite || !finite(old_mean) || !finite(old_var)) {
+    r.mean = r.var = exact_value::undefined();
+    return r;
+  }
+  const rational keep = rational(1) - f;
+  r.mean = exact_value::of(keep * to_rational(old_mean) + f * batch.mean);
+  rational v = batch.var;
+  if (conv.running_var == variance_estimator::unbiased) {
+    if (batch.count == 1) {
+      switch (conv.single_value) {
+        case single_value_rule::refuse:
+          r.refusal = std::string(conv.name) +
+                      ": expected more than 1 value per channel when training";
+          return r;
+        case single_value_rule::undefined:
+          r.var = exact_value::undefined();
+          return r;
+        case single_value_rule::no_correction:
+        case single_value_rule::not_applicable: break;
+      }
+    } else {
+      v = v * rational(batch.count, batch.count - 1);
+    }
+  }
+  r.var = exact_value::of(keep * to_rational(old_var) + f * v);
+  return r;
+}
+
+// ---- SyncBN ---------------------------------------------------------------------------------
+
+shard_moments moments_of(std::span<const float> values) {
+  exact_sum s1;
+  exact_sum s2;
+  for (const float x : values) {
+    if (!finite(x)) throw invalid_problem("moments_of: non-finite value");
+    s1.add(static_cast<double>(x));
+    s2.add_product(x, x);
+  }
+  shard_moments m;
+  m.count = static_cast<std::int64_t>(values.size());
+  if (m.count == 0) return m;
+  const rational sum = to_rational(s1.value());
+  m.mean = sum / m.count;
+  m.m2 = to_rational(s2.value()) - sum * sum / m.count;
+  return m;
+}
+
+shard_moments merge(std::span<const shard_moments> shards) {
+  shard_moments acc;
+  for (const auto& s : shards) {
+    if (s.count < 0) throw invalid_problem("merge: negative count");
+    if (s.count == 0) continue;
+    if (acc.count == 0) {
+      acc = s;
+      continue;
+    }
+    // Chan, Golub and LeVeque's pairwise update, exact in rationals.
+    const std::int64_t n = acc.count + s.count;
+    const rational delta = s.mean - acc.mean;
+    acc.mean += delta * rational(s.count, n);
+    acc.m2 += s.m2 + delta * delta * rational(acc.count) * rational(s.count, n);
+    acc.count = n;
+  }
+  return acc;
+}
+
+syncbn_result syncbn_merge(const bn_problem& problem, std::span<const shard_stats_f32> shards,
+                           float old_mean, float old_var, std::int64_t num_batches_tracked) {
+  const convention* conv = find_convention(problem.convention);
+  if (conv == nullptr) throw invalid_problem("convention: unknown '" + problem.convention + "'");
+  if (!std::isfinite(problem.eps) || problem.eps < 0) {
+    throw invalid_problem("eps: must be finite and >= 0");
+  }
+  std::vector<shard_moments> moments;
+  bool finite_all = true;
+  for (std::size_t i = 0; i < shards.size(); ++i) {
+    const auto& s = shards[i];
+    if (s.count < 0) {
+      throw invalid_problem("shards[" + std::to_string(i) + "].count: must be >= 0");
+    }
+    if (s.count == 0) continue;
+    if (!finite(s.mean) || !finite(s.var)) {
+      finite_all = false;
+      continue;
+    }
+    if (s.var < 0) {
+      throw invalid_problem("shards[" + std::to_string(i) + "].var: a variance cannot be negative");
+    }
+    moments.push_back({s.count, to_rational(s.mean), to_rational(s.var) * s.count});
+  }
+  const shard_moments all = merge(moments);
+  std::int64_t total = 0;
+  for (const auto& s : shards) total += s.count;
+  syncbn_result r;
+  batch_moments batch{total, finite_all, rational(0), rational(0)};
+  if (total == 0 || !finite_all) {
+    r.mean = r.var = r.invstd = exact_value::undefined();
+  } else {
+    batch.mean = all.mean;
+    batch.var = all.m2 / all.count;
+    r.mean = exact_value::of(batch.mean);
+    r.var = exact_value::of(batch.var);
+    const rational w = batch.var + exact_of(problem.eps);
+    r.invstd = w.is_zero() ? exact_value::infinite(1)
+                           : exact_value::affine(dy_int(0), dy_int(1),
+                                                 std::make_shared<sqrt_scale>(rational(1), w));
+  }
+  r.running = update_running(*conv, problem.momentum, old_mean, old_var, num_batches_tracked, batch);
+  return r;
+}
+
+// ---- folding --------------------------------------------------------------------------------
+
+fold_reference::fold_reference(const fold_inputs& in) : in_(in) {
+  if (in.out_channels < 0 || in.fan_in < 0) throw invalid_problem("fold: negative size");
+  std::int64_t total = 0;
+  if (__builtin_mul_overflow(in.out_channels, in.fan_in, &total) || total > k_max_elements) {
+    throw invalid_problem("fold: weight size exceeds the limit of 2^34 elements");
+  }
+  require_size(in.weight, total, "weight", false);
+  require_size(in.bias, in.out_channels, "bias", true);
+  require_size(in.gamma, in.out_channels, "gamma", false);
+  require_size(in.beta, in.out_channels, "beta", false);
+  require_size(in.running_mean, in.out_channels, "running_mean", false);
+  require_size(in.running_var, in.out_channels, "running_var", false);
+  require_nonnegative_var(in.running_var, "running_var");
+  if (!std::isfinite(in.eps) || in.eps < 0) throw invalid_problem("eps: must be finite and >= 0");
+  scale_.resize(static_cast<std::size_t>(in.out_channels));
+  for (std::int64_t o = 0; o < in.out_channels; ++o) {
+    const auto u = static_cast<std::size_t>(o);
+    if (!finite(in.gamma[u]) || !finite(in.running_var[u])) continue;
+    const rational w = to_rational(in.running_var[u]) + exact_of(in.eps);
+    if (w.is_zero()) continue;
+    scale_[u] = std::make_shared<sqrt_scale>(to_rational(in.gamma[u]), w);
+  }
+}
+
+exact_value fold_reference::weight(std::int64_t index) const {
+  const std::int64_t o = index / in_.fan_in;
+  const auto u = static_cast<std::size_t>(o);
+  const float w = in_.weight[static_cast<std::size_t>(index)];
+  if (!scale_[u] || !finite(w)) {
+    const double r = ieee_rsqrt(in_.running_var[u], in_.eps);
+    return ieee_classified(static_cast<double>(w) * (static_cast<double>(in_.gamma[u]) * r));
+  }
+  return exact_value::affine(dy_int(0), to_dyadic(w), scale_[u]);
+}
+
+exact_value fold_reference::bias(std::int64_t o) const {
+  const auto u = static_cast<std::size_t>(o);
+  const float b = in_.bias.empty() ? 0.0F : in_.bias[u];
+  const float mu = in_.running_mean[u];
+  const float beta = in_.beta[u];
+  if (!scale_[u] || !finite(b) || !finite(mu) || !finite(beta)) {
+    const double r = ieee_rsqrt(in_.running_var[u], in_.eps);
+    const double t = (static_cast<double>(b) - static_cast<double>(mu)) *
+                     (static_cast<double>(in_.gamma[u]) * r);
+    return ieee_classified(static_cast<double>(beta) + t);
+  }
+  return exact_value::affine(to_dyadic(beta), to_dyadic(b) - to_dyadic(mu), scale_[u]);
+}
+
+std::vector<golden> fold_reference::weight_goldens() const {
+  std::vector<golden> out(in_.weight.size());
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = weight(static_cast<std::int64_t>(i)).round();
+  return out;
+}
+
+std::vector<golden> fold_reference::bias_goldens() const {
+  std::vector<golden> out(static_cast<std::size_t>(in_.out_channels));
+  for (std::size_t o = 0; o < out.size(); ++o) out[o] = bias(static_cast<std::int64_t>(o)).round();
+  return out;
+}
+
+// ---- the batch-norm reference ---------------------------------------------------------------
+
+namespace {
+
+enum class output_id : std::uint8_t {
+  dst, mean, var, invstd, running_mean, running_var, diff_src, diff_gamma, diff_beta
+};
+
+constexpr std::array<std::pair<output_id, std::string_view>, 9> k_outputs{{
+    {output_id::dst, "dst"},
+    {output_id::mean, "mean"},
+    {output_id::var, "var"},
+    {output_id::invstd, "invstd"},
+    {output_id::running_mean, "running_mean"},
+    {output_id::running_var, "running_var"},
+    {output_id::diff_src, "diff_src"},
+    {output_id::diff_gamma, "diff_gamma"},
+    {output_id::diff_beta, "diff_beta"},
+}};
+
+struct channel_state {
+  float gamma = 1.0F;
+  float beta = 0.0F;
+  bool params_finite = true;
+  // Exact sums over the channel (training statistics and backward reductions).
+  bool x_finite = true;
+  bool dy_finite = true;
+  dyadic s1, s2, sdy, sdyx;
+  // The statistics that normalize: batch (training) or running (inference).
+  bool stats_defined = false;  // finite and, in training, L >= 1
+  float run_mean = 0.0F;       // inference only
+  float run_var = 1.0F;        // inference only
+  rational mean;
+  rational w;                  // var + ε
+  std::shared_ptr<const sqrt_scale> h_elem;  // scale of dst / diff_src
+  std::shared_ptr<const sqrt_scale> h_stat;  // 1/sqrt(w) (invstd), or 1/(L·sqrt(w)) (diff_gamma)
+  dyadic p1, p2;                             // backward training constants (see diff_src)
+  running_result running;
+};
+
+}  // namespace
+
+struct reference::impl {
+  bn_problem problem;
+  geometry geom;
+  bn_mode mode;
+  const convention* conv;
+  bn_inputs in;
+  std::string refusal;
+  std::int64_t nbt_after = 0;
+  bool has_running = false;
+  std::vector<channel_state> ch;
+
+  impl(const bn_problem& p, bn_mode m, const bn_inputs& inputs)
+      : problem(p), geom(p), mode(m), conv(find_convention(p.convention)), in(inputs) {
+    if (conv == nullptr) throw invalid_problem("convention: unknown '" + p.convention + "'");
+    validate();
+    nbt_after = in.num_batches_tracked;
+    ch.resize(static_cast<std::size_t>(geom.c()));
+    for (std::int64_t c = 0; c < geom.c(); ++c) analyze(c);
+  }
+
+  [[nodiscard]] bool training() const {
+    return mode == bn_mode::forward_training || mode == bn_mode::backward_training;
+  }
+  [[nodiscard]] bool backward() const {
+    return mode == bn_mode::backward_training || mode == bn_mode::backward_inference;
+  }
+
+  void validate() {
+    const std::int64_t C = geom.c();
+    if (geom.elements() > 0 && in.src == nullptr) throw invalid_problem("src: missing");
+    if (backward() && geom.elements() > 0 && in.diff_dst == nullptr) {
+      throw invalid_problem("diff_dst: missing");
+    }
+    require_size(in.gamma, C, "gamma", true);
+    require_size(in.beta, C, "beta", true);
+    const bool need_running = !training();
+    require_size(in.running_mean, C, "running_mean", !need_running);
+    require_size(in.running_var, C, "running_var", !need_running);
+    if (in.running_mean.empty() != in.running_var.empty()) {
+      throw invalid_problem("running_mean, running_var: give both or neither");
+    }
+    require_nonnegative_var(in.running_var, "running_var");
+    has_running = mode == bn_mode::forward_training && !in.running_mean.empty();
+    if (has_running && !problem.momentum && !conv->cumulative) {
+      throw invalid_problem("momentum: convention " + std::string(conv->name) +
+                            " has no cumulative average (momentum=None)");
+    }
+    if (in.num_batches_tracked < 0) throw invalid_problem("num_batches_tracked: must be >= 0");
+    // Conventions that reject degenerate training batches reject them whatever is tracked.
+    if (training()) {
+      const std::int64_t L = geom.per_channel();
+      if (L == 1 && conv->single_value == single_value_rule::refuse) {
+        refusal = std::string(conv->name) + ": expected more than 1 value per channel when training";
+      } else if (L == 0 && conv->empty_batch == empty_batch_rule::refuse) {
+        refusal = std::string(conv->name) + ": an empty batch is an error";
+      }
+    }
+  }
+
+  void analyze(std::int64_t c) {
+    auto& s = ch[static_cast<std::size_t>(c)];
+    const auto u = static_cast<std::size_t>(c);
+    if (!in.gamma.empty()) s.gamma = in.gamma[u];
+    if (!in.beta.empty()) s.beta = in.beta[u];
+    s.params_finite = finite(s.gamma) && finite(s.beta);
+    const std::int64_t L = geom.per_channel();
+    const rational eps = exact_of(problem.eps);
+
+    // One exact pass over the channel's elements.
+    const bool need_x = training() || mode == bn_mode::backward_inference;
+    exact_sum s1, s2, sdy, sdyx;
+    geom.for_each_in_channel(c, [&](std::int64_t off, std::int64_t /*li*/) {
+      const float x = need_x ? in.src[off] : 0.0F;
+      if (need_x && !finite(x)) s.x_finite = false;
+      if (training() && finite(x)) {
+        s1.add(static_cast<double>(x));
+        s2.add_product(x, x);
+      }
+      if (backward()) {
+        const float dy = in.diff_dst[off];
+        if (!finite(dy)) {
+          s.dy_finite = false;
+        } else {
+          sdy.add(static_cast<double>(dy));
+          if (finite(x)) sdyx.add_product(dy, x);
+        }
+      }
+    });
+    s.s1 = s1.value();
+    s.s2 = s2.value();
+    s.sdy = sdy.value();
+    s.sdyx = sdyx.value();
+
+    if (training()) {
+      s.stats_defined = L >= 1 && s.x_finite;
+      if (s.stats_defined) {
+        const rational S1 = to_rational(s.s1);
+        s.mean = S1 / L;
+        const rational var = (to_rational(s.s2) * L - S1 * S1) / (rational(L) * L);
+        s.w = var + eps;
+        if (!s.w.is_zero()) {
+          s.h_stat = std::make_shared<sqrt_scale>(
+              rational(1, mode == bn_mode::backward_training ? L : 1), s.w);
+          if (mode == bn_mode::forward_training) {
+            s.h_elem = std::make_shared<sqrt_scale>(to_rational(s.gamma) / L, s.w);
+          } else {
+            // diff_src = γ/(L³·wn·sqrt(w)) · [(L·dy − Σdy)·L²·wn − (L·x − Σx)·J·wd]
+            // with w = wn/wd and J = L·Σdy·x − Σx·Σdy; derivation in docs/reference.md.
+            const big_int& wn = mp::numerator(s.w);
+            const big_int& wd = mp::denominator(s.w);
+            const dyadic J = dy_int(L) * s.sdyx - s.s1 * s.sdy;
+            s.p1 = dyadic{big_int(L) * L * wn, 0};
+            s.p2 = J * dyadic{wd, 0};
+            const rational k = to_rational(s.gamma) / (rational(L) * L * L * rational(wn));
+            s.h_elem = std::make_shared<sqrt_scale>(k, s.w);
+          }
+        }
+      }
+      if (has_running) {
+        batch_moments b{L, s.x_finite, rational(0), rational(0)};
+        if (s.stats_defined) {
+          b.mean = s.mean;
+          b.var = s.w - eps;
+        }
+        s.running = update_running(*conv, problem.momentum, in.running_mean[u],
+                                   in.running_var[u], in.num_batches_tracked, b);
+        nbt_after = s.running.num_batches_tracked;
+        if (!s.running.refusal.empty() && refusal.empty()) refusal = s.running.refusal;
+      }
+    } else {
+      s.run_mean = in.running_mean[u];
+      const float rv = in.running_var[u];
+      s.run_var = rv;
+      s.stats_defined = finite(s.run_mean) && finite(rv);
+      if (s.stats_defined) {
+        s.mean = to_rational(s.run_mean);
+        s.w = to_rational(rv) + eps;
+        if (!s.w.is_zero()) {
+          s.h_elem = std::make_shared<sqrt_scale>(to_rational(s.gamma), s.w);
+          s.h_stat = std::make_shared<sqrt_scale>(rational(1), s.w);
+        }
+      }
+    }
+  }
+
+  [[nodiscard]] std::optional<output_id> find_output(std::string_view name) const {
+    for (const auto& [id, n] : k_outputs) {
+      if (n == name && has_output(id)) return id;
+    }
+    return std::nullopt;
+  }
+
+  [[nodiscard]] bool has_output(output_id id) const {
+    const bool affine = !in.gamma.empty();
+    switch (mode) {
+      case bn_mode::forward_training:
+        if (id == output_id::running_mean || id == output_id::running_var) return has_running;
+        return id == output_id::dst || id == output_id::mean || id == output_id::var ||
+               id == output_id::invstd;
+      case bn_mode::forward_inference: return id == output_id::dst;
+      case bn_mode::backward_training:
+      case bn_mode::backward_inference:
+        if (id == output_id::diff_gamma || id == output_id::diff_beta) return affine;
+        return id == output_id::diff_src;
+    }
+    return false;
+  }
+
+  [[nodiscard]] std::int64_t size_of(output_id id) const {
+    return id == output_id::dst || id == output_id::diff_src ? geom.elements() : geom.c();
+  }
+
+  [[nodiscard]] exact_value element(output_id id, std::int64_t i) const {
+    if (!refusal.empty()) return exact_value::undefined();
+    if (id == output_id::dst || id == output_id::diff_src) {
+      const std::int64_t S = geom.spatial_size();
+      const std::int64_t sp = i % S;
+      const std::int64_t t = i / S;
+      const std::int64_t c = t % geom.c();
+      const std::int64_t n = t / geom.c();
+      const std::int64_t off = geom.offset(n, c, sp);
+      const auto& s = ch[static_cast<std::size_t>(c)];
+      return id == output_id::dst ? dst(s, off) : diff_src(s, off);
+    }
+    return per_channel(id, ch[static_cast<std::size_t>(i)]);
+  }
+
+  [[nodiscard]] exact_value dst(const channel_state& s, std::int64_t off) const {
+    const float x = in.src[off];
+    if (mode == bn_mode::forward_training) {
+      if (!s.stats_defined || !s.params_finite || !s.h_elem) return exact_value::undefined();
+      // y = β + (L·x − Σx)·γ/(L·sqrt(w))
+      return exact_value::affine(to_dyadic(s.beta), dy_int(geom.per_channel()) * to_dyadic(x) - s.s1,
+                                 s.h_elem);
+    }
+    // Inference: y = β + (x − μ_run)·γ/sqrt(var_run + ε), element-wise.
+    if (!s.stats_defined || !s.params_finite || !s.h_elem || !finite(x)) {
+      const double r = ieee_rsqrt(s.run_var, problem.eps);
+      const double t = (static_cast<double>(x) - static_cast<double>(s.run_mean)) * r;
+      return ieee_classified(static_cast<double>(s.beta) + static_cast<double>(s.gamma) * t);
+    }
+    return exact_value::affine(to_dyadic(s.beta), to_dyadic(x) - to_dyadic(s.run_mean), s.h_elem);
+  }
+
+  [[nodiscard]] exact_value diff_src(const channel_state& s, std::int64_t off) const {
+    const float dy = in.diff_dst[off];
+    if (mode == bn_mode::backward_training) {
+      if (!s.stats_defined || !s.dy_finite || !finite(s.gamma) || !s.h_elem) {
+        return exact_value::undefined();
+      }
+      const float x = in.src[off];
+      const dyadic L = dy_int(geom.per_channel());
+      const dyadic c = (L * to_dyadic(dy) - s.sdy) * s.p1 - (L * to_dyadic(x) - s.s1) * s.p2;
+      return exact_value::affine(dy_int(0), c, s.h_elem);
+    }
+    // Inference: dx = γ·dy/sqrt(var_run + ε), element-wise.
+    if (!s.stats_defined || !finite(s.gamma) || !s.h_elem || !finite(dy)) {
+      const double r = ieee_rsqrt(s.run_var, problem.eps);
+      return ieee_classified(static_cast<double>(s.gamma) * (r * static_cast<double>(dy)));
+    }
+    return exact_value::affine(dy_int(0), to_dyadic(dy), s.h_elem);
+  }
+
+  [[nodiscard]] exact_value per_channel(output_id id, const channel_state& s) const {
+    const std::int64_t L = geom.per_channel();
+    switch (id) {
+      case output_id::mean:
+        return s.stats_defined ? exact_value::of(s.mean) : exact_value::undefined();
+      case output_id::var:
+        return s.stats_defined ? exact_value::of(s.w - exact_of(problem.eps))
+                               : exact_value::undefined();
+      case output_id::invstd:
+        if (!s.stats_defined) return exact_value::undefined();
+        if (!s.h_stat) return exact_value::infinite(1);
+        return exact_value::affine(dy_int(0), dy_int(1), s.h_stat);
+      case output_id::running_mean: return s.running.mean;
+      case output_id::running_var: return s.running.var;
+      case output_id::diff_beta:
+        return s.dy_finite ? exact_value::of(s.sdy) : exact_value::undefined();
+      case output_id::diff_gamma: {
+        if (!s.dy_finite || !s.x_finite) return exact_value::undefined();
+        if (mode == bn_mode::backward_training) {
+          if (L == 0) return exact_value::of(rational(0));  // an empty sum
+          if (!s.h_stat) return exact_value::undefined();    // Σ dy·0·Inf
+          // Σ dy·x̂ = (L·Σdy·x − Σx·Σdy)/(L·sqrt(w))
+          return exact_value::affine(dy_int(0), dy_int(L) * s.sdyx - s.s1 * s.sdy, s.h_stat);
+        }
+        if (!s.stats_defined || !s.h_stat) {
+          return L == 0 ? exact_value::of(rational(0)) : exact_value::undefined();
+        }
+        // Σ dy·(x − μ_run)/sqrt(w) = (Σdy·x − μ_run·Σdy)/sqrt(w)
+        return exact_value::affine(dy_int(0), s.sdyx - to_dyadic(s.run_mean) * s.sdy, s.h_stat);
+      }
+      case output_id::dst:
+      case output_id::diff_src: break;
+    }
+    return exact_value::undefined();
+  }
+};
+
+reference::reference(const bn_problem& problem, bn_mode mode, const bn_inputs& inputs)
+    : impl_(std::make_unique<impl>(problem, mode, inputs)) {}
+reference::~reference() = default;
+reference::reference(reference&&) noexcept = default;
+reference& reference::operator=(reference&&) noexcept = default;
+
+const bn_problem& reference::problem() const { return impl_->problem; }
+const geometry& reference::geom() const { return impl_->geom; }
+bn_mode reference::mode() const { return impl_->mode; }
+const convention& reference::conv() const { return *impl_->conv; }
+const std::string& reference::refusal() const { return impl_->refusal; }
+std::int64_t reference::num_batches_tracked() const { return impl_->nbt_after; }
+
+std::vector<std::string_view> reference::output_names() const {
+  std::vector<std::string_view> names;
+  for (const auto& [id, n] : k_outputs) {
+    if (impl_->has_output(id)) names.push_back(n);
+  }
+  return names;
+}
+
+namespace {
+output_id require_output(const std::optional<output_id>& id, std::string_view name) {
+  if (!id) throw std::out_of_range("reference: no output named '" + std::string(name) + "'");
+  return *id;
+}
+}  // namespace
+
+std::int64_t reference::output_size(std::string_view name) const {
+  return impl_->size_of(require_output(impl_->find_output(name), name));
+}
+
+exact_value reference::exact(std::string_view name, std::int64_t index) const {
+  const output_id id = require_output(impl_->find_output(name), name);
+  if (index < 0 || index >= impl_->size_of(id)) {
+    throw std::out_of_range("reference: index out of range for '" + std::string(name) + "'");
+  }
+  return impl_->element(id, index);
+}
+
+golden reference::round(std::string_view name, std::int64_t index) const {
+  return exact(name, index).round();
+}
+
+std::vector<golden> reference::goldens(std::string_view name) const {
+  const output_id id = require_output(impl_->find_output(name), name);
+  const std::int64_t n = impl_->size_of(id);
+  std::vector<golden> out(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
+  return out;
+}
+
+}  // namespace bnoracle
