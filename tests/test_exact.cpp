@@ -1,0 +1,260 @@
+// Unit tests of the exact core: dyadic decomposition, the exact accumulator, correct rounding to
+// float32 and the certified square-root scale.
+//
+// Independent route: IEEE 754 requires +, ×, / and sqrt on float32 to be correctly rounded
+// (nearest, ties to even), and x86-64 SSE provides exactly that. So for float operands the
+// hardware result is an independently computed expectation for `round_to_float` and
+// `round_affine`. (This file must not be compiled with -ffast-math; the build never sets it.)
+#include "bnoracle/exact.hpp"
+#include "bnoracle/scale.hpp"
+#include "bnoracle/superacc.hpp"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+
+namespace bnoracle {
+namespace {
+
+// Random float32 by bit pattern: every finite value, all exponents equally likely.
+float random_float(std::mt19937& rng) {
+  for (;;) {
+    const float f = std::bit_cast<float>(static_cast<std::uint32_t>(rng()));
+    if (std::isfinite(f)) return f;
+  }
+}
+
+// Random float32 with exponent in [-e, e] (keeps products and quotients in range).
+float random_moderate(std::mt19937& rng, int e) {
+  std::uniform_real_distribution<float> mant(1.0F, 2.0F);
+  std::uniform_int_distribution<int> ex(-e, e);
+  const float v = std::ldexp(mant(rng), ex(rng));
+  return (rng() & 1U) != 0U ? -v : v;
+}
+
+bool same_bits(float a, float b) {
+  return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
+}
+
+TEST(Dyadic, FloatDecompositionIsExact) {
+  // 1.5 = 3·2^-1, the smallest subnormal is 2^-149, FLT_MAX = (2^24 − 1)·2^104.
+  EXPECT_EQ(to_rational(1.5F), rational(3, 2));
+  EXPECT_EQ(to_rational(std::numeric_limits<float>::denorm_min()), rational(1, pow2(149)));
+  EXPECT_EQ(to_rational(FLT_MAX), rational((pow2(24) - 1) * pow2(104)));
+  EXPECT_EQ(to_rational(-0.0F), rational(0));
+  EXPECT_THROW((void)to_dyadic(std::numeric_limits<float>::quiet_NaN()), std::domain_error);
+}
+
+TEST(ExactSum, EqualsRationalSumOfRandomFloats) {
+  std::mt19937 rng(12345);
+  for (int trial = 0; trial < 20; ++trial) {
+    exact_sum acc;
+    rational expect = 0;
+    for (int i = 0; i < 200; ++i) {
+      const float x = random_float(rng);
+      acc.add(static_cast<double>(x));
+      expect += to_rational(x);
+    }
+    ASSERT_EQ(to_rational(acc.value()), expect) << "seed 12345 trial " << trial;
+  }
+}
+
+TEST(ExactSum, EqualsRationalSumOfProductsAcrossTheWholeRange) {
+  std::mt19937 rng(777);
+  exact_sum acc;
+  rational expect = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const float a = random_float(rng);
+    const float b = random_float(rng);
+    acc.add_product(a, b);
+    expect += to_rational(a) * to_rational(b);
+  }
+  EXPECT_EQ(to_rational(acc.value()), expect) << "seed 777";
+}
+
+TEST(ExactSum, KeepsSmallTermsThatFloatCancellationLoses) {
+  // 1e30 + 1 − 1e30 is 1 exactly; any float or double sum returns 0.
+  exact_sum acc;
+  acc.add(1e30);
+  acc.add(1.0);
+  acc.add(-1e30);
+  EXPECT_EQ(to_rational(acc.value()), rational(1));
+}
+
+TEST(ExactSum, AcceptsTheExtremeProductsAndRejectsWhatIsNotAFloatProduct) {
+  exact_sum acc;
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  acc.add_product(tiny, tiny);  // 2^-298, the smallest non-zero product
+  acc.add_product(FLT_MAX, FLT_MAX);
+  acc.add_product(-FLT_MAX, FLT_MAX);
+  EXPECT_EQ(to_rational(acc.value()), rational(1, pow2(298)));
+  EXPECT_THROW(acc.add(std::ldexp(1.0, -299)), std::domain_error);
+  EXPECT_THROW(acc.add(std::ldexp(1.0, 256)), std::domain_error);
+  EXPECT_THROW(acc.add(std::numeric_limits<double>::infinity()), std::domain_error);
+}
+
+TEST(ExactSum, MergingTwoAccumulatorsEqualsOneAccumulator) {
+  std::mt19937 rng(99);
+  exact_sum a;
+  exact_sum b;
+  exact_sum all;
+  for (int i = 0; i < 500; ++i) {
+    const float x = random_float(rng);
+    ((i % 3) != 0 ? a : b).add(static_cast<double>(x));
+    all.add(static_cast<double>(x));
+  }
+  a.add(b);
+  EXPECT_EQ(to_rational(a.value()), to_rational(all.value()));
+}
+
+TEST(RoundToFloat, MatchesHardwareSumsProductsAndQuotients) {
+  std::mt19937 rng(2024);
+  for (int i = 0; i < 20000; ++i) {
+    const float a = random_float(rng);
+    const float b = random_float(rng);
+    const rational qa = to_rational(a);
+    const rational qb = to_rational(b);
+    const float sum = a + b;
+    const float prod = a * b;
+    ASSERT_TRUE(same_bits(round_to_float(qa + qb).value, sum + 0.0F))
+        << hex_float(a) << " + " << hex_float(b);
+    // An exact zero is +0 in the reference while IEEE keeps the operands' sign; a non-zero value
+    // that underflows keeps its sign in both.
+    ASSERT_TRUE(same_bits(round_to_float(qa * qb).value, (qa * qb).is_zero() ? 0.0F : prod))
+        << hex_float(a) << " * " << hex_float(b);
+    if (b != 0.0F) {
+      const float quot = a / b;
+      ASSERT_TRUE(same_bits(round_to_float(qa / qb).value, qa.is_zero() ? 0.0F : quot))
+          << hex_float(a) << " / " << hex_float(b);
+    }
+  }
+}
+
+TEST(RoundToFloat, TiesGoToEven) {
+  // 1 + 2^-24 lies halfway between 1 and 1 + 2^-23: the even neighbour is 1.
+  EXPECT_EQ(round_to_float(rational(1) + rational(1, pow2(24))).value, 1.0F);
+  // 1 + 3·2^-24 lies halfway between 1 + 2^-23 and 1 + 2^-22: the even one is 1 + 2^-22.
+  EXPECT_EQ(round_to_float(rational(1) + rational(3, pow2(24))).value, 1.0F + 0x1p-22F);
+  // Halfway between the two smallest subnormals 2^-149 and 2^-148 is 3·2^-150: even is 2^-148.
+  EXPECT_EQ(round_to_float(rational(3, pow2(150))).value, 0x1p-148F);
+  // 2^-150 is halfway between 0 and 2^-149: it rounds to +0.
+  EXPECT_EQ(round_to_float(rational(1, pow2(150))).value, 0.0F);
+}
+
+TEST(RoundToFloat, OverflowsExactlyAtTheMidpointAboveFltMax) {
+  // FLT_MAX = 2^128 − 2^104; the midpoint to 2^128 is 2^128 − 2^103, which ties to even: 2^128,
+  // i.e. +Inf. Just below it the value stays FLT_MAX.
+  const rational mid = rational(pow2(128) - pow2(103));
+  const golden at = round_to_float(mid);
+  EXPECT_EQ(at.value, std::numeric_limits<float>::infinity());
+  EXPECT_EQ(at.cls, golden_class::overflow);
+  EXPECT_DOUBLE_EQ(at.residual, -0.5);  // 2^103 below 2^128, in units of 2^104
+  const golden below = round_to_float(mid - 1);
+  EXPECT_EQ(below.value, FLT_MAX);
+  EXPECT_EQ(below.cls, golden_class::finite);
+  EXPECT_EQ(round_to_float(-mid).value, -std::numeric_limits<float>::infinity());
+}
+
+TEST(RoundToFloat, ResidualPlacesTheExactValueBetweenNeighbours) {
+  // 1/3 = 11184810.666…·2^-25 (2^25/3 = 11184810 + 2/3): it rounds up to 11184811·2^-25, so the
+  // residual is −1/3 ulp with ulp = 2^-25.
+  const golden g = round_to_float(rational(1, 3));
+  EXPECT_EQ(g.value, 11184811.0F * 0x1p-25F);
+  EXPECT_NEAR(g.residual, -1.0 / 3.0, 1e-15);
+  EXPECT_EQ(g.ulp_exp, -25);
+  // −1/3: mirror image.
+  const golden n = round_to_float(rational(-1, 3));
+  EXPECT_EQ(n.value, -g.value);
+  EXPECT_NEAR(n.residual, 1.0 / 3.0, 1e-15);
+}
+
+TEST(SqrtScale, RecognizesRationalSquareRootsExactly) {
+  // 3/sqrt(9/4) = 2 exactly; 1/sqrt(2) is irrational.
+  const sqrt_scale exact(rational(3), rational(9, 4));
+  ASSERT_TRUE(exact.exact().has_value());
+  EXPECT_EQ(*exact.exact(), rational(2));
+  EXPECT_FALSE(sqrt_scale(rational(1), rational(2)).exact().has_value());
+  EXPECT_THROW(sqrt_scale(rational(1), rational(0)), std::domain_error);
+}
+
+TEST(SqrtScale, EnclosureContainsTheValueAndHasTheRequestedWidth) {
+  // |h| = 1/sqrt(2): lo·2^exp <= |h| < (lo + 1)·2^exp  ⇔  lo² <= 2^(−2·exp)/2 < (lo + 1)².
+  const sqrt_scale h(rational(1), rational(2));
+  for (const std::int64_t bits : {64, 200, 1000}) {
+    const auto& e = h.enclose(bits);
+    ASSERT_FALSE(e.exact);
+    ASSERT_LT(e.exp, 0);
+    const big_int target = pow2(-2 * e.exp - 1);
+    EXPECT_LE(e.lo * e.lo, target);
+    EXPECT_GT((e.lo + 1) * (e.lo + 1), target);
+    EXPECT_GE(bit_length(e.lo), bits);
+  }
+}
+
+TEST(RoundAffine, MatchesHardwareSquareRoot) {
+  // sqrt(x) = x / sqrt(x) = a + c·h with a = 0, c = 1, h = x/sqrt(x): the hardware sqrt is the
+  // independent correctly rounded expectation.
+  std::mt19937 rng(31337);
+  for (int i = 0; i < 3000; ++i) {
+    const float x = std::fabs(random_float(rng));
+    if (x == 0.0F) continue;
+    const sqrt_scale h(to_rational(x), to_rational(x));
+    const golden g = round_affine(dyadic{big_int(0), 0}, dyadic{big_int(1), 0}, h);
+    ASSERT_TRUE(same_bits(g.value, std::sqrt(x))) << "sqrt(" << hex_float(x) << ")";
+    ASSERT_LE(std::fabs(g.residual), 0.5);
+  }
+}
+
+TEST(RoundAffine, MatchesHardwareOnAffineFormsWithExactSquareRoots) {
+  // a + c·sqrt(q²) = a + c·q for float a, c, q: when c·q is exact in float (few-bit operands),
+  // the hardware sum a + (c·q) is correctly rounded, so it is the expectation.
+  std::mt19937 rng(4242);
+  std::uniform_int_distribution<int> small(-2048, 2048);
+  for (int i = 0; i < 3000; ++i) {
+    const float a = random_moderate(rng, 20);
+    const float c = static_cast<float>(small(rng));
+    const float q = std::ldexp(static_cast<float>(std::abs(small(rng)) + 1), small(rng) % 10);
+    const sqrt_scale h(rational(1), rational(1) / (to_rational(q) * to_rational(q)));  // h = q
+    const golden g = round_affine(to_dyadic(a), to_dyadic(c), h);
+    const float expect = a + c * q;  // c·q is exact: at most 12 + 12 significant bits
+    ASSERT_TRUE(same_bits(g.value, expect == 0.0F ? 0.0F : expect))
+        << hex_float(a) << " + " << hex_float(c) << " * " << hex_float(q);
+  }
+}
+
+TEST(RoundAffine, DecidesDeepCancellationAgainstAHighPrecisionCheck) {
+  // a + c·h with a ≈ −c·h to 80 bits: a = −round(c·sqrt(2)·2^80)·2^-80; the value is tiny but
+  // non-zero (sqrt(2) is irrational). A 2000-bit route (independent of the integer square roots
+  // of the reference) must agree with the hp value to 2^-240 relative and with the golden's
+  // residual: (exact − golden)/ulp = residual, |residual| <= 1/2 (nearest).
+  using wide = mp::number<mp::cpp_bin_float<2000, mp::digit_base_2>, mp::et_off>;
+  const sqrt_scale h(rational(1), rational(1, 2));  // sqrt(2)
+  const wide c = 12345;
+  const wide root2 = mp::sqrt(wide(2));
+  const wide approx = mp::round(mp::ldexp(c * root2, 80));
+  const dyadic a{-approx.convert_to<big_int>(), -80};
+  const dyadic cd{big_int(12345), 0};
+  const wide second = c * root2 - mp::ldexp(approx, -80);
+  const wide exact = wide(hp_affine(a, cd, h));
+  EXPECT_LT(mp::abs(exact - second), mp::abs(second) * mp::ldexp(wide(1), -240));
+  const golden g = round_affine(a, cd, h);
+  const wide residual = mp::ldexp(second - wide(g.value), -g.ulp_exp);
+  EXPECT_LE(mp::abs(residual), wide(0.5));
+  EXPECT_NEAR(residual.convert_to<double>(), g.residual, 1e-9);
+}
+
+TEST(HexFloat, PrintsBitExactSpellings) {
+  EXPECT_EQ(hex_float(1.5F), "0x1.8p+0");
+  EXPECT_EQ(hex_float(-0.0F), "-0x0p+0");
+  EXPECT_EQ(hex_float(std::numeric_limits<float>::denorm_min()), "0x1p-149");
+  EXPECT_EQ(hex_float(-std::numeric_limits<float>::infinity()), "-inf");
+  EXPECT_EQ(hex_float(std::numeric_limits<float>::quiet_NaN()), "nan");
+}
+
+}  // namespace
+}  // namespace bnoracle
