@@ -27,14 +27,16 @@ const std::array<convention, 7> k_conventions{{
      saved_statistics::none, single_value_rule::not_applicable, empty_batch_rule::unspecified},
     {"flax", momentum_weighs::old_value, variance_estimator::biased, false, 0.99, 1e-5, 0.0,
      saved_statistics::none, single_value_rule::not_applicable, empty_batch_rule::undefined},
-    {"miopen", momentum_weighs::new_value, variance_estimator::unbiased, false, k_none, k_none,
-     0.0, saved_statistics::mean_invstd, single_value_rule::no_correction,
+    {"miopen", momentum_weighs::new_value, variance_estimator::unbiased, false, k_none, k_none, 0.0,
+     saved_statistics::mean_invstd, single_value_rule::no_correction,
      empty_batch_rule::unspecified},
 }};
 
 }  // namespace
 
-std::span<const convention> all_conventions() { return k_conventions; }
+std::span<const convention> all_conventions() {
+  return k_conventions;
+}
 
 const convention* find_convention(std::string_view name) {
   for (const auto& c : k_conventions) {
@@ -51,27 +53,38 @@ std::string_view to_string(variance_estimator v) {
 }
 std::string_view to_string(single_value_rule v) {
   switch (v) {
-    case single_value_rule::refuse: return "refuse";
-    case single_value_rule::no_correction: return "no_correction";
-    case single_value_rule::undefined: return "undefined";
-    case single_value_rule::not_applicable: return "not_applicable";
+    case single_value_rule::refuse:
+      return "refuse";
+    case single_value_rule::no_correction:
+      return "no_correction";
+    case single_value_rule::undefined:
+      return "undefined";
+    case single_value_rule::not_applicable:
+      return "not_applicable";
   }
   return "?";
 }
 std::string_view to_string(empty_batch_rule v) {
   switch (v) {
-    case empty_batch_rule::unchanged: return "unchanged";
-    case empty_batch_rule::undefined: return "undefined";
-    case empty_batch_rule::refuse: return "refuse";
-    case empty_batch_rule::unspecified: return "unspecified";
+    case empty_batch_rule::unchanged:
+      return "unchanged";
+    case empty_batch_rule::undefined:
+      return "undefined";
+    case empty_batch_rule::refuse:
+      return "refuse";
+    case empty_batch_rule::unspecified:
+      return "unspecified";
   }
   return "?";
 }
 std::string_view to_string(saved_statistics v) {
   switch (v) {
-    case saved_statistics::mean_invstd: return "mean_invstd";
-    case saved_statistics::mean_var: return "mean_var";
-    case saved_statistics::none: return "none";
+    case saved_statistics::mean_invstd:
+      return "mean_invstd";
+    case saved_statistics::mean_var:
+      return "mean_var";
+    case saved_statistics::none:
+      return "none";
   }
   return "?";
 }

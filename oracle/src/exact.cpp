@@ -52,15 +52,31 @@ dyadic operator+(const dyadic& a, const dyadic& b) {
   return dyadic{shifted(a.mant, a.exp - e) + shifted(b.mant, b.exp - e), e};
 }
 
-dyadic operator-(const dyadic& a) { return dyadic{-a.mant, a.exp}; }
+dyadic operator-(const dyadic& a) {
+  return dyadic{-a.mant, a.exp};
+}
 
-dyadic operator-(const dyadic& a, const dyadic& b) { return a + (-b); }
+dyadic operator-(const dyadic& a, const dyadic& b) {
+  return a + (-b);
+}
 
 dyadic operator*(const dyadic& a, const dyadic& b) {
   return dyadic{a.mant * b.mant, a.exp + b.exp};
 }
 
-bool operator==(const dyadic& a, const dyadic& b) { return (a - b).is_zero(); }
+bool operator==(const dyadic& a, const dyadic& b) {
+  return (a - b).is_zero();
+}
+
+dyadic normalized(dyadic d) {
+  if (d.mant.is_zero()) return dyadic{big_int(0), 0};
+  const auto tz = mp::lsb(mp::abs(d.mant));
+  if (tz > 0) {
+    d.mant >>= tz;  // exact: the low `tz` bits are zero (arithmetic shift keeps the sign)
+    d.exp += static_cast<std::int64_t>(tz);
+  }
+  return d;
+}
 
 big_int pow2(std::int64_t k) {
   if (k < 0) throw std::domain_error("pow2: negative exponent");
@@ -77,8 +93,12 @@ rational to_rational(const dyadic& d) {
   return rational(d.mant, pow2(-d.exp));
 }
 
-rational to_rational(float x) { return to_rational(to_dyadic(x)); }
-rational to_rational(double x) { return to_rational(to_dyadic(x)); }
+rational to_rational(float x) {
+  return to_rational(to_dyadic(x));
+}
+rational to_rational(double x) {
+  return to_rational(to_dyadic(x));
+}
 
 golden golden::undefined_value() {
   return golden{0.0, std::numeric_limits<float>::quiet_NaN(), 0, golden_class::undefined};
@@ -131,19 +151,32 @@ golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2)
   const std::int64_t lsb = float_ulp_exponent(a, den, exp2);
   // q + r/D = a/den · 2^(exp2 − lsb), the exact value in units of ulp(exact).
   const std::int64_t sh = exp2 - lsb;
-  big_int n = a;
-  big_int d = den;
-  if (sh >= 0) {
-    n = shifted(a, sh);
-  } else {
-    d = shifted(den, -sh);
-  }
   big_int q;
   big_int r;
-  mp::divide_qr(n, d, q, r);
-  double residual = fraction(r, d);  // exact − truncated, in ulps, in [0, 1)
-  const big_int twice_r = r << 1U;
-  if (twice_r > d || (twice_r == d && mp::bit_test(q, 0))) {
+  bool up = false;
+  double residual = 0.0;  // exact − truncated, in ulps, in [0, 1)
+  if (den == 1 && sh < 0) {
+    // Dyadic: the quotient and remainder are a shift and a mask; no division.
+    const auto k = static_cast<unsigned>(-sh);
+    q = a >> k;
+    r = a & ((big_int(1) << k) - 1);
+    if (!r.is_zero()) {
+      const bool half_or_more = mp::bit_test(r, k - 1);
+      const bool above_half = half_or_more && mp::lsb(r) < k - 1;
+      up = above_half || (half_or_more && mp::bit_test(q, 0));
+      // The top 64 bits of r/2^k give the fraction to 2^-64.
+      const big_int top = k > 64 ? big_int(r >> (k - 64)) : big_int(r << (64 - k));
+      residual = std::ldexp(static_cast<double>(top.convert_to<std::uint64_t>()), -64);
+    }
+  } else {
+    const big_int n = sh >= 0 ? shifted(a, sh) : a;
+    const big_int d = sh >= 0 ? den : shifted(den, -sh);
+    mp::divide_qr(n, d, q, r);
+    residual = fraction(r, d);
+    const big_int twice_r = r << 1U;
+    up = twice_r > d || (twice_r == d && mp::bit_test(q, 0));
+  }
+  if (up) {
     q += 1;
     residual -= 1.0;
   }
@@ -152,10 +185,16 @@ golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2)
   const std::int64_t top = lsb + bit_length(q) - 1;  // exponent of the rounded value
   if (top >= 128) {
     // Overflow: report the residual relative to 2^128 in units of ulp(exact) (see golden).
-    const double units_to_2_128 = std::ldexp(1.0, static_cast<int>(128 - lsb));
-    const double exact_units = qd + residual;  // q was possibly incremented; residual follows
+    // exact = q + residual units (q possibly incremented, residual adjusted with it), and
+    // 2^128 = 2^(128 − lsb) units with lsb >= 104: the integer part q − 2^(128 − lsb) is exact
+    // in double (both below 2^26), so only the final addition rounds.
+    // Far beyond 2^128 (lsb > 128) the offset is a fraction of a unit, negligible against q.
+    const double over =
+        lsb <= 128 ? static_cast<double>(q.convert_to<std::int64_t>() -
+                                         (std::int64_t{1} << static_cast<unsigned>(128 - lsb))) +
+                         residual
+                   : (qd - std::ldexp(1.0, static_cast<int>(128 - lsb))) + residual;
     const float inf = std::numeric_limits<float>::infinity();
-    const double over = exact_units - units_to_2_128;
     return golden{negative ? -over : over, negative ? -inf : inf, static_cast<std::int16_t>(lsb),
                   golden_class::overflow};
   }
@@ -164,7 +203,9 @@ golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2)
                 static_cast<std::int16_t>(lsb), golden_class::finite};
 }
 
-golden round_to_float(const dyadic& d) { return round_to_float(d.mant, big_int(1), d.exp); }
+golden round_to_float(const dyadic& d) {
+  return round_to_float(d.mant, big_int(1), d.exp);
+}
 
 golden round_to_float(const rational& q) {
   return round_to_float(mp::numerator(q), mp::denominator(q), 0);

@@ -6,16 +6,22 @@
 
 namespace bnoracle {
 
-std::int64_t ulp_exponent(const golden& g) { return g.ulp_exp; }
+std::int64_t ulp_exponent(const golden& g) {
+  return g.ulp_exp;
+}
 
 double error_ulps(float got, const golden& expected) {
   const double inf = std::numeric_limits<double>::infinity();
   switch (expected.cls) {
-    case golden_class::unspecified: return 0.0;
-    case golden_class::undefined: return std::isfinite(got) ? inf : 0.0;
-    case golden_class::infinite: return bit_equal(got, expected.value) ? 0.0 : inf;
+    case golden_class::unspecified:
+      return 0.0;
+    case golden_class::undefined:
+      return std::isfinite(got) ? inf : 0.0;
+    case golden_class::infinite:
+      return bit_equal(got, expected.value) ? 0.0 : inf;
     case golden_class::finite:
-    case golden_class::overflow: break;
+    case golden_class::overflow:
+      break;
   }
   if (std::isnan(got)) return inf;
   const double two128 = std::ldexp(1.0, 128);
@@ -36,6 +42,8 @@ bool bit_equal(float a, float b) {
   return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
 }
 
-bool same_value(float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+bool same_value(float a, float b) {
+  return a == b || (std::isnan(a) && std::isnan(b));
+}
 
 }  // namespace bnoracle

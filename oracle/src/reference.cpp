@@ -18,7 +18,9 @@ exact_value exact_value::of(rational q) {
   return v;
 }
 
-exact_value exact_value::of(const dyadic& d) { return of(to_rational(d)); }
+exact_value exact_value::of(const dyadic& d) {
+  return of(to_rational(d));
+}
 
 exact_value exact_value::affine(dyadic a, dyadic c, std::shared_ptr<const sqrt_scale> h) {
   exact_value v;
@@ -36,7 +38,9 @@ exact_value exact_value::infinite(int sign) {
   return v;
 }
 
-exact_value exact_value::undefined() { return exact_value{}; }
+exact_value exact_value::undefined() {
+  return exact_value{};
+}
 
 exact_value exact_value::unspecified() {
   exact_value v;
@@ -46,24 +50,32 @@ exact_value exact_value::unspecified() {
 
 golden exact_value::round() const {
   switch (kind_) {
-    case kind::rational_value: return round_to_float(q_);
-    case kind::affine: return round_affine(a_, c_, *h_);
-    case kind::infinite: return golden::infinity(sign_);
-    case kind::undefined: return golden::undefined_value();
-    case kind::unspecified: return golden::unspecified_value();
+    case kind::rational_value:
+      return round_to_float(q_);
+    case kind::affine:
+      return round_affine(a_, c_, *h_);
+    case kind::infinite:
+      return golden::infinity(sign_);
+    case kind::undefined:
+      return golden::undefined_value();
+    case kind::unspecified:
+      return golden::unspecified_value();
   }
   return golden::undefined_value();
 }
 
 hp_float exact_value::hp() const {
   switch (kind_) {
-    case kind::rational_value: return to_hp(q_);
-    case kind::affine: return hp_affine(a_, c_, *h_);
+    case kind::rational_value:
+      return to_hp(q_);
+    case kind::affine:
+      return hp_affine(a_, c_, *h_);
     case kind::infinite:
       return sign_ < 0 ? -std::numeric_limits<hp_float>::infinity()
                        : std::numeric_limits<hp_float>::infinity();
     case kind::undefined:
-    case kind::unspecified: return std::numeric_limits<hp_float>::quiet_NaN();
+    case kind::unspecified:
+      return std::numeric_limits<hp_float>::quiet_NaN();
   }
   return std::numeric_limits<hp_float>::quiet_NaN();
 }
@@ -105,7 +117,9 @@ std::optional<bn_mode> parse_mode(std::string_view s) {
 
 namespace {
 
-bool finite(float v) { return std::isfinite(v); }
+bool finite(float v) {
+  return std::isfinite(v);
+}
 
 // The element-wise formulas when an operand is NaN or Inf, or the scale is infinite: IEEE
 // arithmetic in double gives the extended-real result (its only finite outcome here is β itself,
@@ -120,9 +134,13 @@ double ieee_rsqrt(float var, double eps) {
   return 1.0 / std::sqrt(static_cast<double>(var) + eps);
 }
 
-rational exact_of(double v) { return to_rational(v); }
+rational exact_of(double v) {
+  return to_rational(v);
+}
 
-dyadic dy_int(std::int64_t v) { return dyadic{big_int(v), 0}; }
+dyadic dy_int(std::int64_t v) {
+  return dyadic{big_int(v), 0};
+}
 
 void require_size(std::span<const float> s, std::int64_t want, const char* name, bool optional) {
   if (optional && s.empty()) return;
@@ -165,8 +183,7 @@ running_result update_running(const convention& conv, std::optional<double> mome
                               float old_mean, float old_var, std::int64_t num_batches_tracked,
                               const batch_moments& batch) {
   if (old_var < 0) {
-    throw invalid_problem("running_var: a variance cannot be negative, got " +
-                          hex_float(old_var));
+    throw invalid_problem("running_var: a variance cannot be negative, got " + hex_float(old_var));
   }
   if (num_batches_tracked < 0 || num_batches_tracked == std::numeric_limits<std::int64_t>::max()) {
     throw invalid_problem("num_batches_tracked: out of range");
@@ -177,7 +194,8 @@ running_result update_running(const convention& conv, std::optional<double> mome
   if (batch.count == 0) {
     switch (conv.empty_batch) {
       case empty_batch_rule::unchanged:
-        r.mean = finite(old_mean) ? exact_value::of(to_rational(old_mean)) : exact_value::undefined();
+        r.mean =
+            finite(old_mean) ? exact_value::of(to_rational(old_mean)) : exact_value::undefined();
         r.var = finite(old_var) ? exact_value::of(to_rational(old_var)) : exact_value::undefined();
         return r;
       case empty_batch_rule::undefined:
@@ -202,14 +220,15 @@ running_result update_running(const convention& conv, std::optional<double> mome
     if (batch.count == 1) {
       switch (conv.single_value) {
         case single_value_rule::refuse:
-          r.refusal = std::string(conv.name) +
-                      ": expected more than 1 value per channel when training";
+          r.refusal =
+              std::string(conv.name) + ": expected more than 1 value per channel when training";
           return r;
         case single_value_rule::undefined:
           r.var = exact_value::undefined();
           return r;
         case single_value_rule::no_correction:
-        case single_value_rule::not_applicable: break;
+        case single_value_rule::not_applicable:
+          break;
       }
     } else {
       v = v * rational(batch.count, batch.count - 1);
@@ -298,7 +317,8 @@ syncbn_result syncbn_merge(const bn_problem& problem, std::span<const shard_stat
                            : exact_value::affine(dy_int(0), dy_int(1),
                                                  std::make_shared<sqrt_scale>(rational(1), w));
   }
-  r.running = update_running(*conv, problem.momentum, old_mean, old_var, num_batches_tracked, batch);
+  r.running =
+      update_running(*conv, problem.momentum, old_mean, old_var, num_batches_tracked, batch);
   return r;
 }
 
@@ -355,7 +375,8 @@ exact_value fold_reference::bias(std::int64_t o) const {
 
 std::vector<golden> fold_reference::weight_goldens() const {
   std::vector<golden> out(in_.weight.size());
-  for (std::size_t i = 0; i < out.size(); ++i) out[i] = weight(static_cast<std::int64_t>(i)).round();
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = weight(static_cast<std::int64_t>(i)).round();
   return out;
 }
 
@@ -370,7 +391,15 @@ std::vector<golden> fold_reference::bias_goldens() const {
 namespace {
 
 enum class output_id : std::uint8_t {
-  dst, mean, var, invstd, running_mean, running_var, diff_src, diff_gamma, diff_beta
+  dst,
+  mean,
+  var,
+  invstd,
+  running_mean,
+  running_var,
+  diff_src,
+  diff_gamma,
+  diff_beta
 };
 
 constexpr std::array<std::pair<output_id, std::string_view>, 9> k_outputs{{
@@ -398,7 +427,7 @@ struct channel_state {
   float run_mean = 0.0F;       // inference only
   float run_var = 1.0F;        // inference only
   rational mean;
-  rational w;                  // var + ε
+  rational w;                                // var + ε
   std::shared_ptr<const sqrt_scale> h_elem;  // scale of dst / diff_src
   std::shared_ptr<const sqrt_scale> h_stat;  // 1/sqrt(w) (invstd), or 1/(L·sqrt(w)) (diff_gamma)
   dyadic p1, p2;                             // backward training constants (see diff_src)
@@ -459,7 +488,8 @@ struct reference::impl {
     if (training()) {
       const std::int64_t L = geom.per_channel();
       if (L == 1 && conv->single_value == single_value_rule::refuse) {
-        refusal = std::string(conv->name) + ": expected more than 1 value per channel when training";
+        refusal =
+            std::string(conv->name) + ": expected more than 1 value per channel when training";
       } else if (L == 0 && conv->empty_batch == empty_batch_rule::refuse) {
         refusal = std::string(conv->name) + ": an empty batch is an error";
       }
@@ -531,8 +561,8 @@ struct reference::impl {
           b.mean = s.mean;
           b.var = s.w - eps;
         }
-        s.running = update_running(*conv, problem.momentum, in.running_mean[u],
-                                   in.running_var[u], in.num_batches_tracked, b);
+        s.running = update_running(*conv, problem.momentum, in.running_mean[u], in.running_var[u],
+                                   in.num_batches_tracked, b);
         nbt_after = s.running.num_batches_tracked;
         if (!s.running.refusal.empty() && refusal.empty()) refusal = s.running.refusal;
       }
@@ -566,7 +596,8 @@ struct reference::impl {
         if (id == output_id::running_mean || id == output_id::running_var) return has_running;
         return id == output_id::dst || id == output_id::mean || id == output_id::var ||
                id == output_id::invstd;
-      case bn_mode::forward_inference: return id == output_id::dst;
+      case bn_mode::forward_inference:
+        return id == output_id::dst;
       case bn_mode::backward_training:
       case bn_mode::backward_inference:
         if (id == output_id::diff_gamma || id == output_id::diff_beta) return affine;
@@ -599,8 +630,8 @@ struct reference::impl {
     if (mode == bn_mode::forward_training) {
       if (!s.stats_defined || !s.params_finite || !s.h_elem) return exact_value::undefined();
       // y = β + (L·x − Σx)·γ/(L·sqrt(w))
-      return exact_value::affine(to_dyadic(s.beta), dy_int(geom.per_channel()) * to_dyadic(x) - s.s1,
-                                 s.h_elem);
+      return exact_value::affine(to_dyadic(s.beta),
+                                 dy_int(geom.per_channel()) * to_dyadic(x) - s.s1, s.h_elem);
     }
     // Inference: y = β + (x − μ_run)·γ/sqrt(var_run + ε), element-wise.
     if (!s.stats_defined || !s.params_finite || !s.h_elem || !finite(x)) {
@@ -642,15 +673,17 @@ struct reference::impl {
         if (!s.stats_defined) return exact_value::undefined();
         if (!s.h_stat) return exact_value::infinite(1);
         return exact_value::affine(dy_int(0), dy_int(1), s.h_stat);
-      case output_id::running_mean: return s.running.mean;
-      case output_id::running_var: return s.running.var;
+      case output_id::running_mean:
+        return s.running.mean;
+      case output_id::running_var:
+        return s.running.var;
       case output_id::diff_beta:
         return s.dy_finite ? exact_value::of(s.sdy) : exact_value::undefined();
       case output_id::diff_gamma: {
         if (!s.dy_finite || !s.x_finite) return exact_value::undefined();
         if (mode == bn_mode::backward_training) {
           if (L == 0) return exact_value::of(rational(0));  // an empty sum
-          if (!s.h_stat) return exact_value::undefined();    // Σ dy·0·Inf
+          if (!s.h_stat) return exact_value::undefined();   // Σ dy·0·Inf
           // Σ dy·x̂ = (L·Σdy·x − Σx·Σdy)/(L·sqrt(w))
           return exact_value::affine(dy_int(0), dy_int(L) * s.sdyx - s.s1 * s.sdy, s.h_stat);
         }
@@ -661,7 +694,8 @@ struct reference::impl {
         return exact_value::affine(dy_int(0), s.sdyx - to_dyadic(s.run_mean) * s.sdy, s.h_stat);
       }
       case output_id::dst:
-      case output_id::diff_src: break;
+      case output_id::diff_src:
+        break;
     }
     return exact_value::undefined();
   }
@@ -673,12 +707,24 @@ reference::~reference() = default;
 reference::reference(reference&&) noexcept = default;
 reference& reference::operator=(reference&&) noexcept = default;
 
-const bn_problem& reference::problem() const { return impl_->problem; }
-const geometry& reference::geom() const { return impl_->geom; }
-bn_mode reference::mode() const { return impl_->mode; }
-const convention& reference::conv() const { return *impl_->conv; }
-const std::string& reference::refusal() const { return impl_->refusal; }
-std::int64_t reference::num_batches_tracked() const { return impl_->nbt_after; }
+const bn_problem& reference::problem() const {
+  return impl_->problem;
+}
+const geometry& reference::geom() const {
+  return impl_->geom;
+}
+bn_mode reference::mode() const {
+  return impl_->mode;
+}
+const convention& reference::conv() const {
+  return *impl_->conv;
+}
+const std::string& reference::refusal() const {
+  return impl_->refusal;
+}
+std::int64_t reference::num_batches_tracked() const {
+  return impl_->nbt_after;
+}
 
 std::vector<std::string_view> reference::output_names() const {
   std::vector<std::string_view> names;
@@ -715,7 +761,8 @@ std::vector<golden> reference::goldens(std::string_view name) const {
   const output_id id = require_output(impl_->find_output(name), name);
   const std::int64_t n = impl_->size_of(id);
   std::vector<golden> out(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
+  for (std::int64_t i = 0; i < n; ++i)
+    out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
   return out;
 }
 

@@ -16,10 +16,14 @@ bool is_square(const big_int& v, big_int& root) {
   return root * root == v;
 }
 
-big_int shl(const big_int& v, std::int64_t k) { return v << static_cast<unsigned>(k); }
+big_int shl(const big_int& v, std::int64_t k) {
+  return v << static_cast<unsigned>(k);
+}
 
 // Exponent e with 2^e <= |v| < 2^(e+1), for a non-zero dyadic.
-std::int64_t binade(const dyadic& v) { return bit_length(v.mant) - 1 + v.exp; }
+std::int64_t binade(const dyadic& v) {
+  return bit_length(v.mant) - 1 + v.exp;
+}
 
 // Precision ladder for Ziv's loop. The first rung settles all but pathological cases: it leaves
 // 2^-40 ulp of margin even when `a` and `c·h` cancel by 2^80.
@@ -91,8 +95,7 @@ struct bounds {
   bool exact = false;
 };
 
-bounds affine_bounds(const dyadic& a, const dyadic& c, int h_sign,
-                     const sqrt_scale::enclosure& e) {
+bounds affine_bounds(const dyadic& a, const dyadic& c, int h_sign, const sqrt_scale::enclosure& e) {
   const int s = c.sign() * h_sign;
   const big_int cm = mp::abs(c.mant);
   const std::int64_t ce = c.exp + e.exp;

@@ -85,7 +85,7 @@ dyadic exact_sum::value() const {
     v += limbs_[static_cast<unsigned>(i)];
   }
   if ((limbs_[k_limbs - 1] >> 63U) != 0U) v -= big_int(1) << (64U * k_limbs);
-  return dyadic{v, k_lsb_exponent};
+  return normalized(dyadic{v, k_lsb_exponent});
 }
 
 }  // namespace bnoracle

@@ -34,8 +34,8 @@ enum class single_value_rule : std::uint8_t {
 
 // Training with an empty batch (L = 0): no batch statistics exist.
 enum class empty_batch_rule : std::uint8_t {
-  unchanged,  // running statistics are left as they were
-  undefined,  // running statistics become NaN (0/0)
+  unchanged,    // running statistics are left as they were
+  undefined,    // running statistics become NaN (0/0)
   refuse,       // the framework raises an error
   unspecified,  // the framework's sources do not say; any running statistics are accepted
 };
@@ -47,10 +47,10 @@ struct convention {
   std::string_view name;
   momentum_weighs weighs;
   variance_estimator running_var;
-  bool cumulative;                 // momentum = None (factor 1/num_batches_tracked) exists
+  bool cumulative;                         // momentum = None (factor 1/num_batches_tracked) exists
   std::optional<double> default_momentum;  // in the framework's own sense (see `weighs`)
-  std::optional<double> default_eps;      // nullopt: the API has no default
-  double min_eps;                  // ε floor some wrappers apply before the kernel (0: none)
+  std::optional<double> default_eps;       // nullopt: the API has no default
+  double min_eps;  // ε floor some wrappers apply before the kernel (0: none)
   saved_statistics saved;
   single_value_rule single_value;
   empty_batch_rule empty_batch;

@@ -11,16 +11,21 @@
 #include <boost/multiprecision/cpp_int.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace bnoracle {
 
 namespace mp = boost::multiprecision;
 
-// Arbitrary-size signed integer and rational. Expression templates are off: intermediates are
-// named, which keeps the code readable and avoids dangling temporaries.
-using big_int = mp::number<mp::cpp_int_backend<>, mp::et_off>;
-using rational = mp::number<mp::rational_adaptor<mp::cpp_int_backend<>>, mp::et_off>;
+// Arbitrary-size signed integer and rational. Values up to 512 bits live inline (no heap
+// allocation), which covers the per-element work of typical data; larger ones spill to the heap.
+// Expression templates are off: intermediates are named, which keeps the code readable and
+// avoids dangling temporaries.
+using big_int_backend =
+    mp::cpp_int_backend<512, 0, mp::signed_magnitude, mp::unchecked, std::allocator<mp::limb_type>>;
+using big_int = mp::number<big_int_backend, mp::et_off>;
+using rational = mp::number<mp::rational_adaptor<big_int_backend>, mp::et_off>;
 
 // High-precision binary float used to carry "exact" values out of the reference (for printing
 // at 40+ significant digits and for error measurement). 256 bits is about 77 decimal digits;
@@ -46,6 +51,8 @@ struct dyadic {
 [[nodiscard]] dyadic operator*(const dyadic& a, const dyadic& b);
 [[nodiscard]] dyadic operator-(const dyadic& a);
 [[nodiscard]] bool operator==(const dyadic& a, const dyadic& b);
+// The same value with an odd mantissa (or 0·2^0): keeps later alignments and products small.
+[[nodiscard]] dyadic normalized(dyadic d);
 
 [[nodiscard]] rational to_rational(const dyadic& d);
 [[nodiscard]] rational to_rational(float x);   // exact; throws on NaN/Inf
@@ -59,10 +66,10 @@ struct dyadic {
 
 // What kind of value a golden holds.
 enum class golden_class : std::uint8_t {
-  finite,     // `value` is the correctly rounded exact value, `residual` is meaningful.
-  overflow,   // the exact value is finite but rounds to ±Inf in float32.
-  infinite,   // the mathematical value is ±Inf (e.g. eval mode with an infinite input).
-  undefined,  // no mathematical value (0/0, 0·Inf, NaN input, convention-undefined); value NaN.
+  finite,       // `value` is the correctly rounded exact value, `residual` is meaningful.
+  overflow,     // the exact value is finite but rounds to ±Inf in float32.
+  infinite,     // the mathematical value is ±Inf (e.g. eval mode with an infinite input).
+  undefined,    // no mathematical value (0/0, 0·Inf, NaN input, convention-undefined); value NaN.
   unspecified,  // the convention does not say what this output is; any value is acceptable.
 };
 
@@ -70,7 +77,9 @@ enum class golden_class : std::uint8_t {
 // value sits relative to that rounding. For `finite` and `overflow` values,
 // `exact = value + residual · ulp(exact)`, where `ulp(exact) = 2^max(e−23, −149)` for
 // `2^e <= |exact| < 2^(e+1)` (no upper clamp; for `overflow`, `value` is read as ±2^128 in that
-// formula). |residual| <= 0.5 for `finite`. The residual is accurate to 2^-40 ulp.
+// formula). |residual| <= 0.5 for `finite`. The residual is accurate to 2^-40 ulp while
+// |residual| <= 2^12; an `overflow` residual can be larger (it is the distance to 2^128), and is
+// then accurate to 2^-52 relative.
 struct golden {
   double residual = 0.0;
   float value = 0.0F;

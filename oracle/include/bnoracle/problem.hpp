@@ -39,12 +39,12 @@ inline constexpr std::int64_t k_max_elements = std::int64_t{1} << 34;
 struct bn_problem {
   std::int64_t n = 1;
   std::int64_t c = 1;
-  std::vector<std::int64_t> spatial;      // 0..3 extents: (L), (H, W) or (D, H, W)
+  std::vector<std::int64_t> spatial;  // 0..3 extents: (L), (H, W) or (D, H, W)
   layout mem_layout = layout::nchw;
-  std::vector<std::int64_t> strides;      // layout::strided only: one per (n, c, spatial...)
-  double eps = 1e-5;                      // inside the square root; must be finite and >= 0
-  std::optional<double> momentum = 0.1;   // the framework's own parameter; nullopt: cumulative
-  std::string convention = "pytorch";     // name of a convention record (convention.hpp)
+  std::vector<std::int64_t> strides;     // layout::strided only: one per (n, c, spatial...)
+  double eps = 1e-5;                     // inside the square root; must be finite and >= 0
+  std::optional<double> momentum = 0.1;  // the framework's own parameter; nullopt: cumulative
+  std::string convention = "pytorch";    // name of a convention record (convention.hpp)
 };
 
 // A validated problem's geometry.

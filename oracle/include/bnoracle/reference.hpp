@@ -44,12 +44,12 @@ enum class bn_mode : std::uint8_t {
 // read through the problem's strides from logical element 0. Per-channel vectors have C entries.
 struct bn_inputs {
   const float* src = nullptr;
-  const float* diff_dst = nullptr;          // backward modes
-  std::span<const float> gamma;             // empty: not affine (γ = 1)
-  std::span<const float> beta;              // empty: not affine (β = 0)
-  std::span<const float> running_mean;      // inference: required; training: empty = not tracked
+  const float* diff_dst = nullptr;      // backward modes
+  std::span<const float> gamma;         // empty: not affine (γ = 1)
+  std::span<const float> beta;          // empty: not affine (β = 0)
+  std::span<const float> running_mean;  // inference: required; training: empty = not tracked
   std::span<const float> running_var;
-  std::int64_t num_batches_tracked = 0;     // before this step (cumulative momentum)
+  std::int64_t num_batches_tracked = 0;  // before this step (cumulative momentum)
 };
 
 // The exact value of one output element, kept symbolically. Cheap to copy.
@@ -91,6 +91,8 @@ class exact_value {
 class reference {
  public:
   // Runs the exact statistics pass (O(L·C) time, O(C) memory). Throws invalid_problem.
+  // The reference keeps the pointers of `inputs` and reads elements again when asked for a
+  // per-element output: the input buffers must outlive it and must not change.
   reference(const bn_problem& problem, bn_mode mode, const bn_inputs& inputs);
   ~reference();
   reference(reference&&) noexcept;
@@ -143,9 +145,9 @@ struct running_result {
 // One step of the running-statistic update under `conv`: momentum is the framework's parameter
 // (nullopt: cumulative average, factor 1/(num_batches_tracked + 1)). `old_*` is the float32
 // state before the step. Throws invalid_problem for a momentum the convention cannot take.
-[[nodiscard]] running_result update_running(const convention& conv,
-                                            std::optional<double> momentum, float old_mean,
-                                            float old_var, std::int64_t num_batches_tracked,
+[[nodiscard]] running_result update_running(const convention& conv, std::optional<double> momentum,
+                                            float old_mean, float old_var,
+                                            std::int64_t num_batches_tracked,
                                             const batch_moments& batch);
 
 // The factor that weighs the new batch statistic, exactly: m or 1 − m by convention, 1/t for the
@@ -184,17 +186,16 @@ struct syncbn_result {
 // Merges the shards' float32 statistics of one channel exactly and derives what a SyncBN kernel
 // outputs. `eps` and the convention come from `problem`; `old_*` is the running state.
 [[nodiscard]] syncbn_result syncbn_merge(const bn_problem& problem,
-                                         std::span<const shard_stats_f32> shards,
-                                         float old_mean, float old_var,
-                                         std::int64_t num_batches_tracked);
+                                         std::span<const shard_stats_f32> shards, float old_mean,
+                                         float old_var, std::int64_t num_batches_tracked);
 
 // ---- Folding into a preceding linear or convolution layer -----------------------------------
 
 struct fold_inputs {
-  std::int64_t out_channels = 0;     // O: rows of the weight, channels of the batch norm
-  std::int64_t fan_in = 0;           // K: elements per output channel (I·kh·kw...)
-  std::span<const float> weight;     // O·K, row-major per output channel
-  std::span<const float> bias;       // O, or empty: the layer has no bias (b = 0)
+  std::int64_t out_channels = 0;  // O: rows of the weight, channels of the batch norm
+  std::int64_t fan_in = 0;        // K: elements per output channel (I·kh·kw...)
+  std::span<const float> weight;  // O·K, row-major per output channel
+  std::span<const float> bias;    // O, or empty: the layer has no bias (b = 0)
   std::span<const float> gamma, beta, running_mean, running_var;  // O each
   double eps = 1e-5;
 };

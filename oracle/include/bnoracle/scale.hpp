@@ -14,8 +14,8 @@
 #include "bnoracle/exact.hpp"
 
 #include <cstdint>
-#include <optional>
 #include <deque>
+#include <optional>
 
 namespace bnoracle {
 
