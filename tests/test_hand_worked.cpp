@@ -13,7 +13,9 @@
 namespace bnoracle {
 namespace {
 
-float f32(const char* decimal) { return std::strtof(decimal, nullptr); }
+float f32(const char* decimal) {
+  return std::strtof(decimal, nullptr);
+}
 
 // The exact value must agree with a 60-digit decimal expansion to 10^-55 relative.
 void expect_exact(const exact_value& v, const char* decimal) {
@@ -41,8 +43,10 @@ TEST(HandWorked, OneToFourForwardTraining) {
   const reference ref(nc_problem(4, 0.0), bn_mode::forward_training, in);
   EXPECT_EQ(ref.round("mean", 0).value, 2.5F);
   EXPECT_EQ(ref.round("var", 0).value, 1.25F);
-  EXPECT_EQ(ref.round("invstd", 0).value, f32("0.894427190999915878563669467492510494176247343844"));
-  expect_exact(ref.exact("invstd", 0), "0.894427190999915878563669467492510494176247343844610289708358");
+  EXPECT_EQ(ref.round("invstd", 0).value,
+            f32("0.894427190999915878563669467492510494176247343844"));
+  expect_exact(ref.exact("invstd", 0),
+               "0.894427190999915878563669467492510494176247343844610289708358");
   const char* third = "1.34164078649987381784550420123876574126437101576691543456254";
   const char* first = "0.447213595499957939281834733746255247088123671922305144854179";
   EXPECT_EQ(ref.round("dst", 0).value, -f32(third));
@@ -53,8 +57,9 @@ TEST(HandWorked, OneToFourForwardTraining) {
 }
 
 TEST(HandWorked, OneToFourWithDefaultEpsilon) {
-  // ε = 1e-5 as a double is 0.000010000000000000000818030539140313095458623138256371021270751953125;
-  // invstd = 1/sqrt(1.25 + ε) = 0.894423613312617988376511721164004699537363419880020660826146.
+  // ε = 1e-5 as a double is
+  // 0.000010000000000000000818030539140313095458623138256371021270751953125; invstd = 1/sqrt(1.25 +
+  // ε) = 0.894423613312617988376511721164004699537363419880020660826146.
   const std::vector<float> x{1, 2, 3, 4};
   bn_inputs in;
   in.src = x.data();
@@ -198,8 +203,8 @@ TEST(HandWorked, SyncBnMergeOfUnevenShards) {
   // The batch [1, 2, 4, 10] in shards {1}, {2, 4}, {} and {10}: (n, mean, biased var) =
   // (1, 1, 0), (2, 3, 1), (0, -, -), (1, 10, 0). Whole batch: mean 17/4 = 4.25, biased var
   // (3.25² + 2.25² + 0.25² + 5.75²)/4 = (10.5625 + 5.0625 + 0.0625 + 33.0625)/4 = 12.1875.
-  const std::vector<shard_stats_f32> shards{{1, 1.0F, 0.0F}, {2, 3.0F, 1.0F}, {0, 0.0F, 0.0F},
-                                            {1, 10.0F, 0.0F}};
+  const std::vector<shard_stats_f32> shards{
+      {1, 1.0F, 0.0F}, {2, 3.0F, 1.0F}, {0, 0.0F, 0.0F}, {1, 10.0F, 0.0F}};
   bn_problem p = nc_problem(4, 0.0);
   p.momentum = 0.5;
   const syncbn_result r = syncbn_merge(p, shards, 0.0F, 0.0F, 0);
