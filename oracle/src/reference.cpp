@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <thread>
 
 namespace bnoracle {
 
@@ -761,8 +762,40 @@ std::vector<golden> reference::goldens(std::string_view name) const {
   const output_id id = require_output(impl_->find_output(name), name);
   const std::int64_t n = impl_->size_of(id);
   std::vector<golden> out(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i)
-    out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
+  const bool per_element = id == output_id::dst || id == output_id::diff_src;
+  const geometry& g = impl_->geom;
+  // Channels are independent and each channel's scale cache is touched by one thread only, so
+  // per-element outputs are computed by channel on every core. Results do not depend on the
+  // number of threads: each element is computed exactly and rounded once.
+  const auto threads = static_cast<std::int64_t>(std::max(1U, std::thread::hardware_concurrency()));
+  if (!per_element || threads == 1 || g.c() == 1 || n < 4096) {
+    for (std::int64_t i = 0; i < n; ++i)
+      out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
+    return out;
+  }
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+  {
+    std::vector<std::jthread> pool;
+    for (std::int64_t t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        try {
+          for (std::int64_t c = t; c < g.c(); c += threads) {
+            for (std::int64_t b = 0; b < g.n(); ++b) {
+              for (std::int64_t sp = 0; sp < g.spatial_size(); ++sp) {
+                const std::int64_t i = g.logical_index(b, c, sp);
+                out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
+              }
+            }
+          }
+        } catch (...) {
+          errors[static_cast<std::size_t>(t)] = std::current_exception();
+        }
+      });
+    }
+  }
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
   return out;
 }
 
