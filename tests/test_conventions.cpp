@@ -74,28 +74,33 @@ TEST(Conventions, KerasBugEightNineEightTwoIsToldApart) {
 
 TEST(Conventions, SeveralStepsFollowTheRecurrenceExactly) {
   // Four steps of batches of two values [a − d, a + d] (mean a, biased d², unbiased 2d²) with
-  // momentum 0.25 under PyTorch (f = 1/4) and ONNX (f = 3/4). All values are small dyadics, so
-  // every state is exact in float32 and the recurrence can be followed by hand:
+  // momentum 0.25. New-weighted conventions (f = 1/4) are all unbiased; old-weighted ones
+  // (f = 3/4) are all biased. All values are small dyadics, so every state is exact in float32
+  // and the recurrences can be followed by hand:
   //   batches (a, d): (1, 1), (3, 1), (0, 2), (2, 0.5)
-  // PyTorch mean: 0 → 0.25 → 0.9375 → 0.703125 → 1.02734375
-  //         var:  1 → 1.25 → 1.4375 → 3.078125 → 2.43359375     (new: 2, 2, 8, 0.5)
-  // ONNX mean:   0 → 0.75 → 2.4375 → 0.609375 → 1.65234375
-  //         var:  1 → 1 → 1 → 3.25 → 1     (new biased: 1, 1, 4, 0.25)
+  // f = 1/4, mean: 0 → 0.25 → 0.9375 → 0.703125 → 1.02734375
+  //          var:  1 → 1.25 → 1.4375 → 3.078125 → 2.43359375   (new unbiased: 2, 2, 8, 0.5)
+  // f = 3/4, mean: 0 → 0.75 → 2.4375 → 0.609375 → 1.65234375
+  //          var:  1 → 1 → 1 → 3.25 → 1                        (new biased: 1, 1, 4, 0.25)
   const std::vector<std::pair<float, float>> batches{{1, 1}, {3, 1}, {0, 2}, {2, 0.5F}};
-  const std::vector<std::pair<float, float>> torch{
+  const std::vector<std::pair<float, float>> new_weighted{
       {0.25F, 1.25F}, {0.9375F, 1.4375F}, {0.703125F, 3.078125F}, {1.02734375F, 2.43359375F}};
-  const std::vector<std::pair<float, float>> onnx{
+  const std::vector<std::pair<float, float>> old_weighted{
       {0.75F, 1.0F}, {2.4375F, 1.0F}, {0.609375F, 3.25F}, {1.65234375F, 1.0F}};
-  for (const auto& [conv, expected] :
-       {std::pair{std::string("pytorch"), torch}, std::pair{std::string("onnx"), onnx}}) {
+  const std::map<std::string, const std::vector<std::pair<float, float>>*> expect{
+      {"pytorch", &new_weighted}, {"cudnn", &new_weighted}, {"tensorflow", &new_weighted},
+      {"miopen", &new_weighted},  {"keras", &old_weighted}, {"onnx", &old_weighted},
+      {"flax", &old_weighted}};
+  ASSERT_EQ(expect.size(), all_conventions().size());
+  for (const auto& [conv, expected] : expect) {
     float m = 0.0F;
     float v = 1.0F;
     for (std::size_t k = 0; k < batches.size(); ++k) {
       const auto [a, d] = batches[k];
       const step_result r =
           train_step(conv, 0.25, {a - d, a + d}, m, v, static_cast<std::int64_t>(k));
-      EXPECT_EQ(r.mean, expected[k].first) << conv << " step " << k;
-      EXPECT_EQ(r.var, expected[k].second) << conv << " step " << k;
+      EXPECT_EQ(r.mean, (*expected)[k].first) << conv << " step " << k;
+      EXPECT_EQ(r.var, (*expected)[k].second) << conv << " step " << k;
       EXPECT_EQ(r.nbt, static_cast<std::int64_t>(k) + 1);
       m = r.mean;
       v = r.var;
