@@ -1,0 +1,57 @@
+// The C++ face of the kernel ABI: an interface for in-process kernels and the loader of plugins.
+#pragma once
+
+#include "bnoracle/kernel_abi.h"
+#include "bnoracle/problem.hpp"
+#include "bnoracle/reference.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace bnoracle {
+
+// A plugin that cannot be used: missing file, missing symbol, wrong ABI version, malformed table.
+class plugin_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct kernel_info {
+  std::string name;
+  std::string version;
+  std::string convention;
+  std::uint32_t layouts = 0;
+  bool updates_running = false;
+  bool supports_cumulative = false;
+  bnk_saved saves = BNK_SAVES_NONE;
+  bool modes[4] = {false, false, false, false};  // indexed by bn_mode
+
+  [[nodiscard]] bool supports(bn_mode m) const { return modes[static_cast<int>(m)]; }
+  [[nodiscard]] bool supports(layout l) const;
+};
+
+// A kernel under test. Implementations must be callable again after any return.
+class bn_kernel {
+ public:
+  virtual ~bn_kernel() = default;
+  [[nodiscard]] virtual const kernel_info& info() const = 0;
+  // Runs one mode. `message` receives the kernel's text on anything but BNK_OK.
+  virtual bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
+                         std::string& message) = 0;
+};
+
+// Wraps a C table (from a plugin or linked in). Validates it; throws plugin_error.
+[[nodiscard]] std::unique_ptr<bn_kernel> wrap_table(const bnk_kernel* table,
+                                                    std::shared_ptr<void> owner = nullptr);
+// dlopen()s a shared library and wraps its `bnoracle_kernel_v1` table. Throws plugin_error.
+[[nodiscard]] std::unique_ptr<bn_kernel> load_plugin(const std::string& path);
+
+// The ABI bit of a layout.
+[[nodiscard]] std::uint32_t layout_bit(layout l);
+// The ABI problem for a validated bnoracle problem.
+[[nodiscard]] bnk_problem to_abi(const bn_problem& p, const geometry& g, bool affine,
+                                 bool track_running);
+
+}  // namespace bnoracle
