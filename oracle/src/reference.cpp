@@ -758,6 +758,19 @@ golden reference::round(std::string_view name, std::int64_t index) const {
   return exact(name, index).round();
 }
 
+exact_value reference::normalizing_mean(std::int64_t c) const {
+  if (c < 0 || c >= impl_->geom.c()) throw std::out_of_range("reference: channel out of range");
+  const auto& s = impl_->ch[static_cast<std::size_t>(c)];
+  return s.stats_defined ? exact_value::of(s.mean) : exact_value::undefined();
+}
+
+exact_value reference::normalizing_var(std::int64_t c) const {
+  if (c < 0 || c >= impl_->geom.c()) throw std::out_of_range("reference: channel out of range");
+  const auto& s = impl_->ch[static_cast<std::size_t>(c)];
+  return s.stats_defined ? exact_value::of(s.w - exact_of(impl_->problem.eps))
+                         : exact_value::undefined();
+}
+
 std::vector<golden> reference::goldens(std::string_view name) const {
   const output_id id = require_output(impl_->find_output(name), name);
   const std::int64_t n = impl_->size_of(id);

@@ -119,6 +119,11 @@ class reference {
   // Every element rounded, in index order.
   [[nodiscard]] std::vector<golden> goldens(std::string_view name) const;
 
+  // The statistics that normalize channel c in this mode, exactly: the batch mean and biased
+  // variance in training, the running ones in inference. Undefined where they do not exist.
+  [[nodiscard]] exact_value normalizing_mean(std::int64_t c) const;
+  [[nodiscard]] exact_value normalizing_var(std::int64_t c) const;
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
