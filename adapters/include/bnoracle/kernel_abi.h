@@ -74,49 +74,49 @@ typedef struct bnk_shape {
 typedef struct bnk_problem {
   uint32_t struct_size; /* sizeof(bnk_problem) as bnoracle was built: fields may be appended */
   bnk_shape shape;
-  double eps;           /* inside the square root */
-  double momentum;      /* in the sense of the kernel's claimed convention; unused if cumulative */
-  int32_t cumulative;   /* 1: momentum = None, factor 1/num_batches_tracked (after increment) */
-  int32_t affine;       /* 1: gamma and beta are given and diff_gamma/diff_beta are wanted */
-  int32_t track_running;/* forward training: 1 = update running_mean, running_var and
-                           num_batches_tracked in place */
+  double eps;            /* inside the square root */
+  double momentum;       /* in the sense of the kernel's claimed convention; unused if cumulative */
+  int32_t cumulative;    /* 1: momentum = None, factor 1/num_batches_tracked (after increment) */
+  int32_t affine;        /* 1: gamma and beta are given and diff_gamma/diff_beta are wanted */
+  int32_t track_running; /* forward training: 1 = update running_mean, running_var and
+                            num_batches_tracked in place */
 } bnk_problem;
 
 typedef struct bnk_buffers {
   /* Inputs. */
-  const float* src;           /* every mode */
-  const float* diff_dst;      /* backward modes */
-  const float* gamma;         /* C, when affine */
-  const float* beta;          /* C, when affine */
+  const float* src;      /* every mode */
+  const float* diff_dst; /* backward modes */
+  const float* gamma;    /* C, when affine */
+  const float* beta;     /* C, when affine */
   /* Running statistics: inputs in inference; updated in place by forward training when
    * track_running (and then num_batches_tracked too). */
-  float* running_mean;        /* C */
-  float* running_var;         /* C */
+  float* running_mean; /* C */
+  float* running_var;  /* C */
   int64_t* num_batches_tracked;
   /* Saved statistics: outputs of forward training, inputs of backward training (the values the
    * same kernel's forward training produced; NULL when the kernel saves nothing). */
-  float* save_mean;           /* C */
-  float* save_stat;           /* C: invstd or biased variance, per bnk_kernel.saves */
+  float* save_mean; /* C */
+  float* save_stat; /* C: invstd or biased variance, per bnk_kernel.saves */
   /* Outputs. */
-  float* dst;                 /* forward modes */
-  float* diff_src;            /* backward modes */
-  float* diff_gamma;          /* C, backward modes when affine */
-  float* diff_beta;           /* C, backward modes when affine */
+  float* dst;        /* forward modes */
+  float* diff_src;   /* backward modes */
+  float* diff_gamma; /* C, backward modes when affine */
+  float* diff_beta;  /* C, backward modes when affine */
 } bnk_buffers;
 
 typedef int (*bnk_entry)(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
                          size_t message_size);
 
 typedef struct bnk_kernel {
-  uint32_t abi_version;      /* BNK_ABI_VERSION */
-  uint32_t struct_size;      /* sizeof(bnk_kernel) */
-  const char* name;          /* e.g. "welford" */
-  const char* version;       /* e.g. "1.0" */
-  const char* convention;    /* running statistics convention claimed: "pytorch", "keras", ... */
-  uint32_t layouts;          /* BNK_LAYOUT_* bits supported */
-  int32_t updates_running;   /* 1: forward training can update running statistics */
+  uint32_t abi_version;        /* BNK_ABI_VERSION */
+  uint32_t struct_size;        /* sizeof(bnk_kernel) */
+  const char* name;            /* e.g. "welford" */
+  const char* version;         /* e.g. "1.0" */
+  const char* convention;      /* running statistics convention claimed: "pytorch", "keras", ... */
+  uint32_t layouts;            /* BNK_LAYOUT_* bits supported */
+  int32_t updates_running;     /* 1: forward training can update running statistics */
   int32_t supports_cumulative; /* 1: momentum = None is supported */
-  int32_t saves;             /* a bnk_saved value */
+  int32_t saves;               /* a bnk_saved value */
   /* Entry points; NULL means the mode is not supported. */
   bnk_entry forward_training;
   bnk_entry forward_inference;
@@ -126,6 +126,19 @@ typedef struct bnk_kernel {
 
 /* The one exported symbol. Returns a table valid for the library's lifetime. */
 typedef const bnk_kernel* (*bnk_entry_fn)(void);
+
+/* Visibility of the entry symbol when a plugin is built with hidden visibility by default. */
+#ifndef BNK_PLUGIN_EXPORT
+#if defined(__GNUC__) || defined(__clang__)
+#define BNK_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define BNK_PLUGIN_EXPORT
+#endif
+#endif
+
+/* The entry point every kernel library defines (declared here so that a plugin compiled with
+ * -Wmissing-prototypes needs no declaration of its own). bnoracle looks it up by name. */
+BNK_PLUGIN_EXPORT const bnk_kernel* bnoracle_kernel_v1(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,226 @@
+// Fault isolation for calls into a kernel under test (Linux).
+//
+// A kernel that crashes, hangs, writes outside its output buffers or modifies its inputs must
+// fail the case it was running with a reason its author can act on, and the run must go on.
+// Two pieces make that true:
+//
+// - `guarded_arena` holds the buffers of one call in a single shared anonymous mapping. Every
+//   buffer ends exactly at a page boundary (or, with a larger `alignment`, within its last page:
+//   the gap is filled with a canary) followed by PROT_NONE guard pages, and starts after PROT_NONE
+//   guard pages; the bytes between those guard pages and the buffer's first element are filled
+//   with a canary. Overruns therefore fault on the spot and underruns either hit the canary
+//   (checked after the call) or fault. Inputs are snapshotted before each call and compared after.
+//
+// - `run_isolated` forks: the child makes the input buffers read-only, runs the call, records its
+//   status and message (or the address of a fault) in a small shared block and exits; the parent
+//   waits with a deadline, kills and reaps on timeout, and classifies what happened.
+//   `run_inline` runs the call in-process (for debugging with --no-isolation) and still checks
+//   canaries and inputs afterwards; there a fault in a guard page terminates the process.
+//
+// Constraints on the caller of run_isolated (the child of fork() only ever runs the call):
+// - Other threads of the process must not hold locks at the time of the call (glibc makes malloc
+//   and stdio safe across fork; locks of your own are not). Idle threads are fine; they do not
+//   exist in the child.
+// - The process must not reap children it does not own (no SIGCHLD handler calling
+//   waitpid(-1, ...), no SIGCHLD set to SIG_IGN), or the outcome of the call is lost
+//   (run_isolated then throws std::system_error).
+// - The parent should not itself run code that keeps fork-unsafe runtime state, such as an
+//   OpenMP thread pool that the kernel also uses: GNU libgomp deadlocks in a child forked after
+//   the parent used it. Running a kernel only through run_isolated keeps the parent clean.
+// - stdout and stderr stay connected to the child's; parent streams are flushed before forking.
+// - A kernel that calls exit() runs the process's atexit handlers and static destructors in the
+//   child; they cannot affect the parent's memory except through the arena.
+// - Grandchildren a kernel might spawn are not killed on timeout.
+#pragma once
+
+#include "bnoracle/kernel.hpp"
+#include "bnoracle/kernel_abi.h"
+#include "bnoracle/reference.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bnoracle {
+
+// What the kernel may do with a buffer.
+enum class buffer_role : std::uint8_t {
+  input,   // read only: made PROT_READ in the isolated child, compared with a snapshot after
+  output,  // written by the kernel
+  in_out,  // read and updated in place (running statistics, num_batches_tracked)
+};
+
+enum class element_type : std::uint8_t { f32, i64 };
+
+[[nodiscard]] std::string_view to_string(buffer_role r);
+
+struct buffer_spec {
+  std::string name;  // used in every diagnostic: "wrote past the end of diff_src"
+  buffer_role role = buffer_role::input;
+  element_type type = element_type::f32;
+  std::size_t count = 0;  // elements; 0 is allowed
+};
+
+struct arena_options {
+  // PROT_NONE pages on each side of every buffer. They cost address space only; more pages catch
+  // larger strided overruns as faults instead of silent writes into a neighbour.
+  std::size_t guard_pages = 4;
+  // Alignment of each buffer's first element in bytes (a power of two). 0 means the element size,
+  // so the buffer ends exactly at the guard page; larger values leave a gap of fewer than
+  // `alignment` bytes before the guard, which is filled with the canary and checked.
+  std::size_t alignment = 0;
+  // A zero-length buffer gets a non-null pointer to the first byte of its trailing guard page
+  // (any access faults and is attributed to it), or nullptr when this is true.
+  bool null_for_empty = false;
+};
+
+// Where an address lies relative to the arena's buffers.
+struct buffer_location {
+  enum class place : std::uint8_t {
+    before,  // in the guard pages or canary bytes in front of the buffer
+    inside,  // within [first element, last element]
+    after,   // in the canary gap or guard pages behind the buffer
+  };
+  std::size_t buffer = 0;  // index of the buffer
+  place where = place::inside;
+  std::int64_t element = 0;  // element index the address falls in (negative before the start)
+};
+
+enum class outcome : std::uint8_t {
+  ok,              // the call returned `status`; no canary damaged, no input modified
+  crashed,         // terminated by `signal` (attributed to a buffer when the address says so)
+  timed_out,       // still running after the timeout; killed and reaped
+  exited,          // the process exited with `exit_code` without the call returning
+  threw,           // the call threw a C++ exception
+  canary_damaged,  // the call returned, but wrote into the canary bytes around a buffer
+  input_modified,  // the call returned, no canary is damaged, but an input differs from its
+                   // snapshot
+};
+
+[[nodiscard]] std::string_view to_string(outcome o);
+
+// One problem found after a call: a damaged canary or a modified input.
+struct arena_finding {
+  outcome kind = outcome::canary_damaged;  // canary_damaged or input_modified
+  std::size_t buffer = 0;
+  std::string sentence;  // e.g. "wrote before the start of dst: 4 bytes in front of it changed"
+};
+
+class guarded_arena {
+ public:
+  guarded_arena() = default;  // no buffers; fine to pass to run_isolated
+  // Maps the buffers; throws std::invalid_argument (bad spec, duplicate name) or
+  // std::system_error (mmap/mprotect). Buffers are zero-filled.
+  explicit guarded_arena(std::vector<buffer_spec> specs, arena_options options = {});
+  ~guarded_arena();
+  guarded_arena(guarded_arena&& other) noexcept;
+  guarded_arena& operator=(guarded_arena&& other) noexcept;
+  guarded_arena(const guarded_arena&) = delete;
+  guarded_arena& operator=(const guarded_arena&) = delete;
+
+  [[nodiscard]] std::size_t size() const { return buffers_.size(); }
+  [[nodiscard]] const buffer_spec& spec(std::size_t i) const { return buffers_.at(i).spec; }
+  [[nodiscard]] std::optional<std::size_t> find(std::string_view name) const;
+  [[nodiscard]] bool contains(std::string_view name) const { return find(name).has_value(); }
+
+  // Start of a buffer (nullptr for a zero-length buffer with null_for_empty). The typed accessors
+  // throw std::invalid_argument for an unknown name or the wrong element type.
+  [[nodiscard]] void* data(std::size_t i) const;
+  [[nodiscard]] float* f32(std::string_view name) const;
+  [[nodiscard]] std::int64_t* i64(std::string_view name) const;
+  [[nodiscard]] std::span<float> f32_span(std::string_view name) const;
+  [[nodiscard]] std::span<std::int64_t> i64_span(std::string_view name) const;
+
+  // Which buffer (and where in or around it) an address falls, if any.
+  [[nodiscard]] std::optional<buffer_location> locate(std::uintptr_t address) const;
+
+  // Before a call: rewrites every canary and snapshots every input buffer.
+  void arm();
+  // After a call: every damaged canary and every input that differs from its snapshot, in buffer
+  // order. Then re-arms the canaries and restores modified inputs from the snapshot, so the
+  // arena is as the caller left it except for outputs and in-out buffers.
+  [[nodiscard]] std::vector<arena_finding> check_and_restore();
+
+  // Page ranges a child must make read-only: (address, length) of every non-empty input.
+  [[nodiscard]] std::vector<std::pair<void*, std::size_t>> input_pages() const;
+
+ private:
+  struct buffer {
+    buffer_spec spec;
+    std::size_t elem = 4;  // bytes per element
+    // Offsets in bytes from the start of the mapping.
+    std::size_t guard_lo;  // first byte of the guard in front
+    std::size_t pages_lo;  // first byte of the buffer's read-write pages
+    std::size_t start;     // first element
+    std::size_t end;       // one past the last element
+    std::size_t pages_hi;  // one past the buffer's pages = first byte of the guard behind
+    std::size_t guard_hi;  // one past the guard behind
+    std::vector<unsigned char> snapshot;  // inputs: contents when armed
+  };
+  void release() noexcept;
+  [[nodiscard]] unsigned char* at(std::size_t offset) const {
+    return static_cast<unsigned char*>(base_) + offset;
+  }
+  void fill_canaries(const buffer& b) const;
+  [[nodiscard]] const buffer& named(std::string_view name, element_type type) const;
+
+  arena_options options_{};
+  void* base_ = nullptr;
+  std::size_t length_ = 0;
+  std::vector<buffer> buffers_;
+};
+
+// The bnk_buffers view of an arena: each field points at the buffer of the same name ("src",
+// "diff_dst", "gamma", "beta", "running_mean", "running_var", "num_batches_tracked",
+// "save_mean", "save_stat", "dst", "diff_src", "diff_gamma", "diff_beta"), or is NULL when there
+// is none. Throws std::invalid_argument when such a buffer has the wrong element type.
+[[nodiscard]] bnk_buffers abi_buffers(const guarded_arena& arena);
+
+struct run_result {
+  outcome kind = outcome::ok;
+  int status = 0;       // what the call returned (when it returned)
+  std::string message;  // the call's message (when it returned)
+  std::string reason;   // empty when ok; else one sentence naming the fault and buffer
+  int signal = 0;       // crashed: the signal number
+  int exit_code = 0;    // exited: the code
+  double seconds = 0;   // wall time of the call
+  std::optional<std::size_t> buffer;      // the buffer the fault is attributed to, if any
+  std::optional<std::uintptr_t> address;  // crashed: the faulting address, if known
+  std::vector<arena_finding> findings;    // every canary/input problem, also after a crash
+
+  [[nodiscard]] bool ok() const { return kind == outcome::ok; }
+};
+
+// `call` receives a message buffer and its size (including the NUL) and returns a status. It may
+// capture pointers into the arena: they are valid in the child, which inherits the mapping.
+using isolated_call = std::function<int(char* message, std::size_t size)>;
+
+// How the parent waits for the child. `automatic` sleeps in poll() on a pidfd (Linux 5.3+) and
+// falls back to `polling` (waitpid WNOHANG with sleeps of 0.1 to 5 ms) when pidfd_open fails.
+enum class wait_method : std::uint8_t { automatic, polling };
+
+// Runs `call` in a forked child (see the constraints at the top of this file). Throws
+// std::system_error only when the machinery itself fails (mmap, fork, waitpid), never for
+// anything the call does.
+[[nodiscard]] run_result run_isolated(const isolated_call& call, guarded_arena& arena,
+                                      std::chrono::milliseconds timeout,
+                                      wait_method wait = wait_method::automatic);
+
+// Runs `call` in this process, then checks canaries and inputs. No timeout; a fault in a guard
+// page (or anything else the call does wrong) takes the process down.
+[[nodiscard]] run_result run_inline(const isolated_call& call, guarded_arena& arena);
+
+// A call of one mode of a kernel (the kernel and the arena must outlive the call).
+[[nodiscard]] isolated_call kernel_call(bn_kernel& kernel, bn_mode mode, const bnk_problem& problem,
+                                        const bnk_buffers& buffers);
+
+// "SIGSEGV", "SIGABRT", ... or "signal N".
+[[nodiscard]] std::string signal_name(int signal);
+
+}  // namespace bnoracle

@@ -1,0 +1,778 @@
+#include "bnoracle/isolation.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <new>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+namespace bnoracle {
+
+namespace {
+
+std::size_t page_size() {
+  static const std::size_t size = [] {
+    const long s = sysconf(_SC_PAGESIZE);
+    return s > 0 ? static_cast<std::size_t>(s) : std::size_t{4096};
+  }();
+  return size;
+}
+
+[[noreturn]] void throw_errno(const char* what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+std::size_t element_size(element_type t) {
+  return t == element_type::f32 ? 4 : 8;
+}
+
+// The canary byte at an offset in the arena: varies with the offset, so a shifted copy of the
+// canary (or any constant fill) does not pass for it.
+unsigned char canary_byte(std::size_t offset) {
+  return static_cast<unsigned char>(0x5Au ^ ((offset * 0x9Du) & 0xFFu));
+}
+
+std::string hex(std::uintptr_t a) {
+  std::array<char, 32> buf{};
+  std::snprintf(buf.data(), buf.size(), "0x%" PRIxPTR, a);
+  return buf.data();
+}
+
+std::string seconds_text(double s) {
+  std::array<char, 32> buf{};
+  std::snprintf(buf.data(), buf.size(), "%.3g", s);
+  return buf.data();
+}
+
+std::string element_value(const unsigned char* p, element_type t) {
+  std::array<char, 48> buf{};
+  if (t == element_type::f32) {
+    float f = 0;
+    std::memcpy(&f, p, sizeof f);
+    std::snprintf(buf.data(), buf.size(), "%.9g", static_cast<double>(f));
+  } else {
+    std::int64_t v = 0;
+    std::memcpy(&v, p, sizeof v);
+    std::snprintf(buf.data(), buf.size(), "%" PRId64, v);
+  }
+  return buf.data();
+}
+
+std::string elements_text(std::size_t n) {
+  return std::to_string(n) + (n == 1 ? " element" : " elements");
+}
+
+}  // namespace
+
+// ---- guarded_arena ----------------------------------------------------------------------------
+
+std::string_view to_string(buffer_role r) {
+  switch (r) {
+    case buffer_role::input:
+      return "input";
+    case buffer_role::output:
+      return "output";
+    case buffer_role::in_out:
+      return "in-out";
+  }
+  return "?";
+}
+
+guarded_arena::guarded_arena(std::vector<buffer_spec> specs, arena_options options)
+    : options_(options) {
+  const std::size_t page = page_size();
+  if (options_.guard_pages == 0) throw std::invalid_argument("guarded_arena: guard_pages is 0");
+  if (options_.alignment != 0 &&
+      ((options_.alignment & (options_.alignment - 1)) != 0 || options_.alignment > page)) {
+    throw std::invalid_argument("guarded_arena: alignment " + std::to_string(options_.alignment) +
+                                " is not a power of two no larger than a page");
+  }
+  const std::size_t guard = options_.guard_pages * page;
+  // Lay the buffers out as offsets from the start of the mapping, then map and rebase.
+  std::size_t offset = 0;
+  for (auto& s : specs) {
+    if (s.name.empty()) throw std::invalid_argument("guarded_arena: a buffer has no name");
+    for (const auto& b : buffers_) {
+      if (b.spec.name == s.name) {
+        throw std::invalid_argument("guarded_arena: two buffers are named '" + s.name + "'");
+      }
+    }
+    buffer b{};
+    b.elem = element_size(s.type);
+    if (s.count > (std::size_t{1} << 40) / b.elem) {
+      throw std::invalid_argument("guarded_arena: buffer '" + s.name + "' is too large");
+    }
+    const std::size_t bytes = s.count * b.elem;
+    const std::size_t align = std::max(options_.alignment, b.elem);
+    b.guard_lo = offset;
+    offset += guard;
+    b.pages_lo = offset;
+    std::size_t pages = (bytes + page - 1) / page;
+    if (bytes != 0) {
+      while (((b.pages_lo + pages * page - bytes) & ~(align - 1)) < b.pages_lo) ++pages;
+    }
+    b.pages_hi = b.pages_lo + pages * page;
+    b.start = (b.pages_hi - bytes) & ~(align - 1);
+    b.end = b.start + bytes;
+    b.guard_hi = b.pages_hi + guard;
+    offset = b.guard_hi;
+    b.spec = std::move(s);
+    buffers_.push_back(std::move(b));
+  }
+  if (offset == 0) return;
+  void* base = mmap(nullptr, offset, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) throw_errno("guarded_arena: mmap");
+  base_ = base;
+  length_ = offset;
+  for (auto& b : buffers_) {
+    if (b.pages_hi > b.pages_lo &&
+        mprotect(at(b.pages_lo), b.pages_hi - b.pages_lo, PROT_READ | PROT_WRITE) != 0) {
+      const int e = errno;
+      release();
+      throw std::system_error(e, std::generic_category(), "guarded_arena: mprotect");
+    }
+    fill_canaries(b);
+  }
+}
+
+void guarded_arena::fill_canaries(const buffer& b) const {
+  for (std::size_t o = b.pages_lo; o < b.start; ++o) *at(o) = canary_byte(o);
+  for (std::size_t o = b.end; o < b.pages_hi; ++o) *at(o) = canary_byte(o);
+}
+
+guarded_arena::~guarded_arena() {
+  release();
+}
+
+guarded_arena::guarded_arena(guarded_arena&& other) noexcept
+    : options_(other.options_),
+      base_(std::exchange(other.base_, nullptr)),
+      length_(std::exchange(other.length_, 0)),
+      buffers_(std::move(other.buffers_)) {
+  other.buffers_.clear();
+}
+
+guarded_arena& guarded_arena::operator=(guarded_arena&& other) noexcept {
+  if (this != &other) {
+    release();
+    options_ = other.options_;
+    base_ = std::exchange(other.base_, nullptr);
+    length_ = std::exchange(other.length_, 0);
+    buffers_ = std::move(other.buffers_);
+    other.buffers_.clear();
+  }
+  return *this;
+}
+
+void guarded_arena::release() noexcept {
+  if (base_ != nullptr) munmap(base_, length_);
+  base_ = nullptr;
+  length_ = 0;
+  buffers_.clear();
+}
+
+std::optional<std::size_t> guarded_arena::find(std::string_view name) const {
+  for (std::size_t i = 0; i < buffers_.size(); ++i) {
+    if (buffers_[i].spec.name == name) return i;
+  }
+  return std::nullopt;
+}
+
+void* guarded_arena::data(std::size_t i) const {
+  const buffer& b = buffers_.at(i);
+  if (b.spec.count == 0 && options_.null_for_empty) return nullptr;
+  return at(b.start);
+}
+
+const guarded_arena::buffer& guarded_arena::named(std::string_view name, element_type type) const {
+  const auto i = find(name);
+  if (!i) throw std::invalid_argument("guarded_arena: no buffer named '" + std::string(name) + "'");
+  const buffer& b = buffers_[*i];
+  if (b.spec.type != type) {
+    throw std::invalid_argument("guarded_arena: buffer '" + std::string(name) + "' holds " +
+                                (b.spec.type == element_type::f32 ? "float" : "int64") +
+                                " elements");
+  }
+  return b;
+}
+
+float* guarded_arena::f32(std::string_view name) const {
+  const buffer& b = named(name, element_type::f32);
+  return static_cast<float*>(data(static_cast<std::size_t>(&b - buffers_.data())));
+}
+
+std::int64_t* guarded_arena::i64(std::string_view name) const {
+  const buffer& b = named(name, element_type::i64);
+  return static_cast<std::int64_t*>(data(static_cast<std::size_t>(&b - buffers_.data())));
+}
+
+std::span<float> guarded_arena::f32_span(std::string_view name) const {
+  return {f32(name), named(name, element_type::f32).spec.count};
+}
+
+std::span<std::int64_t> guarded_arena::i64_span(std::string_view name) const {
+  return {i64(name), named(name, element_type::i64).spec.count};
+}
+
+std::optional<buffer_location> guarded_arena::locate(std::uintptr_t address) const {
+  const auto origin = reinterpret_cast<std::uintptr_t>(base_);
+  if (base_ == nullptr || address < origin || address - origin >= length_) return std::nullopt;
+  const std::size_t offset = address - origin;
+  for (std::size_t i = 0; i < buffers_.size(); ++i) {
+    const buffer& b = buffers_[i];
+    if (offset < b.guard_lo || offset >= b.guard_hi) continue;
+    buffer_location loc;
+    loc.buffer = i;
+    const auto elem = static_cast<std::int64_t>(b.elem);
+    if (offset < b.start) {
+      loc.where = buffer_location::place::before;
+      loc.element = -((static_cast<std::int64_t>(b.start - offset) + elem - 1) / elem);
+    } else {
+      loc.element = static_cast<std::int64_t>(offset - b.start) / elem;
+      loc.where = offset < b.end ? buffer_location::place::inside : buffer_location::place::after;
+    }
+    return loc;
+  }
+  return std::nullopt;
+}
+
+void guarded_arena::arm() {
+  for (auto& b : buffers_) {
+    fill_canaries(b);
+    if (b.spec.role == buffer_role::input) {
+      b.snapshot.assign(at(b.start), at(b.end));
+    }
+  }
+}
+
+std::vector<arena_finding> guarded_arena::check_and_restore() {
+  std::vector<arena_finding> found;
+  for (std::size_t i = 0; i < buffers_.size(); ++i) {
+    buffer& b = buffers_[i];
+    const std::string& name = b.spec.name;
+    const std::string input = b.spec.role == buffer_role::input ? "input " : "";
+    // In front: the farthest damaged byte says how far before the start the kernel wrote.
+    for (std::size_t o = b.pages_lo; o < b.start; ++o) {
+      if (*at(o) != canary_byte(o)) {
+        std::string sentence = "wrote before the start of ";
+        sentence.append(input).append(name).append(": the canary ");
+        sentence.append(std::to_string(b.start - o));
+        sentence.append(" bytes in front of its first element was overwritten");
+        found.push_back({outcome::canary_damaged, i, std::move(sentence)});
+        break;
+      }
+    }
+    for (std::size_t o = b.pages_hi; o > b.end; --o) {
+      if (*at(o - 1) != canary_byte(o - 1)) {
+        std::string sentence = "wrote past the end of ";
+        sentence.append(input).append(name).append(" (").append(elements_text(b.spec.count));
+        sentence.append("): the canary ").append(std::to_string(o - b.end));
+        sentence.append(" bytes behind its last element was overwritten");
+        found.push_back({outcome::canary_damaged, i, std::move(sentence)});
+        break;
+      }
+    }
+    fill_canaries(b);
+    // An empty input has nothing to compare (and memcmp with a null pointer is undefined even
+    // for zero bytes).
+    if (b.spec.role != buffer_role::input || b.snapshot.empty() ||
+        b.snapshot.size() != b.end - b.start) {
+      continue;
+    }
+    unsigned char* const now = at(b.start);
+    if (std::memcmp(now, b.snapshot.data(), b.snapshot.size()) == 0) continue;
+    std::size_t first = b.spec.count;
+    std::size_t differing = 0;
+    for (std::size_t e = 0; e < b.spec.count; ++e) {
+      if (std::memcmp(now + e * b.elem, b.snapshot.data() + e * b.elem, b.elem) != 0) {
+        if (differing++ == 0) first = e;
+      }
+    }
+    if (differing == 0) continue;
+    found.push_back(
+        {outcome::input_modified, i,
+         "modified input " + name + ": element " + std::to_string(first) + " changed from " +
+             element_value(b.snapshot.data() + first * b.elem, b.spec.type) + " to " +
+             element_value(now + first * b.elem, b.spec.type) + " (" + std::to_string(differing) +
+             " of " + elements_text(b.spec.count) + " differ; restored)"});
+    std::memcpy(now, b.snapshot.data(), b.snapshot.size());
+  }
+  return found;
+}
+
+std::vector<std::pair<void*, std::size_t>> guarded_arena::input_pages() const {
+  std::vector<std::pair<void*, std::size_t>> pages;
+  for (const auto& b : buffers_) {
+    if (b.spec.role == buffer_role::input && b.pages_hi > b.pages_lo) {
+      pages.emplace_back(at(b.pages_lo), b.pages_hi - b.pages_lo);
+    }
+  }
+  return pages;
+}
+
+bnk_buffers abi_buffers(const guarded_arena& arena) {
+  bnk_buffers out{};
+  const auto f = [&arena](const char* name) -> float* {
+    return arena.contains(name) ? arena.f32(name) : nullptr;
+  };
+  out.src = f("src");
+  out.diff_dst = f("diff_dst");
+  out.gamma = f("gamma");
+  out.beta = f("beta");
+  out.running_mean = f("running_mean");
+  out.running_var = f("running_var");
+  out.num_batches_tracked =
+      arena.contains("num_batches_tracked") ? arena.i64("num_batches_tracked") : nullptr;
+  out.save_mean = f("save_mean");
+  out.save_stat = f("save_stat");
+  out.dst = f("dst");
+  out.diff_src = f("diff_src");
+  out.diff_gamma = f("diff_gamma");
+  out.diff_beta = f("diff_beta");
+  return out;
+}
+
+// ---- outcomes ---------------------------------------------------------------------------------
+
+std::string_view to_string(outcome o) {
+  switch (o) {
+    case outcome::ok:
+      return "ok";
+    case outcome::crashed:
+      return "crashed";
+    case outcome::timed_out:
+      return "timed out";
+    case outcome::exited:
+      return "exited";
+    case outcome::threw:
+      return "threw";
+    case outcome::canary_damaged:
+      return "canary damaged";
+    case outcome::input_modified:
+      return "input modified";
+  }
+  return "?";
+}
+
+namespace {
+
+struct signal_text {
+  int number;
+  const char* name;
+  const char* meaning;
+};
+
+constexpr std::array<signal_text, 14> signal_table{{
+    {SIGSEGV, "SIGSEGV", "segmentation fault"},
+    {SIGBUS, "SIGBUS", "bus error"},
+    {SIGABRT, "SIGABRT", "aborted: abort() or a failed assertion"},
+    {SIGFPE, "SIGFPE", "arithmetic exception, e.g. integer division by zero"},
+    {SIGILL, "SIGILL", "illegal instruction"},
+    {SIGTRAP, "SIGTRAP", "trace/breakpoint trap, e.g. __builtin_trap()"},
+    {SIGSYS, "SIGSYS", "bad system call"},
+    {SIGKILL, "SIGKILL", "killed, e.g. by the out-of-memory killer"},
+    {SIGTERM, "SIGTERM", "terminated"},
+    {SIGINT, "SIGINT", "interrupted"},
+    {SIGQUIT, "SIGQUIT", "quit"},
+    {SIGPIPE, "SIGPIPE", "broken pipe"},
+    {SIGXCPU, "SIGXCPU", "CPU time limit exceeded"},
+    {SIGXFSZ, "SIGXFSZ", "file size limit exceeded"},
+}};
+
+const signal_text* find_signal(int sig) {
+  for (const auto& s : signal_table) {
+    if (s.number == sig) return &s;
+  }
+  return nullptr;
+}
+
+// Shared between the parent and the child of one isolated call.
+struct shared_block {
+  static constexpr int not_started = 0;
+  static constexpr int running = 1;
+  static constexpr int returned = 2;
+  static constexpr int threw = 3;
+  static constexpr int setup_failed = 4;
+
+  std::atomic<int> stage{not_started};
+  int status = 0;
+  std::atomic<int> fault_taken{0};
+  int fault_signal = 0;
+  int fault_has_address = 0;
+  int fault_access = 0;  // 0 unknown, 1 read, 2 write, 3 instruction fetch
+  std::uintptr_t fault_address = 0;
+  int setup_errno = 0;
+  std::array<char, 1024> message{};
+  std::array<char, 512> what{};
+};
+static_assert(std::atomic<int>::is_always_lock_free, "shared_block needs address-free atomics");
+
+constexpr std::size_t alt_stack_size = std::size_t{256} * 1024;
+
+shared_block* g_child_block = nullptr;  // set in the child only, before any handler is installed
+
+constexpr std::array<int, 5> fault_signals{SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP};
+
+int access_kind(void* context) {
+#if defined(__x86_64__)
+  // The page-fault error code: bit 1 set for a write, bit 4 for an instruction fetch.
+  const auto err = static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_ERR];
+  if ((err & 16) != 0) return 3;
+  return (err & 2) != 0 ? 2 : 1;
+#else
+  (void)context;
+  return 0;
+#endif
+}
+
+extern "C" void bnoracle_on_fault(int sig, siginfo_t* info, void* context) {
+  shared_block* b = g_child_block;
+  int expected = 0;
+  if (b != nullptr && b->fault_taken.compare_exchange_strong(expected, 1)) {
+    b->fault_signal = sig;
+    b->fault_has_address = (sig == SIGSEGV || sig == SIGBUS) && info->si_code > 0 ? 1 : 0;
+    b->fault_address = reinterpret_cast<std::uintptr_t>(info->si_addr);
+    b->fault_access = b->fault_has_address != 0 ? access_kind(context) : 0;
+  }
+  // Die of the same signal: restore the default action and re-raise. The signal stays blocked
+  // until this handler returns, then terminates the process (a real fault would also recur).
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, nullptr);
+  raise(sig);
+}
+
+// The child: only async-signal-safe work before the call, then the call, then _exit.
+[[noreturn]] void child_main(const isolated_call& call, shared_block* block, void* alt_stack,
+                             const std::vector<std::pair<void*, std::size_t>>& read_only,
+                             pid_t parent) {
+  g_child_block = block;
+  stack_t ss{};
+  ss.ss_sp = alt_stack;
+  ss.ss_size = alt_stack_size;
+  ss.ss_flags = 0;
+  sigaltstack(&ss, nullptr);
+  struct sigaction sa {};
+  sa.sa_sigaction = bnoracle_on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  sigset_t unblock;
+  sigemptyset(&unblock);
+  for (int sig : fault_signals) {
+    sigaction(sig, &sa, nullptr);
+    sigaddset(&unblock, sig);
+  }
+  sigaddset(&unblock, SIGABRT);
+  pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
+  // Crashes are expected here: no core dumps (neither files nor a core_pattern pipe), which
+  // would be slow and litter the system. Debug a crashing kernel in-process (run_inline).
+  const rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  prctl(PR_SET_DUMPABLE, 0);
+  // Die with the parent (e.g. on Ctrl-C) instead of running on, possibly forever.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(125);
+  for (const auto& [address, length] : read_only) {
+    if (mprotect(address, length, PROT_READ) != 0) {
+      block->setup_errno = errno;
+      block->stage.store(shared_block::setup_failed);
+      _exit(125);
+    }
+  }
+  block->stage.store(shared_block::running);
+  try {
+    const int rc = call(block->message.data(), block->message.size());
+    block->status = rc;
+    block->stage.store(shared_block::returned);
+  } catch (const std::exception& e) {
+    std::snprintf(block->what.data(), block->what.size(), "%s", e.what());
+    block->stage.store(shared_block::threw);
+  } catch (...) {
+    std::snprintf(block->what.data(), block->what.size(), "%s", "an exception of unknown type");
+    block->stage.store(shared_block::threw);
+  }
+  _exit(0);
+}
+
+// One shared mapping per call: the result block, then the child's alternate signal stack.
+class call_mapping {
+ public:
+  call_mapping() {
+    length_ = page_size() + alt_stack_size;
+    base_ = mmap(nullptr, length_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (base_ == MAP_FAILED) throw_errno("run_isolated: mmap");
+    block_ = new (base_) shared_block();
+  }
+  ~call_mapping() {
+    block_->~shared_block();
+    munmap(base_, length_);
+  }
+  call_mapping(const call_mapping&) = delete;
+  call_mapping& operator=(const call_mapping&) = delete;
+  [[nodiscard]] shared_block* block() const { return block_; }
+  [[nodiscard]] void* alt_stack() const { return static_cast<char*>(base_) + page_size(); }
+
+ private:
+  void* base_ = nullptr;
+  std::size_t length_ = 0;
+  shared_block* block_ = nullptr;
+};
+
+pid_t wait_blocking(pid_t pid, int& wstatus) {
+  for (;;) {
+    const pid_t r = waitpid(pid, &wstatus, 0);
+    if (r == pid) return r;
+    if (r < 0 && errno != EINTR) throw_errno("run_isolated: waitpid");
+  }
+}
+
+// Waits for the child until the deadline. Returns true when it ended (and was reaped into
+// `wstatus`), false at the deadline (the child is still running and not reaped).
+bool wait_until(pid_t pid, std::chrono::steady_clock::time_point deadline, wait_method method,
+                int& wstatus) {
+  using clock = std::chrono::steady_clock;
+#ifdef SYS_pidfd_open
+  // pidfd (Linux 5.3+): sleep in poll() until the child exits or the deadline passes.
+  const long fd = method == wait_method::automatic ? syscall(SYS_pidfd_open, pid, 0) : -1;
+  if (fd >= 0) {
+    const int pidfd = static_cast<int>(fd);
+    bool ended = false;
+    bool usable = true;
+    while (usable) {
+      const auto left = deadline - clock::now();
+      if (left <= clock::duration::zero()) break;
+      const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+      pollfd p{pidfd, POLLIN, 0};
+      const int r = poll(&p, 1, static_cast<int>(std::min<long long>(ms, 1 << 30)));
+      if (r > 0) {
+        ended = true;
+        break;
+      }
+      if (r < 0 && errno != EINTR) usable = false;
+    }
+    close(pidfd);
+    if (ended) {
+      wait_blocking(pid, wstatus);
+      return true;
+    }
+    if (usable) return false;
+  }
+#else
+  (void)method;
+#endif
+  // Fallback (no pidfd, e.g. an old kernel or a seccomp filter): poll waitpid with short sleeps.
+  auto pause = std::chrono::microseconds(100);
+  for (;;) {
+    const pid_t r = waitpid(pid, &wstatus, WNOHANG);
+    if (r == pid) return true;
+    if (r < 0 && errno != EINTR) throw_errno("run_isolated: waitpid");
+    const auto now = clock::now();
+    if (now >= deadline) return false;
+    std::this_thread::sleep_for(std::min<clock::duration>(pause, deadline - now));
+    pause = std::min(pause * 2, std::chrono::microseconds(5000));
+  }
+}
+
+std::string describe_fault(const shared_block& b, const guarded_arena& arena, run_result& res) {
+  const std::uintptr_t address = b.fault_address;
+  res.address = address;
+  const char* verb = b.fault_access == 2   ? "wrote"
+                     : b.fault_access == 1 ? "read"
+                     : b.fault_access == 3 ? "jumped"
+                                           : "accessed";
+  const auto loc = arena.locate(address);
+  if (!loc) {
+    if (address < 65536) {
+      return std::string(": null pointer dereference (") + verb + " address " + hex(address) +
+             ", outside every bnoracle buffer)";
+    }
+    return std::string(": ") + verb + " address " + hex(address) +
+           ", outside every bnoracle buffer";
+  }
+  res.buffer = loc->buffer;
+  const buffer_spec& s = arena.spec(loc->buffer);
+  const std::string input = s.role == buffer_role::input ? "input " : "";
+  const std::string where = " (element " + std::to_string(loc->element) + "; " + s.name + " has " +
+                            elements_text(s.count) + ", address " + hex(address) + ")";
+  switch (loc->where) {
+    case buffer_location::place::before:
+      return std::string(": ") + verb + " before the start of " + input + s.name + where;
+    case buffer_location::place::after:
+      return std::string(": ") + verb + " past the end of " + input + s.name + where;
+    case buffer_location::place::inside:
+      if (s.role == buffer_role::input) {
+        return ": wrote to input " + s.name + where + "; inputs are read-only";
+      }
+      return std::string(": ") + verb + " inside " + s.name + where;
+  }
+  return {};
+}
+
+void append_findings(run_result& res) {
+  for (const auto& f : res.findings) res.reason += "; also " + f.sentence;
+}
+
+// Sets kind/reason for a call that returned from the findings of the arena check. Writing
+// outside a buffer (a damaged canary) comes first: it is memory corruption; then modified inputs.
+void classify_returned(run_result& res) {
+  if (res.findings.empty()) return;
+  std::size_t primary = 0;
+  for (std::size_t i = 0; i < res.findings.size(); ++i) {
+    if (res.findings[i].kind == outcome::canary_damaged) {
+      primary = i;
+      break;
+    }
+  }
+  res.kind = res.findings[primary].kind;
+  res.buffer = res.findings[primary].buffer;
+  res.reason = res.findings[primary].sentence;
+  for (std::size_t i = 0; i < res.findings.size(); ++i) {
+    if (i != primary) res.reason += "; also " + res.findings[i].sentence;
+  }
+}
+
+}  // namespace
+
+std::string signal_name(int sig) {
+  if (const auto* s = find_signal(sig)) return s->name;
+  return "signal " + std::to_string(sig);
+}
+
+run_result run_isolated(const isolated_call& call, guarded_arena& arena,
+                        std::chrono::milliseconds timeout, wait_method wait) {
+  call_mapping mapping;
+  shared_block& block = *mapping.block();
+  const auto read_only = arena.input_pages();
+  arena.arm();
+  // Whatever sits in the parent's stream buffers would otherwise be written twice.
+  std::cout.flush();
+  std::cerr.flush();
+  std::clog.flush();
+  std::fflush(nullptr);
+  const pid_t parent = getpid();
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t pid = fork();
+  if (pid < 0) throw_errno("run_isolated: fork");
+  if (pid == 0) child_main(call, &block, mapping.alt_stack(), read_only, parent);
+
+  int wstatus = 0;
+  bool timed_out = false;
+  if (!wait_until(pid, t0 + timeout, wait, wstatus)) {
+    kill(pid, SIGKILL);
+    wait_blocking(pid, wstatus);
+    // A child that ended on its own just before the kill keeps its own outcome.
+    timed_out = WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL;
+  }
+  run_result res;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.findings = arena.check_and_restore();
+  const int stage = block.stage.load();
+  if (stage == shared_block::returned || stage == shared_block::threw) {
+    block.message.back() = '\0';
+    res.status = block.status;
+    res.message = block.message.data();
+  }
+
+  if (timed_out) {
+    res.kind = outcome::timed_out;
+    res.seconds = std::chrono::duration<double>(timeout).count();
+    res.reason =
+        "timed out: still running after " + seconds_text(res.seconds) + " s, so it was killed";
+    append_findings(res);
+  } else if (WIFSIGNALED(wstatus)) {
+    const int sig = WTERMSIG(wstatus);
+    res.kind = outcome::crashed;
+    res.signal = sig;
+    const auto* text = find_signal(sig);
+    res.reason = "crashed with " + signal_name(sig);
+    if (block.fault_taken.load() != 0 && block.fault_signal == sig &&
+        block.fault_has_address != 0) {
+      res.reason += describe_fault(block, arena, res);
+    } else if (text != nullptr) {
+      res.reason += std::string(" (") + text->meaning + ")";
+    }
+    if (stage == shared_block::returned) res.reason += ", after the call had returned";
+    append_findings(res);
+  } else if (stage == shared_block::returned) {
+    classify_returned(res);
+  } else if (stage == shared_block::threw) {
+    block.what.back() = '\0';
+    res.kind = outcome::threw;
+    res.reason = std::string("threw an exception: ") + block.what.data();
+    append_findings(res);
+  } else if (stage == shared_block::setup_failed) {
+    throw std::system_error(block.setup_errno, std::generic_category(),
+                            "run_isolated: mprotect of an input in the child");
+  } else {
+    res.kind = outcome::exited;
+    res.exit_code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+    res.reason = "exited with code " + std::to_string(res.exit_code) +
+                 " before the call returned (exit() or _exit() called during the call)";
+    append_findings(res);
+  }
+  return res;
+}
+
+run_result run_inline(const isolated_call& call, guarded_arena& arena) {
+  arena.arm();
+  std::array<char, 1024> message{};
+  run_result res;
+  const auto t0 = std::chrono::steady_clock::now();
+  bool threw = false;
+  try {
+    res.status = call(message.data(), message.size());
+  } catch (const std::exception& e) {
+    threw = true;
+    res.reason = std::string("threw an exception: ") + e.what();
+  } catch (...) {
+    threw = true;
+    res.reason = "threw an exception: an exception of unknown type";
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.findings = arena.check_and_restore();
+  if (threw) {
+    res.kind = outcome::threw;
+    append_findings(res);
+    return res;
+  }
+  message.back() = '\0';
+  res.message = message.data();
+  classify_returned(res);
+  return res;
+}
+
+isolated_call kernel_call(bn_kernel& kernel, bn_mode mode, const bnk_problem& problem,
+                          const bnk_buffers& buffers) {
+  return [&kernel, mode, problem, buffers](char* message, std::size_t size) -> int {
+    std::string text;
+    const bnk_status status = kernel.run(mode, problem, buffers, text);
+    if (size > 0) {
+      const std::size_t n = std::min(text.size(), size - 1);
+      std::memcpy(message, text.data(), n);
+      message[n] = '\0';
+    }
+    return static_cast<int>(status);
+  };
+}
+
+}  // namespace bnoracle

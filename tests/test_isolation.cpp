@@ -1,0 +1,587 @@
+// Fault isolation: guarded buffers and the forking executor (adapters/src/isolation.cpp), driven
+// directly with lambdas and through faulty kernel plugins (tests/faulty_kernels/).
+#include "bnoracle/isolation.hpp"
+#include "bnoracle/kernel.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace bnoracle {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto timeout = 2000ms;  // generous for crashes; the hang tests use 200 ms
+
+std::size_t page_floats() {
+  return static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) / 4;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// No child may be left behind, not even a zombie.
+void expect_no_children() {
+  errno = 0;
+  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+// The faults the lambdas commit are undefined behaviour on purpose: keep the sanitizers out so the
+// process faults as an uninstrumented kernel would.
+float* volatile null_float = nullptr;
+volatile unsigned spin = 0;
+
+#define BNORACLE_NO_SANITIZE __attribute__((no_sanitize("address", "undefined"), noinline))
+
+BNORACLE_NO_SANITIZE void write_float(float* p, std::ptrdiff_t i) {
+  p[i] = 1.0f;
+}
+BNORACLE_NO_SANITIZE float read_float(const float* p, std::ptrdiff_t i) {
+  const volatile float* v = p;
+  return v[i];
+}
+BNORACLE_NO_SANITIZE void write_null() {
+  *null_float = 1.0f;
+}
+[[noreturn]] void loop_forever() {
+  for (;;) spin = spin + 1;
+}
+
+// An arena with one input and one output of `n` floats, plus small per-channel buffers.
+guarded_arena small_arena(std::size_t n = 12, arena_options options = {}) {
+  return guarded_arena({{"src", buffer_role::input, element_type::f32, n},
+                        {"dst", buffer_role::output, element_type::f32, n},
+                        {"running_mean", buffer_role::in_out, element_type::f32, 3},
+                        {"num_batches_tracked", buffer_role::in_out, element_type::i64, 1}},
+                       options);
+}
+
+// The run goes on: a well-behaved call on the same arena afterwards is ok and sees clean inputs.
+void expect_good_call_works(guarded_arena& arena) {
+  const auto src = arena.f32_span("src");
+  const auto dst = arena.f32_span("dst");
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i);
+  const run_result r = run_isolated(
+      [src, dst](char*, std::size_t) {
+        for (std::size_t i = 0; i < src.size(); ++i) dst[i] = 2.0f * src[i];
+        return 0;
+      },
+      arena, timeout);
+  EXPECT_TRUE(r.ok()) << r.reason;
+  EXPECT_TRUE(r.findings.empty());
+  for (std::size_t i = 0; i < dst.size(); ++i) EXPECT_EQ(dst[i], 2.0f * static_cast<float>(i));
+  expect_no_children();
+}
+
+// ---- The arena ----------------------------------------------------------------------------------
+
+TEST(IsolationArena, BuffersEndAtAGuardPageAndLocateAddresses) {
+  guarded_arena a = small_arena(12);
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto start = reinterpret_cast<std::uintptr_t>(a.data(i));
+    const std::size_t bytes = a.spec(i).count * (a.spec(i).type == element_type::f32 ? 4 : 8);
+    EXPECT_EQ((start + bytes) % page, 0U) << a.spec(i).name;
+  }
+  const auto dst = reinterpret_cast<std::uintptr_t>(a.f32("dst"));
+  const auto past = a.locate(dst + std::uintptr_t{12} * 4);
+  ASSERT_TRUE(past.has_value());
+  EXPECT_EQ(a.spec(past->buffer).name, "dst");
+  EXPECT_EQ(past->where, buffer_location::place::after);
+  EXPECT_EQ(past->element, 12);
+  const auto before = a.locate(dst - 4);
+  ASSERT_TRUE(before.has_value());
+  EXPECT_EQ(before->where, buffer_location::place::before);
+  EXPECT_EQ(before->element, -1);
+  EXPECT_EQ(a.locate(dst + 4)->where, buffer_location::place::inside);
+  EXPECT_FALSE(a.locate(0x10).has_value());
+
+  const bnk_buffers b = abi_buffers(a);
+  EXPECT_EQ(b.src, a.f32("src"));
+  EXPECT_EQ(b.dst, a.f32("dst"));
+  EXPECT_EQ(b.num_batches_tracked, a.i64("num_batches_tracked"));
+  EXPECT_EQ(b.gamma, nullptr);
+  EXPECT_THROW((void)a.i64("src"), std::invalid_argument);
+  EXPECT_THROW(guarded_arena({{"x", buffer_role::input, element_type::f32, 1},
+                              {"x", buffer_role::output, element_type::f32, 1}}),
+               std::invalid_argument);
+}
+
+TEST(IsolationArena, ZeroLengthBuffersGetAGuardPointerOrNull) {
+  guarded_arena guarded({{"empty", buffer_role::output, element_type::f32, 0}});
+  float* const p = guarded.f32("empty");
+  ASSERT_NE(p, nullptr);
+  const run_result r = run_isolated(
+      [p](char*, std::size_t) {
+        write_float(p, 0);
+        return 0;
+      },
+      guarded, timeout);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_EQ(r.signal, SIGSEGV);
+  EXPECT_TRUE(contains(r.reason, "past the end of empty (element 0; empty has 0 elements"))
+      << r.reason;
+
+  arena_options null_empty;
+  null_empty.null_for_empty = true;
+  guarded_arena nulled({{"empty", buffer_role::output, element_type::f32, 0}}, null_empty);
+  EXPECT_EQ(nulled.f32("empty"), nullptr);
+  EXPECT_EQ(nulled.f32_span("empty").size(), 0U);
+}
+
+TEST(IsolationArena, AlignmentGapBehindABufferIsCanaryChecked) {
+  arena_options aligned;
+  aligned.alignment = 64;
+  guarded_arena a = small_arena(13, aligned);
+  float* const dst = a.f32("dst");
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(dst) % 64, 0U);
+  const run_result r = run_isolated(
+      [dst](char*, std::size_t) {
+        write_float(dst, 13);
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(r.kind, outcome::canary_damaged);
+  EXPECT_TRUE(contains(r.reason, "wrote past the end of dst (13 elements)")) << r.reason;
+  expect_good_call_works(a);
+}
+
+// ---- run_isolated with lambdas --------------------------------------------------------------
+
+TEST(Isolation, WellBehavedCallReturnsItsStatusAndMessage) {
+  guarded_arena a = small_arena();
+  float* const dst = a.f32("dst");
+  std::int64_t* const count = a.i64("num_batches_tracked");
+  const run_result r = run_isolated(
+      [dst, count](char* message, std::size_t size) {
+        dst[11] = 5.0f;
+        *count += 1;
+        std::snprintf(message, size, "refused on purpose");
+        return 2;
+      },
+      a, timeout);
+  EXPECT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.message, "refused on purpose");
+  EXPECT_TRUE(r.reason.empty());
+  EXPECT_EQ(dst[11], 5.0f);  // the child's writes are visible in the parent
+  EXPECT_EQ(*count, 1);
+  expect_no_children();
+}
+
+TEST(Isolation, NullPointerWriteCrashesWithSigsegvOutsideEveryBuffer) {
+  guarded_arena a = small_arena();
+  const run_result r = run_isolated(
+      [](char*, std::size_t) {
+        write_null();
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_EQ(r.signal, SIGSEGV);
+  EXPECT_FALSE(r.buffer.has_value());
+  EXPECT_TRUE(contains(r.reason, "crashed with SIGSEGV")) << r.reason;
+  EXPECT_TRUE(contains(r.reason, "null pointer")) << r.reason;
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, AbortCrashesWithSigabrt) {
+  guarded_arena a = small_arena();
+  const run_result r = run_isolated([](char*, std::size_t) -> int { std::abort(); }, a, timeout);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_EQ(r.signal, SIGABRT);
+  EXPECT_TRUE(contains(r.reason, "crashed with SIGABRT (aborted")) << r.reason;
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, InfiniteLoopTimesOutAndTheChildIsReaped) {
+  guarded_arena a = small_arena();
+  const auto t0 = std::chrono::steady_clock::now();
+  const run_result r = run_isolated([](char*, std::size_t) -> int { loop_forever(); }, a, 200ms);
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.kind, outcome::timed_out);
+  EXPECT_DOUBLE_EQ(r.seconds, 0.2);
+  EXPECT_TRUE(contains(r.reason, "timed out: still running after 0.2 s")) << r.reason;
+  EXPECT_GE(elapsed, 200ms);
+  EXPECT_LT(elapsed, 1500ms);
+  expect_no_children();
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, InfiniteLoopTimesOutWithTheWaitpidPollingFallback) {
+  guarded_arena a = small_arena();
+  const auto t0 = std::chrono::steady_clock::now();
+  const run_result r = run_isolated([](char*, std::size_t) -> int { loop_forever(); }, a, 200ms,
+                                    wait_method::polling);
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.kind, outcome::timed_out);
+  EXPECT_GE(elapsed, 200ms);
+  EXPECT_LT(elapsed, 1500ms);
+  expect_no_children();
+  // A quick call is not made to wait for the deadline by the polling either.
+  const auto t1 = std::chrono::steady_clock::now();
+  const run_result quick =
+      run_isolated([](char*, std::size_t) { return 0; }, a, 10000ms, wait_method::polling);
+  EXPECT_TRUE(quick.ok()) << quick.reason;
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 1000ms);
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, WritingOneFloatPastAnOutputIsAttributedToItsEnd) {
+  guarded_arena a = small_arena();
+  float* const dst = a.f32("dst");
+  const run_result r = run_isolated(
+      [dst](char*, std::size_t) {
+        write_float(dst, 12);
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_EQ(r.signal, SIGSEGV);
+  ASSERT_TRUE(r.buffer.has_value());
+  EXPECT_EQ(a.spec(*r.buffer).name, "dst");
+  EXPECT_TRUE(contains(r.reason,
+                       "crashed with SIGSEGV: wrote past the end of dst (element 12; "
+                       "dst has 12 elements"))
+      << r.reason;
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, WritingOneFloatBeforeAnOutputDamagesTheCanary) {
+  guarded_arena a = small_arena(12);  // 48 bytes: the rest of the page in front is canary
+  float* const dst = a.f32("dst");
+  const run_result r = run_isolated(
+      [dst](char*, std::size_t) {
+        write_float(dst, -1);
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(r.kind, outcome::canary_damaged);
+  ASSERT_TRUE(r.buffer.has_value());
+  EXPECT_EQ(a.spec(*r.buffer).name, "dst");
+  EXPECT_EQ(r.reason,
+            "wrote before the start of dst: the canary 4 bytes in front of its first element was "
+            "overwritten");
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, WritingOneFloatBeforeAPageSizedOutputFaultsInTheGuard) {
+  guarded_arena a = small_arena(page_floats());  // no slack: the guard page is right in front
+  float* const dst = a.f32("dst");
+  const run_result r = run_isolated(
+      [dst](char*, std::size_t) {
+        write_float(dst, -1);
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_EQ(r.signal, SIGSEGV);
+  EXPECT_TRUE(contains(r.reason, "crashed with SIGSEGV: wrote before the start of dst (element -1"))
+      << r.reason;
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, WritingAnInputIsAttributedToThatInput) {
+  guarded_arena a = small_arena();
+  float* const src = a.f32("src");
+  const run_result r = run_isolated(
+      [src](char*, std::size_t) {
+        write_float(src, 3);
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_EQ(r.signal, SIGSEGV);
+  EXPECT_TRUE(contains(r.reason, "crashed with SIGSEGV: wrote to input src (element 3; "))
+      << r.reason;
+  EXPECT_TRUE(contains(r.reason, "inputs are read-only")) << r.reason;
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, ReadingPastAnInputIsAttributedToItsEnd) {
+  guarded_arena a = small_arena();
+  const float* const src = a.f32("src");
+  const run_result r = run_isolated(
+      [src](char*, std::size_t) { return static_cast<int>(read_float(src, 12)); }, a, timeout);
+  EXPECT_EQ(r.kind, outcome::crashed);
+#if defined(__x86_64__)
+  EXPECT_TRUE(contains(r.reason, "crashed with SIGSEGV: read past the end of input src"))
+      << r.reason;
+#else
+  EXPECT_TRUE(contains(r.reason, "past the end of input src")) << r.reason;
+#endif
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, CrashInAThreadOfTheCallIsAttributed) {
+  guarded_arena a = small_arena();
+  float* const dst = a.f32("dst");
+  const run_result r = run_isolated(
+      [dst](char*, std::size_t) {
+        std::thread worker([dst] { write_float(dst, 12); });
+        worker.join();
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_TRUE(contains(r.reason, "wrote past the end of dst")) << r.reason;
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, ExitDuringTheCallIsReportedWithItsCode) {
+  guarded_arena a = small_arena();
+  const run_result r = run_isolated([](char*, std::size_t) -> int { _exit(4); }, a, timeout);
+  EXPECT_EQ(r.kind, outcome::exited);
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_TRUE(contains(r.reason, "exited with code 4 before the call returned")) << r.reason;
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, ParentStreamsAreFlushedSoAnExitingChildDoesNotRepeatThem) {
+  guarded_arena a = small_arena();
+  testing::internal::CaptureStdout();
+  std::printf("unflushed-marker;");  // sits in the stdio buffer at fork time
+  const run_result r = run_isolated(
+      [](char*, std::size_t) -> int {
+        std::exit(3);  // NOLINT(concurrency-mt-unsafe): flushes the child's copy of the buffers
+      },
+      a, timeout);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(r.kind, outcome::exited);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(out, "unflushed-marker;");
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, ExceptionIsReported) {
+  guarded_arena a = small_arena();
+  const run_result r = run_isolated(
+      [](char*, std::size_t) -> int { throw std::runtime_error("no luck"); }, a, timeout);
+  EXPECT_EQ(r.kind, outcome::threw);
+  EXPECT_EQ(r.reason, "threw an exception: no luck");
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, InputModifiedAfterRestoringItsProtectionIsCaughtAndRestored) {
+  guarded_arena a = small_arena();
+  float* const src = a.f32("src");
+  for (int i = 0; i < 12; ++i) src[i] = static_cast<float>(i) + 0.5f;
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const run_result r = run_isolated(
+      [src, page](char*, std::size_t) {
+        char* const first =
+            reinterpret_cast<char*>(src) - reinterpret_cast<std::uintptr_t>(src) % page;
+        if (mprotect(first, page, PROT_READ | PROT_WRITE) != 0) return 9;
+        src[2] = -1.0f;
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(r.kind, outcome::input_modified);
+  EXPECT_EQ(r.reason,
+            "modified input src: element 2 changed from 2.5 to -1 (1 of 12 elements differ; "
+            "restored)");
+  EXPECT_EQ(src[2], 2.5f);  // restored from the snapshot
+  expect_good_call_works(a);
+}
+
+TEST(Isolation, InlineRunChecksCanariesAndInputs) {
+  guarded_arena a = small_arena();
+  float* const src = a.f32("src");
+  float* const dst = a.f32("dst");
+  const run_result bad = run_inline(
+      [src, dst](char*, std::size_t) {
+        write_float(dst, -1);  // into the canary: no fault
+        src[0] = 7.0f;         // inputs stay writable in-process
+        return 0;
+      },
+      a);
+  EXPECT_EQ(bad.kind, outcome::canary_damaged);
+  ASSERT_EQ(bad.findings.size(), 2U);
+  EXPECT_EQ(bad.findings[0].kind, outcome::input_modified);
+  EXPECT_EQ(bad.findings[1].kind, outcome::canary_damaged);
+  EXPECT_TRUE(contains(bad.reason, "modified input src: element 0 changed from 0 to 7"))
+      << bad.reason;
+  EXPECT_EQ(src[0], 0.0f);
+  const run_result good = run_inline(
+      [dst](char* message, std::size_t size) {
+        dst[0] = 1.0f;
+        std::snprintf(message, size, "fine");
+        return 0;
+      },
+      a);
+  EXPECT_TRUE(good.ok()) << good.reason;
+  EXPECT_EQ(good.message, "fine");
+}
+
+// ---- Faulty plugins through load_plugin + bn_kernel::run -----------------------------------
+
+std::unique_ptr<bn_kernel> plugin(const std::string& fault) {
+  return load_plugin(std::string(BNORACLE_FAULTY_KERNEL_DIR) + "/faulty_" + fault + ".so");
+}
+
+// Forward inference on a dense N x C problem with buffers from a guarded arena.
+struct plugin_case {
+  static constexpr std::int64_t n = 4;
+  static constexpr std::int64_t c = 3;
+  guarded_arena arena{{{"src", buffer_role::input, element_type::f32, n* c},
+                       {"gamma", buffer_role::input, element_type::f32, c},
+                       {"beta", buffer_role::input, element_type::f32, c},
+                       {"running_mean", buffer_role::input, element_type::f32, c},
+                       {"running_var", buffer_role::input, element_type::f32, c},
+                       {"dst", buffer_role::output, element_type::f32, n* c}}};
+  bnk_problem problem{};
+
+  plugin_case() {
+    problem.struct_size = sizeof problem;
+    problem.shape.rank = 2;
+    problem.shape.layout = BNK_LAYOUT_NC;
+    for (int i = 0; i < 5; ++i) problem.shape.dims[i] = 1;
+    problem.shape.dims[0] = n;
+    problem.shape.dims[1] = c;
+    problem.shape.strides[0] = c;
+    problem.shape.strides[1] = 1;
+    problem.eps = 1e-5;
+    problem.affine = 1;
+    auto src = arena.f32_span("src");
+    for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i);
+    for (float& g : arena.f32_span("gamma")) g = 2.0f;
+    for (float& v : arena.f32_span("running_var")) v = 1.0f;
+  }
+
+  run_result run(bn_kernel& k, std::chrono::milliseconds limit = timeout) {
+    return run_isolated(kernel_call(k, bn_mode::forward_inference, problem, abi_buffers(arena)),
+                        arena, limit);
+  }
+
+  // After any fault, the well-behaved plugin still works on the same arena in this process.
+  void expect_well_behaved_kernel_works() {
+    for (float& d : arena.f32_span("dst")) d = 0.0f;
+    auto good = plugin("none");
+    const run_result r = run(*good);
+    EXPECT_TRUE(r.ok()) << r.reason;
+    EXPECT_EQ(r.status, BNK_OK);
+    const auto dst = arena.f32_span("dst");
+    for (std::size_t i = 0; i < dst.size(); ++i) {
+      EXPECT_NEAR(dst[i], 2.0f * static_cast<float>(i) / std::sqrt(1.0f + 1e-5f), 1e-5f);
+    }
+    expect_no_children();
+  }
+};
+
+TEST(IsolationPlugin, WellBehavedKernelIsOk) {
+  plugin_case t;
+  t.expect_well_behaved_kernel_works();
+  // Unsupported is a status, not a fault.
+  t.problem.shape.layout = BNK_LAYOUT_STRIDED;
+  auto good = plugin("none");
+  const run_result r = t.run(*good);
+  EXPECT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.status, BNK_UNSUPPORTED);
+  EXPECT_EQ(r.message, "only dense NC is supported");
+}
+
+TEST(IsolationPlugin, NullPointerWrite) {
+  plugin_case t;
+  auto k = plugin("null_deref");
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_EQ(r.signal, SIGSEGV);
+  EXPECT_FALSE(r.buffer.has_value());
+  EXPECT_TRUE(contains(r.reason, "null pointer")) << r.reason;
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, Abort) {
+  plugin_case t;
+  auto k = plugin("abort");
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_EQ(r.signal, SIGABRT);
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, Hang) {
+  plugin_case t;
+  auto k = plugin("hang");
+  const run_result r = t.run(*k, 200ms);
+  EXPECT_EQ(r.kind, outcome::timed_out);
+  expect_no_children();
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, OverrunOfDst) {
+  plugin_case t;
+  auto k = plugin("overrun");
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_TRUE(contains(r.reason, "wrote past the end of dst (element 12; dst has 12 elements"))
+      << r.reason;
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, UnderrunOfDst) {
+  plugin_case t;
+  auto k = plugin("underrun");
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::canary_damaged);
+  EXPECT_TRUE(contains(r.reason, "wrote before the start of dst")) << r.reason;
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, WriteToInput) {
+  plugin_case t;
+  auto k = plugin("write_input");
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_TRUE(contains(r.reason, "wrote to input src (element 0;")) << r.reason;
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, ReadPastInput) {
+  plugin_case t;
+  auto k = plugin("read_past_input");
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_TRUE(contains(r.reason, "past the end of input src (element 12;")) << r.reason;
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, ExitThree) {
+  plugin_case t;
+  auto k = plugin("exit3");
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::exited);
+  EXPECT_EQ(r.exit_code, 3);
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, InputModifiedBehindItsProtection) {
+  plugin_case t;
+  auto k = plugin("unprotect_input");
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::input_modified);
+  EXPECT_EQ(r.reason,
+            "modified input src: element 0 changed from 0 to 1 (1 of 12 elements differ; "
+            "restored)");
+  t.expect_well_behaved_kernel_works();
+}
+
+}  // namespace
+}  // namespace bnoracle
