@@ -1,9 +1,18 @@
 // The `bnoracle` command line.
 //
-// Exit codes (documented in README.md): 0 success, 2 usage or input error, 4 internal error.
-// Later subcommands (check, verify) add 1 for a non-conformant kernel and 3 for a kernel fault.
+// Exit codes (documented in README.md): 0 success or conformant, 1 non-conformant, 2 usage or
+// input error, 3 kernel fault (crash, hang, out-of-bounds write, modified input), 4 internal error.
 #include "bnoracle/convention.hpp"
+#include "bnoracle/error_model.hpp"
 #include "bnoracle/reference.hpp"
+#include "identify.hpp"
+#include "report.hpp"
+#include "runner.hpp"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <optional>
 
 #include <cstdio>
 #include <cstdlib>
@@ -19,18 +28,34 @@ using namespace bnoracle;
 
 constexpr int k_exit_ok = 0;
 constexpr int k_exit_usage = 2;
+constexpr int k_exit_fault = 3;
 constexpr int k_exit_internal = 4;
 
 void print_usage(std::ostream& os) {
   os << "usage: bnoracle <command> [options]\n"
         "\n"
         "commands:\n"
+        "  check --kernel PATH.so [options]   conformance check of a kernel plugin (the main job)\n"
+        "      --level strict|standard|lenient   accuracy level the gate requires (standard)\n"
+        "      --convention NAME     judge running statistics under NAME instead of the kernel's "
+        "claim\n"
+        "      --report text|json|junit   report format (text)\n"
+        "      --output FILE         write the report to FILE (default: standard output)\n"
+        "      --filter PATTERN      only cases whose name contains PATTERN ('*' globs)\n"
+        "      --seed N              data seed (1)\n"
+        "      --timeout SECONDS     per kernel call (20)\n"
+        "      --no-isolation        run the kernel in-process (debugging; a crash ends bnoracle)\n"
+        "      --verbose             list every case in the text report\n"
+        "      --list                list the cases and exit\n"
+        "  identify --kernel PATH.so     infer the running-statistics convention a kernel follows\n"
         "  example [--convention NAME]  exact reference results for a worked example, all modes\n"
         "  conventions                  the running-statistics conventions bnoracle knows\n"
+        "  budgets                      the error model's budget table, with reasons\n"
         "  version                      print the version\n"
         "  help                         this text\n"
         "\n"
-        "exit codes: 0 success, 2 usage or input error, 4 internal error\n";
+        "exit codes: 0 success/conformant, 1 non-conformant, 2 usage or input error,\n"
+        "            3 kernel fault, 4 internal error\n";
 }
 
 std::string cell(const golden& g) {
@@ -151,6 +176,181 @@ int run_conventions() {
   return k_exit_ok;
 }
 
+int run_budgets() {
+  std::printf("%-18s %-10s %s\n", "budget", "value", "why");
+  for (const auto& b : budget_table()) {
+    std::printf("%-18s %-10g %s\n", std::string(b.name).c_str(), b.value,
+                std::string(b.why).c_str());
+  }
+  std::printf("\nDerivations: docs/error-model.md\n");
+  return k_exit_ok;
+}
+
+struct check_args {
+  std::string kernel;
+  run_options options;
+  std::string convention;
+  report_format format = report_format::text;
+  std::string output;
+  bool verbose = false;
+  bool list = false;
+};
+
+// Parses check/identify options; returns an error sentence or "".
+std::string parse_check_args(const std::vector<std::string_view>& args, check_args& a) {
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string_view k = args[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= args.size()) return std::nullopt;
+      return std::string(args[++i]);
+    };
+    if (k == "--verbose") {
+      a.verbose = true;
+      continue;
+    }
+    if (k == "--list") {
+      a.list = true;
+      continue;
+    }
+    if (k == "--no-isolation") {
+      a.options.isolate = false;
+      continue;
+    }
+    const auto v = value();
+    if (!v) return "option " + std::string(k) + " needs a value";
+    if (k == "--kernel") {
+      a.kernel = *v;
+    } else if (k == "--level") {
+      const auto l = parse_level(*v);
+      if (!l) return "unknown level '" + *v + "' (strict, standard or lenient)";
+      a.options.level = *l;
+    } else if (k == "--convention") {
+      if (find_convention(*v) == nullptr) return "unknown convention '" + *v + "'";
+      a.convention = *v;
+    } else if (k == "--report") {
+      if (*v == "text") {
+        a.format = report_format::text;
+      } else if (*v == "json") {
+        a.format = report_format::json;
+      } else if (*v == "junit") {
+        a.format = report_format::junit;
+      } else {
+        return "unknown report format '" + *v + "' (text, json or junit)";
+      }
+    } else if (k == "--output") {
+      a.output = *v;
+    } else if (k == "--filter") {
+      a.options.filter = *v;
+    } else if (k == "--seed") {
+      char* end = nullptr;
+      const unsigned long long seed = std::strtoull(v->c_str(), &end, 10);
+      if (v->empty() || *end != '\0')
+        return "--seed needs a non-negative integer, got '" + *v + "'";
+      a.options.seed = seed;
+    } else if (k == "--timeout") {
+      char* end = nullptr;
+      const double t = std::strtod(v->c_str(), &end);
+      if (v->empty() || *end != '\0' || !(t > 0) || t > 86400) {
+        return "--timeout needs seconds in (0, 86400], got '" + *v + "'";
+      }
+      a.options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(t * 1000));
+    } else {
+      return "unknown option '" + std::string(k) + "'";
+    }
+  }
+  return "";
+}
+
+int run_check(const std::vector<std::string_view>& args) {
+  check_args a;
+  if (const std::string err = parse_check_args(args, a); !err.empty()) {
+    std::cerr << "bnoracle check: " << err << "\n";
+    return k_exit_usage;
+  }
+  const std::vector<case_spec> cases = default_catalog(a.options.seed);
+  if (a.list) {
+    for (const auto& c : cases) {
+      if (name_matches(c.name, a.options.filter)) std::printf("%s\n", c.name.c_str());
+    }
+    return k_exit_ok;
+  }
+  if (a.kernel.empty()) {
+    std::cerr << "bnoracle check: --kernel PATH.so is required\n";
+    return k_exit_usage;
+  }
+  std::unique_ptr<bn_kernel> kernel;
+  try {
+    kernel = load_plugin(a.kernel);
+  } catch (const plugin_error& e) {
+    std::cerr << "bnoracle check: " << e.what() << "\n";
+    return k_exit_usage;
+  }
+  a.options.kernel_path = a.kernel;
+  a.options.convention = a.convention;
+  std::ofstream file;
+  if (!a.output.empty()) {
+    file.open(a.output);
+    if (!file) {
+      std::cerr << "bnoracle check: cannot write '" << a.output << "'\n";
+      return k_exit_usage;
+    }
+  }
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  const progress_fn progress = [tty](std::size_t done, std::size_t total, const std::string& name) {
+    if (!tty) return;
+    if (done == total) {
+      std::fprintf(stderr, "\r\033[K");
+    } else {
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", done + 1, total, name.c_str());
+    }
+    std::fflush(stderr);
+  };
+  const run_summary summary = run_catalog(*kernel, cases, a.options, progress);
+  std::ostream& os = a.output.empty() ? std::cout : file;
+  write_report(os, summary, a.format, a.verbose);
+  if (!a.output.empty() && a.format != report_format::text) {
+    // Keep a one-line verdict on the terminal when the report goes to a file.
+    std::fprintf(stderr, "%lld passed, %lld failed, %lld skipped, %lld mistrusted, %lld faults\n",
+                 static_cast<long long>(summary.passed), static_cast<long long>(summary.failed),
+                 static_cast<long long>(summary.skipped),
+                 static_cast<long long>(summary.mistrusted),
+                 static_cast<long long>(summary.faults));
+  }
+  return summary.exit_code();
+}
+
+int run_identify(const std::vector<std::string_view>& args) {
+  check_args a;
+  if (const std::string err = parse_check_args(args, a); !err.empty() || a.kernel.empty()) {
+    std::cerr << "bnoracle identify: " << (err.empty() ? "--kernel PATH.so is required" : err)
+              << "\n";
+    return k_exit_usage;
+  }
+  std::unique_ptr<bn_kernel> kernel;
+  try {
+    kernel = load_plugin(a.kernel);
+  } catch (const plugin_error& e) {
+    std::cerr << "bnoracle identify: " << e.what() << "\n";
+    return k_exit_usage;
+  }
+  const identify_result r = identify(*kernel, a.options);
+  std::printf("kernel '%s' (claims convention %s)\n", kernel->info().name.c_str(),
+              kernel->info().convention.c_str());
+  std::printf("  momentum weighs      %s value%s\n", r.weighs.c_str(),
+              r.weighs == "new"   ? "  (running = (1 - m)*old + m*batch)"
+              : r.weighs == "old" ? "  (running = m*old + (1 - m)*batch)"
+                                  : "");
+  std::printf("  running variance     %s\n", r.estimator.c_str());
+  std::printf("  momentum=None        %s\n", r.cumulative.c_str());
+  std::printf("  one value (L = 1)    %s\n", r.single_value.c_str());
+  std::printf("  empty batch (L = 0)  %s\n", r.empty_batch.c_str());
+  std::string m;
+  for (const auto& n : r.matches) m += (m.empty() ? "" : ", ") + n;
+  std::printf("  consistent with      %s\n", m.empty() ? "no known convention" : m.c_str());
+  for (const auto& n : r.notes) std::printf("  evidence: %s\n", n.c_str());
+  return r.fault ? k_exit_fault : k_exit_ok;
+}
+
 int run(const std::vector<std::string_view>& args) {
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
     print_usage(args.empty() ? std::cerr : std::cout);
@@ -162,6 +362,9 @@ int run(const std::vector<std::string_view>& args) {
     return k_exit_ok;
   }
   if (cmd == "conventions") return run_conventions();
+  if (cmd == "budgets") return run_budgets();
+  if (cmd == "check") return run_check(args);
+  if (cmd == "identify") return run_identify(args);
   if (cmd == "example") {
     std::string conv = "pytorch";
     for (std::size_t i = 1; i < args.size(); ++i) {

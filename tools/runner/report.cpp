@@ -1,0 +1,269 @@
+#include "report.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <map>
+#include <sstream>
+#include <vector>
+
+namespace bnoracle {
+
+namespace {
+
+std::string level_name(const std::optional<accuracy_level>& l) {
+  return l ? std::string(to_string(*l)) : std::string("none");
+}
+
+std::string num(double v, int precision = 3) {
+  if (std::isinf(v)) return "inf";
+  std::ostringstream os;
+  os << std::setprecision(precision) << v;
+  return os.str();
+}
+
+std::string case_id(const case_result& r) {
+  std::string id = r.case_name + " " + std::string(to_string(r.mode));
+  if (r.mode == bn_mode::forward_training && r.step > 0)
+    id += " step " + std::to_string(r.step + 1);
+  return id;
+}
+
+// One cell of the case table: the verdict, and for passes the strictest level met.
+std::string cell(const case_result& r) {
+  switch (r.result) {
+    case verdict::pass:
+      return "pass " + level_name(r.best);
+    case verdict::mistrusted:
+      return "mistrusted";
+    case verdict::fail:
+      return "FAIL";
+    case verdict::fault:
+      return "FAULT";
+    case verdict::skip:
+      return "skip";
+  }
+  return "?";
+}
+
+void write_text(std::ostream& os, const run_summary& s, bool verbose) {
+  os << "bnoracle check: kernel '" << s.kernel.name << "' " << s.kernel.version << " (convention "
+     << s.kernel.convention << ")\n";
+  os << "gate level " << to_string(s.options.level) << ", seed " << s.options.seed
+     << (s.options.filter.empty() ? "" : ", filter '" + s.options.filter + "'") << "\n\n";
+  // The table: one row per case, one column per mode; a training mode with several steps shows
+  // its worst step.
+  constexpr std::array<bn_mode, 4> modes{bn_mode::forward_training, bn_mode::forward_inference,
+                                         bn_mode::backward_training, bn_mode::backward_inference};
+  std::vector<std::string> order;
+  std::map<std::string, std::array<const case_result*, 4>> rows;
+  auto rank = [](verdict v) {
+    switch (v) {
+      case verdict::fault:
+        return 4;
+      case verdict::fail:
+        return 3;
+      case verdict::mistrusted:
+        return 2;
+      case verdict::skip:
+        return 0;
+      case verdict::pass:
+        return 1;
+    }
+    return 0;
+  };
+  for (const auto& r : s.results) {
+    auto [it, inserted] = rows.try_emplace(r.case_name, std::array<const case_result*, 4>{});
+    if (inserted) order.push_back(r.case_name);
+    const auto& cur = it->second[static_cast<std::size_t>(r.mode)];
+    const bool worse = cur == nullptr || rank(r.result) > rank(cur->result) ||
+                       (rank(r.result) == rank(cur->result) && r.best && cur->best &&
+                        static_cast<int>(*r.best) > static_cast<int>(*cur->best));
+    if (worse) it->second[static_cast<std::size_t>(r.mode)] = &r;
+  }
+  os << std::left << std::setw(46) << "case" << std::setw(16) << "forward train" << std::setw(16)
+     << "forward infer" << std::setw(16) << "backward train"
+     << "backward infer\n";
+  for (const auto& name : order) {
+    os << std::left << std::setw(46) << name;
+    for (std::size_t m = 0; m < modes.size(); ++m) {
+      const case_result* r = rows[name][m];
+      os << std::setw(m + 1 < modes.size() ? 16 : 0) << (r ? cell(*r) : "-");
+    }
+    os << '\n';
+  }
+  bool header = false;
+  for (const auto& r : s.results) {
+    const bool interesting =
+        r.result == verdict::fail || r.result == verdict::fault || r.result == verdict::mistrusted;
+    if (!interesting && !(verbose && r.result == verdict::skip)) continue;
+    if (!header) {
+      os << "\ndetails\n";
+      header = true;
+    }
+    os << std::left << std::setw(11) << to_string(r.result) << case_id(r) << '\n';
+    os << "           " << r.reason << '\n';
+    if (!interesting) continue;
+    os << "           problem: " << r.problem << " [" << r.tier << " tier]\n";
+    for (const auto& o : r.outputs) {
+      const double rms = o.count > 0 ? std::sqrt(o.sum_sq_ulps / static_cast<double>(o.count)) : 0;
+      os << "           " << std::left << std::setw(18) << o.name << " max " << num(o.max_ulps)
+         << " ulp, rms " << num(rms) << ", worst/bound " << num(o.worst_ratio)
+         << (o.passed[static_cast<std::size_t>(s.options.level)] ? "" : "  <-- fails") << '\n';
+    }
+    os << "           repro: " << r.repro << '\n';
+  }
+  os << '\n'
+     << s.passed << " passed, " << s.failed << " failed, " << s.skipped << " skipped, "
+     << s.mistrusted << " mistrusted, " << s.faults << " faults (one per case, mode and step)\n";
+  os << "best level met by every judged case: " << level_name(s.best)
+     << "   (strict: log2(L) summation error, standard: probabilistic sqrt(L), lenient: L; "
+        "docs/error-model.md)\n";
+  const int code = s.exit_code();
+  os << "verdict: "
+     << (code == 0   ? "CONFORMANT at " + std::string(to_string(s.options.level))
+         : code == 1 ? std::string("NOT CONFORMANT at ") + std::string(to_string(s.options.level))
+                     : std::string("KERNEL FAULT"))
+     << '\n';
+}
+
+nlohmann::json to_json_value(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
+  return v;
+}
+
+void write_json(std::ostream& os, const run_summary& s) {
+  nlohmann::json j;
+  j["schema"] = "bnoracle.check";
+  j["schema_version"] = 1;
+  j["kernel"] = {
+      {"name", s.kernel.name}, {"version", s.kernel.version}, {"convention", s.kernel.convention}};
+  j["options"] = {{"level", to_string(s.options.level)},
+                  {"seed", s.options.seed},
+                  {"filter", s.options.filter}};
+  j["summary"] = {{"passed", s.passed},        {"failed", s.failed},
+                  {"skipped", s.skipped},      {"mistrusted", s.mistrusted},
+                  {"faults", s.faults},        {"best_level", level_name(s.best)},
+                  {"exit_code", s.exit_code()}};
+  auto& cases = j["cases"] = nlohmann::json::array();
+  for (const auto& r : s.results) {
+    nlohmann::json c{{"case", r.case_name},
+                     {"mode", to_string(r.mode)},
+                     {"step", r.step},
+                     {"problem", r.problem},
+                     {"tier", r.tier},
+                     {"verdict", to_string(r.result)},
+                     {"best_level", level_name(r.best)},
+                     {"reason", r.reason},
+                     {"seconds", r.seconds},
+                     {"repro", r.repro}};
+    auto& outs = c["outputs"] = nlohmann::json::array();
+    for (const auto& o : r.outputs) {
+      outs.push_back(
+          {{"name", o.name},
+           {"count", o.count},
+           {"passed",
+            {{"strict", o.passed[0]}, {"standard", o.passed[1]}, {"lenient", o.passed[2]}}},
+           {"max_ulps", to_json_value(o.max_ulps)},
+           {"worst_ratio", to_json_value(o.worst_ratio)},
+           {"worst", o.worst_where},
+           {"got", hex_float(o.got)},
+           {"expected", hex_float(o.expected)},
+           {"mistrusted", o.mistrusted},
+           {"class_failure", o.class_failure}});
+    }
+    cases.push_back(std::move(c));
+  }
+  os << j.dump(2) << '\n';
+}
+
+void write_junit(std::ostream& os, const run_summary& s) {
+  double total = 0;
+  for (const auto& r : s.results) total += r.seconds;
+  os << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  os << "<testsuites name=\"bnoracle\" tests=\"" << s.results.size() << "\" failures=\"" << s.failed
+     << "\" errors=\"" << s.faults << "\" skipped=\"" << s.skipped << "\" time=\"" << total
+     << "\">\n";
+  os << "  <testsuite name=\"" << xml_escape("bnoracle." + s.kernel.name) << "\" tests=\""
+     << s.results.size() << "\" failures=\"" << s.failed << "\" errors=\"" << s.faults
+     << "\" skipped=\"" << s.skipped << "\" time=\"" << total << "\">\n";
+  for (const auto& r : s.results) {
+    os << "    <testcase classname=\""
+       << xml_escape("bnoracle." + s.kernel.name + "." + std::string(to_string(r.mode)))
+       << "\" name=\"" << xml_escape(case_id(r)) << "\" time=\"" << r.seconds << "\">\n";
+    switch (r.result) {
+      case verdict::fail:
+        os << "      <failure message=\"" << xml_escape(r.reason) << "\" type=\"non-conformant\">"
+           << xml_escape(r.problem + "\nrepro: " + r.repro) << "</failure>\n";
+        break;
+      case verdict::fault:
+        os << "      <error message=\"" << xml_escape(r.reason) << "\" type=\"kernel-fault\">"
+           << xml_escape(r.problem + "\nrepro: " + r.repro) << "</error>\n";
+        break;
+      case verdict::skip:
+        os << "      <skipped message=\"" << xml_escape(r.reason) << "\"/>\n";
+        break;
+      case verdict::mistrusted:
+        os << "      <system-out>" << xml_escape("MISTRUSTED: " + r.reason) << "</system-out>\n";
+        break;
+      case verdict::pass:
+        break;
+    }
+    os << "    </testcase>\n";
+  }
+  os << "  </testsuite>\n</testsuites>\n";
+}
+
+}  // namespace
+
+std::string xml_escape(const std::string& in) {
+  std::string out;
+  out.reserve(in.size());
+  for (const char ch : in) {
+    switch (ch) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        // Control characters are not allowed in XML 1.0 (except tab, LF, CR).
+        if (static_cast<unsigned char>(ch) < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
+          out += '?';
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out;
+}
+
+void write_report(std::ostream& os, const run_summary& s, report_format format, bool verbose) {
+  switch (format) {
+    case report_format::text:
+      write_text(os, s, verbose);
+      break;
+    case report_format::json:
+      write_json(os, s);
+      break;
+    case report_format::junit:
+      write_junit(os, s);
+      break;
+  }
+}
+
+}  // namespace bnoracle

@@ -1,0 +1,497 @@
+#include "runner.hpp"
+
+#include "bnoracle/isolation.hpp"
+#include "bnoracle/measure.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+namespace bnoracle {
+
+std::string_view to_string(verdict v) {
+  switch (v) {
+    case verdict::pass:
+      return "PASS";
+    case verdict::fail:
+      return "FAIL";
+    case verdict::skip:
+      return "SKIP";
+    case verdict::mistrusted:
+      return "MISTRUSTED";
+    case verdict::fault:
+      return "FAULT";
+  }
+  return "?";
+}
+
+int run_summary::exit_code() const {
+  if (faults > 0) return 3;
+  if (failed > 0) return 1;
+  return 0;
+}
+
+namespace {
+
+constexpr std::array<accuracy_level, 3> k_levels{accuracy_level::strict, accuracy_level::standard,
+                                                 accuracy_level::lenient};
+
+std::string where(const geometry& g, const std::string& name, std::int64_t i, bool per_element) {
+  std::ostringstream os;
+  os << name << '[';
+  if (per_element) {
+    const std::int64_t S = g.spatial_size();
+    os << "n=" << i / S / g.c() << ",c=" << i / S % g.c() << ",s=" << i % S;
+  } else {
+    os << "c=" << i;
+  }
+  os << ']';
+  return os.str();
+}
+
+// Compares one output of a kernel call with the reference under the error model.
+// `got(i)` reads element i (logical index) of the kernel's output.
+template <class Get>
+output_result compare(const std::string& shown, const std::string& golden_name,
+                      const std::string& bound_name, const reference& ref, const error_model& model,
+                      const run_options& opt, Get got) {
+  output_result r;
+  r.name = shown;
+  const std::vector<golden> gold = ref.goldens(golden_name);
+  r.count = static_cast<std::int64_t>(gold.size());
+  const bool per_element = golden_name == "dst" || golden_name == "diff_src";
+  const auto lvl = static_cast<std::size_t>(opt.level);
+  std::int64_t judged = 0;
+  for (std::int64_t i = 0; i < r.count; ++i) {
+    const golden& g = gold[static_cast<std::size_t>(i)];
+    const float v = got(i);
+    auto note_worst = [&](double ratio, double ulps, double bound_ulps) {
+      if (r.worst_index < 0 || ratio > r.worst_ratio) {
+        r.worst_ratio = ratio;
+        r.worst_index = i;
+        r.got = v;
+        r.expected = g.value;
+        r.worst_ulps = ulps;
+        r.worst_bound_ulps = bound_ulps;
+      }
+    };
+    if (g.cls == golden_class::unspecified) continue;
+    if (g.cls == golden_class::undefined || g.cls == golden_class::infinite) {
+      if (error_ulps(v, g) != 0.0) {
+        if (r.class_failure.empty()) {
+          r.class_failure =
+              where(ref.geom(), shown, i, per_element) + ": expected " +
+              (g.cls == golden_class::undefined
+                   ? std::string("a non-finite value (") + "the exact result is undefined)"
+                   : hex_float(g.value)) +
+              ", got " + hex_float(v);
+        }
+        for (bool& p : r.passed) p = false;
+        note_worst(std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(),
+                   0);
+      }
+      continue;
+    }
+    const double ulps = error_ulps(v, g);
+    const double ulp = std::ldexp(1.0, g.ulp_exp);
+    const double abs_err = std::fabs(ulps) * ulp;
+    ++judged;
+    if (std::isfinite(ulps)) {
+      r.max_ulps = std::max(r.max_ulps, std::fabs(ulps));
+      r.sum_sq_ulps += ulps * ulps;
+    }
+    double ratio_at_level = 0;
+    double bound_at_level = 0;
+    for (std::size_t l = 0; l < 3; ++l) {
+      const double bound = model.bound(bound_name, i, k_levels[l]);
+      const double ratio = bound > 0
+                               ? abs_err / bound
+                               : (abs_err > 0 ? std::numeric_limits<double>::infinity() : 0.0);
+      if (!(ratio <= 1.0)) r.passed[l] = false;
+      if (l == lvl) {
+        ratio_at_level = ratio;
+        bound_at_level = bound;
+      }
+    }
+    // Low signal: the bound swamps the value itself, so agreement says little.
+    const double exact_mag = std::fabs(static_cast<double>(g.value) + g.residual * ulp);
+    if (g.cls == golden_class::finite && exact_mag <= bound_at_level) ++r.low_signal;
+    note_worst(ratio_at_level, ulps, bound_at_level / ulp);
+  }
+  if (r.worst_index >= 0) r.worst_where = where(ref.geom(), shown, r.worst_index, per_element);
+  r.mistrusted =
+      per_element && judged >= 8 &&
+      static_cast<double>(r.low_signal) > opt.mistrust_fraction * static_cast<double>(judged);
+  return r;
+}
+
+// Buffers of one call, in the arena, with helpers to fill them and read results.
+struct call_setup {
+  std::vector<buffer_spec> specs;
+  void add(const std::string& name, buffer_role role, std::size_t count,
+           element_type type = element_type::f32) {
+    specs.push_back({name, role, type, count});
+  }
+};
+
+void copy_in(guarded_arena& a, const std::string& name, const std::vector<float>& v) {
+  if (!a.contains(name)) return;
+  auto span = a.f32_span(name);
+  std::copy(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min(v.size(), span.size())),
+            span.begin());
+}
+
+std::string fault_reason(const run_result& rr) {
+  std::string s = rr.reason;
+  if (!rr.message.empty()) s += " (kernel said: " + rr.message + ")";
+  return s;
+}
+
+struct kernel_state {
+  std::vector<float> running_mean, running_var;
+  std::int64_t nbt = 0;
+  std::vector<float> save_mean, save_stat;  // from step 0's forward training
+  bool have_saved = false;
+};
+
+class case_runner {
+ public:
+  case_runner(bn_kernel& k, const run_options& o) : kernel_(k), opt_(o) {}
+
+  void run(const case_spec& spec, std::vector<case_result>& out) {
+    bn_problem p = spec.problem;
+    p.convention = opt_.convention.empty() ? kernel_.info().convention : opt_.convention;
+    const kernel_info& info = kernel_.info();
+    const geometry geo(p);
+    auto base = [&](bn_mode m, int step) {
+      case_result r;
+      r.case_name = spec.name;
+      r.mode = m;
+      r.step = step;
+      r.problem = describe(p);
+      r.tier = std::string(to_string(spec.tier));
+      r.repro = "bnoracle check --kernel " + opt_.kernel_path + " --filter '" + spec.name +
+                "' --seed " + std::to_string(opt_.seed) + " --level " +
+                std::string(to_string(opt_.level)) +
+                (opt_.convention.empty() ? "" : " --convention " + opt_.convention);
+      return r;
+    };
+    const bool layout_ok = info.supports(p.mem_layout);
+    const bool momentum_ok = p.momentum.has_value() || info.supports_cumulative;
+    kernel_state state;
+    case_data first = make_case_data(spec, 0);
+    state.running_mean = first.running_mean;
+    state.running_var = first.running_var;
+    state.nbt = first.num_batches_tracked;
+    for (const bn_mode m : {bn_mode::forward_training, bn_mode::backward_training,
+                            bn_mode::forward_inference, bn_mode::backward_inference}) {
+      const int steps = m == bn_mode::forward_training ? spec.steps : 1;
+      for (int step = 0; step < steps; ++step) {
+        case_result r = base(m, step);
+        const auto t0 = std::chrono::steady_clock::now();
+        if (!info.supports(m)) {
+          r.result = verdict::skip;
+          r.reason = "the kernel does not provide this mode";
+        } else if (!layout_ok) {
+          r.result = verdict::skip;
+          r.reason = "the kernel does not support layout " + std::string(to_string(p.mem_layout));
+        } else if (!momentum_ok && m == bn_mode::forward_training) {
+          r.result = verdict::skip;
+          r.reason = "the kernel does not support cumulative averaging (momentum=None)";
+        } else {
+          const case_data d = step == 0 ? first : make_case_data(spec, step);
+          run_mode(spec, p, geo, m, step, d, state, r);
+        }
+        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        out.push_back(std::move(r));
+      }
+    }
+  }
+
+ private:
+  void run_mode(const case_spec& spec, const bn_problem& p, const geometry& geo, bn_mode m,
+                int step, const case_data& d, kernel_state& state, case_result& r) {
+    const kernel_info& info = kernel_.info();
+    const bool training = m == bn_mode::forward_training || m == bn_mode::backward_training;
+    const bool track = m == bn_mode::forward_training && info.updates_running;
+    const bool affine = spec.affine;
+    const auto C = static_cast<std::size_t>(geo.c());
+    const auto extent = d.src.size();
+
+    // Inputs of the reference. Training steps start from the kernel's own running state, so
+    // that each step is judged on its own; eval uses it too when it is a valid state.
+    std::vector<float> run_mean = d.running_mean;
+    std::vector<float> run_var = d.running_var;
+    const bool state_valid = std::all_of(state.running_var.begin(), state.running_var.end(),
+                                         [](float v) { return std::isfinite(v) && v >= 0; }) &&
+                             std::all_of(state.running_mean.begin(), state.running_mean.end(),
+                                         [](float v) { return std::isfinite(v); });
+    if (info.updates_running && state_valid) {
+      run_mean = state.running_mean;
+      run_var = state.running_var;
+    }
+    bn_inputs in;
+    in.src = d.src.data();
+    in.diff_dst = d.diff_dst.data();
+    if (affine) {
+      in.gamma = d.gamma;
+      in.beta = d.beta;
+    }
+    if (!training || track) {
+      in.running_mean = run_mean;
+      in.running_var = run_var;
+    }
+    in.num_batches_tracked = state.nbt;
+    const reference ref(p, m, in);
+    const error_model model(ref, in, spec.tier);
+
+    // The call's buffers.
+    call_setup cs;
+    cs.add("src", buffer_role::input, extent);
+    const bool backward = m == bn_mode::backward_training || m == bn_mode::backward_inference;
+    if (backward) cs.add("diff_dst", buffer_role::input, extent);
+    if (affine) {
+      cs.add("gamma", buffer_role::input, C);
+      cs.add("beta", buffer_role::input, C);
+    }
+    if (!training) {
+      cs.add("running_mean", buffer_role::input, C);
+      cs.add("running_var", buffer_role::input, C);
+    } else if (track) {
+      cs.add("running_mean", buffer_role::in_out, C);
+      cs.add("running_var", buffer_role::in_out, C);
+      cs.add("num_batches_tracked", buffer_role::in_out, 1, element_type::i64);
+    }
+    const bool saves = info.saves != BNK_SAVES_NONE;
+    if (m == bn_mode::forward_training && saves) {
+      cs.add("save_mean", buffer_role::output, C);
+      cs.add("save_stat", buffer_role::output, C);
+    }
+    if (m == bn_mode::backward_training && saves && state.have_saved) {
+      cs.add("save_mean", buffer_role::input, C);
+      cs.add("save_stat", buffer_role::input, C);
+    }
+    if (!backward) {
+      cs.add("dst", buffer_role::output, extent);
+    } else {
+      cs.add("diff_src", buffer_role::output, extent);
+      if (affine) {
+        cs.add("diff_gamma", buffer_role::output, C);
+        cs.add("diff_beta", buffer_role::output, C);
+      }
+    }
+    guarded_arena arena(cs.specs);
+    copy_in(arena, "src", d.src);
+    copy_in(arena, "diff_dst", d.diff_dst);
+    copy_in(arena, "gamma", d.gamma);
+    copy_in(arena, "beta", d.beta);
+    copy_in(arena, "running_mean", run_mean);
+    copy_in(arena, "running_var", run_var);
+    if (arena.contains("num_batches_tracked")) arena.i64("num_batches_tracked")[0] = state.nbt;
+    if (m == bn_mode::backward_training && arena.contains("save_mean")) {
+      copy_in(arena, "save_mean", state.save_mean);
+      copy_in(arena, "save_stat", state.save_stat);
+    }
+    // Outputs start as NaN: an element the kernel never writes cannot pass by accident.
+    for (const char* o : {"dst", "diff_src", "diff_gamma", "diff_beta", "save_mean", "save_stat"}) {
+      if (arena.contains(o) &&
+          !(m == bn_mode::backward_training && std::strcmp(o, "save_mean") == 0) &&
+          !(m == bn_mode::backward_training && std::strcmp(o, "save_stat") == 0)) {
+        auto s = arena.f32_span(o);
+        std::fill(s.begin(), s.end(), std::numeric_limits<float>::quiet_NaN());
+      }
+    }
+    const bnk_problem problem = to_abi(p, geo, affine, track);
+    const bnk_buffers buffers = abi_buffers(arena);
+    bn_kernel& k = kernel_;
+    auto call = [&k, m, &problem, &buffers](char* msg, std::size_t size) -> int {
+      std::string text;
+      const bnk_status st = k.run(m, problem, buffers, text);
+      std::snprintf(msg, size, "%s", text.c_str());
+      return static_cast<int>(st);
+    };
+    const run_result rr =
+        opt_.isolate ? run_isolated(call, arena, opt_.timeout) : run_inline(call, arena);
+    if (!rr.ok()) {
+      r.result = verdict::fault;
+      r.reason = fault_reason(rr);
+      return;
+    }
+    const auto status = static_cast<bnk_status>(rr.status);
+    if (status == BNK_UNSUPPORTED) {
+      r.result = verdict::skip;
+      r.reason = "the kernel reported this problem unsupported" +
+                 (rr.message.empty() ? std::string() : ": " + rr.message);
+      return;
+    }
+    if (!ref.refusal().empty()) {
+      if (status == BNK_REFUSED) {
+        r.result = verdict::pass;
+        r.best = accuracy_level::strict;
+        r.reason =
+            "refused, as the " + p.convention + " convention requires (" + ref.refusal() + ")";
+      } else {
+        r.result = verdict::fail;
+        r.reason =
+            "accepted a problem the " + p.convention + " convention rejects: " + ref.refusal();
+      }
+      return;
+    }
+    if (status != BNK_OK) {
+      r.result = verdict::fail;
+      r.reason =
+          std::string(status == BNK_REFUSED ? "refused a valid problem" : "reported failure") +
+          (rr.message.empty() ? std::string() : ": " + rr.message);
+      return;
+    }
+
+    // Judge every output.
+    const std::int64_t S = geo.spatial_size();
+    auto element = [&](const char* name) {
+      const float* base = arena.f32(name);
+      return [base, &geo, S](std::int64_t i) {
+        return base[geo.offset(i / S / geo.c(), i / S % geo.c(), i % S)];
+      };
+    };
+    auto channel = [&](const char* name) {
+      const float* base = arena.f32(name);
+      return [base](std::int64_t c) { return base[c]; };
+    };
+    if (m == bn_mode::forward_training || m == bn_mode::forward_inference) {
+      r.outputs.push_back(compare("dst", "dst", "dst", ref, model, opt_, element("dst")));
+    } else {
+      r.outputs.push_back(
+          compare("diff_src", "diff_src", "diff_src", ref, model, opt_, element("diff_src")));
+      if (affine) {
+        r.outputs.push_back(compare("diff_gamma", "diff_gamma", "diff_gamma", ref, model, opt_,
+                                    channel("diff_gamma")));
+        r.outputs.push_back(
+            compare("diff_beta", "diff_beta", "diff_beta", ref, model, opt_, channel("diff_beta")));
+      }
+    }
+    if (m == bn_mode::forward_training && saves) {
+      r.outputs.push_back(
+          compare("save_mean", "mean", "mean", ref, model, opt_, channel("save_mean")));
+      const bool invstd = info.saves == BNK_SAVES_MEAN_INVSTD;
+      r.outputs.push_back(compare(invstd ? "save_stat(invstd)" : "save_stat(var)",
+                                  invstd ? "invstd" : "var", invstd ? "invstd" : "var", ref, model,
+                                  opt_, channel("save_stat")));
+      if (step == 0) {
+        const auto sm = arena.f32_span("save_mean");
+        const auto ss = arena.f32_span("save_stat");
+        state.save_mean.assign(sm.begin(), sm.end());
+        state.save_stat.assign(ss.begin(), ss.end());
+        state.have_saved = true;
+      }
+    }
+    if (track) {
+      r.outputs.push_back(compare("running_mean", "running_mean", "running_mean", ref, model, opt_,
+                                  channel("running_mean")));
+      r.outputs.push_back(compare("running_var", "running_var", "running_var", ref, model, opt_,
+                                  channel("running_var")));
+      const std::int64_t nbt = arena.i64("num_batches_tracked")[0];
+      if (nbt != ref.num_batches_tracked()) {
+        output_result o;
+        o.name = "num_batches_tracked";
+        o.count = 1;
+        for (bool& pl : o.passed) pl = false;
+        o.class_failure = "num_batches_tracked: expected " +
+                          std::to_string(ref.num_batches_tracked()) + ", got " +
+                          std::to_string(nbt);
+        r.outputs.push_back(o);
+      }
+      const auto rm = arena.f32_span("running_mean");
+      const auto rv = arena.f32_span("running_var");
+      state.running_mean.assign(rm.begin(), rm.end());
+      state.running_var.assign(rv.begin(), rv.end());
+      state.nbt = nbt;
+    }
+    // Verdict: the strictest level every output meets, and the gate's level.
+    std::optional<accuracy_level> best;
+    for (std::size_t l = 3; l-- > 0;) {
+      const bool all = std::all_of(r.outputs.begin(), r.outputs.end(),
+                                   [l](const output_result& o) { return o.passed[l]; });
+      if (all) best = k_levels[l];
+    }
+    r.best = best;
+    const auto lvl = static_cast<std::size_t>(opt_.level);
+    const auto failing = std::find_if(r.outputs.begin(), r.outputs.end(),
+                                      [lvl](const output_result& o) { return !o.passed[lvl]; });
+    if (failing != r.outputs.end()) {
+      r.result = verdict::fail;
+      if (!failing->class_failure.empty()) {
+        r.reason = failing->class_failure;
+      } else {
+        std::ostringstream os;
+        os << failing->worst_where << " got=" << hex_float(failing->got)
+           << " exp=" << hex_float(failing->expected) << " err=" << failing->worst_ulps
+           << " ulp (bound " << failing->worst_bound_ulps << " ulp at " << to_string(opt_.level)
+           << ", ratio " << failing->worst_ratio << ")";
+        r.reason = os.str();
+      }
+    } else if (std::any_of(r.outputs.begin(), r.outputs.end(),
+                           [](const output_result& o) { return o.mistrusted; })) {
+      r.result = verdict::mistrusted;
+      r.reason = "too little signal: most elements are smaller than their bound";
+    } else {
+      r.result = verdict::pass;
+    }
+  }
+
+  bn_kernel& kernel_;
+  const run_options& opt_;
+};
+
+}  // namespace
+
+run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                        const run_options& options, const progress_fn& progress) {
+  run_summary s;
+  s.kernel = kernel.info();
+  s.options = options;
+  std::vector<const case_spec*> selected;
+  for (const auto& c : cases) {
+    if (name_matches(c.name, options.filter)) selected.push_back(&c);
+  }
+  case_runner runner(kernel, options);
+  for (std::size_t i = 0; i < selected.size(); ++i) {
+    if (progress) progress(i, selected.size(), selected[i]->name);
+    runner.run(*selected[i], s.results);
+  }
+  if (progress) progress(selected.size(), selected.size(), "");
+  std::optional<accuracy_level> best = accuracy_level::strict;
+  bool any_judged = false;
+  for (const auto& r : s.results) {
+    switch (r.result) {
+      case verdict::pass:
+        ++s.passed;
+        break;
+      case verdict::fail:
+        ++s.failed;
+        break;
+      case verdict::skip:
+        ++s.skipped;
+        break;
+      case verdict::mistrusted:
+        ++s.mistrusted;
+        break;
+      case verdict::fault:
+        ++s.faults;
+        break;
+    }
+    if (r.result == verdict::skip) continue;
+    any_judged = true;
+    if (!r.best) {
+      best = std::nullopt;
+    } else if (best && static_cast<int>(*r.best) > static_cast<int>(*best)) {
+      best = r.best;
+    }
+  }
+  s.best = any_judged ? best : std::nullopt;
+  return s;
+}
+
+}  // namespace bnoracle

@@ -1,0 +1,76 @@
+// The conformance runner: runs the case catalog against a kernel and judges every output.
+#pragma once
+
+#include "bnoracle/catalog.hpp"
+#include "bnoracle/error_model.hpp"
+#include "bnoracle/kernel.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bnoracle {
+
+struct run_options {
+  accuracy_level level = accuracy_level::standard;  // what the gate requires
+  std::chrono::milliseconds timeout{20000};         // per kernel call
+  bool isolate = true;                              // fork per call (false: --no-isolation)
+  std::string filter;                               // case-name pattern
+  std::uint64_t seed = 1;
+  std::string kernel_path;         // for reproduction commands
+  std::string convention;          // override of the kernel's claim ("": none)
+  double mistrust_fraction = 0.5;  // see docs/error-model.md
+};
+
+enum class verdict : std::uint8_t { pass, fail, skip, mistrusted, fault };
+[[nodiscard]] std::string_view to_string(verdict v);
+
+// How one output of one call compares with the reference.
+struct output_result {
+  std::string name;                     // "dst", "save_mean", "running_var", ...
+  std::int64_t count = 0;               // elements compared
+  bool passed[3] = {true, true, true};  // per accuracy level (strict, standard, lenient)
+  double worst_ratio = 0;               // max |error|/bound at the requested level
+  double max_ulps = 0;                  // max |error| in ulps (finite goldens)
+  double sum_sq_ulps = 0;               // for the RMS
+  std::int64_t worst_index = -1;
+  std::string worst_where;  // e.g. "dst[n=1,c=2,s=7]"
+  float got = 0, expected = 0;
+  double worst_ulps = 0, worst_bound_ulps = 0;
+  std::string class_failure;    // non-empty: a class rule was broken (NaN lost, Inf wrong...)
+  std::int64_t low_signal = 0;  // elements whose |exact| does not exceed the bound
+  bool mistrusted = false;
+};
+
+struct case_result {
+  std::string case_name;
+  bn_mode mode = bn_mode::forward_training;
+  int step = 0;         // training step (forward training); 0 otherwise
+  std::string problem;  // describe(problem)
+  std::string tier;
+  verdict result = verdict::pass;
+  std::optional<accuracy_level> best;  // strictest level passed (pass/mistrusted)
+  std::string reason;                  // one sentence for fail/skip/fault
+  std::vector<output_result> outputs;
+  double seconds = 0;
+  std::string repro;
+};
+
+struct run_summary {
+  kernel_info kernel;
+  run_options options;
+  std::vector<case_result> results;
+  std::int64_t passed = 0, failed = 0, skipped = 0, mistrusted = 0, faults = 0;
+  std::optional<accuracy_level> best;   // strictest level every judged case passes
+  [[nodiscard]] int exit_code() const;  // 0 conformant, 1 non-conformant, 3 kernel fault
+};
+
+using progress_fn = std::function<void(std::size_t done, std::size_t total, const std::string&)>;
+
+[[nodiscard]] run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                                      const run_options& options, const progress_fn& progress);
+
+}  // namespace bnoracle
