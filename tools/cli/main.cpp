@@ -14,6 +14,7 @@
 #include <fstream>
 #include <optional>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -242,10 +243,14 @@ std::string parse_check_args(const std::vector<std::string_view>& args, check_ar
     } else if (k == "--filter") {
       a.options.filter = *v;
     } else if (k == "--seed") {
+      // strtoull accepts a sign and wraps negative numbers: insist on digits only.
+      const bool digits = !v->empty() && v->find_first_not_of("0123456789") == std::string::npos;
       char* end = nullptr;
-      const unsigned long long seed = std::strtoull(v->c_str(), &end, 10);
-      if (v->empty() || *end != '\0')
-        return "--seed needs a non-negative integer, got '" + *v + "'";
+      errno = 0;
+      const unsigned long long seed = digits ? std::strtoull(v->c_str(), &end, 10) : 0;
+      if (!digits || errno == ERANGE || end == nullptr || *end != '\0') {
+        return "--seed needs a non-negative integer below 2^64, got '" + *v + "'";
+      }
       a.options.seed = seed;
     } else if (k == "--timeout") {
       char* end = nullptr;

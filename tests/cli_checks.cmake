@@ -1,0 +1,38 @@
+# End-to-end checks of the bnoracle CLI: documented exit codes and a JUnit report that a real XML
+# parser accepts. Invoked by ctest with -DBNORACLE=... -DKERNELS=... -DFAULTY=... -DWORK=...
+# [-DPYTHON=...].
+file(MAKE_DIRECTORY "${WORK}")
+
+function(expect_exit code)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL code)
+    message(FATAL_ERROR "expected exit ${code}, got ${rc}: ${ARGN}\n${out}\n${err}")
+  endif()
+endfunction()
+
+# 0: a correct kernel is conformant (a filtered run keeps this fast).
+expect_exit(0 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --filter exact/basic)
+# 2: usage and input errors.
+expect_exit(2 ${BNORACLE} check --kernel ${WORK}/does-not-exist.so)
+expect_exit(2 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --level bogus)
+expect_exit(2 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --seed -3)
+expect_exit(2 ${BNORACLE} frobnicate)
+# 3: a kernel that dereferences a null pointer in every call is a kernel fault, and the run
+# still completes and reports.
+expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --filter exact/two_values
+            --timeout 5)
+# The JUnit report of a faulting run: written to a file and parsed.
+set(xml ${WORK}/report.xml)
+expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --filter exact/two_values
+            --report junit --output ${xml})
+if(PYTHON)
+  execute_process(
+    COMMAND ${PYTHON} -c
+      "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); assert r.tag == 'testsuites'; cases = r.findall('.//testcase'); assert cases and all(c.get('name') for c in cases); assert r.findall('.//error'); print(len(cases), 'testcases')"
+      ${xml}
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "the JUnit report does not parse as expected: ${err}")
+  endif()
+  message(STATUS "JUnit report parsed: ${out}")
+endif()
