@@ -12,6 +12,11 @@ endfunction()
 
 # 0: a correct kernel is conformant (a filtered run keeps this fast).
 expect_exit(0 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --filter exact/basic)
+# In-process (debugging) mode gives the same verdict on a well-behaved kernel.
+expect_exit(0 ${BNORACLE} check --kernel ${KERNELS}/libbnk_welford.so --filter exact/three_values
+            --no-isolation)
+# identify reads the bundled kernels' convention back.
+expect_exit(0 ${BNORACLE} identify --kernel ${KERNELS}/libbnk_two_pass.so)
 # 2: usage and input errors.
 expect_exit(2 ${BNORACLE} check --kernel ${WORK}/does-not-exist.so)
 expect_exit(2 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --level bogus)

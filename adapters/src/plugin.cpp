@@ -59,17 +59,26 @@ class table_kernel final : public bn_kernel {
 
 }  // namespace
 
-bool kernel_info::supports(layout l) const { return (layouts & layout_bit(l)) != 0U; }
+bool kernel_info::supports(layout l) const {
+  return (layouts & layout_bit(l)) != 0U;
+}
 
 std::uint32_t layout_bit(layout l) {
   switch (l) {
-    case layout::nc: return BNK_LAYOUT_NC;
-    case layout::ncl: return BNK_LAYOUT_NCL;
-    case layout::nchw: return BNK_LAYOUT_NCHW;
-    case layout::nhwc: return BNK_LAYOUT_NHWC;
-    case layout::ncdhw: return BNK_LAYOUT_NCDHW;
-    case layout::ndhwc: return BNK_LAYOUT_NDHWC;
-    case layout::strided: return BNK_LAYOUT_STRIDED;
+    case layout::nc:
+      return BNK_LAYOUT_NC;
+    case layout::ncl:
+      return BNK_LAYOUT_NCL;
+    case layout::nchw:
+      return BNK_LAYOUT_NCHW;
+    case layout::nhwc:
+      return BNK_LAYOUT_NHWC;
+    case layout::ncdhw:
+      return BNK_LAYOUT_NCDHW;
+    case layout::ndhwc:
+      return BNK_LAYOUT_NDHWC;
+    case layout::strided:
+      return BNK_LAYOUT_STRIDED;
   }
   return 0;
 }
