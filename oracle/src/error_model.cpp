@@ -150,14 +150,18 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       }
     });
     t.w = t.var + eps_;
+    // Σdy and Σ|dy| bound diff_beta, which does not depend on the statistics: keep them even for
+    // a channel whose statistics are undefined (NaN in src, ε = 0 with zero variance).
+    if (backward && t.L > 0) {
+      t.mean_abs_dy = sum_abs_dy / t.L;
+      t.m1 = sum_dy / t.L;
+    }
     t.defined = std::isfinite(t.mu) && std::isfinite(t.var) && std::isfinite(sum_abs_x) &&
                 t.w > 0 && std::isfinite(t.gamma) && std::isfinite(t.beta);
     if (!t.defined || t.L == 0) continue;
     t.r = 1.0 / std::sqrt(t.w);
     t.mean_abs_x = sum_abs_x / t.L;
     if (backward) {
-      t.mean_abs_dy = sum_abs_dy / t.L;
-      t.m1 = sum_dy / t.L;
       double sum_dy_xhat = 0;
       double sum_abs_dy_xhat = 0;
       double sum_abs_dy_dev = 0;

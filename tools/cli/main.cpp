@@ -8,6 +8,7 @@
 #include "identify.hpp"
 #include "report.hpp"
 #include "runner.hpp"
+#include "verify.hpp"
 
 #include <unistd.h>
 
@@ -49,6 +50,12 @@ void print_usage(std::ostream& os) {
         "      --verbose             list every case in the text report\n"
         "      --list                list the cases and exit\n"
         "  identify --kernel PATH.so     infer the running-statistics convention a kernel follows\n"
+        "  export --out DIR [--filter PATTERN] [--catalog corpus|check] [--seed N]\n"
+        "                               write golden fixtures (default: the corpus catalog)\n"
+        "  results --kernel PATH.so --fixtures DIR --out DIR   run a plugin on fixtures\n"
+        "  verify --fixtures DIR --results DIR [--level L] [--report F] [--output FILE] "
+        "[--filter P]\n"
+        "                               judge results written by any implementation\n"
         "  example [--convention NAME]  exact reference results for a worked example, all modes\n"
         "  conventions                  the running-statistics conventions bnoracle knows\n"
         "  budgets                      the error model's budget table, with reasons\n"
@@ -356,6 +363,90 @@ int run_identify(const std::vector<std::string_view>& args) {
   return r.fault ? k_exit_fault : k_exit_ok;
 }
 
+// Options of export/results/verify: --out, --fixtures, --results, --catalog, plus check's.
+struct fixture_args {
+  check_args check;
+  std::string out, fixtures, results, catalog = "corpus";
+};
+
+std::string parse_fixture_args(const std::vector<std::string_view>& args, fixture_args& a) {
+  std::vector<std::string_view> rest{args.empty() ? std::string_view() : args[0]};
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string_view k = args[i];
+    if (k == "--out" || k == "--fixtures" || k == "--results" || k == "--catalog") {
+      if (i + 1 >= args.size()) return "option " + std::string(k) + " needs a value";
+      const std::string v(args[++i]);
+      if (k == "--out") a.out = v;
+      if (k == "--fixtures") a.fixtures = v;
+      if (k == "--results") a.results = v;
+      if (k == "--catalog") a.catalog = v;
+      continue;
+    }
+    rest.push_back(k);
+  }
+  if (a.catalog != "corpus" && a.catalog != "check") return "--catalog is corpus or check";
+  return parse_check_args(rest, a.check);
+}
+
+int run_export(const std::vector<std::string_view>& args) {
+  fixture_args a;
+  if (const std::string err = parse_fixture_args(args, a); !err.empty() || a.out.empty()) {
+    std::cerr << "bnoracle export: " << (err.empty() ? "--out DIR is required" : err) << "\n";
+    return k_exit_usage;
+  }
+  std::vector<case_spec> cases = a.catalog == "corpus" ? corpus_catalog(a.check.options.seed)
+                                                       : default_catalog(a.check.options.seed);
+  std::erase_if(cases,
+                [&](const case_spec& c) { return !name_matches(c.name, a.check.options.filter); });
+  const std::size_t n = export_fixtures(cases, a.out);
+  std::fprintf(stderr, "bnoracle export: %zu fixtures from %zu cases written to %s\n", n,
+               cases.size(), a.out.c_str());
+  return k_exit_ok;
+}
+
+int run_results(const std::vector<std::string_view>& args) {
+  fixture_args a;
+  if (const std::string err = parse_fixture_args(args, a);
+      !err.empty() || a.out.empty() || a.fixtures.empty() || a.check.kernel.empty()) {
+    std::cerr << "bnoracle results: "
+              << (err.empty() ? "--kernel PATH.so, --fixtures DIR and --out DIR are required" : err)
+              << "\n";
+    return k_exit_usage;
+  }
+  std::unique_ptr<bn_kernel> kernel;
+  try {
+    kernel = load_plugin(a.check.kernel);
+  } catch (const plugin_error& e) {
+    std::cerr << "bnoracle results: " << e.what() << "\n";
+    return k_exit_usage;
+  }
+  const std::size_t n = write_kernel_results(*kernel, a.fixtures, a.out, a.check.options);
+  std::fprintf(stderr, "bnoracle results: %zu results written to %s\n", n, a.out.c_str());
+  return k_exit_ok;
+}
+
+int run_verify(const std::vector<std::string_view>& args) {
+  fixture_args a;
+  if (const std::string err = parse_fixture_args(args, a);
+      !err.empty() || a.fixtures.empty() || a.results.empty()) {
+    std::cerr << "bnoracle verify: "
+              << (err.empty() ? "--fixtures DIR and --results DIR are required" : err) << "\n";
+    return k_exit_usage;
+  }
+  std::ofstream file;
+  if (!a.check.output.empty()) {
+    file.open(a.check.output);
+    if (!file) {
+      std::cerr << "bnoracle verify: cannot write '" << a.check.output << "'\n";
+      return k_exit_usage;
+    }
+  }
+  const run_summary summary = verify_results(a.fixtures, a.results, a.check.options, nullptr);
+  std::ostream& os = a.check.output.empty() ? std::cout : file;
+  write_report(os, summary, a.check.format, a.check.verbose);
+  return summary.exit_code();
+}
+
 int run(const std::vector<std::string_view>& args) {
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
     print_usage(args.empty() ? std::cerr : std::cout);
@@ -370,6 +461,9 @@ int run(const std::vector<std::string_view>& args) {
   if (cmd == "budgets") return run_budgets();
   if (cmd == "check") return run_check(args);
   if (cmd == "identify") return run_identify(args);
+  if (cmd == "export") return run_export(args);
+  if (cmd == "results") return run_results(args);
+  if (cmd == "verify") return run_verify(args);
   if (cmd == "example") {
     std::string conv = "pytorch";
     for (std::size_t i = 1; i < args.size(); ++i) {
@@ -394,6 +488,9 @@ int main(int argc, char** argv) {
     std::vector<std::string_view> args(argv + 1, argv + argc);
     return run(args);
   } catch (const invalid_problem& e) {
+    std::cerr << "bnoracle: invalid input: " << e.what() << '\n';
+    return k_exit_usage;
+  } catch (const fixture_error& e) {
     std::cerr << "bnoracle: invalid input: " << e.what() << '\n';
     return k_exit_usage;
   } catch (const std::exception& e) {

@@ -1,0 +1,454 @@
+#include "verify.hpp"
+
+#include "bnoracle/isolation.hpp"
+#include "bnoracle/measure.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace bnoracle {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> list_fixtures(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw fixture_error(dir, "", "not a directory");
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) throw fixture_error(dir, "", "cannot list: " + ec.message());
+    if (!it->is_regular_file() || it->path().extension() != ".json") continue;
+    std::string rel = fs::relative(it->path(), dir).generic_string();
+    rel.resize(rel.size() - 5);
+    out.push_back(rel);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+
+void write_text(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  if (!f) throw fixture_error(path.string(), "", "cannot write");
+}
+
+// The memory layout of a fixture's logical tensor.
+std::vector<float> scatter(const geometry& g, const std::vector<float>& logical) {
+  std::vector<float> mem(static_cast<std::size_t>(std::max<std::int64_t>(g.max_offset() + 1, 0)));
+  for (std::int64_t c = 0; c < g.c(); ++c) {
+    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t li) {
+      mem[static_cast<std::size_t>(off)] = logical[static_cast<std::size_t>(li)];
+    });
+  }
+  return mem;
+}
+
+std::vector<float> gather(const geometry& g, const float* mem) {
+  std::vector<float> out(static_cast<std::size_t>(g.elements()));
+  for (std::int64_t c = 0; c < g.c(); ++c) {
+    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t li) {
+      out[static_cast<std::size_t>(li)] = mem[off];
+    });
+  }
+  return out;
+}
+
+const std::vector<float>& input(const fixture& f, const char* name) {
+  static const std::vector<float> empty;
+  const auto it = f.inputs.find(name);
+  return it == f.inputs.end() ? empty : it->second;
+}
+
+}  // namespace
+
+std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::string& out) {
+  std::size_t n = 0;
+  for (const auto& c : cases) {
+    for (const auto& file : make_fixtures(c)) {
+      write_text(fs::path(out) / file.relative_path, file.text);
+      ++n;
+    }
+  }
+  return n;
+}
+
+std::size_t write_kernel_results(bn_kernel& kernel, const std::string& fixtures,
+                                 const std::string& out, const run_options& opt) {
+  std::size_t n = 0;
+  const kernel_info& info = kernel.info();
+  for (const auto& id : list_fixtures(fixtures)) {
+    const fixture f = load_fixture((fs::path(fixtures) / (id + ".json")).string());
+    results r;
+    r.id = id;
+    const geometry geo(f.problem);
+    const auto C = static_cast<std::size_t>(geo.c());
+    const bool backward = f.op == bn_mode::backward_training || f.op == bn_mode::backward_inference;
+    const bool training = f.op == bn_mode::forward_training || f.op == bn_mode::backward_training;
+    if (f.problem.convention != info.convention) {
+      // A fixture of another convention states what that framework does; the kernel claims its
+      // own. (`bnoracle check --convention` judges a kernel against another claim.)
+      r.status = "unsupported";
+      r.message =
+          "fixture for convention " + f.problem.convention + ", kernel claims " + info.convention;
+    } else if (!info.supports(f.op) || !info.supports(f.problem.mem_layout) ||
+               (!f.problem.momentum && !info.supports_cumulative && f.track_running)) {
+      r.status = "unsupported";
+      r.message = "not supported by the kernel's self-description";
+    } else {
+      const std::vector<float> src = scatter(geo, input(f, "src"));
+      const std::vector<float> dy =
+          backward ? scatter(geo, input(f, "diff_dst")) : std::vector<float>{};
+      const bool saves = info.saves != BNK_SAVES_NONE;
+      // Backward training needs the kernel's own saved statistics: one forward call first.
+      std::vector<float> save_mean, save_stat;
+      auto call = [&](bn_mode m, bool track) -> std::pair<run_result, guarded_arena> {
+        std::vector<buffer_spec> specs{{"src", buffer_role::input, element_type::f32, src.size()}};
+        const bool bwd = m == bn_mode::backward_training || m == bn_mode::backward_inference;
+        const bool trn = m == bn_mode::forward_training || m == bn_mode::backward_training;
+        if (bwd) specs.push_back({"diff_dst", buffer_role::input, element_type::f32, src.size()});
+        if (f.affine) {
+          specs.push_back({"gamma", buffer_role::input, element_type::f32, C});
+          specs.push_back({"beta", buffer_role::input, element_type::f32, C});
+        }
+        if (!trn) {
+          specs.push_back({"running_mean", buffer_role::input, element_type::f32, C});
+          specs.push_back({"running_var", buffer_role::input, element_type::f32, C});
+        } else if (track) {
+          specs.push_back({"running_mean", buffer_role::in_out, element_type::f32, C});
+          specs.push_back({"running_var", buffer_role::in_out, element_type::f32, C});
+          specs.push_back({"num_batches_tracked", buffer_role::in_out, element_type::i64, 1});
+        }
+        if (saves && m == bn_mode::forward_training) {
+          specs.push_back({"save_mean", buffer_role::output, element_type::f32, C});
+          specs.push_back({"save_stat", buffer_role::output, element_type::f32, C});
+        }
+        if (saves && m == bn_mode::backward_training && !save_mean.empty()) {
+          specs.push_back({"save_mean", buffer_role::input, element_type::f32, C});
+          specs.push_back({"save_stat", buffer_role::input, element_type::f32, C});
+        }
+        specs.push_back(
+            {bwd ? "diff_src" : "dst", buffer_role::output, element_type::f32, src.size()});
+        if (bwd && f.affine) {
+          specs.push_back({"diff_gamma", buffer_role::output, element_type::f32, C});
+          specs.push_back({"diff_beta", buffer_role::output, element_type::f32, C});
+        }
+        guarded_arena a(specs);
+        auto put = [&a](const char* name, const std::vector<float>& v) {
+          if (!a.contains(name)) return;
+          auto s = a.f32_span(name);
+          std::copy(v.begin(),
+                    v.begin() + static_cast<std::ptrdiff_t>(std::min(v.size(), s.size())),
+                    s.begin());
+        };
+        put("src", src);
+        put("diff_dst", dy);
+        put("gamma", input(f, "gamma"));
+        put("beta", input(f, "beta"));
+        put("running_mean", input(f, "running_mean"));
+        put("running_var", input(f, "running_var"));
+        put("save_mean", save_mean);
+        put("save_stat", save_stat);
+        if (a.contains("num_batches_tracked"))
+          a.i64("num_batches_tracked")[0] = f.num_batches_tracked;
+        const bnk_problem problem = to_abi(f.problem, geo, f.affine, track);
+        const bnk_buffers buffers = abi_buffers(a);
+        auto fn = [&kernel, m, &problem, &buffers](char* msg, std::size_t size) -> int {
+          std::string text;
+          const bnk_status st = kernel.run(m, problem, buffers, text);
+          std::snprintf(msg, size, "%s", text.c_str());
+          return static_cast<int>(st);
+        };
+        run_result rr = opt.isolate ? run_isolated(fn, a, opt.timeout) : run_inline(fn, a);
+        return {std::move(rr), std::move(a)};
+      };
+      if (f.op == bn_mode::backward_training && saves && info.supports(bn_mode::forward_training)) {
+        auto [rr, a] = call(bn_mode::forward_training, false);
+        if (rr.ok() && rr.status == BNK_OK) {
+          const auto sm = a.f32_span("save_mean");
+          const auto ss = a.f32_span("save_stat");
+          save_mean.assign(sm.begin(), sm.end());
+          save_stat.assign(ss.begin(), ss.end());
+        }
+      }
+      auto [rr, a] = call(f.op, f.track_running);
+      if (!rr.ok()) {
+        r.status = "failed";
+        r.message = rr.reason;
+      } else if (rr.status == BNK_UNSUPPORTED) {
+        r.status = "unsupported";
+        r.message = rr.message;
+      } else if (rr.status == BNK_REFUSED) {
+        r.status = "refused";
+        r.message = rr.message;
+      } else if (rr.status != BNK_OK) {
+        r.status = "failed";
+        r.message = rr.message;
+      } else {
+        r.status = "ok";
+        if (!backward) {
+          r.outputs["dst"] = gather(geo, a.f32("dst"));
+        } else {
+          r.outputs["diff_src"] = gather(geo, a.f32("diff_src"));
+          if (f.affine) {
+            const auto g = a.f32_span("diff_gamma");
+            const auto b = a.f32_span("diff_beta");
+            r.outputs["diff_gamma"].assign(g.begin(), g.end());
+            r.outputs["diff_beta"].assign(b.begin(), b.end());
+          }
+        }
+        if (f.op == bn_mode::forward_training && saves) {
+          const auto sm = a.f32_span("save_mean");
+          const auto ss = a.f32_span("save_stat");
+          r.outputs["mean"].assign(sm.begin(), sm.end());
+          r.outputs[info.saves == BNK_SAVES_MEAN_INVSTD ? "invstd" : "var"].assign(ss.begin(),
+                                                                                   ss.end());
+        }
+        if (training && f.track_running) {
+          const auto rm = a.f32_span("running_mean");
+          const auto rv = a.f32_span("running_var");
+          r.outputs["running_mean"].assign(rm.begin(), rm.end());
+          r.outputs["running_var"].assign(rv.begin(), rv.end());
+          r.num_batches_tracked = a.i64("num_batches_tracked")[0];
+        }
+      }
+    }
+    write_text(fs::path(out) / (id + ".json"), dump_results(r));
+    ++n;
+  }
+  return n;
+}
+
+namespace {
+
+bool required_output(const std::string& name) {
+  return name == "dst" || name == "diff_src" || name == "diff_gamma" || name == "diff_beta" ||
+         name == "running_mean" || name == "running_var";
+}
+
+output_result judge(const fixture& f, const fixture_output& e, const std::vector<float>& got,
+                    const run_options& opt) {
+  output_result o;
+  o.name = e.name;
+  o.count = static_cast<std::int64_t>(e.values.size());
+  const auto lvl = static_cast<std::size_t>(opt.level);
+  std::int64_t judged = 0;
+  for (std::size_t i = 0; i < e.values.size(); ++i) {
+    const float v = got[i];
+    const golden_class cls = e.classes[i];
+    auto worst = [&](double ratio, double ulps, double bound_ulps) {
+      if (o.worst_index < 0 || ratio > o.worst_ratio) {
+        o.worst_ratio = ratio;
+        o.worst_index = static_cast<std::int64_t>(i);
+        o.got = v;
+        o.expected = e.values[i];
+        o.worst_ulps = ulps;
+        o.worst_bound_ulps = bound_ulps;
+      }
+    };
+    if (cls == golden_class::unspecified) continue;
+    if (cls == golden_class::undefined || cls == golden_class::infinite) {
+      golden g;
+      g.cls = cls;
+      g.value = e.values[i];
+      if (error_ulps(v, g) != 0.0) {
+        for (bool& p : o.passed) p = false;
+        if (o.class_failure.empty()) {
+          o.class_failure = e.name + "[" + std::to_string(i) + "]: expected " +
+                            (cls == golden_class::undefined ? std::string("a non-finite value")
+                                                            : hex_float(e.values[i])) +
+                            ", got " + hex_float(v);
+        }
+        worst(std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(), 0);
+      }
+      continue;
+    }
+    ++judged;
+    const hp_float exact(e.exact[i]);
+    const double ulp = std::ldexp(1.0, e.ulp_exp[i]);
+    double abs_err = std::numeric_limits<double>::infinity();
+    double ulps = std::numeric_limits<double>::infinity();
+    if (std::isfinite(v) ||
+        (std::isinf(v) && cls == golden_class::overflow && (v < 0) == (e.values[i] < 0))) {
+      const hp_float gv = std::isinf(v)
+                              ? (v < 0 ? -mp::ldexp(hp_float(1), 128) : mp::ldexp(hp_float(1), 128))
+                              : hp_float(v);
+      const hp_float diff = gv - exact;
+      abs_err = mp::abs(diff).convert_to<double>();
+      ulps = (diff / ulp).convert_to<double>();
+    }
+    o.max_ulps = std::max(o.max_ulps, std::fabs(ulps));
+    if (std::isfinite(ulps)) o.sum_sq_ulps += ulps * ulps;
+    double ratio_at = 0;
+    double bound_at = 0;
+    for (std::size_t l = 0; l < 3; ++l) {
+      const double bound = e.bound[l][i];
+      const double ratio = bound > 0
+                               ? abs_err / bound
+                               : (abs_err > 0 ? std::numeric_limits<double>::infinity() : 0.0);
+      if (!(ratio <= 1.0)) o.passed[l] = false;
+      if (l == lvl) {
+        ratio_at = ratio;
+        bound_at = bound;
+      }
+    }
+    if (cls == golden_class::finite && mp::abs(exact).convert_to<double>() <= bound_at)
+      ++o.low_signal;
+    worst(ratio_at, ulps, bound_at / ulp);
+  }
+  if (o.worst_index >= 0) o.worst_where = e.name + "[" + std::to_string(o.worst_index) + "]";
+  const bool per_element = e.name == "dst" || e.name == "diff_src";
+  o.mistrusted =
+      per_element && judged >= 8 &&
+      static_cast<double>(o.low_signal) > opt.mistrust_fraction * static_cast<double>(judged);
+  (void)f;
+  return o;
+}
+
+}  // namespace
+
+run_summary verify_results(const std::string& fixtures_dir, const std::string& results_dir,
+                           const run_options& opt, const progress_fn& progress) {
+  run_summary s;
+  s.kernel.name = "results in " + results_dir;
+  s.kernel.version = "";
+  s.kernel.convention = "as the fixtures say";
+  s.options = opt;
+  const std::vector<std::string> ids = list_fixtures(fixtures_dir);
+  std::size_t done = 0;
+  for (const auto& id : ids) {
+    if (progress) progress(done++, ids.size(), id);
+    if (!name_matches(id, opt.filter)) continue;
+    const fixture f = load_fixture((fs::path(fixtures_dir) / (id + ".json")).string());
+    case_result r;
+    r.case_name = f.catalog_case;
+    r.mode = f.op;
+    r.step = f.step;
+    r.problem = describe(f.problem) + " (" + id + ")";
+    r.tier = std::string(to_string(f.tier));
+    r.repro = "bnoracle verify --fixtures " + fixtures_dir + " --results " + results_dir +
+              " --filter '" + id + "' --level " + std::string(to_string(opt.level));
+    const fs::path rpath = fs::path(results_dir) / (id + ".json");
+    std::error_code ec;
+    if (!fs::exists(rpath, ec)) {
+      r.result = verdict::fail;
+      r.reason = "no results file " + rpath.string();
+      s.results.push_back(std::move(r));
+      continue;
+    }
+    const results res = load_results(rpath.string());
+    if (res.status == "unsupported") {
+      r.result = verdict::skip;
+      r.reason = "unsupported" + (res.message.empty() ? std::string() : ": " + res.message);
+    } else if (!f.refusal.empty()) {
+      r.result = res.status == "refused" ? verdict::pass : verdict::fail;
+      r.best = accuracy_level::strict;
+      r.reason = res.status == "refused"
+                     ? "refused, as the convention requires (" + f.refusal + ")"
+                     : "accepted a problem the convention rejects: " + f.refusal;
+    } else if (res.status != "ok") {
+      r.result = verdict::fail;
+      r.reason = res.status + (res.message.empty() ? std::string() : ": " + res.message);
+    } else {
+      for (const auto& e : f.expected) {
+        const auto it = res.outputs.find(e.name);
+        if (it == res.outputs.end()) {
+          if (!required_output(e.name)) continue;
+          output_result o;
+          o.name = e.name;
+          for (bool& p : o.passed) p = false;
+          o.class_failure = "output " + e.name + " is missing from the results";
+          r.outputs.push_back(o);
+          continue;
+        }
+        if (it->second.size() != e.values.size()) {
+          throw fixture_error(res.file, "outputs." + e.name,
+                              "expected " + std::to_string(e.values.size()) + " values, got " +
+                                  std::to_string(it->second.size()));
+        }
+        r.outputs.push_back(judge(f, e, it->second, opt));
+      }
+      if (f.track_running && res.num_batches_tracked &&
+          *res.num_batches_tracked != f.num_batches_tracked + 1) {
+        output_result o;
+        o.name = "num_batches_tracked";
+        for (bool& p : o.passed) p = false;
+        o.class_failure = "num_batches_tracked: expected " +
+                          std::to_string(f.num_batches_tracked + 1) + ", got " +
+                          std::to_string(*res.num_batches_tracked);
+        r.outputs.push_back(o);
+      }
+      std::optional<accuracy_level> best;
+      for (std::size_t l = 3; l-- > 0;) {
+        if (std::all_of(r.outputs.begin(), r.outputs.end(),
+                        [l](const output_result& o) { return o.passed[l]; })) {
+          best = static_cast<accuracy_level>(l);
+        }
+      }
+      r.best = best;
+      const auto lvl = static_cast<std::size_t>(opt.level);
+      const auto failing = std::find_if(r.outputs.begin(), r.outputs.end(),
+                                        [lvl](const output_result& o) { return !o.passed[lvl]; });
+      if (failing != r.outputs.end()) {
+        r.result = verdict::fail;
+        if (!failing->class_failure.empty()) {
+          r.reason = failing->class_failure;
+        } else {
+          std::ostringstream os;
+          os << failing->worst_where << " got=" << hex_float(failing->got)
+             << " exp=" << hex_float(failing->expected) << " err=" << failing->worst_ulps
+             << " ulp (bound " << failing->worst_bound_ulps << " ulp, ratio "
+             << failing->worst_ratio << ")";
+          r.reason = os.str();
+        }
+      } else if (std::any_of(r.outputs.begin(), r.outputs.end(),
+                             [](const output_result& o) { return o.mistrusted; })) {
+        r.result = verdict::mistrusted;
+        r.reason = "too little signal: most elements are smaller than their bound";
+      } else {
+        r.result = verdict::pass;
+      }
+    }
+    s.results.push_back(std::move(r));
+  }
+  if (progress) progress(ids.size(), ids.size(), "");
+  std::optional<accuracy_level> best = accuracy_level::strict;
+  bool any = false;
+  for (const auto& r : s.results) {
+    switch (r.result) {
+      case verdict::pass:
+        ++s.passed;
+        break;
+      case verdict::fail:
+        ++s.failed;
+        break;
+      case verdict::skip:
+        ++s.skipped;
+        break;
+      case verdict::mistrusted:
+        ++s.mistrusted;
+        break;
+      case verdict::fault:
+        ++s.faults;
+        break;
+    }
+    if (r.result == verdict::skip) continue;
+    any = true;
+    if (!r.best) {
+      best = std::nullopt;
+    } else if (best && static_cast<int>(*r.best) > static_cast<int>(*best)) {
+      best = r.best;
+    }
+  }
+  s.best = any ? best : std::nullopt;
+  return s;
+}
+
+}  // namespace bnoracle

@@ -1,0 +1,31 @@
+// Golden fixtures from the command line: export the corpus, produce results from a plugin
+// kernel, and verify results written by any implementation.
+#pragma once
+
+#include "bnoracle/fixture.hpp"
+#include "runner.hpp"
+
+#include <string>
+#include <vector>
+
+namespace bnoracle {
+
+// Every *.json fixture under `dir`, sorted, as paths relative to `dir` (without ".json").
+[[nodiscard]] std::vector<std::string> list_fixtures(const std::string& dir);
+
+// Writes the fixtures of `cases` under `out`; returns the number of files written.
+std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::string& out);
+
+// Runs `kernel` on every fixture under `fixtures` and writes one results file per fixture under
+// `out` (same relative path). Returns the number of files written. A fault is written as status
+// "failed" with the fault as the message.
+std::size_t write_kernel_results(bn_kernel& kernel, const std::string& fixtures,
+                                 const std::string& out, const run_options& options);
+
+// Judges the results under `results_dir` against the fixtures under `fixtures_dir`. Throws
+// fixture_error for a malformed fixture or results file (exit code 2 in the CLI).
+[[nodiscard]] run_summary verify_results(const std::string& fixtures_dir,
+                                         const std::string& results_dir, const run_options& options,
+                                         const progress_fn& progress);
+
+}  // namespace bnoracle
