@@ -111,6 +111,68 @@ double summation_factor(accuracy_level level, std::int64_t L) {
   return n;
 }
 
+double fold_weight_bound(double w, double gamma, double var, double eps) {
+  // r̂ carries ρ = rsqrt·u relative (no reduction); γ·r̂ and W·(γ·r̂) add one rounding each.
+  const double r = 1.0 / std::sqrt(var + eps);
+  return b("bound_slack") *
+         (std::fabs(w * gamma * r) * (b("rsqrt") + 2) * k_u + b("underflow") * k_eta);
+}
+
+double fold_bias_bound(double bias, double mu, double gamma, double beta, double var, double eps) {
+  // (b − μ) rounded, times γ·r̂ (ρ + 2 roundings), plus β (one rounding on each term).
+  const double r = 1.0 / std::sqrt(var + eps);
+  const double t = std::fabs((bias - mu) * gamma * r);
+  return b("bound_slack") * (k_u * (std::fabs(gamma) * r * (std::fabs(bias) + std::fabs(mu)) +
+                                    t * (b("rsqrt") + 3) + b("fwd_beta") * std::fabs(beta)) +
+                             b("underflow") * k_eta);
+}
+
+syncbn_bounds syncbn_merge_bounds(std::span<const std::int64_t> counts,
+                                  std::span<const double> means, std::span<const double> vars,
+                                  double eps, accuracy_level level) {
+  // mean = Σ nᵢ·mᵢ / n: K products and a K-term sum (g_K), then the division.
+  // M2 = Σ (nᵢ·vᵢ + nᵢ·(mᵢ − mean)²): positive terms, each with a few roundings, plus the
+  // error of the merged mean, which enters first order through (mᵢ − mean) as in Welford's
+  // update (Chan et al.'s pairwise merge is the same algebra).
+  double n = 0;
+  double sum_abs = 0;
+  double mean = 0;
+  std::int64_t k = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i] <= 0) continue;
+    ++k;
+    n += static_cast<double>(counts[i]);
+    sum_abs += static_cast<double>(counts[i]) * std::fabs(means[i]);
+    mean += static_cast<double>(counts[i]) * means[i];
+  }
+  syncbn_bounds out;
+  if (n <= 0) return out;
+  mean /= n;
+  const double g = summation_factor(level, std::max<std::int64_t>(k, 1));
+  double m2 = 0;
+  double dev_abs = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i] <= 0) continue;
+    const double c = static_cast<double>(counts[i]);
+    m2 += c * vars[i] + c * (means[i] - mean) * (means[i] - mean);
+    dev_abs += c * std::fabs(means[i] - mean);
+  }
+  const double var = m2 / n;
+  out.mean =
+      k_u * ((g + 2) * sum_abs / n + b("mean_division") * std::fabs(mean)) + b("underflow") * k_eta;
+  out.var = k_u * (g + b("var_pointwise") + 2) * var + 2 * out.mean * dev_abs / n +
+            out.mean * out.mean + b("underflow") * k_eta;
+  const double w = var + eps;
+  out.invstd = w > 0
+                   ? (0.5 * out.var / w + b("rsqrt") * k_u) / std::sqrt(w) + b("underflow") * k_eta
+                   : std::numeric_limits<double>::infinity();
+  const double slack = b("bound_slack");
+  out.mean *= slack;
+  out.var *= slack;
+  out.invstd *= slack;
+  return out;
+}
+
 error_model::error_model(const reference& ref, const bn_inputs& in, data_tier tier)
     : ref_(&ref), in_(in), tier_(tier), eps_(ref.problem().eps) {
   const geometry& g = ref.geom();

@@ -398,7 +398,10 @@ int run_export(const std::vector<std::string_view>& args) {
                                                        : default_catalog(a.check.options.seed);
   std::erase_if(cases,
                 [&](const case_spec& c) { return !name_matches(c.name, a.check.options.filter); });
-  const std::size_t n = export_fixtures(cases, a.out);
+  // The corpus also holds the fold and SyncBN fixtures (unless a filter narrows the export).
+  const bool others = a.catalog == "corpus" && a.check.options.filter.empty();
+  const std::size_t n = export_fixtures(
+      cases, a.out, others ? std::optional<std::uint64_t>(a.check.options.seed) : std::nullopt);
   std::fprintf(stderr, "bnoracle export: %zu fixtures from %zu cases written to %s\n", n,
                cases.size(), a.out.c_str());
   return k_exit_ok;

@@ -26,7 +26,7 @@ std::string num(double v, int precision = 3) {
 }
 
 std::string case_id(const case_result& r) {
-  std::string id = r.case_name + " " + std::string(to_string(r.mode));
+  std::string id = r.case_name + " " + (r.op.empty() ? std::string(to_string(r.mode)) : r.op);
   if (r.mode == bn_mode::forward_training && r.step > 0)
     id += " step " + std::to_string(r.step + 1);
   return id;
@@ -78,11 +78,13 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
   for (const auto& r : s.results) {
     auto [it, inserted] = rows.try_emplace(r.case_name, std::array<const case_result*, 4>{});
     if (inserted) order.push_back(r.case_name);
-    const auto& cur = it->second[static_cast<std::size_t>(r.mode)];
+    // Operations that are not a batch-norm mode (fold, syncbn) show in the first column.
+    const std::size_t col = r.op.empty() ? static_cast<std::size_t>(r.mode) : 0;
+    const auto& cur = it->second[col];
     const bool worse = cur == nullptr || rank(r.result) > rank(cur->result) ||
                        (rank(r.result) == rank(cur->result) && r.best && cur->best &&
                         static_cast<int>(*r.best) > static_cast<int>(*cur->best));
-    if (worse) it->second[static_cast<std::size_t>(r.mode)] = &r;
+    if (worse) it->second[col] = &r;
   }
   os << std::left << std::setw(46) << "case" << std::setw(16) << "forward train" << std::setw(16)
      << "forward infer" << std::setw(16) << "backward train"
@@ -152,7 +154,7 @@ void write_json(std::ostream& os, const run_summary& s) {
   auto& cases = j["cases"] = nlohmann::json::array();
   for (const auto& r : s.results) {
     nlohmann::json c{{"case", r.case_name},
-                     {"mode", to_string(r.mode)},
+                     {"mode", r.op.empty() ? std::string(to_string(r.mode)) : r.op},
                      {"step", r.step},
                      {"problem", r.problem},
                      {"tier", r.tier},

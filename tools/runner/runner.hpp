@@ -48,6 +48,7 @@ struct output_result {
 struct case_result {
   std::string case_name;
   bn_mode mode = bn_mode::forward_training;
+  std::string op;       // non-empty for operations that are not a mode (fold, syncbn)
   int step = 0;         // training step (forward training); 0 otherwise
   std::string problem;  // describe(problem)
   std::string tier;

@@ -69,8 +69,15 @@ const std::vector<float>& input(const fixture& f, const char* name) {
 
 }  // namespace
 
-std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::string& out) {
+std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::string& out,
+                            std::optional<std::uint64_t> fold_and_syncbn_seed) {
   std::size_t n = 0;
+  if (fold_and_syncbn_seed) {
+    for (const auto& file : make_fold_and_syncbn_fixtures(*fold_and_syncbn_seed)) {
+      write_text(fs::path(out) / file.relative_path, file.text);
+      ++n;
+    }
+  }
   for (const auto& c : cases) {
     for (const auto& file : make_fixtures(c)) {
       write_text(fs::path(out) / file.relative_path, file.text);
@@ -88,6 +95,14 @@ std::size_t write_kernel_results(bn_kernel& kernel, const std::string& fixtures,
     const fixture f = load_fixture((fs::path(fixtures) / (id + ".json")).string());
     results r;
     r.id = id;
+    if (f.kind != "batch_norm") {
+      // The kernel ABI has no entry point for folding or the SyncBN merge.
+      r.status = "unsupported";
+      r.message = f.kind + " is not part of the kernel ABI";
+      write_text(fs::path(out) / (id + ".json"), dump_results(r));
+      ++n;
+      continue;
+    }
     const geometry geo(f.problem);
     const auto C = static_cast<std::size_t>(geo.c());
     const bool backward = f.op == bn_mode::backward_training || f.op == bn_mode::backward_inference;
@@ -228,7 +243,8 @@ std::size_t write_kernel_results(bn_kernel& kernel, const std::string& fixtures,
 
 namespace {
 
-bool required_output(const std::string& name) {
+bool required_output(const fixture& f, const std::string& name) {
+  if (f.kind != "batch_norm") return true;  // fold and syncbn_merge: every output
   return name == "dst" || name == "diff_src" || name == "diff_gamma" || name == "diff_beta" ||
          name == "running_mean" || name == "running_var";
 }
@@ -304,7 +320,7 @@ output_result judge(const fixture& f, const fixture_output& e, const std::vector
     worst(ratio_at, ulps, bound_at / ulp);
   }
   if (o.worst_index >= 0) o.worst_where = e.name + "[" + std::to_string(o.worst_index) + "]";
-  const bool per_element = e.name == "dst" || e.name == "diff_src";
+  const bool per_element = e.name == "dst" || e.name == "diff_src" || e.name == "weight";
   o.mistrusted =
       per_element && judged >= 8 &&
       static_cast<double>(o.low_signal) > opt.mistrust_fraction * static_cast<double>(judged);
@@ -330,6 +346,7 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
     case_result r;
     r.case_name = f.catalog_case;
     r.mode = f.op;
+    if (f.kind != "batch_norm") r.op = f.kind;
     r.step = f.step;
     r.problem = describe(f.problem) + " (" + id + ")";
     r.tier = std::string(to_string(f.tier));
@@ -360,7 +377,7 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
       for (const auto& e : f.expected) {
         const auto it = res.outputs.find(e.name);
         if (it == res.outputs.end()) {
-          if (!required_output(e.name)) continue;
+          if (!required_output(f, e.name)) continue;
           output_result o;
           o.name = e.name;
           for (bool& p : o.passed) p = false;

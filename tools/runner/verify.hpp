@@ -13,8 +13,10 @@ namespace bnoracle {
 // Every *.json fixture under `dir`, sorted, as paths relative to `dir` (without ".json").
 [[nodiscard]] std::vector<std::string> list_fixtures(const std::string& dir);
 
-// Writes the fixtures of `cases` under `out`; returns the number of files written.
-std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::string& out);
+// Writes the fixtures of `cases` under `out`, plus the fold and SyncBN fixtures when a seed is
+// given; returns the number of files written.
+std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::string& out,
+                            std::optional<std::uint64_t> fold_and_syncbn_seed);
 
 // Runs `kernel` on every fixture under `fixtures` and writes one results file per fixture under
 // `out` (same relative path). Returns the number of files written. A fault is written as status

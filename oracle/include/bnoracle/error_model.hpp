@@ -47,6 +47,22 @@ struct budget {
 // g(L) of a level: the summation error of L terms in units of u·Σ|term|.
 [[nodiscard]] double summation_factor(accuracy_level level, std::int64_t L);
 
+// Bounds of folding into a preceding layer (docs/error-model.md, "Folding"): W' = W·γ·r and
+// b' = (b − μ)·γ·r + β with r = 1/sqrt(var + ε) computed in float32.
+[[nodiscard]] double fold_weight_bound(double w, double gamma, double var, double eps);
+[[nodiscard]] double fold_bias_bound(double b, double mu, double gamma, double beta, double var,
+                                     double eps);
+
+// Bounds of a SyncBN merge of K shards of one channel (docs/error-model.md, "SyncBN"): the
+// merged mean, biased variance and invstd, given the shards' counts, means and variances.
+struct syncbn_bounds {
+  double mean = 0, var = 0, invstd = 0;
+};
+[[nodiscard]] syncbn_bounds syncbn_merge_bounds(std::span<const std::int64_t> counts,
+                                                std::span<const double> means,
+                                                std::span<const double> vars, double eps,
+                                                accuracy_level level);
+
 // Per-element absolute bounds for every output of a reference, at every level.
 class error_model {
  public:
