@@ -153,6 +153,53 @@ TEST(FixtureLoader, EveryCorpusFixtureParses) {
   }
 }
 
+TEST(FixtureLoader, FoldAndSyncbnFixturesParse) {
+  for (const auto& f : bnoracle::make_fold_and_syncbn_fixtures(1)) {
+    SCOPED_TRACE(f.relative_path);
+    const bnoracle::fixture fx = parse_fixture(f.text, f.relative_path);
+    EXPECT_NE(fx.kind, "batch_norm");
+    EXPECT_FALSE(fx.expected.empty());
+  }
+}
+
+std::string fold_or_syncbn(const std::string& op) {
+  for (const auto& f : bnoracle::make_fold_and_syncbn_fixtures(1)) {
+    if (json::parse(f.text)["case"]["op"] == op) return f.text;
+  }
+  throw std::logic_error("no " + op + " fixture");
+}
+
+TEST(FixtureLoader, HostileFoldAndSyncbnFixtures) {
+  const std::string sync = fold_or_syncbn("syncbn_merge");
+  for (const json& v :
+       {json(-1), json(std::numeric_limits<std::uint64_t>::max()), json(std::uint64_t{1} << 63),
+        json((std::int64_t{1} << 26) + 1), json("3"), json(1.5), json(nullptr)}) {
+    SCOPED_TRACE(v.dump());
+    EXPECT_FIXTURE_ERROR(mutate(sync, [&](json& j) { j["inputs"]["count"][0] = v; }),
+                         "inputs.count[0]");
+  }
+  EXPECT_FIXTURE_ERROR(mutate(sync, [](json& j) { j["inputs"]["count"].push_back(1); }),
+                       "inputs.count");
+  EXPECT_FIXTURE_ERROR(mutate(sync, [](json& j) { j["inputs"].erase("shard_var"); }),
+                       "inputs.shard_var");
+  EXPECT_FIXTURE_ERROR(mutate(sync,
+                              [](json& j) {
+                                j["case"]["shape"] = json::array({std::int64_t{1} << 62, 3});
+                              }),
+                       "case.shape");
+  const std::string fold = fold_or_syncbn("fold");
+  EXPECT_FIXTURE_ERROR(mutate(fold, [](json& j) { j["inputs"]["weight"].erase(0); }),
+                       "inputs.weight");
+  EXPECT_FIXTURE_ERROR(mutate(fold,
+                              [](json& j) {
+                                j["case"]["layout"] = "nchw";
+                                j["case"]["shape"] = json::array({2, 5, 1, 1});
+                              }),
+                       "case.shape");
+  EXPECT_FIXTURE_ERROR(mutate(fold, [](json& j) { j["expected"]["weight"]["ulp_exp"][0] = 999; }),
+                       "expected.weight.ulp_exp[0]");
+}
+
 TEST(FixtureLoader, ResultsRoundTrip) {
   const bnoracle::results r = parse_results(valid_results(), k_file);
   EXPECT_EQ(r.file, k_file);
