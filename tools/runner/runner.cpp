@@ -409,36 +409,7 @@ class case_runner {
       state.running_var.assign(rv.begin(), rv.end());
       state.nbt = nbt;
     }
-    // Verdict: the strictest level every output meets, and the gate's level.
-    std::optional<accuracy_level> best;
-    for (std::size_t l = 3; l-- > 0;) {
-      const bool all = std::all_of(r.outputs.begin(), r.outputs.end(),
-                                   [l](const output_result& o) { return o.passed[l]; });
-      if (all) best = k_levels[l];
-    }
-    r.best = best;
-    const auto lvl = static_cast<std::size_t>(opt_.level);
-    const auto failing = std::find_if(r.outputs.begin(), r.outputs.end(),
-                                      [lvl](const output_result& o) { return !o.passed[lvl]; });
-    if (failing != r.outputs.end()) {
-      r.result = verdict::fail;
-      if (!failing->class_failure.empty()) {
-        r.reason = failing->class_failure;
-      } else {
-        std::ostringstream os;
-        os << failing->worst_where << " got=" << hex_float(failing->got)
-           << " exp=" << hex_float(failing->expected) << " err=" << failing->worst_ulps
-           << " ulp (bound " << failing->worst_bound_ulps << " ulp at " << to_string(opt_.level)
-           << ", ratio " << failing->worst_ratio << ")";
-        r.reason = os.str();
-      }
-    } else if (std::any_of(r.outputs.begin(), r.outputs.end(),
-                           [](const output_result& o) { return o.mistrusted; })) {
-      r.result = verdict::mistrusted;
-      r.reason = "too little signal: most elements are smaller than their bound";
-    } else {
-      r.result = verdict::pass;
-    }
+    conclude(r, opt_.level);
   }
 
   bn_kernel& kernel_;
@@ -447,21 +418,40 @@ class case_runner {
 
 }  // namespace
 
-run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
-                        const run_options& options, const progress_fn& progress) {
-  run_summary s;
-  s.kernel = kernel.info();
-  s.options = options;
-  std::vector<const case_spec*> selected;
-  for (const auto& c : cases) {
-    if (name_matches(c.name, options.filter)) selected.push_back(&c);
+void conclude(case_result& r, accuracy_level gate) {
+  r.best.reset();
+  for (std::size_t l = 3; l-- > 0;) {
+    if (std::all_of(r.outputs.begin(), r.outputs.end(),
+                    [l](const output_result& o) { return o.passed[l]; })) {
+      r.best = k_levels[l];
+    }
   }
-  case_runner runner(kernel, options);
-  for (std::size_t i = 0; i < selected.size(); ++i) {
-    if (progress) progress(i, selected.size(), selected[i]->name);
-    runner.run(*selected[i], s.results);
+  const auto lvl = static_cast<std::size_t>(gate);
+  const auto failing = std::find_if(r.outputs.begin(), r.outputs.end(),
+                                    [lvl](const output_result& o) { return !o.passed[lvl]; });
+  if (failing != r.outputs.end()) {
+    r.result = verdict::fail;
+    if (!failing->class_failure.empty()) {
+      r.reason = failing->class_failure;
+    } else {
+      std::ostringstream os;
+      os << failing->worst_where << " got=" << hex_float(failing->got)
+         << " exp=" << hex_float(failing->expected) << " err=" << failing->worst_ulps
+         << " ulp (bound " << failing->worst_bound_ulps << " ulp at " << to_string(gate)
+         << ", ratio " << failing->worst_ratio << ")";
+      r.reason = os.str();
+    }
+  } else if (std::any_of(r.outputs.begin(), r.outputs.end(),
+                         [](const output_result& o) { return o.mistrusted; })) {
+    r.result = verdict::mistrusted;
+    r.reason = "too little signal: most elements are smaller than their bound";
+  } else {
+    r.result = verdict::pass;
   }
-  if (progress) progress(selected.size(), selected.size(), "");
+}
+
+void tally(run_summary& s) {
+  s.passed = s.failed = s.skipped = s.mistrusted = s.faults = 0;
   std::optional<accuracy_level> best = accuracy_level::strict;
   bool any_judged = false;
   for (const auto& r : s.results) {
@@ -491,6 +481,24 @@ run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
     }
   }
   s.best = any_judged ? best : std::nullopt;
+}
+
+run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                        const run_options& options, const progress_fn& progress) {
+  run_summary s;
+  s.kernel = kernel.info();
+  s.options = options;
+  std::vector<const case_spec*> selected;
+  for (const auto& c : cases) {
+    if (name_matches(c.name, options.filter)) selected.push_back(&c);
+  }
+  case_runner runner(kernel, options);
+  for (std::size_t i = 0; i < selected.size(); ++i) {
+    if (progress) progress(i, selected.size(), selected[i]->name);
+    runner.run(*selected[i], s.results);
+  }
+  if (progress) progress(selected.size(), selected.size(), "");
+  tally(s);
   return s;
 }
 

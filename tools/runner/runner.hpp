@@ -71,6 +71,13 @@ struct run_summary {
 
 using progress_fn = std::function<void(std::size_t done, std::size_t total, const std::string&)>;
 
+// Sets the verdict of a case whose outputs were judged: fail at the gate's level (the reason
+// names the worst element), else mistrusted, else pass; and the strictest level met. Shared by
+// `check` and `verify`.
+void conclude(case_result& r, accuracy_level gate);
+// Counts the verdicts of s.results and the strictest level every judged case meets.
+void tally(run_summary& s);
+
 [[nodiscard]] run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
                                       const run_options& options, const progress_fn& progress);
 

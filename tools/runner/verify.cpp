@@ -402,69 +402,12 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
                           std::to_string(*res.num_batches_tracked);
         r.outputs.push_back(o);
       }
-      std::optional<accuracy_level> best;
-      for (std::size_t l = 3; l-- > 0;) {
-        if (std::all_of(r.outputs.begin(), r.outputs.end(),
-                        [l](const output_result& o) { return o.passed[l]; })) {
-          best = static_cast<accuracy_level>(l);
-        }
-      }
-      r.best = best;
-      const auto lvl = static_cast<std::size_t>(opt.level);
-      const auto failing = std::find_if(r.outputs.begin(), r.outputs.end(),
-                                        [lvl](const output_result& o) { return !o.passed[lvl]; });
-      if (failing != r.outputs.end()) {
-        r.result = verdict::fail;
-        if (!failing->class_failure.empty()) {
-          r.reason = failing->class_failure;
-        } else {
-          std::ostringstream os;
-          os << failing->worst_where << " got=" << hex_float(failing->got)
-             << " exp=" << hex_float(failing->expected) << " err=" << failing->worst_ulps
-             << " ulp (bound " << failing->worst_bound_ulps << " ulp, ratio "
-             << failing->worst_ratio << ")";
-          r.reason = os.str();
-        }
-      } else if (std::any_of(r.outputs.begin(), r.outputs.end(),
-                             [](const output_result& o) { return o.mistrusted; })) {
-        r.result = verdict::mistrusted;
-        r.reason = "too little signal: most elements are smaller than their bound";
-      } else {
-        r.result = verdict::pass;
-      }
+      conclude(r, opt.level);
     }
     s.results.push_back(std::move(r));
   }
   if (progress) progress(ids.size(), ids.size(), "");
-  std::optional<accuracy_level> best = accuracy_level::strict;
-  bool any = false;
-  for (const auto& r : s.results) {
-    switch (r.result) {
-      case verdict::pass:
-        ++s.passed;
-        break;
-      case verdict::fail:
-        ++s.failed;
-        break;
-      case verdict::skip:
-        ++s.skipped;
-        break;
-      case verdict::mistrusted:
-        ++s.mistrusted;
-        break;
-      case verdict::fault:
-        ++s.faults;
-        break;
-    }
-    if (r.result == verdict::skip) continue;
-    any = true;
-    if (!r.best) {
-      best = std::nullopt;
-    } else if (best && static_cast<int>(*r.best) > static_cast<int>(*best)) {
-      best = r.best;
-    }
-  }
-  s.best = any ? best : std::nullopt;
+  tally(s);
   return s;
 }
 
