@@ -1,6 +1,6 @@
 #include "runner.hpp"
 
-#include "bnoracle/isolation.hpp"
+#include "bnoracle/invoke.hpp"
 #include "bnoracle/measure.hpp"
 
 #include <algorithm>
@@ -128,28 +128,6 @@ output_result compare(const std::string& shown, const std::string& golden_name,
   return r;
 }
 
-// Buffers of one call, in the arena, with helpers to fill them and read results.
-struct call_setup {
-  std::vector<buffer_spec> specs;
-  void add(const std::string& name, buffer_role role, std::size_t count,
-           element_type type = element_type::f32) {
-    specs.push_back({name, role, type, count});
-  }
-};
-
-void copy_in(guarded_arena& a, const std::string& name, const std::vector<float>& v) {
-  if (!a.contains(name)) return;
-  auto span = a.f32_span(name);
-  std::copy(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min(v.size(), span.size())),
-            span.begin());
-}
-
-std::string fault_reason(const run_result& rr) {
-  std::string s = rr.reason;
-  if (!rr.message.empty()) s += " (kernel said: " + rr.message + ")";
-  return s;
-}
-
 struct kernel_state {
   std::vector<float> running_mean, running_var;
   std::int64_t nbt = 0;
@@ -218,8 +196,6 @@ class case_runner {
     const bool training = m == bn_mode::forward_training || m == bn_mode::backward_training;
     const bool track = m == bn_mode::forward_training && info.updates_running;
     const bool affine = spec.affine;
-    const auto C = static_cast<std::size_t>(geo.c());
-    const auto extent = d.src.size();
 
     // Inputs of the reference. Training steps start from the kernel's own running state, so
     // that each step is judged on its own; eval uses it too when it is a valid state.
@@ -248,83 +224,40 @@ class case_runner {
     const reference ref(p, m, in);
     const error_model model(ref, in, spec.tier);
 
-    // The call's buffers.
-    call_setup cs;
-    cs.add("src", buffer_role::input, extent);
+    call_request q;
+    q.mode = m;
+    q.problem = p;
+    q.affine = affine;
+    q.track_running = track;
+    q.src = to_logical(geo, d.src.data());
     const bool backward = m == bn_mode::backward_training || m == bn_mode::backward_inference;
-    if (backward) cs.add("diff_dst", buffer_role::input, extent);
+    if (backward) q.diff_dst = to_logical(geo, d.diff_dst.data());
     if (affine) {
-      cs.add("gamma", buffer_role::input, C);
-      cs.add("beta", buffer_role::input, C);
+      q.gamma = d.gamma;
+      q.beta = d.beta;
     }
-    if (!training) {
-      cs.add("running_mean", buffer_role::input, C);
-      cs.add("running_var", buffer_role::input, C);
-    } else if (track) {
-      cs.add("running_mean", buffer_role::in_out, C);
-      cs.add("running_var", buffer_role::in_out, C);
-      cs.add("num_batches_tracked", buffer_role::in_out, 1, element_type::i64);
+    if (!training || track) {
+      q.running_mean = run_mean;
+      q.running_var = run_var;
+      q.num_batches_tracked = state.nbt;
     }
     const bool saves = info.saves != BNK_SAVES_NONE;
-    if (m == bn_mode::forward_training && saves) {
-      cs.add("save_mean", buffer_role::output, C);
-      cs.add("save_stat", buffer_role::output, C);
-    }
     if (m == bn_mode::backward_training && saves && state.have_saved) {
-      cs.add("save_mean", buffer_role::input, C);
-      cs.add("save_stat", buffer_role::input, C);
+      q.save_mean = state.save_mean;
+      q.save_stat = state.save_stat;
     }
-    if (!backward) {
-      cs.add("dst", buffer_role::output, extent);
-    } else {
-      cs.add("diff_src", buffer_role::output, extent);
-      if (affine) {
-        cs.add("diff_gamma", buffer_role::output, C);
-        cs.add("diff_beta", buffer_role::output, C);
-      }
-    }
-    guarded_arena arena(cs.specs);
-    copy_in(arena, "src", d.src);
-    copy_in(arena, "diff_dst", d.diff_dst);
-    copy_in(arena, "gamma", d.gamma);
-    copy_in(arena, "beta", d.beta);
-    copy_in(arena, "running_mean", run_mean);
-    copy_in(arena, "running_var", run_var);
-    if (arena.contains("num_batches_tracked")) arena.i64("num_batches_tracked")[0] = state.nbt;
-    if (m == bn_mode::backward_training && arena.contains("save_mean")) {
-      copy_in(arena, "save_mean", state.save_mean);
-      copy_in(arena, "save_stat", state.save_stat);
-    }
-    // Outputs start as NaN: an element the kernel never writes cannot pass by accident.
-    for (const char* o : {"dst", "diff_src", "diff_gamma", "diff_beta", "save_mean", "save_stat"}) {
-      if (arena.contains(o) &&
-          !(m == bn_mode::backward_training && std::strcmp(o, "save_mean") == 0) &&
-          !(m == bn_mode::backward_training && std::strcmp(o, "save_stat") == 0)) {
-        auto s = arena.f32_span(o);
-        std::fill(s.begin(), s.end(), std::numeric_limits<float>::quiet_NaN());
-      }
-    }
-    const bnk_problem problem = to_abi(p, geo, affine, track);
-    const bnk_buffers buffers = abi_buffers(arena);
-    bn_kernel& k = kernel_;
-    auto call = [&k, m, &problem, &buffers](char* msg, std::size_t size) -> int {
-      std::string text;
-      const bnk_status st = k.run(m, problem, buffers, text);
-      std::snprintf(msg, size, "%s", text.c_str());
-      return static_cast<int>(st);
-    };
-    const run_result rr =
-        opt_.isolate ? run_isolated(call, arena, opt_.timeout) : run_inline(call, arena);
-    if (!rr.ok()) {
+    const call_result cr = invoke(kernel_, q, {opt_.isolate, opt_.timeout});
+    if (!cr.run.ok() || !cr.padding_written.empty()) {
       r.result = verdict::fault;
-      r.reason = fault_reason(rr);
+      r.reason = cr.describe();
       return;
     }
-    const auto status = static_cast<bnk_status>(rr.status);
+    const bnk_status status = cr.status;
+    const std::string& message = cr.message;
     if (status == BNK_UNSUPPORTED) {
       r.result = verdict::skip;
       r.reason = "the kernel reported this problem unsupported" +
-                 (rr.message.empty() ? std::string() : ": " + rr.message);
+                 (message.empty() ? std::string() : ": " + message);
       return;
     }
     if (!ref.refusal().empty()) {
@@ -344,55 +277,45 @@ class case_runner {
       r.result = verdict::fail;
       r.reason =
           std::string(status == BNK_REFUSED ? "refused a valid problem" : "reported failure") +
-          (rr.message.empty() ? std::string() : ": " + rr.message);
+          (message.empty() ? std::string() : ": " + message);
       return;
     }
 
     // Judge every output.
-    const std::int64_t S = geo.spatial_size();
-    auto element = [&](const char* name) {
-      const float* base = arena.f32(name);
-      return [base, &geo, S](std::int64_t i) {
-        return base[geo.offset(i / S / geo.c(), i / S % geo.c(), i % S)];
-      };
-    };
-    auto channel = [&](const char* name) {
-      const float* base = arena.f32(name);
-      return [base](std::int64_t c) { return base[c]; };
+    auto from = [](const std::vector<float>& v) {
+      return [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; };
     };
     if (m == bn_mode::forward_training || m == bn_mode::forward_inference) {
-      r.outputs.push_back(compare("dst", "dst", "dst", ref, model, opt_, element("dst")));
+      r.outputs.push_back(compare("dst", "dst", "dst", ref, model, opt_, from(cr.dst)));
     } else {
       r.outputs.push_back(
-          compare("diff_src", "diff_src", "diff_src", ref, model, opt_, element("diff_src")));
+          compare("diff_src", "diff_src", "diff_src", ref, model, opt_, from(cr.diff_src)));
       if (affine) {
         r.outputs.push_back(compare("diff_gamma", "diff_gamma", "diff_gamma", ref, model, opt_,
-                                    channel("diff_gamma")));
-        r.outputs.push_back(
-            compare("diff_beta", "diff_beta", "diff_beta", ref, model, opt_, channel("diff_beta")));
+                                    from(cr.diff_gamma)));
+        r.outputs.push_back(compare("diff_beta", "diff_beta", "diff_beta", ref, model, opt_,
+                                    from(cr.diff_beta)));
       }
     }
     if (m == bn_mode::forward_training && saves) {
       r.outputs.push_back(
-          compare("save_mean", "mean", "mean", ref, model, opt_, channel("save_mean")));
+          compare("save_mean", "mean", "mean", ref, model, opt_, from(cr.save_mean)));
       const bool invstd = info.saves == BNK_SAVES_MEAN_INVSTD;
       r.outputs.push_back(compare(invstd ? "save_stat(invstd)" : "save_stat(var)",
                                   invstd ? "invstd" : "var", invstd ? "invstd" : "var", ref, model,
-                                  opt_, channel("save_stat")));
+                                  opt_, from(cr.save_stat)));
       if (step == 0) {
-        const auto sm = arena.f32_span("save_mean");
-        const auto ss = arena.f32_span("save_stat");
-        state.save_mean.assign(sm.begin(), sm.end());
-        state.save_stat.assign(ss.begin(), ss.end());
+        state.save_mean = cr.save_mean;
+        state.save_stat = cr.save_stat;
         state.have_saved = true;
       }
     }
     if (track) {
       r.outputs.push_back(compare("running_mean", "running_mean", "running_mean", ref, model, opt_,
-                                  channel("running_mean")));
+                                  from(cr.running_mean)));
       r.outputs.push_back(compare("running_var", "running_var", "running_var", ref, model, opt_,
-                                  channel("running_var")));
-      const std::int64_t nbt = arena.i64("num_batches_tracked")[0];
+                                  from(cr.running_var)));
+      const std::int64_t nbt = cr.num_batches_tracked;
       if (nbt != ref.num_batches_tracked()) {
         output_result o;
         o.name = "num_batches_tracked";
@@ -403,10 +326,8 @@ class case_runner {
                           std::to_string(nbt);
         r.outputs.push_back(o);
       }
-      const auto rm = arena.f32_span("running_mean");
-      const auto rv = arena.f32_span("running_var");
-      state.running_mean.assign(rm.begin(), rm.end());
-      state.running_var.assign(rv.begin(), rv.end());
+      state.running_mean = cr.running_mean;
+      state.running_var = cr.running_var;
       state.nbt = nbt;
     }
     conclude(r, opt_.level);

@@ -1,6 +1,6 @@
 #include "verify.hpp"
 
-#include "bnoracle/isolation.hpp"
+#include "bnoracle/invoke.hpp"
 #include "bnoracle/measure.hpp"
 
 #include <algorithm>
@@ -38,27 +38,6 @@ void write_text(const fs::path& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);
   f << text;
   if (!f) throw fixture_error(path.string(), "", "cannot write");
-}
-
-// The memory layout of a fixture's logical tensor.
-std::vector<float> scatter(const geometry& g, const std::vector<float>& logical) {
-  std::vector<float> mem(static_cast<std::size_t>(std::max<std::int64_t>(g.max_offset() + 1, 0)));
-  for (std::int64_t c = 0; c < g.c(); ++c) {
-    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t li) {
-      mem[static_cast<std::size_t>(off)] = logical[static_cast<std::size_t>(li)];
-    });
-  }
-  return mem;
-}
-
-std::vector<float> gather(const geometry& g, const float* mem) {
-  std::vector<float> out(static_cast<std::size_t>(g.elements()));
-  for (std::int64_t c = 0; c < g.c(); ++c) {
-    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t li) {
-      out[static_cast<std::size_t>(li)] = mem[off];
-    });
-  }
-  return out;
 }
 
 const std::vector<float>& input(const fixture& f, const char* name) {
@@ -103,8 +82,6 @@ std::size_t write_kernel_results(bn_kernel& kernel, const std::string& fixtures,
       ++n;
       continue;
     }
-    const geometry geo(f.problem);
-    const auto C = static_cast<std::size_t>(geo.c());
     const bool backward = f.op == bn_mode::backward_training || f.op == bn_mode::backward_inference;
     const bool training = f.op == bn_mode::forward_training || f.op == bn_mode::backward_training;
     if (f.problem.convention != info.convention) {
@@ -118,120 +95,67 @@ std::size_t write_kernel_results(bn_kernel& kernel, const std::string& fixtures,
       r.status = "unsupported";
       r.message = "not supported by the kernel's self-description";
     } else {
-      const std::vector<float> src = scatter(geo, input(f, "src"));
-      const std::vector<float> dy =
-          backward ? scatter(geo, input(f, "diff_dst")) : std::vector<float>{};
+      call_request q;
+      q.problem = f.problem;
+      q.affine = f.affine;
+      q.src = input(f, "src");
+      if (backward) q.diff_dst = input(f, "diff_dst");
+      if (f.affine) {
+        q.gamma = input(f, "gamma");
+        q.beta = input(f, "beta");
+      }
+      if (!training || f.track_running) {
+        q.running_mean = input(f, "running_mean");
+        q.running_var = input(f, "running_var");
+        q.num_batches_tracked = f.num_batches_tracked;
+      }
       const bool saves = info.saves != BNK_SAVES_NONE;
+      const call_options co{opt.isolate, opt.timeout};
       // Backward training needs the kernel's own saved statistics: one forward call first.
-      std::vector<float> save_mean, save_stat;
-      auto call = [&](bn_mode m, bool track) -> std::pair<run_result, guarded_arena> {
-        std::vector<buffer_spec> specs{{"src", buffer_role::input, element_type::f32, src.size()}};
-        const bool bwd = m == bn_mode::backward_training || m == bn_mode::backward_inference;
-        const bool trn = m == bn_mode::forward_training || m == bn_mode::backward_training;
-        if (bwd) specs.push_back({"diff_dst", buffer_role::input, element_type::f32, src.size()});
-        if (f.affine) {
-          specs.push_back({"gamma", buffer_role::input, element_type::f32, C});
-          specs.push_back({"beta", buffer_role::input, element_type::f32, C});
-        }
-        if (!trn) {
-          specs.push_back({"running_mean", buffer_role::input, element_type::f32, C});
-          specs.push_back({"running_var", buffer_role::input, element_type::f32, C});
-        } else if (track) {
-          specs.push_back({"running_mean", buffer_role::in_out, element_type::f32, C});
-          specs.push_back({"running_var", buffer_role::in_out, element_type::f32, C});
-          specs.push_back({"num_batches_tracked", buffer_role::in_out, element_type::i64, 1});
-        }
-        if (saves && m == bn_mode::forward_training) {
-          specs.push_back({"save_mean", buffer_role::output, element_type::f32, C});
-          specs.push_back({"save_stat", buffer_role::output, element_type::f32, C});
-        }
-        if (saves && m == bn_mode::backward_training && !save_mean.empty()) {
-          specs.push_back({"save_mean", buffer_role::input, element_type::f32, C});
-          specs.push_back({"save_stat", buffer_role::input, element_type::f32, C});
-        }
-        specs.push_back(
-            {bwd ? "diff_src" : "dst", buffer_role::output, element_type::f32, src.size()});
-        if (bwd && f.affine) {
-          specs.push_back({"diff_gamma", buffer_role::output, element_type::f32, C});
-          specs.push_back({"diff_beta", buffer_role::output, element_type::f32, C});
-        }
-        guarded_arena a(specs);
-        auto put = [&a](const char* name, const std::vector<float>& v) {
-          if (!a.contains(name)) return;
-          auto s = a.f32_span(name);
-          std::copy(v.begin(),
-                    v.begin() + static_cast<std::ptrdiff_t>(std::min(v.size(), s.size())),
-                    s.begin());
-        };
-        put("src", src);
-        put("diff_dst", dy);
-        put("gamma", input(f, "gamma"));
-        put("beta", input(f, "beta"));
-        put("running_mean", input(f, "running_mean"));
-        put("running_var", input(f, "running_var"));
-        put("save_mean", save_mean);
-        put("save_stat", save_stat);
-        if (a.contains("num_batches_tracked"))
-          a.i64("num_batches_tracked")[0] = f.num_batches_tracked;
-        const bnk_problem problem = to_abi(f.problem, geo, f.affine, track);
-        const bnk_buffers buffers = abi_buffers(a);
-        auto fn = [&kernel, m, &problem, &buffers](char* msg, std::size_t size) -> int {
-          std::string text;
-          const bnk_status st = kernel.run(m, problem, buffers, text);
-          std::snprintf(msg, size, "%s", text.c_str());
-          return static_cast<int>(st);
-        };
-        run_result rr = opt.isolate ? run_isolated(fn, a, opt.timeout) : run_inline(fn, a);
-        return {std::move(rr), std::move(a)};
-      };
       if (f.op == bn_mode::backward_training && saves && info.supports(bn_mode::forward_training)) {
-        auto [rr, a] = call(bn_mode::forward_training, false);
-        if (rr.ok() && rr.status == BNK_OK) {
-          const auto sm = a.f32_span("save_mean");
-          const auto ss = a.f32_span("save_stat");
-          save_mean.assign(sm.begin(), sm.end());
-          save_stat.assign(ss.begin(), ss.end());
+        call_request fwd = q;
+        fwd.mode = bn_mode::forward_training;
+        fwd.track_running = false;
+        const call_result fr = invoke(kernel, fwd, co);
+        if (fr.ok()) {
+          q.save_mean = fr.save_mean;
+          q.save_stat = fr.save_stat;
         }
       }
-      auto [rr, a] = call(f.op, f.track_running);
-      if (!rr.ok()) {
+      q.mode = f.op;
+      q.track_running = training && f.track_running;
+      const call_result cr = invoke(kernel, q, co);
+      if (!cr.run.ok() || !cr.padding_written.empty()) {
         r.status = "failed";
-        r.message = rr.reason;
-      } else if (rr.status == BNK_UNSUPPORTED) {
+        r.message = cr.describe();
+      } else if (cr.status == BNK_UNSUPPORTED) {
         r.status = "unsupported";
-        r.message = rr.message;
-      } else if (rr.status == BNK_REFUSED) {
+        r.message = cr.message;
+      } else if (cr.status == BNK_REFUSED) {
         r.status = "refused";
-        r.message = rr.message;
-      } else if (rr.status != BNK_OK) {
+        r.message = cr.message;
+      } else if (cr.status != BNK_OK) {
         r.status = "failed";
-        r.message = rr.message;
+        r.message = cr.message;
       } else {
         r.status = "ok";
         if (!backward) {
-          r.outputs["dst"] = gather(geo, a.f32("dst"));
+          r.outputs["dst"] = cr.dst;
         } else {
-          r.outputs["diff_src"] = gather(geo, a.f32("diff_src"));
+          r.outputs["diff_src"] = cr.diff_src;
           if (f.affine) {
-            const auto g = a.f32_span("diff_gamma");
-            const auto b = a.f32_span("diff_beta");
-            r.outputs["diff_gamma"].assign(g.begin(), g.end());
-            r.outputs["diff_beta"].assign(b.begin(), b.end());
+            r.outputs["diff_gamma"] = cr.diff_gamma;
+            r.outputs["diff_beta"] = cr.diff_beta;
           }
         }
         if (f.op == bn_mode::forward_training && saves) {
-          const auto sm = a.f32_span("save_mean");
-          const auto ss = a.f32_span("save_stat");
-          r.outputs["mean"].assign(sm.begin(), sm.end());
-          r.outputs[info.saves == BNK_SAVES_MEAN_INVSTD ? "invstd" : "var"].assign(ss.begin(),
-                                                                                   ss.end());
+          r.outputs["mean"] = cr.save_mean;
+          r.outputs[info.saves == BNK_SAVES_MEAN_INVSTD ? "invstd" : "var"] = cr.save_stat;
         }
-        if (training && f.track_running) {
-          const auto rm = a.f32_span("running_mean");
-          const auto rv = a.f32_span("running_var");
-          r.outputs["running_mean"].assign(rm.begin(), rm.end());
-          r.outputs["running_var"].assign(rv.begin(), rv.end());
-          r.num_batches_tracked = a.i64("num_batches_tracked")[0];
+        if (q.track_running) {
+          r.outputs["running_mean"] = cr.running_mean;
+          r.outputs["running_var"] = cr.running_var;
+          r.num_batches_tracked = cr.num_batches_tracked;
         }
       }
     }

@@ -1,0 +1,236 @@
+#include "bnoracle/invoke.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+namespace bnoracle {
+
+namespace {
+
+// A NaN with a payload no arithmetic produces: marks the padding of strided tensors.
+constexpr std::uint32_t k_padding_bits = 0x7fa0'0badU;
+
+float padding_value() { return std::bit_cast<float>(k_padding_bits); }
+
+std::size_t memory_extent(const geometry& g) {
+  return g.elements() == 0 ? 0 : static_cast<std::size_t>(g.max_offset() - g.min_offset() + 1);
+}
+
+void check_size(const std::vector<float>& v, std::size_t expected, const char* name) {
+  if (v.size() != expected) {
+    throw std::invalid_argument(std::string("invoke: ") + name + " has " +
+                                std::to_string(v.size()) + " elements, expected " +
+                                std::to_string(expected));
+  }
+}
+
+void copy_in(guarded_arena& a, const char* name, const std::vector<float>& v) {
+  if (!a.contains(name)) return;
+  auto span = a.f32_span(name);
+  std::copy(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min(v.size(), span.size())),
+            span.begin());
+}
+
+std::vector<float> copy_out(const guarded_arena& a, const char* name) {
+  if (!a.contains(name)) return {};
+  const auto s = a.f32_span(name);
+  return {s.begin(), s.end()};
+}
+
+// Memory positions of a geometry that no logical element maps to.
+std::vector<bool> covered_positions(const geometry& g) {
+  std::vector<bool> covered(memory_extent(g), false);
+  for (std::int64_t c = 0; c < g.c(); ++c) {
+    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t) {
+      covered[static_cast<std::size_t>(off - g.min_offset())] = true;
+    });
+  }
+  return covered;
+}
+
+}  // namespace
+
+std::vector<float> to_memory(const geometry& g, const std::vector<float>& logical, float padding) {
+  std::vector<float> mem(memory_extent(g), padding);
+  for (std::int64_t c = 0; c < g.c(); ++c) {
+    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t li) {
+      mem[static_cast<std::size_t>(off - g.min_offset())] = logical[static_cast<std::size_t>(li)];
+    });
+  }
+  return mem;
+}
+
+std::vector<float> to_logical(const geometry& g, const float* element0) {
+  std::vector<float> out(static_cast<std::size_t>(g.elements()));
+  for (std::int64_t c = 0; c < g.c(); ++c) {
+    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t li) {
+      out[static_cast<std::size_t>(li)] = element0[off];
+    });
+  }
+  return out;
+}
+
+std::string call_result::describe() const {
+  if (!run.ok()) {
+    std::string s = run.reason;
+    if (!run.message.empty()) s += " (kernel said: " + run.message + ")";
+    return s;
+  }
+  if (!padding_written.empty()) return padding_written;
+  switch (status) {
+    case BNK_OK:
+      return "ok";
+    case BNK_UNSUPPORTED:
+      return "unsupported" + (message.empty() ? std::string() : ": " + message);
+    case BNK_REFUSED:
+      return "refused" + (message.empty() ? std::string() : ": " + message);
+    case BNK_FAILED:
+      break;
+  }
+  return "reported failure" + (message.empty() ? std::string() : ": " + message);
+}
+
+call_result invoke(bn_kernel& kernel, const call_request& q, const call_options& options) {
+  const geometry geo(q.problem);
+  const kernel_info& info = kernel.info();
+  const bn_mode m = q.mode;
+  const bool training = m == bn_mode::forward_training || m == bn_mode::backward_training;
+  const bool backward = m == bn_mode::backward_training || m == bn_mode::backward_inference;
+  const bool track = m == bn_mode::forward_training && q.track_running;
+  const auto C = static_cast<std::size_t>(geo.c());
+  const auto elements = static_cast<std::size_t>(geo.elements());
+  const std::size_t extent = memory_extent(geo);
+  const bool saves = info.saves != BNK_SAVES_NONE;
+  const bool pass_saved = m == bn_mode::backward_training && saves && !q.save_mean.empty();
+
+  check_size(q.src, elements, "src");
+  if (backward) check_size(q.diff_dst, elements, "diff_dst");
+  if (q.affine) {
+    check_size(q.gamma, C, "gamma");
+    check_size(q.beta, C, "beta");
+  }
+  if (!training || track) {
+    check_size(q.running_mean, C, "running_mean");
+    check_size(q.running_var, C, "running_var");
+  }
+  if (pass_saved) {
+    check_size(q.save_mean, C, "save_mean");
+    check_size(q.save_stat, C, "save_stat");
+  }
+
+  std::vector<buffer_spec> specs;
+  auto add = [&specs](const char* name, buffer_role role, std::size_t count,
+                      element_type type = element_type::f32) {
+    specs.push_back({name, role, type, count});
+  };
+  add("src", buffer_role::input, extent);
+  if (backward) add("diff_dst", buffer_role::input, extent);
+  if (q.affine) {
+    add("gamma", buffer_role::input, C);
+    add("beta", buffer_role::input, C);
+  }
+  if (!training) {
+    add("running_mean", buffer_role::input, C);
+    add("running_var", buffer_role::input, C);
+  } else if (track) {
+    add("running_mean", buffer_role::in_out, C);
+    add("running_var", buffer_role::in_out, C);
+    add("num_batches_tracked", buffer_role::in_out, 1, element_type::i64);
+  }
+  if (m == bn_mode::forward_training && saves) {
+    add("save_mean", buffer_role::output, C);
+    add("save_stat", buffer_role::output, C);
+  }
+  if (pass_saved) {
+    add("save_mean", buffer_role::input, C);
+    add("save_stat", buffer_role::input, C);
+  }
+  const char* out_name = backward ? "diff_src" : "dst";
+  add(out_name, buffer_role::output, extent);
+  if (backward && q.affine) {
+    add("diff_gamma", buffer_role::output, C);
+    add("diff_beta", buffer_role::output, C);
+  }
+
+  guarded_arena arena(specs);
+  copy_in(arena, "src", to_memory(geo, q.src, padding_value()));
+  if (backward) copy_in(arena, "diff_dst", to_memory(geo, q.diff_dst, padding_value()));
+  copy_in(arena, "gamma", q.gamma);
+  copy_in(arena, "beta", q.beta);
+  copy_in(arena, "running_mean", q.running_mean);
+  copy_in(arena, "running_var", q.running_var);
+  if (track) arena.i64("num_batches_tracked")[0] = q.num_batches_tracked;
+  if (pass_saved) {
+    copy_in(arena, "save_mean", q.save_mean);
+    copy_in(arena, "save_stat", q.save_stat);
+  }
+  const std::vector<bool> covered = covered_positions(geo);
+  {
+    auto s = arena.f32_span(out_name);
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      s[i] = covered[i] ? std::numeric_limits<float>::quiet_NaN() : padding_value();
+    }
+  }
+  for (const char* o : {"diff_gamma", "diff_beta"}) {
+    if (arena.contains(o)) {
+      auto s = arena.f32_span(o);
+      std::fill(s.begin(), s.end(), std::numeric_limits<float>::quiet_NaN());
+    }
+  }
+  if (m == bn_mode::forward_training && saves) {
+    for (const char* o : {"save_mean", "save_stat"}) {
+      auto s = arena.f32_span(o);
+      std::fill(s.begin(), s.end(), std::numeric_limits<float>::quiet_NaN());
+    }
+  }
+
+  // The kernel sees logical element 0 of the per-element tensors, inside their buffers.
+  bnk_buffers buffers = abi_buffers(arena);
+  const std::ptrdiff_t shift = extent == 0 ? 0 : static_cast<std::ptrdiff_t>(-geo.min_offset());
+  auto at0 = [shift](auto* p) { return p == nullptr ? p : p + shift; };
+  buffers.src = at0(buffers.src);
+  buffers.diff_dst = at0(buffers.diff_dst);
+  buffers.dst = at0(buffers.dst);
+  buffers.diff_src = at0(buffers.diff_src);
+  const bnk_problem problem = to_abi(q.problem, geo, q.affine, track);
+
+  call_result r;
+  const isolated_call call = kernel_call(kernel, m, problem, buffers);
+  r.run = options.isolate ? run_isolated(call, arena, options.timeout) : run_inline(call, arena);
+  if (!r.run.ok()) return r;
+  r.status = static_cast<bnk_status>(r.run.status);
+  r.message = r.run.message;
+  if (r.status != BNK_OK) return r;
+
+  const float* out0 = arena.f32(out_name) + shift;
+  (backward ? r.diff_src : r.dst) = extent == 0 ? std::vector<float>{} : to_logical(geo, out0);
+  {
+    const auto s = arena.f32_span(out_name);
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      if (!covered[i] && std::bit_cast<std::uint32_t>(s[i]) != k_padding_bits) {
+        r.padding_written = std::string("wrote into the padding of ") + out_name +
+                            " (memory offset " +
+                            std::to_string(static_cast<std::int64_t>(i) + geo.min_offset()) +
+                            " belongs to no element of the strided view)";
+        break;
+      }
+    }
+  }
+  r.diff_gamma = copy_out(arena, "diff_gamma");
+  r.diff_beta = copy_out(arena, "diff_beta");
+  if (m == bn_mode::forward_training && saves) {
+    r.save_mean = copy_out(arena, "save_mean");
+    r.save_stat = copy_out(arena, "save_stat");
+  }
+  if (track) {
+    r.running_mean = copy_out(arena, "running_mean");
+    r.running_var = copy_out(arena, "running_var");
+    r.num_batches_tracked = arena.i64("num_batches_tracked")[0];
+  }
+  return r;
+}
+
+}  // namespace bnoracle
