@@ -13,7 +13,9 @@ namespace {
 // A NaN with a payload no arithmetic produces: marks the padding of strided tensors.
 constexpr std::uint32_t k_padding_bits = 0x7fa0'0badU;
 
-float padding_value() { return std::bit_cast<float>(k_padding_bits); }
+float padding_value() {
+  return std::bit_cast<float>(k_padding_bits);
+}
 
 std::size_t memory_extent(const geometry& g) {
   return g.elements() == 0 ? 0 : static_cast<std::size_t>(g.max_offset() - g.min_offset() + 1);

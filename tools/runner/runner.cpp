@@ -293,8 +293,8 @@ class case_runner {
       if (affine) {
         r.outputs.push_back(compare("diff_gamma", "diff_gamma", "diff_gamma", ref, model, opt_,
                                     from(cr.diff_gamma)));
-        r.outputs.push_back(compare("diff_beta", "diff_beta", "diff_beta", ref, model, opt_,
-                                    from(cr.diff_beta)));
+        r.outputs.push_back(
+            compare("diff_beta", "diff_beta", "diff_beta", ref, model, opt_, from(cr.diff_beta)));
       }
     }
     if (m == bn_mode::forward_training && saves) {

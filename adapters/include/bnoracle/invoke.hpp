@@ -50,9 +50,9 @@ struct call_result {
   std::string message;
   // Outputs, empty when the mode does not produce them. Per-element ones in logical order.
   std::vector<float> dst, diff_src, diff_gamma, diff_beta;
-  std::vector<float> save_mean, save_stat;        // forward training, when the kernel saves
-  std::vector<float> running_mean, running_var;   // forward training with tracking
-  std::int64_t num_batches_tracked = 0;           // forward training with tracking
+  std::vector<float> save_mean, save_stat;       // forward training, when the kernel saves
+  std::vector<float> running_mean, running_var;  // forward training with tracking
+  std::int64_t num_batches_tracked = 0;          // forward training with tracking
   std::string padding_written;  // non-empty: the kernel wrote into the padding of dst/diff_src
 
   // The call returned BNK_OK without any fault.
