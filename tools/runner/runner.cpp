@@ -36,98 +36,6 @@ int run_summary::exit_code() const {
 
 namespace {
 
-constexpr std::array<accuracy_level, 3> k_levels{accuracy_level::strict, accuracy_level::standard,
-                                                 accuracy_level::lenient};
-
-std::string where(const geometry& g, const std::string& name, std::int64_t i, bool per_element) {
-  std::ostringstream os;
-  os << name << '[';
-  if (per_element) {
-    const std::int64_t S = g.spatial_size();
-    os << "n=" << i / S / g.c() << ",c=" << i / S % g.c() << ",s=" << i % S;
-  } else {
-    os << "c=" << i;
-  }
-  os << ']';
-  return os.str();
-}
-
-// Compares one output of a kernel call with the reference under the error model.
-// `got(i)` reads element i (logical index) of the kernel's output.
-template <class Get>
-output_result compare(const std::string& shown, const std::string& golden_name,
-                      const std::string& bound_name, const reference& ref, const error_model& model,
-                      const run_options& opt, Get got) {
-  output_result r;
-  r.name = shown;
-  const std::vector<golden> gold = ref.goldens(golden_name);
-  r.count = static_cast<std::int64_t>(gold.size());
-  const bool per_element = golden_name == "dst" || golden_name == "diff_src";
-  const auto lvl = static_cast<std::size_t>(opt.level);
-  std::int64_t judged = 0;
-  for (std::int64_t i = 0; i < r.count; ++i) {
-    const golden& g = gold[static_cast<std::size_t>(i)];
-    const float v = got(i);
-    auto note_worst = [&](double ratio, double ulps, double bound_ulps) {
-      if (r.worst_index < 0 || ratio > r.worst_ratio) {
-        r.worst_ratio = ratio;
-        r.worst_index = i;
-        r.got = v;
-        r.expected = g.value;
-        r.worst_ulps = ulps;
-        r.worst_bound_ulps = bound_ulps;
-      }
-    };
-    if (g.cls == golden_class::unspecified) continue;
-    if (g.cls == golden_class::undefined || g.cls == golden_class::infinite) {
-      if (error_ulps(v, g) != 0.0) {
-        if (r.class_failure.empty()) {
-          r.class_failure =
-              where(ref.geom(), shown, i, per_element) + ": expected " +
-              (g.cls == golden_class::undefined
-                   ? std::string("a non-finite value (") + "the exact result is undefined)"
-                   : hex_float(g.value)) +
-              ", got " + hex_float(v);
-        }
-        for (bool& p : r.passed) p = false;
-        note_worst(std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(),
-                   0);
-      }
-      continue;
-    }
-    const double ulps = error_ulps(v, g);
-    const double ulp = std::ldexp(1.0, g.ulp_exp);
-    const double abs_err = std::fabs(ulps) * ulp;
-    ++judged;
-    if (std::isfinite(ulps)) {
-      r.max_ulps = std::max(r.max_ulps, std::fabs(ulps));
-      r.sum_sq_ulps += ulps * ulps;
-    }
-    double ratio_at_level = 0;
-    double bound_at_level = 0;
-    for (std::size_t l = 0; l < 3; ++l) {
-      const double bound = model.bound(bound_name, i, k_levels[l]);
-      const double ratio = bound > 0
-                               ? abs_err / bound
-                               : (abs_err > 0 ? std::numeric_limits<double>::infinity() : 0.0);
-      if (!(ratio <= 1.0)) r.passed[l] = false;
-      if (l == lvl) {
-        ratio_at_level = ratio;
-        bound_at_level = bound;
-      }
-    }
-    // Low signal: the bound swamps the value itself, so agreement says little.
-    const double exact_mag = std::fabs(static_cast<double>(g.value) + g.residual * ulp);
-    if (g.cls == golden_class::finite && exact_mag <= bound_at_level) ++r.low_signal;
-    note_worst(ratio_at_level, ulps, bound_at_level / ulp);
-  }
-  if (r.worst_index >= 0) r.worst_where = where(ref.geom(), shown, r.worst_index, per_element);
-  r.mistrusted =
-      per_element && judged >= 8 &&
-      static_cast<double>(r.low_signal) > opt.mistrust_fraction * static_cast<double>(judged);
-  return r;
-}
-
 struct kernel_state {
   std::vector<float> running_mean, running_var;
   std::int64_t nbt = 0;
@@ -286,24 +194,26 @@ class case_runner {
       return [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; };
     };
     if (m == bn_mode::forward_training || m == bn_mode::forward_inference) {
-      r.outputs.push_back(compare("dst", "dst", "dst", ref, model, opt_, from(cr.dst)));
+      r.outputs.push_back(judge_output("dst", "dst", "dst", ref, model, opt_.level,
+                                       opt_.mistrust_fraction, from(cr.dst)));
     } else {
-      r.outputs.push_back(
-          compare("diff_src", "diff_src", "diff_src", ref, model, opt_, from(cr.diff_src)));
+      r.outputs.push_back(judge_output("diff_src", "diff_src", "diff_src", ref, model, opt_.level,
+                                       opt_.mistrust_fraction, from(cr.diff_src)));
       if (affine) {
-        r.outputs.push_back(compare("diff_gamma", "diff_gamma", "diff_gamma", ref, model, opt_,
-                                    from(cr.diff_gamma)));
-        r.outputs.push_back(
-            compare("diff_beta", "diff_beta", "diff_beta", ref, model, opt_, from(cr.diff_beta)));
+        r.outputs.push_back(judge_output("diff_gamma", "diff_gamma", "diff_gamma", ref, model,
+                                         opt_.level, opt_.mistrust_fraction, from(cr.diff_gamma)));
+        r.outputs.push_back(judge_output("diff_beta", "diff_beta", "diff_beta", ref, model,
+                                         opt_.level, opt_.mistrust_fraction, from(cr.diff_beta)));
       }
     }
     if (m == bn_mode::forward_training && saves) {
-      r.outputs.push_back(
-          compare("save_mean", "mean", "mean", ref, model, opt_, from(cr.save_mean)));
+      r.outputs.push_back(judge_output("save_mean", "mean", "mean", ref, model, opt_.level,
+                                       opt_.mistrust_fraction, from(cr.save_mean)));
       const bool invstd = info.saves == BNK_SAVES_MEAN_INVSTD;
-      r.outputs.push_back(compare(invstd ? "save_stat(invstd)" : "save_stat(var)",
-                                  invstd ? "invstd" : "var", invstd ? "invstd" : "var", ref, model,
-                                  opt_, from(cr.save_stat)));
+      r.outputs.push_back(judge_output(invstd ? "save_stat(invstd)" : "save_stat(var)",
+                                       invstd ? "invstd" : "var", invstd ? "invstd" : "var", ref,
+                                       model, opt_.level, opt_.mistrust_fraction,
+                                       from(cr.save_stat)));
       if (step == 0) {
         state.save_mean = cr.save_mean;
         state.save_stat = cr.save_stat;
@@ -311,10 +221,10 @@ class case_runner {
       }
     }
     if (track) {
-      r.outputs.push_back(compare("running_mean", "running_mean", "running_mean", ref, model, opt_,
-                                  from(cr.running_mean)));
-      r.outputs.push_back(compare("running_var", "running_var", "running_var", ref, model, opt_,
-                                  from(cr.running_var)));
+      r.outputs.push_back(judge_output("running_mean", "running_mean", "running_mean", ref, model,
+                                       opt_.level, opt_.mistrust_fraction, from(cr.running_mean)));
+      r.outputs.push_back(judge_output("running_var", "running_var", "running_var", ref, model,
+                                       opt_.level, opt_.mistrust_fraction, from(cr.running_var)));
       const std::int64_t nbt = cr.num_batches_tracked;
       if (nbt != ref.num_batches_tracked()) {
         output_result o;
@@ -344,7 +254,7 @@ void conclude(case_result& r, accuracy_level gate) {
   for (std::size_t l = 3; l-- > 0;) {
     if (std::all_of(r.outputs.begin(), r.outputs.end(),
                     [l](const output_result& o) { return o.passed[l]; })) {
-      r.best = k_levels[l];
+      r.best = k_accuracy_levels[l];
     }
   }
   const auto lvl = static_cast<std::size_t>(gate);

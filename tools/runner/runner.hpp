@@ -3,6 +3,7 @@
 
 #include "bnoracle/catalog.hpp"
 #include "bnoracle/error_model.hpp"
+#include "bnoracle/judge.hpp"
 #include "bnoracle/kernel.hpp"
 
 #include <chrono>
@@ -27,23 +28,6 @@ struct run_options {
 
 enum class verdict : std::uint8_t { pass, fail, skip, mistrusted, fault };
 [[nodiscard]] std::string_view to_string(verdict v);
-
-// How one output of one call compares with the reference.
-struct output_result {
-  std::string name;                     // "dst", "save_mean", "running_var", ...
-  std::int64_t count = 0;               // elements compared
-  bool passed[3] = {true, true, true};  // per accuracy level (strict, standard, lenient)
-  double worst_ratio = 0;               // max |error|/bound at the requested level
-  double max_ulps = 0;                  // max |error| in ulps (finite goldens)
-  double sum_sq_ulps = 0;               // for the RMS
-  std::int64_t worst_index = -1;
-  std::string worst_where;  // e.g. "dst[n=1,c=2,s=7]"
-  float got = 0, expected = 0;
-  double worst_ulps = 0, worst_bound_ulps = 0;
-  std::string class_failure;    // non-empty: a class rule was broken (NaN lost, Inf wrong...)
-  std::int64_t low_signal = 0;  // elements whose |exact| does not exceed the bound
-  bool mistrusted = false;
-};
 
 struct case_result {
   std::string case_name;
