@@ -15,7 +15,7 @@ constexpr double k_eta = 0x1p-149;  // spacing of float32 subnormals: absolute e
 
 // The one budget table. Counts are numbers of float32 roundings (units of u) unless the name says
 // otherwise; docs/error-model.md derives each.
-constexpr std::array<budget, 14> k_budgets{{
+constexpr std::array<budget, 16> k_budgets{{
     {"mean_division", 2,
      "mu = S/L, or S*(1/L) with a rounded reciprocal: at most two roundings on |mu|"},
     {"var_pointwise", 4,
@@ -35,6 +35,10 @@ constexpr std::array<budget, 14> k_budgets{{
     {"fwd_beta", 2, "beta enters one addition in y and one in t: 2u*|beta|"},
     {"running_update", 3,
      "(1 - f)*old + f*new: f rounded to float, two products and one addition, on the terms"},
+    {"momentum_conversion", 1,
+     "the framework's momentum m is a double: a float32 kernel rounds it (u/2*m absolute) and "
+     "forms the other weight as 1 - fl(m) (another u/2 relative for m < 1/2), so each weight is "
+     "off by u*max(f, 1 - f) absolute: 4.5u relative on 1 - m at m = 0.9"},
     {"bessel", 1, "L/(L - 1) or 1/(L - 1) rounded once"},
     {"bwd_apply", 5,
      "dx = gamma*r*(dy - m1 - xhat*m2): two subtractions and three products, on "
@@ -46,6 +50,10 @@ constexpr std::array<budget, 14> k_budgets{{
     {"standard_lambda", 8,
      "probabilistic bound lambda*sqrt(n)*u*sum|x| (Higham & Mary 2019): fails with probability "
      "<= 2*exp(-lambda^2/2) = 2.5e-14 per sum for lambda = 8"},
+    {"double_evaluation", 4,
+     "properties evaluate xhat = (x - mu)*r, products and sums of kernel outputs in double: "
+     "beyond the L - 1 roundings of a recursive sum, at most four double roundings per term; "
+     "units of 2^-53 on the sum of |term| (docs/properties.md)"},
     {"bound_slack", 1.0000001,
      "the bound itself is evaluated in double from double approximations of exact quantities: a "
      "relative 1e-7 covers that arithmetic"},
@@ -300,10 +308,11 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
   if (name == "invstd" || name == "save_stat") return slack * (t.r * rho);
   if (name == "running_mean") {
     const double f = factor_;
+    const double F = std::max(f, 1 - f);
     return slack *
            (f * dmu +
             b("running_update") * k_u * (std::fabs((1 - f) * t.old_mean) + std::fabs(f * t.mu)) +
-            eta);
+            b("momentum_conversion") * k_u * F * (std::fabs(t.old_mean) + std::fabs(t.mu)) + eta);
   }
   if (name == "running_var") {
     const double f = factor_;
@@ -313,7 +322,9 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
     return slack *
            (f * k * var_error(t, g) +
             b("running_update") * k_u * (std::fabs((1 - f) * t.old_var) + std::fabs(f * vu)) +
-            b("bessel") * k_u * std::fabs(f * vu) + eta);
+            b("bessel") * k_u * std::fabs(f * vu) +
+            b("momentum_conversion") * k_u * std::max(f, 1 - f) * (std::fabs(t.old_var) + vu) +
+            eta);
   }
   if (name == "dst") {
     const double dev = std::fabs(x - t.mu);

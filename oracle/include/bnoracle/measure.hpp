@@ -17,7 +17,8 @@ namespace bnoracle {
 
 // The signed error (got − exact)/ulp(exact). Rules for special values:
 // - expected `finite`/`overflow`: a NaN result, or an infinite one where the golden is finite,
-//   is an infinite error (+Inf); an infinity where the golden overflowed counts as ±2^128;
+//   is an infinite error (+Inf); the infinity of the golden's sign where it overflowed is no
+//   error (it is the correctly rounded result), a finite result is measured against ±2^128;
 // - expected `infinite`: 0 for the same infinity, +Inf otherwise;
 // - expected `undefined`: 0 for any non-finite result (NaN or ±Inf), +Inf for a finite one — a
 //   finite number where the mathematics has none means the kernel lost the poison;
