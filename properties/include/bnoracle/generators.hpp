@@ -1,0 +1,101 @@
+// bnoracle's own RapidCheck generators for batch-norm problems.
+//
+// RapidCheck's float generators draw from a narrow range with no NaN, Inf, subnormals or wide
+// exponents, which is where batch-norm kernels break. These draw float32 by bit pattern with
+// weighted exponents, shapes with odd and degenerate sizes, channels with offsets 10^k, nearly
+// constant channels, ε near the variance, γ, β and running statistics away from 1, 0, 0, 1 and
+// momenta away from 0, 1/2 and 1. Everything shrinks towards small shapes and plain values.
+//
+// Two data domains:
+// - `sound`: finite data on which a numerically sound float32 kernel is expected to meet the
+//   error model (docs/properties.md "Domain"): |x| below 2^52, deviations whose squares sum
+//   far below FLT_MAX, variances far above the subnormal range unless a channel is constant.
+// - `any`: adds ±Inf, NaN, subnormals and ±0 to some channels, where the reference's class rules
+//   decide (NaN confinement, undefined statistics). Element-wise (inference) properties also
+//   draw any float32 at all, up to FLT_MAX.
+#pragma once
+
+#include "bnoracle/problem.hpp"
+
+#include <rapidcheck.h>
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bnoracle {
+
+// One generated problem with its data, tensors in canonical logical order (n, c, spatial...).
+struct property_case {
+  bn_problem problem;  // convention: set from the kernel's claim when the case runs
+  bool affine = true;
+  std::vector<float> src;
+  std::vector<float> diff_dst;
+  std::vector<float> gamma, beta;                // C each (all ones/zeros when not affine)
+  std::vector<float> running_mean, running_var;  // C each: the state before the step
+  std::int64_t num_batches_tracked = 0;
+};
+
+// Shape, layout and strides, human-readable ("nhwc 3x2x5x1", "strided(...)"), then every
+// tensor in hex floats: what a failing property prints as its counterexample.
+void showValue(const property_case& c, std::ostream& os);
+
+namespace gen {
+
+enum class data_domain : std::uint8_t { sound, any };
+
+// What the shape generator may produce.
+struct shape_options {
+  std::uint32_t layouts = ~0U;       // kernel ABI layout bits allowed (BNK_LAYOUT_*)
+  std::int64_t min_per_channel = 2;  // L = N·spatial at least this (0 allows empty batches)
+  std::int64_t max_elements = 4096;  // N·C·spatial at most this (scaled down by RapidCheck size)
+  bool strided_negative = true;      // strided views may have negative strides
+};
+
+// A float32 by bit pattern: sign, an exponent uniform in [min_exp, max_exp] (unbiased, as in
+// 2^e), a uniformly random mantissa. With `specials`, also ±0, subnormals, ±FLT_MAX-scale values.
+[[nodiscard]] rc::Gen<float> float32(int min_exp, int max_exp, bool specials = false);
+// Any float32 bit pattern class: normal over the whole range, subnormal, ±0, ±Inf, NaN.
+[[nodiscard]] rc::Gen<float> any_float32();
+// NaN, ±Inf, a subnormal or ±0: what `any`-domain batches get (a value near FLT_MAX would
+// overflow the intermediates of every float32 reduction, outside the error model's domain).
+[[nodiscard]] rc::Gen<float> special_float32();
+
+// Shapes with odd and degenerate sizes (N or spatial extents of 1, C of 1, primes) in every
+// layout allowed, including strided views with padding, and reversed axes when allowed.
+[[nodiscard]] rc::Gen<bn_problem> problem(const shape_options& shape = {});
+
+// A momentum away from 0, 1/2 and 1, or (with `cumulative`) sometimes nullopt.
+[[nodiscard]] rc::Gen<std::optional<double>> momentum(bool cumulative);
+
+// A whole case: problem, channel data of varied kinds, dy, γ, β, running statistics, ε (often
+// near the variance of a channel), in the given domain.
+struct case_options {
+  shape_options shape;
+  data_domain domain = data_domain::sound;
+  bool cumulative = false;  // momentum=None may be drawn
+  // Every src value is an integer multiple of a per-channel power of two with at most
+  // `grid_bits` significant bits (0: unrestricted). Properties that shift data by a constant
+  // use this so that the shifted input is exact in float32.
+  int grid_bits = 0;
+};
+[[nodiscard]] rc::Gen<property_case> property_case_of(const case_options& options);
+
+}  // namespace gen
+}  // namespace bnoracle
+
+namespace rc {
+
+// Default generators: sound-domain cases in any layout, and problems.
+template <>
+struct Arbitrary<bnoracle::property_case> {
+  static Gen<bnoracle::property_case> arbitrary() { return bnoracle::gen::property_case_of({}); }
+};
+template <>
+struct Arbitrary<bnoracle::bn_problem> {
+  static Gen<bnoracle::bn_problem> arbitrary() { return bnoracle::gen::problem(); }
+};
+
+}  // namespace rc

@@ -1,0 +1,76 @@
+// The property-based conformance suite (RapidCheck).
+//
+// Each property is a relation every correct batch-norm kernel satisfies, checked on generated
+// problems (generators.hpp) against a kernel through the adapter (invoke.hpp), with a tolerance
+// from the error model: two kernel outputs whose exact values are equal may differ by the sum
+// of their bounds, and a relation that holds exactly in real arithmetic may be missed by the
+// sum of the bounds of the outputs it combines (docs/properties.md derives each tolerance).
+// A failure is shrunk by RapidCheck to a small counterexample, printed with its shape and every
+// value in hex, and a command that reproduces it from the seed.
+#pragma once
+
+#include "bnoracle/error_model.hpp"
+#include "bnoracle/invoke.hpp"
+#include "bnoracle/kernel.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bnoracle {
+
+struct property_options {
+  accuracy_level level = accuracy_level::standard;  // tolerance of every comparison
+  int cases = 100;                                  // generated cases per property
+  std::uint64_t seed = 1;                           // with the property name, RapidCheck's seed
+  int max_size = 100;                               // RapidCheck's size: scales the shapes
+  std::int64_t max_elements = 4096;                 // largest N·C·spatial at full size
+  int shrink_budget = 300;  // property evaluations spent shrinking a failure (then it stops)
+  call_options call;        // isolation and timeout of every kernel call
+  std::string convention;   // judge against this convention instead of the kernel's claim
+  std::string kernel_path;  // for reproduction commands
+};
+
+struct property_info {
+  std::string_view name;     // e.g. "bias_invariance"
+  std::string_view summary;  // one line
+};
+
+// Every property, in the order `check` runs them.
+[[nodiscard]] std::span<const property_info> property_list();
+
+enum class property_verdict : std::uint8_t { pass, fail, skip };
+
+struct property_result {
+  std::string name;
+  std::string summary;
+  property_verdict verdict = property_verdict::pass;
+  int cases = 0;               // cases that passed (before the failure, if any)
+  std::string reason;          // fail: what went wrong on the shrunk case; skip: why
+  std::string counterexample;  // fail: the shrunk case, shape and values in hex
+  std::string repro;           // a command that reproduces the run
+  std::uint64_t rapidcheck_seed = 0;
+  double seconds = 0;
+};
+
+// Checks one property (throws std::invalid_argument for an unknown name).
+[[nodiscard]] property_result check_property(std::string_view name, bn_kernel& kernel,
+                                             const property_options& options);
+
+using property_progress =
+    std::function<void(std::size_t done, std::size_t total, const std::string& name)>;
+
+// Checks every property whose "property/<name>" matches `filter` (catalog.hpp's name_matches
+// rules; empty: all).
+[[nodiscard]] std::vector<property_result> check_properties(bn_kernel& kernel,
+                                                            const property_options& options,
+                                                            const std::string& filter,
+                                                            const property_progress& progress);
+
+// The RapidCheck seed of a property for a run seed (stable across releases: documented).
+[[nodiscard]] std::uint64_t property_seed(std::uint64_t seed, std::string_view name);
+
+}  // namespace bnoracle

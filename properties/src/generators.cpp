@@ -1,0 +1,408 @@
+#include "bnoracle/generators.hpp"
+
+#include "bnoracle/exact.hpp"
+#include "bnoracle/kernel.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <ostream>
+
+namespace bnoracle {
+
+namespace {
+
+void show_vector(std::ostream& os, const char* name, const std::vector<float>& v) {
+  if (v.empty()) return;
+  os << "\n  " << name << " = [";
+  for (std::size_t i = 0; i < v.size(); ++i) os << (i == 0 ? "" : ", ") << hex_float(v[i]);
+  os << ']';
+}
+
+}  // namespace
+
+void showValue(const property_case& c, std::ostream& os) {
+  os << describe(c.problem) << (c.affine ? "" : " affine=false")
+     << " num_batches_tracked=" << c.num_batches_tracked
+     << " (tensors in logical order n, c, spatial...)";
+  show_vector(os, "src", c.src);
+  show_vector(os, "diff_dst", c.diff_dst);
+  show_vector(os, "gamma", c.gamma);
+  show_vector(os, "beta", c.beta);
+  show_vector(os, "running_mean", c.running_mean);
+  show_vector(os, "running_var", c.running_var);
+}
+
+namespace gen {
+
+namespace {
+
+float make_float(bool negative, int exponent, std::uint32_t mantissa) {
+  const std::uint32_t bits = (negative ? 0x8000'0000U : 0U) |
+                             (static_cast<std::uint32_t>(exponent + 127) << 23) |
+                             (mantissa & 0x7f'ffffU);
+  return std::bit_cast<float>(bits);
+}
+
+// An integer in [lo, hi] that shrinks towards `toward` (clamped into the range), alternating
+// sides: toward, toward+1, toward−1, toward+2, ...
+int int_toward(int lo, int hi, int toward) {
+  toward = std::clamp(toward, lo, hi);
+  const int span = hi - lo;
+  const int k = *rc::gen::inRange(0, span + 1);
+  // Enumerate the values of [lo, hi] by distance from `toward`.
+  int d = 0;
+  int seen = 0;
+  while (true) {
+    for (const int cand : {toward + d, toward - d}) {
+      if (d == 0 && cand != toward) continue;
+      if (cand < lo || cand > hi) continue;
+      if (seen == k) return cand;
+      ++seen;
+    }
+    ++d;
+  }
+}
+
+// A value from a list, shrinking towards the first.
+template <class T>
+T pick(std::initializer_list<T> values) {
+  const int k = *rc::gen::inRange(0, static_cast<int>(values.size()));
+  return *(values.begin() + k);
+}
+
+bool coin(int one_in) {
+  return *rc::gen::inRange(0, one_in) == one_in - 1;
+}
+
+std::uint32_t mantissa() {
+  return *rc::gen::inRange<std::uint32_t>(0, 1U << 23);
+}
+
+double pow10(int k) {
+  return std::pow(10.0, k);
+}
+
+// Rounds to the grid of `bits` significant bits below the magnitude of `scale`.
+double grid_quantum(double max_abs, int bits) {
+  if (max_abs == 0) return 1;
+  int e = 0;
+  (void)std::frexp(max_abs, &e);  // max_abs < 2^e
+  return std::ldexp(1.0, e - bits);
+}
+
+// Channel kinds of the sound domain.
+enum class kind : int { normal, near_constant, constant, wide, pairs, outlier, count };
+
+struct channel_plan {
+  kind k = kind::normal;
+  double offset = 0;
+  int spread_exp = 0;  // spread = 2^spread_exp
+};
+
+channel_plan plan_channel() {
+  channel_plan c;
+  c.k = static_cast<kind>(*rc::gen::inRange(0, static_cast<int>(kind::count)));
+  if (!coin(3)) {
+    const int k10 = int_toward(-6, 9, 0);
+    c.offset = (coin(2) ? -1.0 : 1.0) * pow10(k10);
+  }
+  if (c.offset != 0) {
+    int e = 0;
+    (void)std::frexp(c.offset, &e);
+    c.spread_exp = e - 1 + int_toward(-22, 4, 0);
+  } else {
+    c.spread_exp = int_toward(-30, 30, 0);
+  }
+  c.spread_exp = std::clamp(c.spread_exp, -50, 40);
+  return c;
+}
+
+float value_of(const channel_plan& c, std::int64_t i, std::int64_t L) {
+  const double spread = std::ldexp(1.0, c.spread_exp);
+  switch (c.k) {
+    case kind::normal:
+    case kind::count: {
+      const float z = coin(16) ? 0.0F : *float32(-6, 1);
+      return static_cast<float>(c.offset + spread * static_cast<double>(z));
+    }
+    case kind::near_constant: {
+      const auto o = static_cast<float>(c.offset == 0 ? spread : c.offset);
+      const int steps = *rc::gen::inRange(-3, 4);
+      float v = o;
+      for (int s = 0; s < std::abs(steps); ++s) {
+        v = std::nextafter(v, steps > 0 ? std::numeric_limits<float>::infinity()
+                                        : -std::numeric_limits<float>::infinity());
+      }
+      return v;
+    }
+    case kind::constant:
+      return static_cast<float>(c.offset == 0 ? spread : c.offset);
+    case kind::wide: {
+      const int e = std::clamp(c.spread_exp + int_toward(-20, 10, 0), -60, 50);
+      return make_float(coin(2), e, mantissa());
+    }
+    case kind::pairs:
+      return static_cast<float>(c.offset + (i % 2 == 0 ? spread : -spread));
+    case kind::outlier:
+      if (i == L / 2) return static_cast<float>(c.offset + spread * 64.0);
+      return static_cast<float>(c.offset + spread * static_cast<double>(*float32(-6, -1)));
+  }
+  return 0.0F;
+}
+
+}  // namespace
+
+rc::Gen<float> float32(int min_exp, int max_exp, bool specials) {
+  return rc::gen::exec([=]() -> float {
+    if (specials) {
+      switch (*rc::gen::inRange(0, 12)) {
+        case 1:
+          return coin(2) ? -0.0F : 0.0F;
+        case 2:  // subnormal
+          return std::bit_cast<float>((coin(2) ? 0x8000'0000U : 0U) | std::max(1U, mantissa()));
+        case 3:  // within a factor 2 of FLT_MAX
+          return make_float(coin(2), 127, mantissa());
+        default:
+          break;
+      }
+    }
+    const bool negative = *rc::gen::arbitrary<bool>();
+    const int e = int_toward(min_exp, max_exp, 0);
+    return make_float(negative, e, mantissa());
+  });
+}
+
+rc::Gen<float> any_float32() {
+  return rc::gen::exec([]() -> float {
+    switch (*rc::gen::inRange(0, 10)) {
+      case 1:
+        return coin(2) ? std::numeric_limits<float>::infinity()
+                       : -std::numeric_limits<float>::infinity();
+      case 2:
+        return std::numeric_limits<float>::quiet_NaN();
+      default:
+        return *float32(-126, 127, true);
+    }
+  });
+}
+
+rc::Gen<float> special_float32() {
+  return rc::gen::exec([]() -> float {
+    switch (*rc::gen::inRange(0, 5)) {
+      case 0:
+        return std::numeric_limits<float>::quiet_NaN();
+      case 1:
+        return std::numeric_limits<float>::infinity();
+      case 2:
+        return -std::numeric_limits<float>::infinity();
+      case 3:
+        return std::bit_cast<float>((coin(2) ? 0x8000'0000U : 0U) | std::max(1U, mantissa()));
+      default:
+        return coin(2) ? -0.0F : 0.0F;
+    }
+  });
+}
+
+rc::Gen<bn_problem> problem(const shape_options& o) {
+  return rc::gen::withSize([o](int size) {
+    return rc::gen::exec([o, size]() {
+      std::vector<layout> allowed;
+      for (const layout l : {layout::nchw, layout::nc, layout::ncl, layout::nhwc, layout::ncdhw,
+                             layout::ndhwc, layout::strided}) {
+        if ((o.layouts & layout_bit(l)) != 0) allowed.push_back(l);
+      }
+      RC_PRE(!allowed.empty());
+      bn_problem p;
+      p.mem_layout =
+          allowed[static_cast<std::size_t>(*rc::gen::inRange(0, static_cast<int>(allowed.size())))];
+      int rank = 0;
+      if (p.mem_layout == layout::strided) {
+        rank = *rc::gen::inRange(0, 4);
+      } else {
+        rank = *spatial_rank(p.mem_layout);
+      }
+      auto extent = [] {
+        return static_cast<std::int64_t>(pick({2, 1, 3, 4, 5, 7, 8, 9, 16, 17, 31}));
+      };
+      p.n = static_cast<std::int64_t>(pick({2, 1, 3, 4, 5, 7, 8, 16, 17, 32, 33, 64, 65}));
+      p.c = *rc::gen::inRange<std::int64_t>(1, 7);
+      p.spatial.clear();
+      for (int i = 0; i < rank; ++i) p.spatial.push_back(extent());
+      // Keep within the size budget: halve the largest extent until it fits.
+      const std::int64_t budget =
+          std::max<std::int64_t>(16, o.max_elements * std::max(size, 1) / 100);
+      auto elements = [&p] {
+        std::int64_t e = p.n * p.c;
+        for (auto s : p.spatial) e *= s;
+        return e;
+      };
+      while (elements() > budget) {
+        std::int64_t* largest = &p.n;
+        for (auto& s : p.spatial) {
+          if (s > *largest) largest = &s;
+        }
+        if (*largest <= 1) {
+          if (p.c > 1) {
+            p.c = std::max<std::int64_t>(1, p.c / 2);
+            continue;
+          }
+          break;
+        }
+        *largest = (*largest + 1) / 2;
+      }
+      std::int64_t spatial = 1;
+      for (auto s : p.spatial) spatial *= s;
+      if (p.n * spatial < o.min_per_channel) {
+        p.n = (o.min_per_channel + spatial - 1) / spatial;
+      }
+      if (p.mem_layout == layout::strided) {
+        // Dims in a random memory order, each padded, some reversed.
+        const std::size_t dims = 2 + p.spatial.size();
+        std::vector<std::int64_t> ext{p.n, p.c};
+        ext.insert(ext.end(), p.spatial.begin(), p.spatial.end());
+        std::vector<std::size_t> order(dims);
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        for (std::size_t i = dims; i > 1; --i) {  // Fisher–Yates, innermost last
+          const auto j = static_cast<std::size_t>(*rc::gen::inRange<int>(0, static_cast<int>(i)));
+          std::swap(order[i - 1], order[j]);
+        }
+        p.strides.assign(dims, 0);
+        std::int64_t stride = 1;
+        for (std::size_t k = dims; k-- > 0;) {
+          const std::size_t d = order[k];
+          p.strides[d] = stride;
+          const std::int64_t pad = pick<std::int64_t>({0, 1, 3});
+          stride *= ext[d] + pad;
+        }
+        if (o.strided_negative) {
+          for (auto& s : p.strides) {
+            if (coin(4)) s = -s;
+          }
+        }
+      }
+      return p;
+    });
+  });
+}
+
+rc::Gen<std::optional<double>> momentum(bool cumulative) {
+  return rc::gen::exec([cumulative]() -> std::optional<double> {
+    if (cumulative && coin(5)) return std::nullopt;
+    if (coin(2)) return pick({0.1, 0.01, 0.3, 0.9, 0.99, 0.2, 0.75});
+    // Uniform over [0.02, 0.48] ∪ [0.52, 0.98] on a grid of 2^-20.
+    const int k = *rc::gen::inRange(0, 2 * 483'393);
+    const double v = 0.02 + static_cast<double>(k % 483'393) * std::ldexp(1.0, -20);
+    return k < 483'393 ? v : v + 0.5;
+  });
+}
+
+rc::Gen<property_case> property_case_of(const case_options& o) {
+  return rc::gen::exec([o]() {
+    property_case pc;
+    pc.problem = *problem(o.shape);
+    const geometry g(pc.problem);
+    const std::int64_t C = g.c();
+    const std::int64_t L = g.per_channel();
+    const std::int64_t S = g.spatial_size();
+    const auto E = static_cast<std::size_t>(g.elements());
+    pc.src.assign(E, 0.0F);
+    pc.diff_dst.assign(E, 0.0F);
+    auto li = [&](std::int64_t c, std::int64_t k) {  // k-th element of channel c
+      return static_cast<std::size_t>(g.logical_index(k / S, c, k % S));
+    };
+    std::vector<double> var_of(static_cast<std::size_t>(C), 0.0);
+    bool any_constant = false;
+    for (std::int64_t c = 0; c < C; ++c) {
+      const channel_plan plan = plan_channel();
+      std::vector<float> x(static_cast<std::size_t>(L));
+      for (std::int64_t k = 0; k < L; ++k) x[static_cast<std::size_t>(k)] = value_of(plan, k, L);
+      if (o.grid_bits > 0) {
+        double max_abs = 0;
+        for (const float v : x) max_abs = std::max(max_abs, std::fabs(static_cast<double>(v)));
+        const double q = grid_quantum(max_abs, o.grid_bits);
+        for (float& v : x) v = static_cast<float>(std::nearbyint(static_cast<double>(v) / q) * q);
+      }
+      if (o.domain == data_domain::any && L > 0 && coin(4)) {
+        const auto at = static_cast<std::size_t>(*rc::gen::inRange<std::int64_t>(0, L));
+        x[at] = *special_float32();
+      }
+      double mean = 0;
+      for (const float v : x) mean += static_cast<double>(v);
+      mean = L > 0 ? mean / static_cast<double>(L) : 0.0;
+      double var = 0;
+      for (const float v : x)
+        var += (static_cast<double>(v) - mean) * (static_cast<double>(v) - mean);
+      var = L > 0 ? var / static_cast<double>(L) : 0.0;
+      var_of[static_cast<std::size_t>(c)] = var;
+      if (!(var > 0)) any_constant = true;
+      for (std::int64_t k = 0; k < L; ++k) pc.src[li(c, k)] = x[static_cast<std::size_t>(k)];
+      // dy: centred or offset, its own scale; sometimes constant.
+      const int dy_exp = int_toward(-12, 12, 0);
+      const double dy_offset = coin(4) ? std::ldexp(1.0, dy_exp + 2) : 0.0;
+      const bool dy_constant = coin(8);
+      for (std::int64_t k = 0; k < L; ++k) {
+        const double z = dy_constant ? 1.0 : static_cast<double>(*float32(-6, 1));
+        pc.diff_dst[li(c, k)] = static_cast<float>(dy_offset + std::ldexp(z, dy_exp));
+      }
+      if (o.domain == data_domain::any && L > 0 && coin(8)) {
+        const std::int64_t at = *rc::gen::inRange<std::int64_t>(0, L);
+        pc.diff_dst[li(c, at)] = *special_float32();
+      }
+      // γ away from 1, β away from 0; running statistics away from 0 and 1.
+      pc.affine = true;
+      const float gamma = coin(8) ? 1.0F : make_float(coin(4), int_toward(-6, 6, 0), mantissa());
+      const float beta = coin(6) ? 0.0F : make_float(coin(2), int_toward(-10, 10, 0), mantissa());
+      pc.gamma.push_back(gamma);
+      pc.beta.push_back(beta);
+      const double sd = var > 0 && std::isfinite(var) ? std::sqrt(var) : 1.0;
+      pc.running_mean.push_back(
+          static_cast<float>(mean * (1.0 + std::ldexp(static_cast<double>(*float32(-8, -1)), 0)) +
+                             sd * static_cast<double>(*float32(-4, 1))));
+      const double rv =
+          (var > 0 && std::isfinite(var) ? var : 1.0) *
+          std::ldexp(1.0 + static_cast<double>(mantissa()) * 0x1p-23, int_toward(-3, 3, 0));
+      pc.running_var.push_back(static_cast<float>(std::min(rv, 1e30)));
+    }
+    if (coin(10)) {
+      pc.affine = false;
+      std::fill(pc.gamma.begin(), pc.gamma.end(), 1.0F);
+      std::fill(pc.beta.begin(), pc.beta.end(), 0.0F);
+    }
+    // ε: the common defaults, or near the variance of one channel, or far from it.
+    double eps = 1e-5;
+    switch (*rc::gen::inRange(0, 6)) {
+      case 0:
+        break;
+      case 1:
+        eps = 1e-3;
+        break;
+      case 2:
+      case 3: {
+        const auto c = static_cast<std::size_t>(*rc::gen::inRange<std::int64_t>(0, C));
+        const double v = var_of[c] > 0 && std::isfinite(var_of[c]) ? var_of[c] : 1.0;
+        eps = static_cast<double>(static_cast<float>(v * std::ldexp(1.0, int_toward(-3, 3, 0))));
+        break;
+      }
+      case 4:
+        eps = static_cast<double>(make_float(false, int_toward(-40, 4, -17), mantissa()));
+        break;
+      case 5:
+        // ε = 0 only where every channel has a nonzero variance (else y is 0/0, by design).
+        eps = any_constant ? 1e-5 : 0.0;
+        break;
+      default:
+        break;
+    }
+    if (!(eps < std::numeric_limits<double>::infinity())) eps = 1e-5;
+    pc.problem.eps = eps;
+    pc.problem.momentum = *momentum(o.cumulative);
+    pc.num_batches_tracked = pick<std::int64_t>({0, 1, 5, 1000});
+    return pc;
+  });
+}
+
+}  // namespace gen
+}  // namespace bnoracle
