@@ -70,6 +70,14 @@ double to_double(const exact_value& v) {
   return v.hp().convert_to<double>();
 }
 
+// Relative error of r = 1/sqrt(w) when w carries a relative error of at most tau: the exact
+// worst case 1/sqrt(1 − tau) − 1 (tau/2 to first order), and no bound at all once tau >= 1 —
+// the kernel's w may then be 0 or negative (a variance lost to cancellation).
+double rsqrt_perturbation(double tau) {
+  if (!(tau < 1)) return std::numeric_limits<double>::infinity();
+  return 1 / std::sqrt(1 - tau) - 1;
+}
+
 }  // namespace
 
 std::string_view to_string(accuracy_level l) {
@@ -171,9 +179,9 @@ syncbn_bounds syncbn_merge_bounds(std::span<const std::int64_t> counts,
   out.var = k_u * (g + b("var_pointwise") + 2) * var + 2 * out.mean * dev_abs / n +
             out.mean * out.mean + b("underflow") * k_eta;
   const double w = var + eps;
-  out.invstd = w > 0
-                   ? (0.5 * out.var / w + b("rsqrt") * k_u) / std::sqrt(w) + b("underflow") * k_eta
-                   : std::numeric_limits<double>::infinity();
+  out.invstd = w > 0 ? (rsqrt_perturbation(out.var / w) + b("rsqrt") * k_u) / std::sqrt(w) +
+                           b("underflow") * k_eta
+                     : std::numeric_limits<double>::infinity();
   const double slack = b("bound_slack");
   out.mean *= slack;
   out.var *= slack;
@@ -262,7 +270,7 @@ double error_model::var_error(const channel_terms& t, double g) const {
 }
 
 double error_model::rsqrt_rel_error(const channel_terms& t, double g) const {
-  return 0.5 * var_error(t, g) / t.w + b("rsqrt") * k_u + 0.5 * b("underflow") * k_eta / t.w;
+  return rsqrt_perturbation((var_error(t, g) + b("underflow") * k_eta) / t.w) + b("rsqrt") * k_u;
 }
 
 double error_model::bound(std::string_view name, std::int64_t index, accuracy_level level) const {
@@ -305,6 +313,9 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
 
   if (name == "mean") return slack * dmu;
   if (name == "var") return slack * var_error(t, g);
+  // Past τ >= 1 the kernel's 1/sqrt(v + ε) is not bounded at all: nor is anything made with it.
+  const bool uses_r = name != "running_mean" && name != "running_var";
+  if (uses_r && !std::isfinite(rho)) return inf;
   if (name == "invstd" || name == "save_stat") return slack * (t.r * rho);
   if (name == "running_mean") {
     const double f = factor_;
