@@ -6,13 +6,20 @@
 #include "bnoracle/measure.hpp"
 
 #include <rapidcheck.h>
+#include <rapidcheck/detail/Configuration.h>
 #include <rapidcheck/detail/TestListenerAdapter.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <iostream>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
@@ -997,6 +1004,26 @@ constexpr property_entry k_properties[] = {
      prop_layout_agreement},
 };
 
+// RapidCheck reads RC_PARAMS once and prints "Using configuration: seed=<random>" on stderr.
+// bnoracle passes its own seed with every check, so that line would only mislead: load the
+// configuration once with stderr pointed at /dev/null.
+void load_rapidcheck_configuration_quietly() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::fflush(stderr);
+    const int saved = dup(STDERR_FILENO);
+    const int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (saved >= 0 && null >= 0) dup2(null, STDERR_FILENO);
+    (void)rc::detail::configuration();
+    std::cerr.flush();
+    if (saved >= 0) {
+      dup2(saved, STDERR_FILENO);
+      close(saved);
+    }
+    if (null >= 0) close(null);
+  });
+}
+
 const property_entry& find_property(std::string_view name) {
   for (const auto& p : k_properties) {
     if (p.info.name == name) return p;
@@ -1031,6 +1058,7 @@ std::uint64_t property_seed(std::uint64_t seed, std::string_view name) {
 property_result check_property(std::string_view name, bn_kernel& kernel,
                                const property_options& options) {
   const property_entry& entry = find_property(name);
+  load_rapidcheck_configuration_quietly();
   property_result out;
   out.name = std::string(entry.info.name);
   out.summary = std::string(entry.info.summary);
@@ -1101,6 +1129,7 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
     // passes, so the last failing evaluation recorded here is the counterexample.
     out.reason = failure.empty() ? f.description : failure;
     out.counterexample = failure_case;
+    out.fault = out.reason.find(": kernel fault: ") != std::string::npos;
   } else if (result.is<rc::detail::GaveUpResult>()) {
     const auto& gu = result.get<rc::detail::GaveUpResult>();
     out.verdict = property_verdict::skip;

@@ -4,6 +4,7 @@
 // input error, 3 kernel fault (crash, hang, out-of-bounds write, modified input), 4 internal error.
 #include "bnoracle/convention.hpp"
 #include "bnoracle/error_model.hpp"
+#include "bnoracle/properties.hpp"
 #include "bnoracle/reference.hpp"
 #include "identify.hpp"
 #include "report.hpp"
@@ -44,11 +45,14 @@ void print_usage(std::ostream& os) {
         "      --report text|json|junit   report format (text)\n"
         "      --output FILE         write the report to FILE (default: standard output)\n"
         "      --filter PATTERN      only cases whose name contains PATTERN ('*' globs)\n"
-        "      --seed N              data seed (1)\n"
+        "      --seed N              data and property seed (1); printed in every report\n"
+        "      --property-cases N    generated cases per property (100)\n"
+        "      --no-properties       run the case catalog only\n"
+        "      --properties-only     run the property suite only (filter with property/NAME)\n"
         "      --timeout SECONDS     per kernel call (20)\n"
         "      --no-isolation        run the kernel in-process (debugging; a crash ends bnoracle)\n"
         "      --verbose             list every case in the text report\n"
-        "      --list                list the cases and exit\n"
+        "      --list                list the cases and properties and exit\n"
         "  identify --kernel PATH.so     infer the running-statistics convention a kernel follows\n"
         "  export --out DIR [--filter PATTERN] [--catalog corpus|check] [--seed N]\n"
         "                               write golden fixtures (default: the corpus catalog)\n"
@@ -224,6 +228,14 @@ std::string parse_check_args(const std::vector<std::string_view>& args, check_ar
       a.options.isolate = false;
       continue;
     }
+    if (k == "--no-properties") {
+      a.options.properties = false;
+      continue;
+    }
+    if (k == "--properties-only") {
+      a.options.catalog = false;
+      continue;
+    }
     const auto v = value();
     if (!v) return "option " + std::string(k) + " needs a value";
     if (k == "--kernel") {
@@ -259,6 +271,14 @@ std::string parse_check_args(const std::vector<std::string_view>& args, check_ar
         return "--seed needs a non-negative integer below 2^64, got '" + *v + "'";
       }
       a.options.seed = seed;
+    } else if (k == "--property-cases") {
+      const bool digits =
+          !v->empty() && v->size() <= 7 && v->find_first_not_of("0123456789") == std::string::npos;
+      const long n = digits ? std::strtol(v->c_str(), nullptr, 10) : 0;
+      if (!digits || n < 1 || n > 1'000'000) {
+        return "--property-cases needs an integer in [1, 1000000], got '" + *v + "'";
+      }
+      a.options.property_cases = static_cast<int>(n);
     } else if (k == "--timeout") {
       char* end = nullptr;
       const double t = std::strtod(v->c_str(), &end);
@@ -280,9 +300,21 @@ int run_check(const std::vector<std::string_view>& args) {
     return k_exit_usage;
   }
   const std::vector<case_spec> cases = default_catalog(a.options.seed);
+  if (!a.options.catalog && !a.options.properties) {
+    std::cerr << "bnoracle check: --properties-only and --no-properties leave nothing to run\n";
+    return k_exit_usage;
+  }
   if (a.list) {
     for (const auto& c : cases) {
-      if (name_matches(c.name, a.options.filter)) std::printf("%s\n", c.name.c_str());
+      if (a.options.catalog && name_matches(c.name, a.options.filter)) {
+        std::printf("%s\n", c.name.c_str());
+      }
+    }
+    for (const auto& p : property_list()) {
+      const std::string name = "property/" + std::string(p.name);
+      if (a.options.properties && name_matches(name, a.options.filter)) {
+        std::printf("%-36s %s\n", name.c_str(), std::string(p.summary).c_str());
+      }
     }
     return k_exit_ok;
   }
@@ -317,7 +349,7 @@ int run_check(const std::vector<std::string_view>& args) {
     }
     std::fflush(stderr);
   };
-  const run_summary summary = run_catalog(*kernel, cases, a.options, progress);
+  const run_summary summary = run_conformance(*kernel, cases, a.options, progress);
   std::ostream& os = a.output.empty() ? std::cout : file;
   write_report(os, summary, a.format, a.verbose);
   if (!a.output.empty() && a.format != report_format::text) {

@@ -76,6 +76,7 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
     return 0;
   };
   for (const auto& r : s.results) {
+    if (r.op == "property") continue;  // their own table below
     auto [it, inserted] = rows.try_emplace(r.case_name, std::array<const case_result*, 4>{});
     if (inserted) order.push_back(r.case_name);
     // Operations that are not a batch-norm mode (fold, syncbn) show in the first column.
@@ -97,6 +98,20 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
     }
     os << '\n';
   }
+  bool props = false;
+  for (const auto& r : s.results) {
+    if (r.op != "property") continue;
+    if (!props) {
+      os << "\nproperties (" << s.options.property_cases << " generated cases each, seed "
+         << s.options.seed << ", tolerance at " << to_string(s.options.level)
+         << "; docs/properties.md)\n";
+      props = true;
+    }
+    os << "  " << std::left << std::setw(44) << r.case_name.substr(9) << std::setw(8)
+       << (r.result == verdict::pass ? "pass" : std::string(to_string(r.result))) << std::setw(9)
+       << (num(r.seconds, 2) + " s")
+       << (r.result == verdict::pass ? r.problem : r.reason.substr(0, r.reason.find('\n'))) << '\n';
+  }
   bool header = false;
   for (const auto& r : s.results) {
     const bool interesting =
@@ -107,8 +122,16 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
       header = true;
     }
     os << std::left << std::setw(11) << to_string(r.result) << case_id(r) << '\n';
-    os << "           " << r.reason << '\n';
+    {
+      // Multi-line reasons (a property's counterexample) stay indented.
+      std::istringstream lines(r.reason);
+      for (std::string line; std::getline(lines, line);) os << "           " << line << '\n';
+    }
     if (!interesting) continue;
+    if (r.op == "property") {
+      os << "           repro: " << r.repro << '\n';
+      continue;
+    }
     os << "           problem: " << r.problem << " [" << r.tier << " tier]\n";
     for (const auto& o : r.outputs) {
       const double rms = o.count > 0 ? std::sqrt(o.sum_sq_ulps / static_cast<double>(o.count)) : 0;
@@ -120,8 +143,9 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
   }
   os << '\n'
      << s.passed << " passed, " << s.failed << " failed, " << s.skipped << " skipped, "
-     << s.mistrusted << " mistrusted, " << s.faults << " faults (one per case, mode and step)\n";
-  os << "best level met by every judged case: " << level_name(s.best)
+     << s.mistrusted << " mistrusted, " << s.faults
+     << " faults (one per case, mode and step, and one per property)\n";
+  os << "best level met by every judged catalog case: " << level_name(s.best)
      << "   (strict: log2(L) summation error, standard: probabilistic sqrt(L), lenient: L; "
         "docs/error-model.md)\n";
   const int code = s.exit_code();
@@ -146,6 +170,9 @@ void write_json(std::ostream& os, const run_summary& s) {
       {"name", s.kernel.name}, {"version", s.kernel.version}, {"convention", s.kernel.convention}};
   j["options"] = {{"level", to_string(s.options.level)},
                   {"seed", s.options.seed},
+                  {"catalog", s.options.catalog},
+                  {"properties", s.options.properties},
+                  {"property_cases", s.options.property_cases},
                   {"filter", s.options.filter}};
   j["summary"] = {{"passed", s.passed},        {"failed", s.failed},
                   {"skipped", s.skipped},      {"mistrusted", s.mistrusted},

@@ -2,6 +2,7 @@
 
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/measure.hpp"
+#include "bnoracle/properties.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -303,7 +304,7 @@ void tally(run_summary& s) {
         ++s.faults;
         break;
     }
-    if (r.result == verdict::skip) continue;
+    if (r.result == verdict::skip || r.op == "property") continue;
     any_judged = true;
     if (!r.best) {
       best = std::nullopt;
@@ -329,6 +330,58 @@ run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
     runner.run(*selected[i], s.results);
   }
   if (progress) progress(selected.size(), selected.size(), "");
+  tally(s);
+  return s;
+}
+
+run_summary run_conformance(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                            const run_options& options, const progress_fn& progress) {
+  run_summary s;
+  if (options.catalog) {
+    s = run_catalog(kernel, cases, options, progress);
+  } else {
+    s.kernel = kernel.info();
+    s.options = options;
+  }
+  if (options.properties) {
+    property_options po;
+    po.level = options.level;
+    po.cases = options.property_cases;
+    po.seed = options.seed;
+    po.call = {options.isolate, options.timeout};
+    po.convention = options.convention;
+    po.kernel_path = options.kernel_path;
+    const property_progress pp = [&progress](std::size_t done, std::size_t total,
+                                             const std::string& name) {
+      if (progress) progress(done, total, name);
+    };
+    for (const property_result& p : check_properties(kernel, po, options.filter, pp)) {
+      case_result r;
+      r.case_name = "property/" + p.name;
+      r.op = "property";
+      r.problem = p.summary;
+      r.tier = "generated";
+      r.seconds = p.seconds;
+      r.repro = p.repro;
+      switch (p.verdict) {
+        case property_verdict::pass:
+          r.result = verdict::pass;
+          r.best = options.level;
+          r.reason = std::to_string(p.cases) + " generated cases";
+          break;
+        case property_verdict::skip:
+          r.result = verdict::skip;
+          r.reason = p.reason;
+          break;
+        case property_verdict::fail:
+          r.result = p.fault ? verdict::fault : verdict::fail;
+          r.reason = p.reason + " (after " + std::to_string(p.cases) +
+                     " passing cases; shrunk counterexample:)\n" + p.counterexample;
+          break;
+      }
+      s.results.push_back(std::move(r));
+    }
+  }
   tally(s);
   return s;
 }

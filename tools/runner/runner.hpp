@@ -24,6 +24,9 @@ struct run_options {
   std::string kernel_path;         // for reproduction commands
   std::string convention;          // override of the kernel's claim ("": none)
   double mistrust_fraction = 0.5;  // see docs/error-model.md
+  bool catalog = true;             // run the case catalog
+  bool properties = true;          // run the property suite (docs/properties.md)
+  int property_cases = 100;        // generated cases per property
 };
 
 enum class verdict : std::uint8_t { pass, fail, skip, mistrusted, fault };
@@ -64,5 +67,12 @@ void tally(run_summary& s);
 
 [[nodiscard]] run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
                                       const run_options& options, const progress_fn& progress);
+
+// What `bnoracle check` runs: the catalog (when options.catalog) and then the property suite
+// (when options.properties), each property a result with op "property" and case name
+// "property/<name>". Properties count in the verdict but not in the strictest level met, which
+// is a measure of the catalog's accuracy (a property passes or fails at the gate's level).
+[[nodiscard]] run_summary run_conformance(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                                          const run_options& options, const progress_fn& progress);
 
 }  // namespace bnoracle

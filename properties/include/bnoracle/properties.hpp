@@ -52,6 +52,7 @@ struct property_result {
   std::string reason;          // fail: what went wrong on the shrunk case; skip: why
   std::string counterexample;  // fail: the shrunk case, shape and values in hex
   std::string repro;           // a command that reproduces the run
+  bool fault = false;          // fail: the kernel crashed, hung or wrote out of bounds
   std::uint64_t rapidcheck_seed = 0;
   double seconds = 0;
 };
