@@ -15,6 +15,20 @@ expect_exit(0 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --filter 
 # In-process (debugging) mode gives the same verdict on a well-behaved kernel.
 expect_exit(0 ${BNORACLE} check --kernel ${KERNELS}/libbnk_welford.so --filter exact/three_values
             --no-isolation)
+# The property suite alone, a few cases: conformant, and the report names the seed.
+execute_process(COMMAND ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --properties-only
+                        --property-cases 8 --seed 42
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "properties \\(8 generated cases each, seed 42"
+   OR NOT out MATCHES "permutation_equivariance +pass")
+  message(FATAL_ERROR "properties-only run: exit ${rc}\n${out}\n${err}")
+endif()
+# A kernel that crashes in every call: each property reports the fault (exit 3), quickly.
+expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --properties-only
+            --filter property/eval_determinism --property-cases 5 --timeout 5)
+expect_exit(2 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --property-cases 0)
+expect_exit(2 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --properties-only
+            --no-properties)
 # identify reads the bundled kernels' convention back.
 expect_exit(0 ${BNORACLE} identify --kernel ${KERNELS}/libbnk_two_pass.so)
 # 2: usage and input errors.

@@ -25,6 +25,12 @@ std::string num(double v, int precision = 3) {
   return os.str();
 }
 
+std::string fixed(double v, int decimals) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(decimals) << v;
+  return os.str();
+}
+
 std::string case_id(const case_result& r) {
   std::string id = r.case_name + " " + (r.op.empty() ? std::string(to_string(r.mode)) : r.op);
   if (r.mode == bn_mode::forward_training && r.step > 0)
@@ -87,16 +93,18 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
                         static_cast<int>(*r.best) > static_cast<int>(*cur->best));
     if (worse) it->second[col] = &r;
   }
-  os << std::left << std::setw(46) << "case" << std::setw(16) << "forward train" << std::setw(16)
-     << "forward infer" << std::setw(16) << "backward train"
-     << "backward infer\n";
-  for (const auto& name : order) {
-    os << std::left << std::setw(46) << name;
-    for (std::size_t m = 0; m < modes.size(); ++m) {
-      const case_result* r = rows[name][m];
-      os << std::setw(m + 1 < modes.size() ? 16 : 0) << (r ? cell(*r) : "-");
+  if (!order.empty()) {
+    os << std::left << std::setw(46) << "case" << std::setw(16) << "forward train" << std::setw(16)
+       << "forward infer" << std::setw(16) << "backward train"
+       << "backward infer\n";
+    for (const auto& name : order) {
+      os << std::left << std::setw(46) << name;
+      for (std::size_t m = 0; m < modes.size(); ++m) {
+        const case_result* r = rows[name][m];
+        os << std::setw(m + 1 < modes.size() ? 16 : 0) << (r ? cell(*r) : "-");
+      }
+      os << '\n';
     }
-    os << '\n';
   }
   bool props = false;
   for (const auto& r : s.results) {
@@ -108,8 +116,8 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
       props = true;
     }
     os << "  " << std::left << std::setw(44) << r.case_name.substr(9) << std::setw(8)
-       << (r.result == verdict::pass ? "pass" : std::string(to_string(r.result))) << std::setw(9)
-       << (num(r.seconds, 2) + " s")
+       << (r.result == verdict::pass ? "pass" : std::string(to_string(r.result))) << std::setw(10)
+       << (fixed(r.seconds, 2) + " s")
        << (r.result == verdict::pass ? r.problem : r.reason.substr(0, r.reason.find('\n'))) << '\n';
   }
   bool header = false;
