@@ -1,6 +1,7 @@
 // The conformance runner end to end: bundled correct kernels pass the whole catalog at their true
 // level, deliberately defective kernels fail it even at the most permissive level, reports are
 // well formed, and `identify` reads conventions back.
+#include "defect_kernel.hpp"
 #include "identify.hpp"
 #include "report.hpp"
 #include "runner.hpp"
@@ -17,168 +18,10 @@
 namespace bnoracle {
 namespace {
 
-// ---- A small float32 kernel with one switchable defect, in-process through the C ABI ---------
-
-enum class defect {
-  none,
-  biased_running_var,     // keras #8982: running variance without L/(L − 1)
-  momentum_swapped,       // pytorch/examples #289: momentum weighs the old value
-  one_pass_variance,      // E[x²] − E[x]² in float (tensorflow #118701, flax #1491)
-  eps_outside_sqrt,       // 1/(sqrt(var) + ε) (ncnn PR #311)
-  backward_drops_stats,   // CrypTen PR #143: dx = γ·r·(dy − mean(dy)) only
-  eval_uses_batch_stats,  // tvm #19574: inference normalizes with the batch statistics
-  running_not_updated,    // jax #139: running statistics never written
-  off_by_one_percent,     // a 1% bias that loose tolerances hide
-};
-
-defect g_defect = defect::none;  // inherited by the forked child of each isolated call
-
-struct channel_view {
-  std::vector<std::int64_t> offsets;
-};
-
-// Offsets of channel c's elements, from the ABI shape (any rank, any strides).
-channel_view offsets_of(const bnk_shape& s, std::int64_t c) {
-  channel_view v;
-  const std::int64_t d2 = s.rank > 2 ? s.dims[2] : 1, d3 = s.rank > 3 ? s.dims[3] : 1,
-                     d4 = s.rank > 4 ? s.dims[4] : 1;
-  for (std::int64_t n = 0; n < s.dims[0]; ++n) {
-    for (std::int64_t i = 0; i < d2; ++i) {
-      for (std::int64_t j = 0; j < d3; ++j) {
-        for (std::int64_t k = 0; k < d4; ++k) {
-          v.offsets.push_back(n * s.strides[0] + c * s.strides[1] + i * s.strides[2] +
-                              j * s.strides[3] + k * s.strides[4]);
-        }
-      }
-    }
-  }
-  return v;
-}
-
-struct stats {
-  float mean = 0, var = 0;
-};
-
-stats batch_stats(const float* x, const channel_view& v) {
-  const auto L = static_cast<float>(v.offsets.size());
-  float s = 0;
-  float s2 = 0;
-  for (const auto o : v.offsets) {
-    s += x[o];
-    s2 += x[o] * x[o];
-  }
-  const float mean = s / L;
-  if (g_defect == defect::one_pass_variance) return {mean, s2 / L - mean * mean};
-  float q = 0;
-  for (const auto o : v.offsets) q += (x[o] - mean) * (x[o] - mean);
-  return {mean, q / L};
-}
-
-float rstd(float var, double eps) {
-  const auto e = static_cast<float>(eps);
-  if (g_defect == defect::eps_outside_sqrt) return 1.0F / (std::sqrt(var) + e);
-  return 1.0F / std::sqrt(var + e);
-}
-
-int forward(const bnk_problem* p, const bnk_buffers* b, bool training) {
-  const std::int64_t C = p->shape.dims[1];
-  for (std::int64_t c = 0; c < C; ++c) {
-    const auto u = static_cast<std::size_t>(c);
-    const channel_view v = offsets_of(p->shape, c);
-    const auto L = static_cast<std::int64_t>(v.offsets.size());
-    if (training && L == 1) return BNK_REFUSED;
-    if (L == 0) continue;
-    const float g = p->affine ? b->gamma[u] : 1.0F;
-    const float be = p->affine ? b->beta[u] : 0.0F;
-    stats st{};
-    if (training || g_defect == defect::eval_uses_batch_stats) {
-      st = batch_stats(b->src, v);
-    } else {
-      st = {b->running_mean[u], b->running_var[u]};
-    }
-    const float r = rstd(st.var, p->eps);
-    const float scale = g_defect == defect::off_by_one_percent ? 1.01F : 1.0F;
-    for (const auto o : v.offsets) b->dst[o] = scale * g * (b->src[o] - st.mean) * r + be;
-    if (training) {
-      if (b->save_mean != nullptr) b->save_mean[u] = st.mean;
-      if (b->save_stat != nullptr) b->save_stat[u] = r;
-      if (p->track_running && g_defect != defect::running_not_updated) {
-        const float f = p->cumulative ? 1.0F / static_cast<float>(*b->num_batches_tracked + 1)
-                                      : static_cast<float>(p->momentum);
-        const float fw = g_defect == defect::momentum_swapped ? 1.0F - f : f;
-        const float bessel = g_defect == defect::biased_running_var
-                                 ? 1.0F
-                                 : static_cast<float>(L) / static_cast<float>(L - 1);
-        b->running_mean[u] = (1.0F - fw) * b->running_mean[u] + fw * st.mean;
-        b->running_var[u] = (1.0F - fw) * b->running_var[u] + fw * st.var * bessel;
-      }
-    }
-  }
-  if (training && p->track_running) *b->num_batches_tracked += 1;
-  return BNK_OK;
-}
-
-int backward(const bnk_problem* p, const bnk_buffers* b, bool training) {
-  const std::int64_t C = p->shape.dims[1];
-  for (std::int64_t c = 0; c < C; ++c) {
-    const auto u = static_cast<std::size_t>(c);
-    const channel_view v = offsets_of(p->shape, c);
-    const auto L = static_cast<float>(v.offsets.size());
-    if (training && v.offsets.size() == 1) return BNK_REFUSED;  // its forward refused too
-    const float g = p->affine ? b->gamma[u] : 1.0F;
-    const stats st =
-        training ? batch_stats(b->src, v) : stats{b->running_mean[u], b->running_var[u]};
-    const float r = rstd(st.var, p->eps);
-    float sdy = 0;
-    float sdyx = 0;
-    for (const auto o : v.offsets) {
-      sdy += b->diff_dst[o];
-      sdyx += b->diff_dst[o] * (b->src[o] - st.mean) * r;
-    }
-    for (const auto o : v.offsets) {
-      const float xhat = (b->src[o] - st.mean) * r;
-      float t = b->diff_dst[o];
-      if (training) {
-        t -= sdy / L;
-        if (g_defect != defect::backward_drops_stats) t -= xhat * sdyx / L;
-      }
-      b->diff_src[o] = g * r * t;
-    }
-    if (p->affine) {
-      b->diff_gamma[u] = sdyx;
-      b->diff_beta[u] = sdy;
-    }
-  }
-  return BNK_OK;
-}
-
-int ft(const bnk_problem* p, const bnk_buffers* b, char*, size_t) {
-  return forward(p, b, true);
-}
-int fi(const bnk_problem* p, const bnk_buffers* b, char*, size_t) {
-  return forward(p, b, false);
-}
-int bt(const bnk_problem* p, const bnk_buffers* b, char*, size_t) {
-  return backward(p, b, true);
-}
-int bi(const bnk_problem* p, const bnk_buffers* b, char*, size_t) {
-  return backward(p, b, false);
-}
-
-const bnk_kernel k_table{BNK_ABI_VERSION,
-                         sizeof(bnk_kernel),
-                         "test_naive",
-                         "1.0",
-                         "pytorch",
-                         BNK_LAYOUT_NC | BNK_LAYOUT_NCL | BNK_LAYOUT_NCHW | BNK_LAYOUT_NHWC |
-                             BNK_LAYOUT_NCDHW | BNK_LAYOUT_NDHWC,
-                         1,
-                         1,
-                         BNK_SAVES_MEAN_INVSTD,
-                         ft,
-                         fi,
-                         bt,
-                         bi};
+// The in-process test kernel and its switchable defects (tests/defect_kernel.hpp).
+using test_kernel::defect;
+using test_kernel::g_defect;
+using test_kernel::k_table;
 
 run_summary run_with(defect d, accuracy_level level, const std::string& filter = "") {
   g_defect = d;
