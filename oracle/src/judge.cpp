@@ -78,7 +78,10 @@ output_result judge_output(const std::string& shown, const std::string& golden_n
     double bound_at_level = 0;
     for (std::size_t l = 0; l < 3; ++l) {
       const double bound = model.bound(bound_name, i, k_accuracy_levels[l]);
-      const double ratio = bound > 0
+      // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
+      // statistics): any result passes, NaN included, and the ratio is 0, not inf/inf.
+      const double ratio = std::isinf(bound) ? 0.0
+                           : bound > 0
                                ? abs_err / bound
                                : (abs_err > 0 ? std::numeric_limits<double>::infinity() : 0.0);
       if (!(ratio <= 1.0)) r.passed[l] = false;

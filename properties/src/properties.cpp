@@ -185,6 +185,7 @@ std::string level_name(const context& c) {
 // Two kernel outputs whose exact values are equal may differ by the sum of their bounds.
 void expect_close(const context& c, const std::string& what, float a, float b, double tol) {
   if (std::isinf(tol)) return;  // the error model makes no claim here (undefined statistics)
+  if (std::isnan(tol)) fail("internal error: NaN tolerance for " + what + " (a bug of bnoracle)");
   const double d = std::fabs(static_cast<double>(a) - static_cast<double>(b));
   if (!(d <= tol)) {
     std::ostringstream os;
@@ -200,6 +201,7 @@ std::string where(const geometry& g, const char* name, std::int64_t i) {
 
 // A relation r that is exactly 0 in real arithmetic, missed by at most `tol`.
 void expect_zero(const std::string& what, double value, double tol, const std::string& level) {
+  if (std::isnan(tol)) fail("internal error: NaN tolerance for " + what + " (a bug of bnoracle)");
   if (!(std::fabs(value) <= tol)) {
     std::ostringstream os;
     os << what << " = " << value << ", should be 0 within " << tol
@@ -1081,6 +1083,7 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
   bool failed_once = false;
   int evaluations_after_failure = 0;
   std::string failure, failure_case;  // the last failing evaluation: the shrunk counterexample
+  std::string first_failure;          // the first one, before shrinking made it marginal
   auto body = [&] {
     // Once the budget is spent every shrink candidate counts as passing, so shrinking stops
     // at the smallest failing case found so far.
@@ -1089,6 +1092,7 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
       entry.body(ctx);
     } catch (const CaseResult& r) {
       if (r.type == CaseResult::Type::Failure) {
+        if (!failed_once) first_failure = r.description;
         failed_once = true;
         failure = r.description;
         failure_case = ctx.last_case;
@@ -1128,6 +1132,9 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
     // RapidCheck re-runs the final case to show it; once the shrink budget is spent that re-run
     // passes, so the last failing evaluation recorded here is the counterexample.
     out.reason = failure.empty() ? f.description : failure;
+    if (!first_failure.empty() && first_failure != out.reason) {
+      out.reason += "\n(before shrinking: " + first_failure + ")";
+    }
     out.counterexample = failure_case;
     out.fault = out.reason.find(": kernel fault: ") != std::string::npos;
   } else if (result.is<rc::detail::GaveUpResult>()) {
