@@ -1,6 +1,14 @@
-// The property suite: every property holds for every bundled correct kernel, at the standard
-// level, 100 generated cases each. The seed is 1 unless BNORACLE_SEED says otherwise; it is
-// printed either way, so any failure in CI reproduces with the command the failure prints.
+// The property suite against the bundled correct kernels.
+//
+// Each kernel is checked at the level its summation algorithm guarantees deterministically:
+// strict for pairwise and compensated reductions, lenient for sequential and blocked sums
+// (docs/error-model.md, "Summation and the accuracy levels"). The sequential kernels are also
+// checked at standard, the default gate, which is a probabilistic claim: it holds for seed 1
+// here, and SequentialSumExceedsStandardOnAConstantChannel below records a generated case where
+// it does not. 100 generated cases per property; the seed is 1 unless BNORACLE_SEED says
+// otherwise, and it is printed, so a failure in CI reproduces with the command it prints.
+#include "bnoracle/invoke.hpp"
+#include "bnoracle/judge.hpp"
 #include "bnoracle/properties.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 
 #ifndef BNORACLE_KERNEL_DIR
 #error "BNORACLE_KERNEL_DIR must point at the bundled kernels"
@@ -16,25 +25,35 @@
 namespace bnoracle {
 namespace {
 
-class CorrectKernel : public ::testing::TestWithParam<const char*> {};
+std::string plugin(const char* name) {
+  return std::string(BNORACLE_KERNEL_DIR) + "/libbnk_" + name + ".so";
+}
+
+std::uint64_t seed_from_env() {
+  if (const char* env = std::getenv("BNORACLE_SEED"); env != nullptr && *env != '\0') {
+    return std::strtoull(env, nullptr, 10);
+  }
+  return 1;
+}
+
+class CorrectKernel : public ::testing::TestWithParam<std::tuple<const char*, accuracy_level>> {};
 
 TEST_P(CorrectKernel, EveryPropertyHolds) {
-  const std::string path = std::string(BNORACLE_KERNEL_DIR) + "/libbnk_" + GetParam() + ".so";
-  auto kernel = load_plugin(path);
+  const auto [name, level] = GetParam();
+  auto kernel = load_plugin(plugin(name));
   property_options o;
   o.cases = 100;
-  o.seed = 1;
-  if (const char* env = std::getenv("BNORACLE_SEED"); env != nullptr && *env != '\0') {
-    o.seed = std::strtoull(env, nullptr, 10);
-  }
-  std::printf("kernel %s, property seed %llu, %d cases per property\n", GetParam(),
-              static_cast<unsigned long long>(o.seed), o.cases);
-  o.kernel_path = path;
+  o.level = level;
+  o.seed = seed_from_env();
+  o.kernel_path = plugin(name);
+  std::printf("kernel %s at %s: property seed %llu, %d cases per property\n", name,
+              std::string(to_string(level)).c_str(), static_cast<unsigned long long>(o.seed),
+              o.cases);
   for (const auto& p : property_list()) {
     const property_result r = check_property(p.name, *kernel, o);
     EXPECT_NE(r.verdict, property_verdict::fail) << r.name << ": " << r.reason << "\n"
                                                  << r.counterexample << "\nrepro: " << r.repro;
-    std::printf("%-26s %s %3d cases %.2f s %s\n", r.name.c_str(),
+    std::printf("  %-26s %-4s %3d cases %5.2f s %s\n", r.name.c_str(),
                 r.verdict == property_verdict::pass   ? "pass"
                 : r.verdict == property_verdict::fail ? "FAIL"
                                                       : "skip",
@@ -42,9 +61,54 @@ TEST_P(CorrectKernel, EveryPropertyHolds) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Bundled, CorrectKernel,
-                         ::testing::Values("two_pass", "welford", "pairwise", "blocked_threads",
-                                           "compensated", "minimal"));
+std::string level_suffix(const ::testing::TestParamInfo<CorrectKernel::ParamType>& info) {
+  return std::string(std::get<0>(info.param)) + "_" +
+         std::string(to_string(std::get<1>(info.param)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Bundled, CorrectKernel,
+    ::testing::Values(std::make_tuple("pairwise", accuracy_level::strict),
+                      std::make_tuple("compensated", accuracy_level::strict),
+                      std::make_tuple("two_pass", accuracy_level::lenient),
+                      std::make_tuple("welford", accuracy_level::lenient),
+                      std::make_tuple("blocked_threads", accuracy_level::lenient),
+                      std::make_tuple("minimal", accuracy_level::lenient),
+                      std::make_tuple("two_pass", accuracy_level::standard),
+                      std::make_tuple("welford", accuracy_level::standard),
+                      std::make_tuple("blocked_threads", accuracy_level::standard),
+                      std::make_tuple("minimal", accuracy_level::standard)),
+    level_suffix);
+
+// Found by the property suite (reference_agreement, seed 5, 400 cases): one channel of 1792
+// copies of 10^6, summed sequentially. The rounding errors are not zero-mean here (every
+// partial sum is a multiple of 64 and the ties go one way), so the mean misses the standard
+// level's probabilistic bound, while staying within the deterministic (lenient) one.
+TEST(StandardLevel, SequentialSumExceedsStandardOnAConstantChannel) {
+  auto kernel = load_plugin(plugin("two_pass"));
+  call_request q;
+  q.mode = bn_mode::forward_training;
+  q.problem.n = 4;
+  q.problem.c = 1;
+  q.problem.spatial = {16, 4, 7};
+  q.problem.mem_layout = layout::ncdhw;
+  q.affine = false;
+  q.src.assign(4 * 16 * 4 * 7, 1e6F);
+  const call_result r = invoke(*kernel, q, {});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  bn_inputs in;
+  in.src = q.src.data();
+  const reference ref(q.problem, q.mode, in);
+  const error_model model(ref, in, data_tier::general);
+  const output_result o =
+      judge_output("save_mean", "mean", "mean", ref, model, accuracy_level::standard, 0.5,
+                   [&r](std::int64_t c) { return r.save_mean[static_cast<std::size_t>(c)]; });
+  EXPECT_FALSE(o.passed[static_cast<std::size_t>(accuracy_level::standard)])
+      << "the sequential mean of this channel now meets standard: update docs/properties.md";
+  EXPECT_TRUE(o.passed[static_cast<std::size_t>(accuracy_level::lenient)]) << o.worst_where;
+  std::printf("two_pass mean of 1792 x 1e6: %.0f ulp, standard bound ratio %.2f\n", o.max_ulps,
+              o.worst_ratio);
+}
 
 }  // namespace
 }  // namespace bnoracle
