@@ -1,0 +1,348 @@
+#include "bnoracle/gtest.hpp"
+
+#include "bnoracle/catalog.hpp"
+#include "bnoracle/properties.hpp"
+#include "runner.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace bnoracle {
+
+namespace {
+
+// Everything a registered test needs, shared by the tests of one suite.
+struct registration {
+  std::string suite;
+  kernel_factory factory;
+  conformance_options options;
+  std::uint64_t seed = 1;
+  const char* file = "";  // where failures are reported (the user's macro)
+  int line = 0;
+};
+
+// The one fixture class of every registered test (GoogleTest requires a single fixture class per
+// test suite): a test is a function.
+class conformance_test : public testing::Test {
+ public:
+  explicit conformance_test(std::function<void()> body) : body_(std::move(body)) {}
+  void TestBody() override { body_(); }
+
+ private:
+  std::function<void()> body_;
+};
+
+void register_one(const registration& reg, const std::string& test, std::function<void()> body) {
+  testing::RegisterTest(
+      reg.suite.c_str(), test.c_str(), nullptr, nullptr, reg.file, reg.line,
+      [body = std::move(body)]() -> conformance_test* { return new conformance_test(body); });
+}
+
+// Prints the seed of every registered suite once per process, before the first test, and
+// records it as a property of the whole run (the <testsuites> element of the XML report).
+class seed_reporter : public testing::Environment {
+ public:
+  void add(const std::string& suite, std::uint64_t seed) { suites_.emplace_back(suite, seed); }
+  void SetUp() override {
+    for (const auto& [suite, seed] : suites_) {
+      std::printf("[bnoracle ] %s: seed %llu (override with BNORACLE_SEED=N)\n", suite.c_str(),
+                  static_cast<unsigned long long>(seed));
+      testing::Test::RecordProperty("bnoracle_seed_" + suite, std::to_string(seed));
+    }
+    std::fflush(stdout);
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::uint64_t>> suites_;
+};
+
+seed_reporter& reporter() {
+  // Owned by GoogleTest once added; created on first use, so registration during static
+  // initialization does not depend on the order of initialization between translation units.
+  static seed_reporter* const r = [] {
+    auto* e = new seed_reporter;
+    testing::AddGlobalTestEnvironment(e);
+    return e;
+  }();
+  return *r;
+}
+
+// Suites registered so far in this process (a second registration under one name is an error).
+std::set<std::string>& registered_suites() {
+  static std::set<std::string> s;
+  return s;
+}
+
+// The path of the running test program, for reproduction commands.
+std::string program_path() {
+  std::array<char, 4096> buf{};
+  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) return "TEST_PROGRAM";
+  return {buf.data(), static_cast<std::size_t>(n)};
+}
+
+std::string reproduce(const registration& reg, const std::string& bnoracle_command) {
+  const testing::TestInfo* info = testing::UnitTest::GetInstance()->current_test_info();
+  std::ostringstream os;
+  os << "  reproduce: BNORACLE_SEED=" << reg.seed << " " << program_path()
+     << " --gtest_filter=" << (info != nullptr ? info->test_suite_name() : reg.suite.c_str()) << "."
+     << (info != nullptr ? info->name() : "*");
+  if (!reg.options.kernel_path.empty() && !bnoracle_command.empty()) {
+    os << "\n         or: " << bnoracle_command;
+  }
+  return os.str();
+}
+
+// A fresh kernel from the factory, or nullptr after recording why there is none.
+std::unique_ptr<bn_kernel> make_kernel(const registration& reg) {
+  try {
+    std::unique_ptr<bn_kernel> k = reg.factory();
+    if (!k) ADD_FAILURE_AT(reg.file, reg.line) << "the kernel factory returned no kernel";
+    return k;
+  } catch (const std::exception& e) {
+    ADD_FAILURE_AT(reg.file, reg.line) << "the kernel factory threw: " << e.what();
+  } catch (...) {
+    ADD_FAILURE_AT(reg.file, reg.line) << "the kernel factory threw a non-standard exception";
+  }
+  return nullptr;
+}
+
+std::string mode_label(const case_result& r) {
+  std::string s = r.op.empty() ? std::string(to_string(r.mode)) : r.op;
+  if (r.mode == bn_mode::forward_training && r.op.empty()) s += " step " + std::to_string(r.step);
+  return s;
+}
+
+// The outputs that miss the bound at the gate's level after the first (which the reason names),
+// one line each.
+std::string more_failing_outputs(const case_result& r, accuracy_level level) {
+  std::ostringstream os;
+  const auto lvl = static_cast<std::size_t>(level);
+  bool first = true;
+  for (const output_result& o : r.outputs) {
+    if (o.passed[lvl]) continue;
+    if (first) {
+      first = false;
+      continue;
+    }
+    os << "\n  also " << o.name << ": ";
+    if (!o.class_failure.empty()) {
+      os << o.class_failure;
+    } else {
+      os << o.worst_where << " got=" << hex_float(o.got) << " exp=" << hex_float(o.expected)
+         << " err=" << o.worst_ulps << " ulp (bound " << o.worst_bound_ulps << " ulp, ratio "
+         << o.worst_ratio << ")";
+    }
+  }
+  return os.str();
+}
+
+void record(const std::string& key, const std::string& value) {
+  testing::Test::RecordProperty(key, value);
+}
+
+void run_case(const registration& reg, const case_spec& spec) {
+  record("bnoracle_seed", std::to_string(reg.seed));
+  record("bnoracle_case", spec.name);
+  const std::unique_ptr<bn_kernel> kernel = make_kernel(reg);
+  if (!kernel) return;
+  run_options ro;
+  ro.level = reg.options.level;
+  ro.timeout = reg.options.timeout;
+  ro.isolate = reg.options.isolate;
+  ro.seed = reg.seed;
+  ro.kernel_path = reg.options.kernel_path;
+  ro.convention = reg.options.convention;
+  ro.filter.clear();  // exactly the one case handed over below
+  const std::vector<case_spec> one{spec};
+  const run_summary s = run_catalog(*kernel, one, ro, {});
+  if (s.results.empty()) {
+    ADD_FAILURE_AT(reg.file, reg.line) << "bnoracle ran no call for case " << spec.name;
+    return;
+  }
+  std::string skips, mistrusted;
+  bool all_skipped = true;
+  for (const case_result& r : s.results) {
+    if (r.result != verdict::skip) all_skipped = false;
+    switch (r.result) {
+      case verdict::fail:
+      case verdict::fault:
+        ADD_FAILURE_AT(reg.file, reg.line)
+            << spec.name << " " << mode_label(r) << ": "
+            << (r.result == verdict::fault ? std::string("FAULT")
+                                           : "FAIL at " + std::string(to_string(reg.options.level)))
+            << ": " << r.reason << more_failing_outputs(r, reg.options.level)
+            << "\n  problem: " << r.problem << " [" << r.tier << " tier]\n"
+            << reproduce(reg, r.repro);
+        break;
+      case verdict::skip:
+        skips += (skips.empty() ? "" : "; ") + mode_label(r) + ": " + r.reason;
+        break;
+      case verdict::mistrusted:
+        mistrusted += (mistrusted.empty() ? "" : "; ") + mode_label(r) + ": " + r.reason;
+        break;
+      case verdict::pass:
+        break;
+    }
+  }
+  if (!mistrusted.empty()) record("bnoracle_mistrusted", mistrusted);
+  if (s.best) record("bnoracle_best_level", std::string(to_string(*s.best)));
+  if (all_skipped) GTEST_SKIP() << skips;
+  if (!skips.empty()) record("bnoracle_skipped", skips);
+}
+
+void run_property(const registration& reg, const std::string& name) {
+  record("bnoracle_seed", std::to_string(reg.seed));
+  const std::unique_ptr<bn_kernel> kernel = make_kernel(reg);
+  if (!kernel) return;
+  property_options po;
+  po.level = reg.options.level;
+  po.cases = reg.options.property_cases;
+  po.seed = reg.seed;
+  po.call = {reg.options.isolate, reg.options.timeout};
+  po.convention = reg.options.convention;
+  po.kernel_path = reg.options.kernel_path;
+  const property_result r = check_property(name, *kernel, po);
+  record("bnoracle_property_cases", std::to_string(r.cases));
+  switch (r.verdict) {
+    case property_verdict::pass:
+      return;
+    case property_verdict::skip:
+      GTEST_SKIP() << r.reason;
+    case property_verdict::fail:
+      ADD_FAILURE_AT(reg.file, reg.line)
+          << "property " << r.name << " (" << r.summary << ") fails at "
+          << to_string(reg.options.level) << " after " << r.cases << " passing cases: " << r.reason
+          << "\n  counterexample (shrunk): " << r.counterexample << "\n"
+          << reproduce(reg, r.repro);
+      return;
+  }
+}
+
+using registration_ptr = std::shared_ptr<const registration>;
+
+// Runs a test body, turning an exception of bnoracle's own machinery (fork, mmap, an invalid
+// problem) into a failure that says where it came from.
+std::function<void()> guarded(const registration_ptr& reg, std::function<void()> body) {
+  return [reg, body = std::move(body)] {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      ADD_FAILURE_AT(reg->file, reg->line) << "bnoracle could not run the test: " << e.what();
+    }
+  };
+}
+
+void register_configuration_error(const registration& reg, const std::string& why) {
+  const std::string file = reg.file;
+  const int line = reg.line;
+  register_one(reg, "configuration", [why, file, line] {
+    ADD_FAILURE_AT(file.c_str(), line) << "bnoracle conformance suite not registered: " << why;
+  });
+}
+
+}  // namespace
+
+std::string gtest_name(const std::string& name) {
+  std::string out = name;
+  for (char& ch : out) {
+    if (std::isalnum(static_cast<unsigned char>(ch)) == 0) ch = '_';
+  }
+  return out;
+}
+
+std::uint64_t conformance_seed(std::uint64_t fallback) {
+  // Read at registration (static initialization or before RUN_ALL_TESTS), when nothing else
+  // changes the environment.
+  const char* env = std::getenv("BNORACLE_SEED");  // NOLINT(concurrency-mt-unsafe)
+  if (env == nullptr || *env == '\0') return fallback;
+  const std::string s(env);
+  bool digits = true;
+  for (const char ch : s) digits = digits && std::isdigit(static_cast<unsigned char>(ch)) != 0;
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (!digits || errno == ERANGE || end != s.c_str() + s.size()) {
+    throw std::invalid_argument("BNORACLE_SEED must be a decimal integer in [0, 2^64), got '" + s +
+                                "'");
+  }
+  return static_cast<std::uint64_t>(v);
+}
+
+kernel_factory plugin_factory(std::string path) {
+  return [path = std::move(path)] { return load_plugin(path); };
+}
+
+void register_conformance_tests(const std::string& suite, kernel_factory factory,
+                                const conformance_options& options, const char* file, int line) {
+  // Shared by the tests of the suite (GoogleTest owns the tests, the tests own this).
+  auto reg = std::make_shared<registration>();
+  reg->suite = suite.empty() ? std::string("BnoracleConformance") : gtest_name(suite);
+  reg->factory = std::move(factory);
+  reg->options = options;
+  reg->file = file != nullptr ? file : "";
+  reg->line = line;
+  try {
+    if (!registered_suites().insert(reg->suite).second) {
+      register_configuration_error(*reg, "the test suite " + reg->suite +
+                                             " is registered twice; give each one its own name");
+      return;
+    }
+    reg->seed = conformance_seed(options.seed);
+    if (!reg->factory) throw std::invalid_argument("the kernel factory is empty");
+    if (options.property_cases < 1) {
+      throw std::invalid_argument("property_cases must be at least 1, got " +
+                                  std::to_string(options.property_cases));
+    }
+    if (options.timeout.count() <= 0) throw std::invalid_argument("timeout must be positive");
+    if (!options.catalog && !options.properties) {
+      throw std::invalid_argument("catalog and properties are both off: nothing to run");
+    }
+    std::size_t registered = 0;
+    std::set<std::string> names;
+    auto unique = [&names](std::string name) {
+      const std::string base = name;
+      for (int k = 2; !names.insert(name).second; ++k) name = base + "_" + std::to_string(k);
+      return name;
+    };
+    if (options.catalog) {
+      for (const case_spec& spec : default_catalog(reg->seed)) {
+        if (!name_matches(spec.name, options.filter)) continue;
+        register_one(*reg, unique(gtest_name(spec.name)),
+                     guarded(reg, [reg, spec] { run_case(*reg, spec); }));
+        ++registered;
+      }
+    }
+    if (options.properties) {
+      for (const property_info& p : property_list()) {
+        const std::string name(p.name);
+        if (!name_matches("property/" + name, options.filter)) continue;
+        register_one(*reg, unique("property_" + gtest_name(name)),
+                     guarded(reg, [reg, name] { run_property(*reg, name); }));
+        ++registered;
+      }
+    }
+    if (registered == 0) {
+      throw std::invalid_argument("the filter '" + options.filter +
+                                  "' matches no case and no property");
+    }
+    reporter().add(reg->suite, reg->seed);
+  } catch (const std::exception& e) {
+    register_configuration_error(*reg, e.what());
+  }
+}
+
+}  // namespace bnoracle

@@ -1,0 +1,80 @@
+// bnoracle::gtest on a bundled kernel: the whole conformance suite registered by the macro (it
+// must pass), a filtered in-process variant with options, and the helpers.
+#include "bnoracle/gtest.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#ifndef BNORACLE_KERNEL_DIR
+#error "BNORACLE_KERNEL_DIR must point at the bundled kernels"
+#endif
+
+namespace {
+
+const std::string k_pairwise = std::string(BNORACLE_KERNEL_DIR) + "/libbnk_pairwise.so";
+
+}  // namespace
+
+// Everything, with the defaults: the catalog and the property suite at the standard level.
+BNORACLE_CONFORMANCE_SUITE_WITH_OPTIONS(PairwiseConformance, bnoracle::plugin_factory(k_pairwise),
+                                        .kernel_path = k_pairwise);
+
+// Options through designated initializers: in-process calls, strict level, one case family.
+BNORACLE_CONFORMANCE_SUITE_WITH_OPTIONS(WelfordStrictInProcess,
+                                        bnoracle::plugin_factory(std::string(BNORACLE_KERNEL_DIR) +
+                                                                 "/libbnk_welford.so"),
+                                        .level = bnoracle::accuracy_level::strict,
+                                        .property_cases = 20, .isolate = false,
+                                        .filter = "exact/basic*");
+
+namespace bnoracle {
+namespace {
+
+TEST(GTestIntegration, NamesBecomeGTestIdentifiers) {
+  EXPECT_EQ(gtest_name("exact/basic/nchw_4x3x5x5"), "exact_basic_nchw_4x3x5x5");
+  EXPECT_EQ(gtest_name("a-b.c d"), "a_b_c_d");
+  EXPECT_EQ(gtest_name("x1_Y2"), "x1_Y2");
+}
+
+TEST(GTestIntegration, TheRegisteredTestsAreTheCatalogAndTheProperties) {
+  const testing::UnitTest& u = *testing::UnitTest::GetInstance();
+  const testing::TestSuite* all = nullptr;
+  const testing::TestSuite* filtered = nullptr;
+  for (int i = 0; i < u.total_test_suite_count(); ++i) {
+    const testing::TestSuite* s = u.GetTestSuite(i);
+    if (std::string(s->name()) == "PairwiseConformance") all = s;
+    if (std::string(s->name()) == "WelfordStrictInProcess") filtered = s;
+  }
+  ASSERT_NE(all, nullptr);
+  ASSERT_NE(filtered, nullptr);
+  bool have_case = false;
+  bool have_property = false;
+  for (int i = 0; i < all->total_test_count(); ++i) {
+    const std::string name = all->GetTestInfo(i)->name();
+    have_case = have_case || name == "exact_basic_nchw_4x3x5x5";
+    have_property = have_property || name == "property_bias_invariance";
+  }
+  EXPECT_TRUE(have_case);
+  EXPECT_TRUE(have_property);
+  EXPECT_GT(all->total_test_count(), 40);
+  // "exact/basic*" matches the two exact/basic cases and no property.
+  EXPECT_EQ(filtered->total_test_count(), 2);
+}
+
+TEST(GTestIntegration, SeedComesFromTheEnvironment) {
+  ASSERT_EQ(unsetenv("BNORACLE_SEED"), 0);
+  EXPECT_EQ(conformance_seed(7), 7U);
+  ASSERT_EQ(setenv("BNORACLE_SEED", "18446744073709551615", 1), 0);
+  EXPECT_EQ(conformance_seed(7), 18446744073709551615ULL);
+  for (const char* bad : {"-1", "12x", "0x10", " 5", "18446744073709551616"}) {
+    ASSERT_EQ(setenv("BNORACLE_SEED", bad, 1), 0);
+    EXPECT_THROW((void)conformance_seed(7), std::invalid_argument) << bad;
+  }
+  ASSERT_EQ(unsetenv("BNORACLE_SEED"), 0);
+}
+
+}  // namespace
+}  // namespace bnoracle
