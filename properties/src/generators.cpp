@@ -228,7 +228,8 @@ rc::Gen<bn_problem> problem(const shape_options& o) {
         return static_cast<std::int64_t>(pick({2, 1, 3, 4, 5, 7, 8, 9, 16, 17, 31}));
       };
       p.n = static_cast<std::int64_t>(pick({2, 1, 3, 4, 5, 7, 8, 16, 17, 32, 33, 64, 65}));
-      p.c = *rc::gen::inRange<std::int64_t>(1, 7);
+      p.c = *rc::gen::inRange<std::int64_t>(std::max<std::int64_t>(1, o.min_channels),
+                                            std::max<std::int64_t>(7, o.min_channels + 1));
       p.spatial.clear();
       for (int i = 0; i < rank; ++i) p.spatial.push_back(extent());
       // Keep within the size budget: halve the largest extent until it fits.
@@ -245,8 +246,8 @@ rc::Gen<bn_problem> problem(const shape_options& o) {
           if (s > *largest) largest = &s;
         }
         if (*largest <= 1) {
-          if (p.c > 1) {
-            p.c = std::max<std::int64_t>(1, p.c / 2);
+          if (p.c > std::max<std::int64_t>(1, o.min_channels)) {
+            p.c = std::max<std::int64_t>(std::max<std::int64_t>(1, o.min_channels), p.c / 2);
             continue;
           }
           break;

@@ -50,6 +50,7 @@ enum class data_domain : std::uint8_t { sound, any };
 struct shape_options {
   std::uint32_t layouts = ~0U;       // kernel ABI layout bits allowed (BNK_LAYOUT_*)
   std::int64_t min_per_channel = 2;  // L = N·spatial at least this (0 allows empty batches)
+  std::int64_t min_channels = 1;     // C at least this
   std::int64_t max_elements = 4096;  // N·C·spatial at most this (scaled down by RapidCheck size)
   bool strided_negative = true;      // strided views may have negative strides
 };
