@@ -302,6 +302,19 @@ void register_conformance_tests(const std::string& suite, kernel_factory factory
       return;
     }
     reg->seed = conformance_seed(options.seed);
+    // BNORACLE_PROPERTY_CASES overrides the number of generated cases per property (CI's
+    // sanitizer pass runs fewer: it looks for memory errors, not for rare counterexamples).
+    if (const char* env = std::getenv("BNORACLE_PROPERTY_CASES");  // NOLINT(concurrency-mt-unsafe)
+        env != nullptr && *env != '\0') {
+      const std::string s(env);
+      const bool digits = s.size() <= 7 && s.find_first_not_of("0123456789") == std::string::npos;
+      const long n = digits ? std::strtol(s.c_str(), nullptr, 10) : 0;
+      if (n < 1) {
+        throw std::invalid_argument(
+            "BNORACLE_PROPERTY_CASES must be an integer in [1, 9999999], got '" + s + "'");
+      }
+      reg->options.property_cases = static_cast<int>(n);
+    }
     if (!reg->factory) throw std::invalid_argument("the kernel factory is empty");
     if (options.property_cases < 1) {
       throw std::invalid_argument("property_cases must be at least 1, got " +
