@@ -377,19 +377,6 @@ std::vector<float> channels_last(const bn_data& d, const std::vector<float>& log
   return mem;
 }
 
-bnoracle::layout canonical_layout(std::size_t rank) {
-  switch (rank) {
-    case 0:
-      return bnoracle::layout::nc;
-    case 1:
-      return bnoracle::layout::ncl;
-    case 2:
-      return bnoracle::layout::nchw;
-    default:
-      return bnoracle::layout::ncdhw;
-  }
-}
-
 // A reference over `d` stored in `mem_layout` (canonical or channels-last).
 struct stored_problem {
   bnoracle::bn_problem problem;
@@ -450,7 +437,7 @@ TEST(IndependentRoutes, StatisticsEqualTwoPassRationalComputation) {
     const std::size_t L = d.per_channel();
     SCOPED_TRACE("L = " + std::to_string(L));
     // ONNX's convention: its biased running variance lets L = 1 train (PyTorch refuses it).
-    const stored_problem sp(d, canonical_layout(d.spatial.size()), "onnx");
+    const stored_problem sp(d, bnoracle::dense_layout(d.spatial.size()), "onnx");
     const auto ref = sp.run(d, bn_mode::forward_training);
     ASSERT_TRUE(ref.refusal().empty()) << ref.refusal();
     const auto means = ref.goldens("mean");
@@ -608,7 +595,7 @@ TEST(IndependentRoutes, OutputsEqualTextbookFormulasRoundedFromTwoPrecisions) {
     const bool last = trial % 2 == 1 && rank >= 2;
     const bnoracle::layout mem_layout =
         last ? (rank == 2 ? bnoracle::layout::nhwc : bnoracle::layout::ndhwc)
-             : canonical_layout(rank);
+             : bnoracle::dense_layout(rank);
     SCOPED_TRACE("sweep trial " + std::to_string(trial) + ", " +
                  std::string(bnoracle::to_string(mem_layout)) + ", eps " + std::to_string(d.eps));
     expect_all_outputs_match(d, mem_layout);

@@ -172,23 +172,10 @@ struct view {
   std::vector<std::int64_t> strides;  // what we scatter with (and pass, for `strided`)
 };
 
-layout canonical_layout(std::size_t rank) {
-  switch (rank) {
-    case 0:
-      return layout::nc;
-    case 1:
-      return layout::ncl;
-    case 2:
-      return layout::nchw;
-    default:
-      return layout::ncdhw;
-  }
-}
-
 view canonical_view(const logical_case& t) {
   const std::size_t dims = t.extents.size();
-  return {std::string(bnoracle::to_string(canonical_layout(t.rank()))), canonical_layout(t.rank()),
-          strides_for(t.extents, identity_order(dims))};
+  return {std::string(bnoracle::to_string(bnoracle::dense_layout(t.rank()))),
+          bnoracle::dense_layout(t.rank()), strides_for(t.extents, identity_order(dims))};
 }
 
 std::vector<bnoracle::reference> run_all_modes(const logical_case& t, const view& v,

@@ -63,13 +63,6 @@ double b(std::string_view name) {
   return budget_value(name);
 }
 
-double to_double(const exact_value& v) {
-  if (v.what() != exact_value::kind::rational_value && v.what() != exact_value::kind::affine) {
-    return std::numeric_limits<double>::quiet_NaN();
-  }
-  return v.hp().convert_to<double>();
-}
-
 // Relative error of r = 1/sqrt(w) when w carries a relative error of at most tau: the exact
 // worst case 1/sqrt(1 − tau) − 1 (tau/2 to first order), and no bound at all once tau >= 1 —
 // the kernel's w may then be 0 or negative (a variance lost to cancellation).
@@ -212,8 +205,8 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       t.old_var = static_cast<double>(in.running_var[u]);
     }
     if (training && (!ref.refusal().empty() || g.per_channel() == 0)) continue;
-    t.mu = to_double(ref.normalizing_mean(c));
-    t.var = to_double(ref.normalizing_var(c));
+    t.mu = ref.normalizing_mean(c).to_double();
+    t.var = ref.normalizing_var(c).to_double();
     // One pass in double over the channel for the magnitudes the bounds need.
     double sum_abs_x = 0;
     double sum_dy = 0;

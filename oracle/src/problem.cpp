@@ -49,6 +49,19 @@ std::optional<layout> parse_layout(std::string_view s) {
   return std::nullopt;
 }
 
+layout dense_layout(std::size_t spatial_rank) {
+  switch (spatial_rank) {
+    case 0:
+      return layout::nc;
+    case 1:
+      return layout::ncl;
+    case 2:
+      return layout::nchw;
+    default:
+      return layout::ncdhw;
+  }
+}
+
 std::optional<int> spatial_rank(layout l) {
   for (const auto& e : k_layouts) {
     if (e.value == l && e.rank >= 0) return e.rank;

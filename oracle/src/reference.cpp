@@ -65,6 +65,10 @@ golden exact_value::round() const {
   return golden::undefined_value();
 }
 
+double exact_value::to_double() const {
+  return hp().convert_to<double>();
+}
+
 hp_float exact_value::hp() const {
   switch (kind_) {
     case kind::rational_value:

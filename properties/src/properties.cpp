@@ -46,6 +46,7 @@ struct context {
   const property_options& opt;
   std::string convention;
   mutable std::string last_case;  // the case being evaluated, shown (for failure reports)
+  mutable bool faulted = false;   // the evaluation failed because the kernel faulted
 
   [[nodiscard]] gen::case_options cases() const {
     gen::case_options o;
@@ -66,19 +67,6 @@ bool is_training(bn_mode m) {
 }
 bool is_backward(bn_mode m) {
   return m == bn_mode::backward_training || m == bn_mode::backward_inference;
-}
-
-layout dense_layout(std::size_t spatial_rank) {
-  switch (spatial_rank) {
-    case 0:
-      return layout::nc;
-    case 1:
-      return layout::ncl;
-    case 2:
-      return layout::nchw;
-    default:
-      return layout::ncdhw;
-  }
 }
 
 // The exact side of one call: the reference and the error model on the case's logical data.
@@ -112,16 +100,10 @@ class exact_side {
     return model_->bound(name, i, l);
   }
   // Exact statistics of channel c in double (NaN where undefined).
-  [[nodiscard]] double mean(std::int64_t c) const { return to_double(ref_->normalizing_mean(c)); }
-  [[nodiscard]] double var(std::int64_t c) const { return to_double(ref_->normalizing_var(c)); }
+  [[nodiscard]] double mean(std::int64_t c) const { return ref_->normalizing_mean(c).to_double(); }
+  [[nodiscard]] double var(std::int64_t c) const { return ref_->normalizing_var(c).to_double(); }
 
  private:
-  static double to_double(const exact_value& v) {
-    if (v.what() != exact_value::kind::rational_value && v.what() != exact_value::kind::affine) {
-      return std::numeric_limits<double>::quiet_NaN();
-    }
-    return v.hp().convert_to<double>();
-  }
   property_case pc_;
   bn_problem problem_;
   std::unique_ptr<reference> ref_;
@@ -153,7 +135,10 @@ call_request request_of(const property_case& pc, bn_mode mode, bool track) {
 call_result call(const context& c, const call_request& q, const std::string& refusal = {}) {
   call_result r = invoke(c.kernel, q, c.opt.call);
   const std::string mode(to_string(q.mode));
-  if (!r.run.ok() || !r.padding_written.empty()) fail(mode + ": kernel fault: " + r.describe());
+  if (!r.run.ok() || !r.padding_written.empty()) {
+    c.faulted = true;
+    fail(mode + ": kernel fault: " + r.describe());
+  }
   if (r.status == BNK_UNSUPPORTED) discard(mode + ": " + r.describe());
   if (r.status == BNK_REFUSED && !refusal.empty()) discard(mode + ": refused as required");
   if (r.status != BNK_OK) fail(mode + ": " + r.describe() + " on a valid problem");
@@ -1084,10 +1069,12 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
   int evaluations_after_failure = 0;
   std::string failure, failure_case;  // the last failing evaluation: the shrunk counterexample
   std::string first_failure;          // the first one, before shrinking made it marginal
+  bool failure_faulted = false;       // the last failing evaluation was a kernel fault
   auto body = [&] {
     // Once the budget is spent every shrink candidate counts as passing, so shrinking stops
     // at the smallest failing case found so far.
     if (failed_once && ++evaluations_after_failure > options.shrink_budget) return;
+    ctx.faulted = false;
     try {
       entry.body(ctx);
     } catch (const CaseResult& r) {
@@ -1096,6 +1083,7 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
         failed_once = true;
         failure = r.description;
         failure_case = ctx.last_case;
+        failure_faulted = ctx.faulted;
       }
       throw;
     } catch (const invalid_problem& e) {
@@ -1103,11 +1091,13 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
       failed_once = true;
       failure = std::string("internal error: generated an invalid problem: ") + e.what();
       failure_case = ctx.last_case;
+      failure_faulted = false;
       throw CaseResult(CaseResult::Type::Failure, failure);
     } catch (const std::exception& e) {
       failed_once = true;
       failure = std::string("exception: ") + e.what();
       failure_case = ctx.last_case;
+      failure_faulted = false;
       throw;
     }
   };
@@ -1136,7 +1126,7 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
       out.reason += "\n(before shrinking: " + first_failure + ")";
     }
     out.counterexample = failure_case;
-    out.fault = out.reason.find(": kernel fault: ") != std::string::npos;
+    out.fault = failure_faulted;
   } else if (result.is<rc::detail::GaveUpResult>()) {
     const auto& gu = result.get<rc::detail::GaveUpResult>();
     out.verdict = property_verdict::skip;

@@ -30,6 +30,9 @@ enum class layout { nc, ncl, nchw, nhwc, ncdhw, ndhwc, strided };
 [[nodiscard]] std::optional<layout> parse_layout(std::string_view s);
 // Number of spatial dimensions a named layout has (strided: any of 0..3).
 [[nodiscard]] std::optional<int> spatial_rank(layout l);
+// The dense channels-first layout with `spatial_rank` spatial dims: nc, ncl, nchw, ncdhw (3 and
+// above: ncdhw).
+[[nodiscard]] layout dense_layout(std::size_t spatial_rank);
 
 // The largest problem the reference accepts, in elements. Goldens take 16 bytes per element, so
 // this is 256 GiB of output: far past any machine this runs on, but small enough that every

@@ -70,6 +70,8 @@ class exact_value {
   // NaN for undefined and unspecified, ±Inf for infinite.
   [[nodiscard]] hp_float hp() const;
   [[nodiscard]] std::string decimal(int digits = 45) const;
+  // The nearest double; NaN for undefined and unspecified, ±Inf for infinite.
+  [[nodiscard]] double to_double() const;
 
  private:
   kind kind_ = kind::undefined;
