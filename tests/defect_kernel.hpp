@@ -10,6 +10,7 @@
 
 #include "bnoracle/kernel_abi.h"
 
+#include <unistd.h>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +41,10 @@ enum class defect {
   // finite, as (x − μ)² does for |x| ≈ 1e30 in pytorch #162489 (this kernel's own formula
   // until the property suite found it).
   late_rstd,
+  // pytorch #53691: results that change from run to run. The statistics are summed backwards
+  // when the process id is odd, as an atomic-add reduction's order follows the scheduler; every
+  // isolated call runs in a new child process with a new id.
+  nondeterministic_order,
 };
 
 inline defect g_defect = defect::none;  // inherited by the forked child of each isolated call
@@ -91,7 +96,9 @@ inline stats batch_stats(const float* x, const channel_view& v, float& scratch) 
                                   : v.offsets.size();
   if (g_defect != defect::accumulator_not_reset) scratch = 0;
   float s2 = 0;
-  for (std::size_t k = 0; k < visited; ++k) {
+  const bool backwards = g_defect == defect::nondeterministic_order && (getpid() & 1) != 0;
+  for (std::size_t j = 0; j < visited; ++j) {
+    const std::size_t k = backwards ? visited - 1 - j : j;
     const float xv = x[v.offsets[k]];
     scratch += xv;
     s2 += xv * xv;
@@ -218,6 +225,8 @@ inline const bnk_kernel k_table{BNK_ABI_VERSION,
                                 ft,
                                 fi,
                                 bt,
-                                bi};
+                                bi,
+                                nullptr,
+                                nullptr};
 
 }  // namespace bnoracle::test_kernel

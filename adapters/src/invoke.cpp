@@ -75,13 +75,15 @@ std::vector<float> to_logical(const geometry& g, const float* element0) {
   return out;
 }
 
-std::string call_result::describe() const {
+namespace {
+
+// "ok", "unsupported: ...", "refused: ...", "reported failure: ..." or the fault.
+std::string describe_call(const run_result& run, bnk_status status, const std::string& message) {
   if (!run.ok()) {
     std::string s = run.reason;
     if (!run.message.empty()) s += " (kernel said: " + run.message + ")";
     return s;
   }
-  if (!padding_written.empty()) return padding_written;
   switch (status) {
     case BNK_OK:
       return "ok";
@@ -93,6 +95,17 @@ std::string call_result::describe() const {
       break;
   }
   return "reported failure" + (message.empty() ? std::string() : ": " + message);
+}
+
+}  // namespace
+
+std::string call_result::describe() const {
+  if (run.ok() && !padding_written.empty()) return padding_written;
+  return describe_call(run, status, message);
+}
+
+std::string op_result::describe() const {
+  return describe_call(run, status, message);
 }
 
 call_result invoke(bn_kernel& kernel, const call_request& q, const call_options& options) {
@@ -232,6 +245,160 @@ call_result invoke(bn_kernel& kernel, const call_request& q, const call_options&
     r.running_var = copy_out(arena, "running_var");
     r.num_batches_tracked = arena.i64("num_batches_tracked")[0];
   }
+  return r;
+}
+
+namespace {
+
+void fill_nan(guarded_arena& a, const char* name) {
+  const auto s = a.f32_span(name);
+  std::fill(s.begin(), s.end(), std::numeric_limits<float>::quiet_NaN());
+}
+
+// Runs `body(message, size)` isolated or inline and fills the common part of the result.
+op_result run_op(guarded_arena& arena, const call_options& options, const isolated_call& call) {
+  op_result r;
+  r.run = options.isolate ? run_isolated(call, arena, options.timeout) : run_inline(call, arena);
+  if (!r.run.ok()) return r;
+  r.status = static_cast<bnk_status>(r.run.status);
+  r.message = r.run.message;
+  return r;
+}
+
+// The kernel's text into the isolated call's message buffer.
+int finish(bnk_status status, const std::string& text, char* message, std::size_t size) {
+  if (size > 0) {
+    const std::size_t n = std::min(text.size(), size - 1);
+    std::memcpy(message, text.data(), n);
+    message[n] = '\0';
+  }
+  return static_cast<int>(status);
+}
+
+}  // namespace
+
+op_result invoke_syncbn_merge(bn_kernel& kernel, const syncbn_request& q,
+                              const call_options& options) {
+  if (q.channels < 0 || q.counts.empty()) {
+    throw std::invalid_argument("invoke_syncbn_merge: needs C >= 0 and at least one shard");
+  }
+  for (const std::int64_t n : q.counts) {
+    if (n < 0) throw std::invalid_argument("invoke_syncbn_merge: a shard count is negative");
+  }
+  const auto C = static_cast<std::size_t>(q.channels);
+  const std::size_t KC = q.counts.size() * C;
+  check_size(q.shard_mean, KC, "shard_mean");
+  check_size(q.shard_var, KC, "shard_var");
+  if (q.track_running) {
+    check_size(q.running_mean, C, "running_mean");
+    check_size(q.running_var, C, "running_var");
+  }
+  std::vector<buffer_spec> specs{{"count", buffer_role::input, element_type::i64, q.counts.size()},
+                                 {"shard_mean", buffer_role::input, element_type::f32, KC},
+                                 {"shard_var", buffer_role::input, element_type::f32, KC},
+                                 {"mean", buffer_role::output, element_type::f32, C},
+                                 {"var", buffer_role::output, element_type::f32, C},
+                                 {"invstd", buffer_role::output, element_type::f32, C}};
+  if (q.track_running) {
+    specs.push_back({"running_mean", buffer_role::in_out, element_type::f32, C});
+    specs.push_back({"running_var", buffer_role::in_out, element_type::f32, C});
+    specs.push_back({"num_batches_tracked", buffer_role::in_out, element_type::i64, 1});
+  }
+  guarded_arena arena(specs, arena_options{.null_for_empty = true});
+  std::copy(q.counts.begin(), q.counts.end(), arena.i64_span("count").begin());
+  copy_in(arena, "shard_mean", q.shard_mean);
+  copy_in(arena, "shard_var", q.shard_var);
+  for (const char* o : {"mean", "var", "invstd"}) fill_nan(arena, o);
+  bnk_syncbn_buffers b{};
+  b.count = arena.i64("count");
+  b.shard_mean = arena.f32("shard_mean");
+  b.shard_var = arena.f32("shard_var");
+  b.mean = arena.f32("mean");
+  b.var = arena.f32("var");
+  b.invstd = arena.f32("invstd");
+  if (q.track_running) {
+    copy_in(arena, "running_mean", q.running_mean);
+    copy_in(arena, "running_var", q.running_var);
+    arena.i64("num_batches_tracked")[0] = q.num_batches_tracked;
+    b.running_mean = arena.f32("running_mean");
+    b.running_var = arena.f32("running_var");
+    b.num_batches_tracked = arena.i64("num_batches_tracked");
+  }
+  bnk_syncbn_problem p{};
+  p.struct_size = sizeof(bnk_syncbn_problem);
+  p.shards = static_cast<std::int64_t>(q.counts.size());
+  p.channels = q.channels;
+  p.eps = q.eps;
+  p.momentum = q.momentum.value_or(0.0);
+  p.cumulative = q.momentum ? 0 : 1;
+  p.track_running = q.track_running ? 1 : 0;
+  op_result r = run_op(arena, options, [&kernel, p, b](char* message, std::size_t size) {
+    std::string text;
+    const bnk_status st = kernel.run_syncbn_merge(p, b, text);
+    return finish(st, text, message, size);
+  });
+  if (!r.ok()) return r;
+  for (const char* o : {"mean", "var", "invstd"}) r.outputs[o] = copy_out(arena, o);
+  if (q.track_running) {
+    r.outputs["running_mean"] = copy_out(arena, "running_mean");
+    r.outputs["running_var"] = copy_out(arena, "running_var");
+    r.num_batches_tracked = arena.i64("num_batches_tracked")[0];
+  }
+  return r;
+}
+
+op_result invoke_fold(bn_kernel& kernel, const fold_request& q, const call_options& options) {
+  if (q.out_channels < 0 || q.fan_in < 0) {
+    throw std::invalid_argument("invoke_fold: negative extents");
+  }
+  const auto O = static_cast<std::size_t>(q.out_channels);
+  const std::size_t OK = O * static_cast<std::size_t>(q.fan_in);
+  const bool has_bias = !q.bias.empty();
+  check_size(q.weight, OK, "weight");
+  if (has_bias) check_size(q.bias, O, "bias");
+  check_size(q.gamma, O, "gamma");
+  check_size(q.beta, O, "beta");
+  check_size(q.running_mean, O, "running_mean");
+  check_size(q.running_var, O, "running_var");
+  std::vector<buffer_spec> specs{{"weight", buffer_role::input, element_type::f32, OK}};
+  if (has_bias) specs.push_back({"bias", buffer_role::input, element_type::f32, O});
+  for (const char* in : {"gamma", "beta", "running_mean", "running_var"}) {
+    specs.push_back({in, buffer_role::input, element_type::f32, O});
+  }
+  specs.push_back({"weight_out", buffer_role::output, element_type::f32, OK});
+  specs.push_back({"bias_out", buffer_role::output, element_type::f32, O});
+  guarded_arena arena(specs, arena_options{.null_for_empty = true});
+  copy_in(arena, "weight", q.weight);
+  copy_in(arena, "bias", q.bias);
+  copy_in(arena, "gamma", q.gamma);
+  copy_in(arena, "beta", q.beta);
+  copy_in(arena, "running_mean", q.running_mean);
+  copy_in(arena, "running_var", q.running_var);
+  fill_nan(arena, "weight_out");
+  fill_nan(arena, "bias_out");
+  bnk_fold_buffers b{};
+  b.weight = arena.f32("weight");
+  b.bias = has_bias ? arena.f32("bias") : nullptr;
+  b.gamma = arena.f32("gamma");
+  b.beta = arena.f32("beta");
+  b.running_mean = arena.f32("running_mean");
+  b.running_var = arena.f32("running_var");
+  b.weight_out = arena.f32("weight_out");
+  b.bias_out = arena.f32("bias_out");
+  bnk_fold_problem p{};
+  p.struct_size = sizeof(bnk_fold_problem);
+  p.out_channels = q.out_channels;
+  p.fan_in = q.fan_in;
+  p.eps = q.eps;
+  p.has_bias = has_bias ? 1 : 0;
+  op_result r = run_op(arena, options, [&kernel, p, b](char* message, std::size_t size) {
+    std::string text;
+    const bnk_status st = kernel.run_fold(p, b, text);
+    return finish(st, text, message, size);
+  });
+  if (!r.ok()) return r;
+  r.outputs["weight"] = copy_out(arena, "weight_out");
+  r.outputs["bias"] = copy_out(arena, "bias_out");
   return r;
 }
 

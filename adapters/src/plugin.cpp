@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 
 #include <array>
+#include <cstddef>
 #include <cstring>
 
 namespace bnoracle {
@@ -26,6 +27,15 @@ class table_kernel final : public bn_kernel {
     info_.modes[1] = table->forward_inference != nullptr;
     info_.modes[2] = table->backward_training != nullptr;
     info_.modes[3] = table->backward_inference != nullptr;
+    // Fields appended within version 1 exist only in tables at least that large.
+    if (table->struct_size >= offsetof(bnk_kernel, syncbn_merge) + sizeof(table->syncbn_merge)) {
+      syncbn_ = table->syncbn_merge;
+    }
+    if (table->struct_size >= offsetof(bnk_kernel, fold) + sizeof(table->fold)) {
+      fold_ = table->fold;
+    }
+    info_.syncbn_merge = syncbn_ != nullptr;
+    info_.fold = fold_ != nullptr;
   }
 
   [[nodiscard]] const kernel_info& info() const override { return info_; }
@@ -39,8 +49,28 @@ class table_kernel final : public bn_kernel {
       message = "mode not provided by the kernel";
       return BNK_UNSUPPORTED;
     }
+    return call(entry, &problem, &buffers, message);
+  }
+
+  bnk_status run_syncbn_merge(const bnk_syncbn_problem& problem, const bnk_syncbn_buffers& buffers,
+                              std::string& message) override {
+    if (syncbn_ == nullptr) return bn_kernel::run_syncbn_merge(problem, buffers, message);
+    return call(syncbn_, &problem, &buffers, message);
+  }
+
+  bnk_status run_fold(const bnk_fold_problem& problem, const bnk_fold_buffers& buffers,
+                      std::string& message) override {
+    if (fold_ == nullptr) return bn_kernel::run_fold(problem, buffers, message);
+    return call(fold_, &problem, &buffers, message);
+  }
+
+ private:
+  // Calls an entry point with a 1024-byte message buffer and checks the status it returns.
+  template <class Entry, class Problem, class Buffers>
+  static bnk_status call(Entry entry, const Problem* problem, const Buffers* buffers,
+                         std::string& message) {
     std::array<char, 1024> buf{};
-    const int rc = entry(&problem, &buffers, buf.data(), buf.size());
+    const int rc = entry(problem, buffers, buf.data(), buf.size());
     buf.back() = '\0';  // a kernel that forgets the terminator cannot make us read past the end
     message = buf.data();
     if (rc < BNK_OK || rc > BNK_FAILED) {
@@ -51,13 +81,27 @@ class table_kernel final : public bn_kernel {
     return static_cast<bnk_status>(rc);
   }
 
- private:
   const bnk_kernel* table_;
+  bnk_syncbn_entry syncbn_ = nullptr;
+  bnk_fold_entry fold_ = nullptr;
   std::shared_ptr<void> owner_;  // keeps the library loaded while the kernel lives
   kernel_info info_;
 };
 
 }  // namespace
+
+bnk_status bn_kernel::run_syncbn_merge(const bnk_syncbn_problem& /*problem*/,
+                                       const bnk_syncbn_buffers& /*buffers*/,
+                                       std::string& message) {
+  message = "the SyncBN merge is not provided by the kernel";
+  return BNK_UNSUPPORTED;
+}
+
+bnk_status bn_kernel::run_fold(const bnk_fold_problem& /*problem*/,
+                               const bnk_fold_buffers& /*buffers*/, std::string& message) {
+  message = "folding is not provided by the kernel";
+  return BNK_UNSUPPORTED;
+}
 
 bool kernel_info::supports(layout l) const {
   return (layouts & layout_bit(l)) != 0U;
@@ -90,10 +134,10 @@ std::unique_ptr<bn_kernel> wrap_table(const bnk_kernel* table, std::shared_ptr<v
                        " is not supported (this bnoracle speaks version " +
                        std::to_string(BNK_ABI_VERSION) + ")");
   }
-  if (table->struct_size < sizeof(bnk_kernel)) {
+  if (table->struct_size < BNK_KERNEL_V1_BASE_SIZE) {
     throw plugin_error("the kernel table is smaller (" + std::to_string(table->struct_size) +
                        " bytes) than ABI version 1 requires (" +
-                       std::to_string(sizeof(bnk_kernel)) + ")");
+                       std::to_string(BNK_KERNEL_V1_BASE_SIZE) + ")");
   }
   if (table->name == nullptr || std::strlen(table->name) == 0) {
     throw plugin_error("the kernel table has no name");

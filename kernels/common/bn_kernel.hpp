@@ -436,6 +436,110 @@ struct bn {
   }
 };
 
+// ---- SyncBN merge and folding (policy-independent) ------------------------------------------
+
+// Merges K shards' (count, mean, biased variance) per channel in float32:
+//   n = Σ nₖ,  mean = Σ nₖ·mₖ / n,  M2 = Σ (nₖ·vₖ + nₖ·(mₖ − mean)²),  var = M2 / n,
+// then invstd and the PyTorch running update over the total count (unbiased M2/(n − 1)).
+inline bnk_status syncbn_merge(const bnk_syncbn_problem& p, const bnk_syncbn_buffers& b,
+                               rejection& r) {
+  if (p.struct_size < sizeof(bnk_syncbn_problem)) {
+    reject(r, BNK_FAILED, "bnk_syncbn_problem.struct_size %u is too small",
+           static_cast<unsigned>(p.struct_size));
+    return r.status;
+  }
+  if (p.shards < 1 || p.channels < 0) {
+    reject(r, BNK_FAILED, "needs at least one shard and C >= 0");
+    return r.status;
+  }
+  const bool track = p.track_running != 0;
+  if (missing(b.count, "count", r)) return r.status;
+  if (p.channels > 0 &&
+      (missing(b.shard_mean, "shard_mean", r) || missing(b.shard_var, "shard_var", r) ||
+       missing(b.mean, "mean", r) || missing(b.var, "var", r) || missing(b.invstd, "invstd", r))) {
+    return r.status;
+  }
+  if (track && (missing(b.num_batches_tracked, "num_batches_tracked", r) ||
+                (p.channels > 0 && (missing(b.running_mean, "running_mean", r) ||
+                                    missing(b.running_var, "running_var", r))))) {
+    return r.status;
+  }
+  std::int64_t total = 0;
+  for (std::int64_t k = 0; k < p.shards; ++k) {
+    if (b.count[k] < 0 || !add_ok(total, b.count[k], total)) {
+      reject(r, BNK_FAILED, "count[%lld] is negative or the total overflows",
+             static_cast<long long>(k));
+      return r.status;
+    }
+  }
+  const float eps = static_cast<float>(p.eps);
+  const std::int64_t t = track ? *b.num_batches_tracked + 1 : 0;
+  const float f = !track              ? 0.0F
+                  : p.cumulative != 0 ? 1.0F / static_cast<float>(t)
+                                      : static_cast<float>(p.momentum);
+  const auto n = static_cast<float>(total);
+  for (std::int64_t c = 0; c < p.channels; ++c) {
+    if (total == 0) {
+      b.mean[c] = b.var[c] = b.invstd[c] = nan_f();
+      continue;  // no statistics: the running ones stay (as for an empty batch)
+    }
+    float sum = 0.0F;
+    for (std::int64_t k = 0; k < p.shards; ++k) {
+      sum += static_cast<float>(b.count[k]) * b.shard_mean[k * p.channels + c];
+    }
+    const float mean = sum / n;
+    float m2 = 0.0F;
+    for (std::int64_t k = 0; k < p.shards; ++k) {
+      if (b.count[k] == 0) continue;
+      const float nk = static_cast<float>(b.count[k]);
+      const float d = b.shard_mean[k * p.channels + c] - mean;
+      m2 += nk * b.shard_var[k * p.channels + c] + nk * (d * d);
+    }
+    const float var = m2 / n;
+    b.mean[c] = mean;
+    b.var[c] = var;
+    b.invstd[c] = inv_std(var, eps);
+    if (track) {
+      const float unbiased = m2 / static_cast<float>(total - 1);
+      b.running_mean[c] = (1.0F - f) * b.running_mean[c] + f * mean;
+      b.running_var[c] = (1.0F - f) * b.running_var[c] + f * unbiased;
+    }
+  }
+  if (track) *b.num_batches_tracked = t;
+  return BNK_OK;
+}
+
+// W'[o, k] = W[o, k]·s[o] and b'[o] = (b[o] − μ[o])·s[o] + β[o] with s = γ·rsqrt(var + ε).
+inline bnk_status fold(const bnk_fold_problem& p, const bnk_fold_buffers& b, rejection& r) {
+  if (p.struct_size < sizeof(bnk_fold_problem)) {
+    reject(r, BNK_FAILED, "bnk_fold_problem.struct_size %u is too small",
+           static_cast<unsigned>(p.struct_size));
+    return r.status;
+  }
+  if (p.out_channels < 0 || p.fan_in < 0) {
+    reject(r, BNK_FAILED, "negative extents");
+    return r.status;
+  }
+  if (p.out_channels == 0) return BNK_OK;
+  if ((p.fan_in > 0 &&
+       (missing(b.weight, "weight", r) || missing(b.weight_out, "weight_out", r))) ||
+      missing(b.gamma, "gamma", r) || missing(b.beta, "beta", r) ||
+      missing(b.running_mean, "running_mean", r) || missing(b.running_var, "running_var", r) ||
+      missing(b.bias_out, "bias_out", r) || (p.has_bias != 0 && missing(b.bias, "bias", r))) {
+    return r.status;
+  }
+  const float eps = static_cast<float>(p.eps);
+  for (std::int64_t o = 0; o < p.out_channels; ++o) {
+    const float s = b.gamma[o] * inv_std(b.running_var[o], eps);
+    for (std::int64_t k = 0; k < p.fan_in; ++k) {
+      b.weight_out[o * p.fan_in + k] = b.weight[o * p.fan_in + k] * s;
+    }
+    const float bias = p.has_bias != 0 ? b.bias[o] : 0.0F;
+    b.bias_out[o] = (bias - b.running_mean[o]) * s + b.beta[o];
+  }
+  return BNK_OK;
+}
+
 // ---- ABI glue -------------------------------------------------------------------------------
 
 inline int report(char* message, std::size_t message_size, int status, const char* text) {
@@ -478,8 +582,28 @@ int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
   }
 }
 
+// The entry points of the merge and the fold: the same glue as `entry` for the modes.
+template <class Problem, class Buffers,
+          bnk_status (*Op)(const Problem&, const Buffers&, rejection&)>
+int op_entry(const Problem* problem, const Buffers* buffers, char* message,
+             std::size_t message_size) noexcept {
+  if (problem == nullptr || buffers == nullptr) {
+    return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
+  }
+  try {
+    rejection r;
+    const bnk_status s = Op(*problem, *buffers, r);
+    return s == BNK_OK ? BNK_OK : report(message, message_size, s, r.why);
+  } catch (const std::exception& e) {
+    return report(message, message_size, BNK_FAILED, e.what());
+  } catch (...) {
+    return report(message, message_size, BNK_FAILED, "unknown exception");
+  }
+}
+
 // The table of a bundled kernel: PyTorch convention, every layout, all four modes, saves mean
-// and invstd, updates the running statistics, supports momentum = None.
+// and invstd, updates the running statistics, supports momentum = None, merges SyncBN statistics
+// and folds.
 template <class P>
 constexpr bnk_kernel make_table(const char* name) {
   return bnk_kernel{
@@ -496,6 +620,8 @@ constexpr bnk_kernel make_table(const char* name) {
       .forward_inference = &entry<P, BNK_FORWARD_INFERENCE>,
       .backward_training = &entry<P, BNK_BACKWARD_TRAINING>,
       .backward_inference = &entry<P, BNK_BACKWARD_INFERENCE>,
+      .syncbn_merge = &op_entry<bnk_syncbn_problem, bnk_syncbn_buffers, &syncbn_merge>,
+      .fold = &op_entry<bnk_fold_problem, bnk_fold_buffers, &fold>,
   };
 }
 

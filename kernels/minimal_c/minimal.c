@@ -225,6 +225,8 @@ static const bnk_kernel table = {
     forward_inference,
     backward_training,
     backward_inference,
+    NULL, /* syncbn_merge: not provided */
+    NULL, /* fold: not provided */
 };
 
 EXPORT const bnk_kernel* bnoracle_kernel_v1(void); /* the entry symbol (BNK_ENTRY_SYMBOL) */

@@ -113,6 +113,8 @@ const bnk_kernel table = {
     forward_inference,
     nullptr,
     nullptr,
+    nullptr,
+    nullptr,
 };
 
 }  // namespace

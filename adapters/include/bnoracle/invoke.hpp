@@ -18,6 +18,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,6 +68,54 @@ struct call_result {
 // std::invalid_argument when a tensor has the wrong size.
 [[nodiscard]] call_result invoke(bn_kernel& kernel, const call_request& request,
                                  const call_options& options);
+
+// ---- The operations beside the four modes (kernel_abi.h) ----------------------------------------
+
+// One SyncBN merge: K shards' per-channel (count, mean, biased variance) in float32.
+struct syncbn_request {
+  std::int64_t channels = 0;         // C
+  std::vector<std::int64_t> counts;  // K (K >= 1)
+  std::vector<float> shard_mean;     // K·C, shard-major
+  std::vector<float> shard_var;      // K·C
+  double eps = 1e-5;
+  std::optional<double> momentum;  // in the kernel's convention; nullopt: cumulative
+  bool track_running = true;
+  std::vector<float> running_mean, running_var;  // C each, when track_running
+  std::int64_t num_batches_tracked = 0;
+};
+
+// One fold of an inference batch norm into the preceding layer (O output channels, K weights
+// per output channel).
+struct fold_request {
+  std::int64_t out_channels = 0;
+  std::int64_t fan_in = 0;
+  std::vector<float> weight;                                  // O·K
+  std::vector<float> bias;                                    // O, or empty: the layer has no bias
+  std::vector<float> gamma, beta, running_mean, running_var;  // O each
+  double eps = 1e-5;
+};
+
+// What such a call returned. `outputs` holds, on BNK_OK, every output by its fixture name:
+// "mean", "var", "invstd" and (when tracking) "running_mean", "running_var" for the merge;
+// "weight", "bias" for the fold.
+struct op_result {
+  run_result run;
+  bnk_status status = BNK_FAILED;
+  std::string message;
+  std::map<std::string, std::vector<float>> outputs;
+  std::int64_t num_batches_tracked = 0;  // merge with tracking
+
+  [[nodiscard]] bool ok() const { return run.ok() && status == BNK_OK; }
+  [[nodiscard]] std::string describe() const;
+};
+
+// Run the merge or the fold, isolated like `invoke` (outputs start as NaN; inputs are read-only).
+// A kernel that does not provide the operation gives BNK_UNSUPPORTED. Throw
+// std::invalid_argument when a vector has the wrong size or a count is negative.
+[[nodiscard]] op_result invoke_syncbn_merge(bn_kernel& kernel, const syncbn_request& request,
+                                            const call_options& options);
+[[nodiscard]] op_result invoke_fold(bn_kernel& kernel, const fold_request& request,
+                                    const call_options& options);
 
 // Logical order <-> memory image starting at the geometry's min offset.
 [[nodiscard]] std::vector<float> to_memory(const geometry& g, const std::vector<float>& logical,

@@ -27,6 +27,8 @@ struct kernel_info {
   bool supports_cumulative = false;
   bnk_saved saves = BNK_SAVES_NONE;
   bool modes[4] = {false, false, false, false};  // indexed by bn_mode
+  bool syncbn_merge = false;                     // the SyncBN statistic merge is provided
+  bool fold = false;                             // folding into a preceding layer is provided
 
   [[nodiscard]] bool supports(bn_mode m) const { return modes[static_cast<int>(m)]; }
   [[nodiscard]] bool supports(layout l) const;
@@ -40,6 +42,12 @@ class bn_kernel {
   // Runs one mode. `message` receives the kernel's text on anything but BNK_OK.
   virtual bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
                          std::string& message) = 0;
+  // The operations beside the four modes (kernel_abi.h). A kernel that does not provide one
+  // keeps these defaults, which answer BNK_UNSUPPORTED.
+  virtual bnk_status run_syncbn_merge(const bnk_syncbn_problem& problem,
+                                      const bnk_syncbn_buffers& buffers, std::string& message);
+  virtual bnk_status run_fold(const bnk_fold_problem& problem, const bnk_fold_buffers& buffers,
+                              std::string& message);
 };
 
 // Wraps a C table (from a plugin or linked in). Validates it; throws plugin_error.

@@ -107,6 +107,70 @@ typedef struct bnk_buffers {
 typedef int (*bnk_entry)(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
                          size_t message_size);
 
+/* ---- Operations beside the four modes (appended to ABI version 1; see bnk_kernel) ---------- */
+
+/* SyncBN: merging the per-shard statistics of one step into the global ones. K shards (devices)
+ * each computed, for every channel, its element count, mean and biased variance in float32; the
+ * kernel merges them (exactly as if one device had seen the whole batch), derives the invstd and,
+ * with track_running, updates the running statistics under its claimed convention (the running
+ * variance estimator of that convention over the total count n = Σ count). */
+typedef struct bnk_syncbn_problem {
+  uint32_t struct_size;  /* sizeof(bnk_syncbn_problem) as bnoracle was built */
+  int64_t shards;        /* K >= 1 */
+  int64_t channels;      /* C >= 0 */
+  double eps;            /* inside the square root of invstd */
+  double momentum;       /* as in bnk_problem; unused if cumulative */
+  int32_t cumulative;    /* 1: momentum = None, factor 1/num_batches_tracked (after increment) */
+  int32_t track_running; /* 1: update running_mean, running_var, num_batches_tracked in place */
+} bnk_syncbn_problem;
+
+typedef struct bnk_syncbn_buffers {
+  /* Inputs. */
+  const int64_t* count;     /* K: elements per channel on shard k (0 allowed: it contributes
+                               nothing; its mean and variance are then 0) */
+  const float* shard_mean;  /* K·C, shard-major: shard_mean[k·C + c] */
+  const float* shard_var;   /* K·C, biased variance of shard k, channel c */
+  /* Running statistics (C each), updated in place when track_running. */
+  float* running_mean;
+  float* running_var;
+  int64_t* num_batches_tracked;
+  /* Outputs (C each). */
+  float* mean;   /* global mean */
+  float* var;    /* global biased variance */
+  float* invstd; /* 1/sqrt(var + eps) */
+} bnk_syncbn_buffers;
+
+/* Folding an inference batch norm into the preceding linear or convolution layer: with
+ * s = gamma/sqrt(running_var + eps) per output channel o,
+ *   weight_out[o·K + k] = weight[o·K + k]·s[o],   bias_out[o] = (bias[o] − running_mean[o])·s[o] + beta[o]
+ * where bias is 0 when the layer has none. */
+typedef struct bnk_fold_problem {
+  uint32_t struct_size;  /* sizeof(bnk_fold_problem) as bnoracle was built */
+  int64_t out_channels;  /* O: output channels of the layer = channels of the batch norm */
+  int64_t fan_in;        /* K: weights per output channel (in_channels·kernel extent) */
+  double eps;
+  int32_t has_bias;      /* 1: `bias` is given; 0: the layer has no bias (it is NULL) */
+} bnk_fold_problem;
+
+typedef struct bnk_fold_buffers {
+  /* Inputs. */
+  const float* weight; /* O·K, row-major per output channel */
+  const float* bias;   /* O, or NULL when !has_bias */
+  const float* gamma;  /* O */
+  const float* beta;   /* O */
+  const float* running_mean; /* O */
+  const float* running_var;  /* O */
+  /* Outputs. */
+  float* weight_out; /* O·K */
+  float* bias_out;   /* O (always written: a layer without bias gets one) */
+} bnk_fold_buffers;
+
+typedef int (*bnk_syncbn_entry)(const bnk_syncbn_problem* problem,
+                                const bnk_syncbn_buffers* buffers, char* message,
+                                size_t message_size);
+typedef int (*bnk_fold_entry)(const bnk_fold_problem* problem, const bnk_fold_buffers* buffers,
+                              char* message, size_t message_size);
+
 typedef struct bnk_kernel {
   uint32_t abi_version;        /* BNK_ABI_VERSION */
   uint32_t struct_size;        /* sizeof(bnk_kernel) */
@@ -122,7 +186,14 @@ typedef struct bnk_kernel {
   bnk_entry forward_inference;
   bnk_entry backward_training;
   bnk_entry backward_inference;
+  /* Appended within version 1 (read only when struct_size covers them; NULL = not supported). */
+  bnk_syncbn_entry syncbn_merge;
+  bnk_fold_entry fold;
 } bnk_kernel;
+
+/* The size of the first version-1 table, without the appended fields: the smallest struct_size
+ * bnoracle accepts. */
+#define BNK_KERNEL_V1_BASE_SIZE (offsetof(bnk_kernel, syncbn_merge))
 
 /* The one exported symbol. Returns a table valid for the library's lifetime. */
 typedef const bnk_kernel* (*bnk_entry_fn)(void);
