@@ -1,4 +1,5 @@
 #include "runner.hpp"
+#include "verify.hpp"
 
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/measure.hpp"
@@ -324,12 +325,36 @@ run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
   for (const auto& c : cases) {
     if (name_matches(c.name, options.filter)) selected.push_back(&c);
   }
+  // The fold and SyncBN-merge cases, as fixtures made for this seed and convention claim.
+  std::vector<fixture> operations;
+  if (options.operations) {
+    const std::string& claim =
+        options.convention.empty() ? s.kernel.convention : options.convention;
+    for (const fixture_file& file : make_operation_cases(options.seed, claim)) {
+      fixture f = parse_fixture(file.text, file.relative_path);
+      if (!name_matches(f.catalog_case, options.filter)) continue;
+      f.id = file.relative_path.substr(0, file.relative_path.size() - 5);  // without ".json"
+      operations.push_back(std::move(f));
+    }
+  }
+  const std::size_t total = selected.size() + operations.size();
   case_runner runner(kernel, options);
   for (std::size_t i = 0; i < selected.size(); ++i) {
-    if (progress) progress(i, selected.size(), selected[i]->name);
+    if (progress) progress(i, total, selected[i]->name);
     runner.run(*selected[i], s.results);
   }
-  if (progress) progress(selected.size(), selected.size(), "");
+  for (std::size_t i = 0; i < operations.size(); ++i) {
+    const fixture& f = operations[i];
+    if (progress) progress(selected.size() + i, total, f.catalog_case);
+    const auto start = std::chrono::steady_clock::now();
+    case_result r = judge_fixture(f, kernel_results(kernel, f, options), options);
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    r.repro = "bnoracle check --kernel " + options.kernel_path + " --filter '" + f.catalog_case +
+              "' --seed " + std::to_string(options.seed) + " --level " +
+              std::string(to_string(options.level));
+    s.results.push_back(std::move(r));
+  }
+  if (progress) progress(total, total, "");
   tally(s);
   return s;
 }

@@ -25,6 +25,7 @@ struct run_options {
   std::string convention;          // override of the kernel's claim ("": none)
   double mistrust_fraction = 0.5;  // see docs/error-model.md
   bool catalog = true;             // run the case catalog
+  bool operations = true;          // with it, the fold and SyncBN-merge cases
   bool properties = true;          // run the property suite (docs/properties.md)
   int property_cases = 100;        // generated cases per property
 };

@@ -66,100 +66,181 @@ std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::stri
   return n;
 }
 
+namespace {
+
+// The results of a kernel that provides the fold or the SyncBN merge, on such a fixture.
+results operation_results(bn_kernel& kernel, const fixture& f, const std::string& claim,
+                          const call_options& co) {
+  results r;
+  r.id = f.id;
+  const kernel_info& info = kernel.info();
+  op_result out;
+  if (f.kind == "fold") {
+    if (!info.fold) {
+      r.status = "unsupported";
+      r.message = "the kernel does not provide folding";
+      return r;
+    }
+    fold_request q;
+    q.out_channels = f.problem.n;
+    q.fan_in = f.problem.c;
+    q.eps = f.problem.eps;
+    q.weight = input(f, "weight");
+    q.bias = input(f, "bias");
+    q.gamma = input(f, "gamma");
+    q.beta = input(f, "beta");
+    q.running_mean = input(f, "running_mean");
+    q.running_var = input(f, "running_var");
+    out = invoke_fold(kernel, q, co);
+  } else {
+    if (!info.syncbn_merge) {
+      r.status = "unsupported";
+      r.message = "the kernel does not provide the SyncBN merge";
+      return r;
+    }
+    if (f.problem.convention != claim) {
+      r.status = "unsupported";
+      r.message = "fixture for convention " + f.problem.convention + ", kernel claims " + claim;
+      return r;
+    }
+    if (!f.problem.momentum && !info.supports_cumulative) {
+      r.status = "unsupported";
+      r.message = "not supported by the kernel's self-description (momentum = None)";
+      return r;
+    }
+    syncbn_request q;
+    q.channels = f.problem.c;
+    q.counts = f.counts;
+    q.shard_mean = input(f, "shard_mean");
+    q.shard_var = input(f, "shard_var");
+    q.eps = f.problem.eps;
+    q.momentum = f.problem.momentum;
+    q.track_running = f.track_running;
+    q.running_mean = input(f, "running_mean");
+    q.running_var = input(f, "running_var");
+    q.num_batches_tracked = f.num_batches_tracked;
+    out = invoke_syncbn_merge(kernel, q, co);
+  }
+  if (!out.run.ok()) {
+    r.status = "failed";
+    r.message = out.describe();
+    r.fault = true;
+  } else if (out.status == BNK_UNSUPPORTED) {
+    r.status = "unsupported";
+    r.message = out.message;
+  } else if (out.status == BNK_REFUSED) {
+    r.status = "refused";
+    r.message = out.message;
+  } else if (out.status != BNK_OK) {
+    r.status = "failed";
+    r.message = out.message;
+  } else {
+    r.status = "ok";
+    r.outputs = out.outputs;
+    if (f.kind == "syncbn_merge" && f.track_running)
+      r.num_batches_tracked = out.num_batches_tracked;
+  }
+  return r;
+}
+
+}  // namespace
+
+results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& opt) {
+  results r;
+  r.id = f.id;
+  const kernel_info& info = kernel.info();
+  const call_options co{opt.isolate, opt.timeout};
+  // The convention the kernel is judged under: its claim, or the override of --convention.
+  const std::string& claim = opt.convention.empty() ? info.convention : opt.convention;
+  if (f.kind != "batch_norm") return operation_results(kernel, f, claim, co);
+  const bool backward = f.op == bn_mode::backward_training || f.op == bn_mode::backward_inference;
+  const bool training = f.op == bn_mode::forward_training || f.op == bn_mode::backward_training;
+  if (f.problem.convention != claim) {
+    // A fixture of another convention states what that framework does; the kernel claims its
+    // own. (`bnoracle check --convention` judges a kernel against another claim.)
+    r.status = "unsupported";
+    r.message = "fixture for convention " + f.problem.convention + ", kernel claims " + claim;
+    return r;
+  }
+  if (!info.supports(f.op) || !info.supports(f.problem.mem_layout) ||
+      (!f.problem.momentum && !info.supports_cumulative && f.track_running)) {
+    r.status = "unsupported";
+    r.message = "not supported by the kernel's self-description";
+    return r;
+  }
+  call_request q;
+  q.problem = f.problem;
+  q.affine = f.affine;
+  q.src = input(f, "src");
+  if (backward) q.diff_dst = input(f, "diff_dst");
+  if (f.affine) {
+    q.gamma = input(f, "gamma");
+    q.beta = input(f, "beta");
+  }
+  if (!training || f.track_running) {
+    q.running_mean = input(f, "running_mean");
+    q.running_var = input(f, "running_var");
+    q.num_batches_tracked = f.num_batches_tracked;
+  }
+  const bool saves = info.saves != BNK_SAVES_NONE;
+  // Backward training needs the kernel's own saved statistics: one forward call first.
+  if (f.op == bn_mode::backward_training && saves && info.supports(bn_mode::forward_training)) {
+    call_request fwd = q;
+    fwd.mode = bn_mode::forward_training;
+    fwd.track_running = false;
+    const call_result fr = invoke(kernel, fwd, co);
+    if (fr.ok()) {
+      q.save_mean = fr.save_mean;
+      q.save_stat = fr.save_stat;
+    }
+  }
+  q.mode = f.op;
+  q.track_running = training && f.track_running;
+  const call_result cr = invoke(kernel, q, co);
+  if (!cr.run.ok() || !cr.padding_written.empty()) {
+    r.status = "failed";
+    r.message = cr.describe();
+    r.fault = true;
+  } else if (cr.status == BNK_UNSUPPORTED) {
+    r.status = "unsupported";
+    r.message = cr.message;
+  } else if (cr.status == BNK_REFUSED) {
+    r.status = "refused";
+    r.message = cr.message;
+  } else if (cr.status != BNK_OK) {
+    r.status = "failed";
+    r.message = cr.message;
+  } else {
+    r.status = "ok";
+    if (!backward) {
+      r.outputs["dst"] = cr.dst;
+    } else {
+      r.outputs["diff_src"] = cr.diff_src;
+      if (f.affine) {
+        r.outputs["diff_gamma"] = cr.diff_gamma;
+        r.outputs["diff_beta"] = cr.diff_beta;
+      }
+    }
+    if (f.op == bn_mode::forward_training && saves) {
+      r.outputs["mean"] = cr.save_mean;
+      r.outputs[info.saves == BNK_SAVES_MEAN_INVSTD ? "invstd" : "var"] = cr.save_stat;
+    }
+    if (q.track_running) {
+      r.outputs["running_mean"] = cr.running_mean;
+      r.outputs["running_var"] = cr.running_var;
+      r.num_batches_tracked = cr.num_batches_tracked;
+    }
+  }
+  return r;
+}
+
 std::size_t write_kernel_results(bn_kernel& kernel, const std::string& fixtures,
                                  const std::string& out, const run_options& opt) {
   std::size_t n = 0;
-  const kernel_info& info = kernel.info();
   for (const auto& id : list_fixtures(fixtures)) {
-    const fixture f = load_fixture((fs::path(fixtures) / (id + ".json")).string());
-    results r;
-    r.id = id;
-    if (f.kind != "batch_norm") {
-      // The kernel ABI has no entry point for folding or the SyncBN merge.
-      r.status = "unsupported";
-      r.message = f.kind + " is not part of the kernel ABI";
-      write_text(fs::path(out) / (id + ".json"), dump_results(r));
-      ++n;
-      continue;
-    }
-    const bool backward = f.op == bn_mode::backward_training || f.op == bn_mode::backward_inference;
-    const bool training = f.op == bn_mode::forward_training || f.op == bn_mode::backward_training;
-    if (f.problem.convention != info.convention) {
-      // A fixture of another convention states what that framework does; the kernel claims its
-      // own. (`bnoracle check --convention` judges a kernel against another claim.)
-      r.status = "unsupported";
-      r.message =
-          "fixture for convention " + f.problem.convention + ", kernel claims " + info.convention;
-    } else if (!info.supports(f.op) || !info.supports(f.problem.mem_layout) ||
-               (!f.problem.momentum && !info.supports_cumulative && f.track_running)) {
-      r.status = "unsupported";
-      r.message = "not supported by the kernel's self-description";
-    } else {
-      call_request q;
-      q.problem = f.problem;
-      q.affine = f.affine;
-      q.src = input(f, "src");
-      if (backward) q.diff_dst = input(f, "diff_dst");
-      if (f.affine) {
-        q.gamma = input(f, "gamma");
-        q.beta = input(f, "beta");
-      }
-      if (!training || f.track_running) {
-        q.running_mean = input(f, "running_mean");
-        q.running_var = input(f, "running_var");
-        q.num_batches_tracked = f.num_batches_tracked;
-      }
-      const bool saves = info.saves != BNK_SAVES_NONE;
-      const call_options co{opt.isolate, opt.timeout};
-      // Backward training needs the kernel's own saved statistics: one forward call first.
-      if (f.op == bn_mode::backward_training && saves && info.supports(bn_mode::forward_training)) {
-        call_request fwd = q;
-        fwd.mode = bn_mode::forward_training;
-        fwd.track_running = false;
-        const call_result fr = invoke(kernel, fwd, co);
-        if (fr.ok()) {
-          q.save_mean = fr.save_mean;
-          q.save_stat = fr.save_stat;
-        }
-      }
-      q.mode = f.op;
-      q.track_running = training && f.track_running;
-      const call_result cr = invoke(kernel, q, co);
-      if (!cr.run.ok() || !cr.padding_written.empty()) {
-        r.status = "failed";
-        r.message = cr.describe();
-      } else if (cr.status == BNK_UNSUPPORTED) {
-        r.status = "unsupported";
-        r.message = cr.message;
-      } else if (cr.status == BNK_REFUSED) {
-        r.status = "refused";
-        r.message = cr.message;
-      } else if (cr.status != BNK_OK) {
-        r.status = "failed";
-        r.message = cr.message;
-      } else {
-        r.status = "ok";
-        if (!backward) {
-          r.outputs["dst"] = cr.dst;
-        } else {
-          r.outputs["diff_src"] = cr.diff_src;
-          if (f.affine) {
-            r.outputs["diff_gamma"] = cr.diff_gamma;
-            r.outputs["diff_beta"] = cr.diff_beta;
-          }
-        }
-        if (f.op == bn_mode::forward_training && saves) {
-          r.outputs["mean"] = cr.save_mean;
-          r.outputs[info.saves == BNK_SAVES_MEAN_INVSTD ? "invstd" : "var"] = cr.save_stat;
-        }
-        if (q.track_running) {
-          r.outputs["running_mean"] = cr.running_mean;
-          r.outputs["running_var"] = cr.running_var;
-          r.num_batches_tracked = cr.num_batches_tracked;
-        }
-      }
-    }
-    write_text(fs::path(out) / (id + ".json"), dump_results(r));
+    fixture f = load_fixture((fs::path(fixtures) / (id + ".json")).string());
+    f.id = id;
+    write_text(fs::path(out) / (id + ".json"), dump_results(kernel_results(kernel, f, opt)));
     ++n;
   }
   return n;
@@ -256,6 +337,59 @@ output_result judge(const fixture& f, const fixture_output& e, const std::vector
 
 }  // namespace
 
+case_result judge_fixture(const fixture& f, const results& res, const run_options& opt) {
+  case_result r;
+  r.case_name = f.catalog_case;
+  r.mode = f.op;
+  if (f.kind != "batch_norm") r.op = f.kind;
+  r.step = f.step;
+  r.problem = describe(f.problem);
+  r.tier = std::string(to_string(f.tier));
+  if (res.status == "unsupported") {
+    r.result = verdict::skip;
+    r.reason = "unsupported" + (res.message.empty() ? std::string() : ": " + res.message);
+  } else if (!f.refusal.empty()) {
+    r.result = res.status == "refused" ? verdict::pass : verdict::fail;
+    r.best = accuracy_level::strict;
+    r.reason = res.status == "refused" ? "refused, as the convention requires (" + f.refusal + ")"
+                                       : "accepted a problem the convention rejects: " + f.refusal;
+  } else if (res.status != "ok") {
+    r.result = res.fault ? verdict::fault : verdict::fail;
+    r.reason = res.status + (res.message.empty() ? std::string() : ": " + res.message);
+  } else {
+    for (const auto& e : f.expected) {
+      const auto it = res.outputs.find(e.name);
+      if (it == res.outputs.end()) {
+        if (!required_output(f, e.name)) continue;
+        output_result o;
+        o.name = e.name;
+        for (bool& p : o.passed) p = false;
+        o.class_failure = "output " + e.name + " is missing from the results";
+        r.outputs.push_back(o);
+        continue;
+      }
+      if (it->second.size() != e.values.size()) {
+        throw fixture_error(res.file, "outputs." + e.name,
+                            "expected " + std::to_string(e.values.size()) + " values, got " +
+                                std::to_string(it->second.size()));
+      }
+      r.outputs.push_back(judge(f, e, it->second, opt));
+    }
+    if (f.track_running && res.num_batches_tracked &&
+        *res.num_batches_tracked != f.num_batches_tracked + 1) {
+      output_result o;
+      o.name = "num_batches_tracked";
+      for (bool& p : o.passed) p = false;
+      o.class_failure = "num_batches_tracked: expected " +
+                        std::to_string(f.num_batches_tracked + 1) + ", got " +
+                        std::to_string(*res.num_batches_tracked);
+      r.outputs.push_back(o);
+    }
+    conclude(r, opt.level);
+  }
+  return r;
+}
+
 run_summary verify_results(const std::string& fixtures_dir, const std::string& results_dir,
                            const run_options& opt, const progress_fn& progress) {
   run_summary s;
@@ -287,49 +421,10 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
       continue;
     }
     const results res = load_results(rpath.string());
-    if (res.status == "unsupported") {
-      r.result = verdict::skip;
-      r.reason = "unsupported" + (res.message.empty() ? std::string() : ": " + res.message);
-    } else if (!f.refusal.empty()) {
-      r.result = res.status == "refused" ? verdict::pass : verdict::fail;
-      r.best = accuracy_level::strict;
-      r.reason = res.status == "refused"
-                     ? "refused, as the convention requires (" + f.refusal + ")"
-                     : "accepted a problem the convention rejects: " + f.refusal;
-    } else if (res.status != "ok") {
-      r.result = verdict::fail;
-      r.reason = res.status + (res.message.empty() ? std::string() : ": " + res.message);
-    } else {
-      for (const auto& e : f.expected) {
-        const auto it = res.outputs.find(e.name);
-        if (it == res.outputs.end()) {
-          if (!required_output(f, e.name)) continue;
-          output_result o;
-          o.name = e.name;
-          for (bool& p : o.passed) p = false;
-          o.class_failure = "output " + e.name + " is missing from the results";
-          r.outputs.push_back(o);
-          continue;
-        }
-        if (it->second.size() != e.values.size()) {
-          throw fixture_error(res.file, "outputs." + e.name,
-                              "expected " + std::to_string(e.values.size()) + " values, got " +
-                                  std::to_string(it->second.size()));
-        }
-        r.outputs.push_back(judge(f, e, it->second, opt));
-      }
-      if (f.track_running && res.num_batches_tracked &&
-          *res.num_batches_tracked != f.num_batches_tracked + 1) {
-        output_result o;
-        o.name = "num_batches_tracked";
-        for (bool& p : o.passed) p = false;
-        o.class_failure = "num_batches_tracked: expected " +
-                          std::to_string(f.num_batches_tracked + 1) + ", got " +
-                          std::to_string(*res.num_batches_tracked);
-        r.outputs.push_back(o);
-      }
-      conclude(r, opt.level);
-    }
+    case_result judged = judge_fixture(f, res, opt);
+    judged.problem = r.problem;
+    judged.repro = r.repro;
+    r = std::move(judged);
     s.results.push_back(std::move(r));
   }
   if (progress) progress(ids.size(), ids.size(), "");

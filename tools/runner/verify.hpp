@@ -18,6 +18,17 @@ namespace bnoracle {
 std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::string& out,
                             std::optional<std::uint64_t> fold_and_syncbn_seed);
 
+// What `kernel` computes for one fixture, as a results record (a fault is status "failed" with
+// the fault as the message). Fold and SyncBN-merge fixtures go to the kernel's optional entry
+// points ("unsupported" when it has none).
+[[nodiscard]] results kernel_results(bn_kernel& kernel, const fixture& f,
+                                     const run_options& options);
+
+// Judges one results record against its fixture: the case result `verify` reports. Throws
+// fixture_error when an output has the wrong number of values.
+[[nodiscard]] case_result judge_fixture(const fixture& f, const results& res,
+                                        const run_options& options);
+
 // Runs `kernel` on every fixture under `fixtures` and writes one results file per fixture under
 // `out` (same relative path). Returns the number of files written. A fault is written as status
 // "failed" with the fault as the message.
