@@ -66,6 +66,8 @@ const char* name_of(defect d) {
       return "ignores_strides";
     case defect::late_rstd:
       return "late_rstd";
+    case defect::nondeterministic_order:
+      return "nondeterministic_order";
   }
   return "?";
 }
@@ -86,6 +88,7 @@ constexpr power_entry k_power[] = {
     {"gradient_sums", defect::backward_drops_stats, "sum of diff_src"},
     {"parameter_gradients", defect::invstd_read_as_var, "backward_training: diff_gamma"},
     {"eval_determinism", defect::eval_uses_batch_stats, "with other examples"},
+    {"reproducibility", defect::nondeterministic_order, "changed when the same call was repeated"},
     {"momentum_convention", defect::momentum_swapped, "running_mean"},
     {"momentum_convention", defect::biased_running_var, "running_var"},
     {"scale_invariance", defect::eps_outside_sqrt, "scaled by 2^"},
@@ -195,6 +198,9 @@ TEST(PropertyPower, PropertyParameterGradientsCatchesDefectInvstdReadAsVar) {
 TEST(PropertyPower, PropertyEvalDeterminismCatchesDefectEvalUsesBatchStats) {
   expect_caught("eval_determinism", defect::eval_uses_batch_stats);
 }
+TEST(PropertyPower, PropertyReproducibilityCatchesDefectNondeterministicOrder) {
+  expect_caught("reproducibility", defect::nondeterministic_order);
+}
 TEST(PropertyPower, PropertyMomentumConventionCatchesDefectMomentumSwapped) {
   expect_caught("momentum_convention", defect::momentum_swapped);
 }
@@ -233,6 +239,9 @@ TEST(PropertyPower, PropertyParameterGradientsCatchesDefectInvstdReadAsVarWhatev
 }
 TEST(PropertyPower, PropertyEvalDeterminismCatchesDefectEvalUsesBatchStatsWhateverTheSeed) {
   expect_caught_whatever_the_seed("eval_determinism", defect::eval_uses_batch_stats);
+}
+TEST(PropertyPower, PropertyReproducibilityCatchesDefectNondeterministicOrderWhateverTheSeed) {
+  expect_caught_whatever_the_seed("reproducibility", defect::nondeterministic_order);
 }
 TEST(PropertyPower, PropertyMomentumConventionCatchesDefectMomentumSwappedWhateverTheSeed) {
   expect_caught_whatever_the_seed("momentum_convention", defect::momentum_swapped);

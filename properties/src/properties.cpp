@@ -628,6 +628,53 @@ void prop_eval_determinism(const context& c) {
   }
 }
 
+// ---- run-to-run reproducibility ---------------------------------------------------------------
+
+// Every output of two identical calls, bit for bit.
+void expect_same_bits(const std::string& mode, const char* name, const std::vector<float>& a,
+                      const std::vector<float>& b) {
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (!bit_equal(a[i], b[i])) {
+      fail(mode + ": " + name + "[" + std::to_string(i) +
+           "] changed when the same call was repeated: " + hex_float(a[i]) + " then " +
+           hex_float(b[i]));
+    }
+  }
+}
+
+void expect_same_call(bn_mode m, const call_result& a, const call_result& b) {
+  const std::string mode(to_string(m));
+  expect_same_bits(mode, "dst", a.dst, b.dst);
+  expect_same_bits(mode, "diff_src", a.diff_src, b.diff_src);
+  expect_same_bits(mode, "diff_gamma", a.diff_gamma, b.diff_gamma);
+  expect_same_bits(mode, "diff_beta", a.diff_beta, b.diff_beta);
+  expect_same_bits(mode, "save_mean", a.save_mean, b.save_mean);
+  expect_same_bits(mode, "save_stat", a.save_stat, b.save_stat);
+  expect_same_bits(mode, "running_mean", a.running_mean, b.running_mean);
+  expect_same_bits(mode, "running_var", a.running_var, b.running_var);
+}
+
+void prop_reproducibility(const context& c) {
+  const property_case pc = generate(c, c.cases());
+  bool any = false;
+  for (const bn_mode m : {bn_mode::forward_training, bn_mode::forward_inference,
+                          bn_mode::backward_training, bn_mode::backward_inference}) {
+    if (!c.info.supports(m)) continue;
+    any = true;
+    call_request q = request_of(pc, m, c.info.updates_running);
+    if (m == bn_mode::backward_training && c.info.saves != BNK_SAVES_NONE &&
+        c.info.supports(bn_mode::forward_training)) {
+      const call_result f = call(c, request_of(pc, bn_mode::forward_training, false));
+      q.save_mean = f.save_mean;
+      q.save_stat = f.save_stat;
+    }
+    const call_result a = call(c, q);
+    const call_result b = call(c, q);
+    expect_same_call(m, a, b);
+  }
+  if (!any) discard("the kernel provides no mode");
+}
+
 // ---- running statistics follow the claimed convention ---------------------------------------
 
 void prop_momentum_convention(const context& c) {
@@ -973,6 +1020,10 @@ constexpr property_entry k_properties[] = {
       "eval output of an example is independent of its batchmates and bit-identical on "
       "repetition; running statistics untouched"},
      prop_eval_determinism},
+    {{"reproducibility",
+      "every mode called twice on the same inputs gives bit-identical outputs (no run-to-run "
+      "variation, pytorch #53691)"},
+     prop_reproducibility},
     {{"momentum_convention",
       "running statistics over 2-4 steps follow the claimed convention (momentum, estimator, "
       "cumulative average)"},
