@@ -1,4 +1,4 @@
-// The power of the property suite: each of the eleven properties fails against at least one
+// The power of the property suite: each of the twelve properties fails against at least one
 // deliberately wrong kernel, and passes the same kernel without its defect.
 //
 // The kernel is tests/defect_kernel.hpp's sequential float32 kernel; each defect is a one-line
