@@ -227,11 +227,11 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       t.mean_abs_dy = sum_abs_dy / t.L;
       t.m1 = sum_dy / t.L;
     }
-    t.defined = std::isfinite(t.mu) && std::isfinite(t.var) && std::isfinite(sum_abs_x) &&
-                t.w > 0 && std::isfinite(t.gamma) && std::isfinite(t.beta);
+    t.stats_defined = std::isfinite(t.mu) && std::isfinite(t.var) && std::isfinite(sum_abs_x);
+    if (t.stats_defined && t.L > 0) t.mean_abs_x = sum_abs_x / t.L;
+    t.defined = t.stats_defined && t.w > 0 && std::isfinite(t.gamma) && std::isfinite(t.beta);
     if (!t.defined || t.L == 0) continue;
     t.r = 1.0 / std::sqrt(t.w);
-    t.mean_abs_x = sum_abs_x / t.L;
     if (backward) {
       double sum_dy_xhat = 0;
       double sum_abs_dy_xhat = 0;
@@ -298,7 +298,13 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
   if (name == "diff_beta") {
     return slack * (k_u * (g * t.L * t.mean_abs_dy + std::fabs(t.m1 * t.L)) + eta);  // Σdy
   }
-  if (!t.defined) return inf;
+  // The running statistics need only the batch statistics, not r: they are bounded for ε = 0
+  // with a zero variance too. An empty batch has none; the running statistics are then either
+  // undefined, judged by class, or — where the convention skips the update (PyTorch) — the old
+  // values themselves: a copy, exact.
+  const bool running = name == "running_mean" || name == "running_var";
+  if (running && training && t.L == 0) return 0.0;
+  if (running ? !t.stats_defined : !t.defined) return inf;
   const double ag = std::fabs(t.gamma);
   const double dmu = training ? mean_error(t, g) : 0.0;
   const double rho =

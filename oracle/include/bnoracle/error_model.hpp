@@ -90,6 +90,7 @@ class error_model {
     double mean_abs_dy_xhat = 0;       // Σ|dy·x̂|/L
     double mean_abs_dy_dev = 0;        // Σ|dy·(x − μ)|/L
     double old_mean = 0, old_var = 0;  // running state before the step
+    bool stats_defined = false;        // finite batch statistics (the running ones need no more)
     bool defined = false;              // finite statistics and w > 0
   };
   [[nodiscard]] const channel_terms& channel(std::int64_t c) const {
