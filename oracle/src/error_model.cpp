@@ -227,7 +227,12 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       t.mean_abs_dy = sum_abs_dy / t.L;
       t.m1 = sum_dy / t.L;
     }
-    t.stats_defined = std::isfinite(t.mu) && std::isfinite(t.var) && std::isfinite(sum_abs_x);
+    // In training the statistics are the batch's, and Σ|x| bounds their rounding. In inference
+    // they are the running statistics (inputs): y and dx are element-wise and their bounds need
+    // no Σ|x|, so a NaN or Inf elsewhere in the channel (judged by class where it sits) must not
+    // lift the bound of the finite elements.
+    t.stats_defined =
+        std::isfinite(t.mu) && std::isfinite(t.var) && (!training || std::isfinite(sum_abs_x));
     if (t.stats_defined && t.L > 0) t.mean_abs_x = sum_abs_x / t.L;
     t.defined = t.stats_defined && t.w > 0 && std::isfinite(t.gamma) && std::isfinite(t.beta);
     if (!t.defined || t.L == 0) continue;
@@ -349,6 +354,8 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
       return slack * (t.L * (t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy) +
                       k_u * (g_dot + b("bwd_dot")) * t.L * t.mean_abs_dy_xhat + eta);
     }
+    // A NaN or Inf among x makes Σdy·(x − μ) undefined (judged by class): no magnitude claim.
+    if (!std::isfinite(t.mean_abs_dy_dev)) return inf;
     return slack * (t.L * t.mean_abs_dy_dev * t.r * (rho + k_u * (g_dot + b("bwd_dot") + 1)) + eta);
   }
   if (name == "diff_src") {

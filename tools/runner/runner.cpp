@@ -68,7 +68,9 @@ class case_runner {
       return r;
     };
     const bool layout_ok = info.supports(p.mem_layout);
-    const bool momentum_ok = p.momentum.has_value() || info.supports_cumulative;
+    // momentum = None concerns only the running statistics: irrelevant to a kernel keeping none.
+    const bool momentum_ok =
+        p.momentum.has_value() || info.supports_cumulative || !info.updates_running;
     kernel_state state;
     case_data first = make_case_data(spec, 0);
     state.running_mean = first.running_mean;

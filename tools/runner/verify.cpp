@@ -168,6 +168,13 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
     r.message = "not supported by the kernel's self-description";
     return r;
   }
+  if (f.op == bn_mode::forward_training && f.track_running && !info.updates_running) {
+    // The fixture's running statistics are part of its verdict, and the kernel keeps none.
+    r.status = "unsupported";
+    r.message =
+        "the fixture updates running statistics; the kernel keeps none (updates_running = 0)";
+    return r;
+  }
   call_request q;
   q.problem = f.problem;
   q.affine = f.affine;
