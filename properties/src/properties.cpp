@@ -110,26 +110,6 @@ class exact_side {
   std::unique_ptr<error_model> model_;
 };
 
-call_request request_of(const property_case& pc, bn_mode mode, bool track) {
-  call_request q;
-  q.mode = mode;
-  q.problem = pc.problem;
-  q.affine = pc.affine;
-  q.track_running = mode == bn_mode::forward_training && track;
-  q.src = pc.src;
-  if (is_backward(mode)) q.diff_dst = pc.diff_dst;
-  if (pc.affine) {
-    q.gamma = pc.gamma;
-    q.beta = pc.beta;
-  }
-  if (!is_training(mode) || q.track_running) {
-    q.running_mean = pc.running_mean;
-    q.running_var = pc.running_var;
-    q.num_batches_tracked = pc.num_batches_tracked;
-  }
-  return q;
-}
-
 // Calls the kernel; a fault or a failure fails the case, an unsupported problem discards it.
 // With `refusal` non-empty (the convention rejects the problem) a refusal discards it too.
 call_result call(const context& c, const call_request& q, const std::string& refusal = {}) {
@@ -1205,6 +1185,26 @@ std::vector<property_result> check_properties(bn_kernel& kernel, const property_
   }
   if (progress) progress(selected.size(), selected.size(), "");
   return out;
+}
+
+call_request request_of(const property_case& pc, bn_mode mode, bool track) {
+  call_request q;
+  q.mode = mode;
+  q.problem = pc.problem;
+  q.affine = pc.affine;
+  q.track_running = mode == bn_mode::forward_training && track;
+  q.src = pc.src;
+  if (is_backward(mode)) q.diff_dst = pc.diff_dst;
+  if (pc.affine) {
+    q.gamma = pc.gamma;
+    q.beta = pc.beta;
+  }
+  if (!is_training(mode) || q.track_running) {
+    q.running_mean = pc.running_mean;
+    q.running_var = pc.running_var;
+    q.num_batches_tracked = pc.num_batches_tracked;
+  }
+  return q;
 }
 
 }  // namespace bnoracle

@@ -19,6 +19,7 @@
 #include "bnoracle/judge.hpp"
 #include "bnoracle/kernel.hpp"
 #include "bnoracle/measure.hpp"
+#include "bnoracle/properties.hpp"
 #include "report.hpp"
 #include "stats.hpp"
 
@@ -299,26 +300,6 @@ class exact_case {
   std::optional<reference> ref_;
   std::optional<error_model> model_;
 };
-
-call_request request_of(const property_case& pc, bn_mode mode, bool track) {
-  call_request q;
-  q.mode = mode;
-  q.problem = pc.problem;
-  q.affine = pc.affine;
-  q.track_running = mode == bn_mode::forward_training && track;
-  q.src = pc.src;
-  if (is_backward(mode)) q.diff_dst = pc.diff_dst;
-  if (pc.affine) {
-    q.gamma = pc.gamma;
-    q.beta = pc.beta;
-  }
-  if (!is_training(mode) || q.track_running) {
-    q.running_mean = pc.running_mean;
-    q.running_var = pc.running_var;
-    q.num_batches_tracked = pc.num_batches_tracked;
-  }
-  return q;
-}
 
 // Runs one problem through every mode of one kernel and records what it finds.
 class problem_runner {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "bnoracle/error_model.hpp"
+#include "bnoracle/generators.hpp"
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/kernel.hpp"
 
@@ -56,6 +57,10 @@ struct property_result {
   std::uint64_t rapidcheck_seed = 0;
   double seconds = 0;
 };
+
+// The kernel call of `mode` for a generated case: its tensors, and the running statistics where
+// the mode reads them (inference) or updates them (forward training with `track`).
+[[nodiscard]] call_request request_of(const property_case& pc, bn_mode mode, bool track);
 
 // Checks one property (throws std::invalid_argument for an unknown name).
 [[nodiscard]] property_result check_property(std::string_view name, bn_kernel& kernel,
