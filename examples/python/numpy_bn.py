@@ -158,10 +158,12 @@ def forward_inference(x, gamma, beta, eps, running_mean, running_var):
 
 
 def normalize(x, mean, invstd, gamma, beta):
+    # gamma * invstd first: (x - mean) * invstd alone can overflow where the result does not.
     n = x.ndim
-    y = (x - per_channel(mean, n)) * per_channel(invstd, n)
+    scale = invstd if gamma is None else (np.asarray(gamma, dtype=F32) * invstd).astype(F32)
+    y = (x - per_channel(mean, n)) * per_channel(scale, n)
     if gamma is not None:
-        y = y * per_channel(gamma, n) + per_channel(beta, n)
+        y = y + per_channel(beta, n)
     return y.astype(F32)
 
 

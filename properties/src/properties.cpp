@@ -1083,8 +1083,11 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
   out.rapidcheck_seed = property_seed(options.seed, name);
   {
     std::ostringstream os;
-    os << "bnoracle check --kernel "
-       << (options.kernel_path.empty() ? "KERNEL" : options.kernel_path)
+    // kernel_path is a plugin's path or a whole option such as --exec "CMD" (it starts with --).
+    os << "bnoracle check "
+       << (options.kernel_path.empty()             ? "--kernel KERNEL"
+           : options.kernel_path.starts_with("--") ? options.kernel_path
+                                                   : "--kernel " + options.kernel_path)
        << " --properties-only --filter property/" << out.name << " --seed " << options.seed
        << " --property-cases " << options.cases << " --level " << to_string(options.level);
     if (!options.convention.empty()) os << " --convention " << options.convention;

@@ -6,6 +6,7 @@
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/properties.hpp"
 #include "bnoracle/reference.hpp"
+#include "bnoracle/subprocess_kernel.hpp"
 #include "identify.hpp"
 #include "report.hpp"
 #include "runner.hpp"
@@ -39,6 +40,9 @@ void print_usage(std::ostream& os) {
         "\n"
         "commands:\n"
         "  check --kernel PATH.so [options]   conformance check of a kernel plugin (the main job)\n"
+        "  check --exec \"CMD ARGS\" [options]  the same for a kernel in another process speaking\n"
+        "                               docs/subprocess-protocol.md (no shell; calls are not\n"
+        "                               forked: the process boundary isolates the kernel)\n"
         "      --level strict|standard|lenient   accuracy level the gate requires (standard)\n"
         "      --convention NAME     judge running statistics under NAME instead of the kernel's "
         "claim\n"
@@ -53,10 +57,12 @@ void print_usage(std::ostream& os) {
         "      --no-isolation        run the kernel in-process (debugging; a crash ends bnoracle)\n"
         "      --verbose             list every case in the text report\n"
         "      --list                list the cases and properties and exit\n"
-        "  identify --kernel PATH.so     infer the running-statistics convention a kernel follows\n"
+        "  identify --kernel PATH.so|--exec CMD   infer the running-statistics convention a kernel "
+        "follows\n"
         "  export --out DIR [--filter PATTERN] [--catalog corpus|check] [--seed N]\n"
         "                               write golden fixtures (default: the corpus catalog)\n"
-        "  results --kernel PATH.so --fixtures DIR --out DIR   run a plugin on fixtures\n"
+        "  results --kernel PATH.so|--exec CMD --fixtures DIR --out DIR   run a kernel on "
+        "fixtures\n"
         "  verify --fixtures DIR --results DIR [--level L] [--report F] [--output FILE] "
         "[--filter P]\n"
         "                               judge results written by any implementation\n"
@@ -200,6 +206,7 @@ int run_budgets() {
 
 struct check_args {
   std::string kernel;
+  std::optional<std::string> exec;  // --exec "CMD ARGS"
   run_options options;
   std::string convention;
   report_format format = report_format::text;
@@ -240,6 +247,8 @@ std::string parse_check_args(const std::vector<std::string_view>& args, check_ar
     if (!v) return "option " + std::string(k) + " needs a value";
     if (k == "--kernel") {
       a.kernel = *v;
+    } else if (k == "--exec") {
+      a.exec = *v;
     } else if (k == "--level") {
       const auto l = parse_level(*v);
       if (!l) return "unknown level '" + *v + "' (strict, standard or lenient)";
@@ -293,6 +302,42 @@ std::string parse_check_args(const std::vector<std::string_view>& args, check_ar
   return "";
 }
 
+// The command line as a reproduction command shows it: --exec "CMD" with ", \\, $ and ` escaped.
+std::string exec_option(const std::string& cmd) {
+  std::string q = "--exec \"";
+  for (const char ch : cmd) {
+    if (ch == '"' || ch == '\\' || ch == '$' || ch == '`') q += '\\';
+    q += ch;
+  }
+  return q + "\"";
+}
+
+// Loads the kernel of --kernel or --exec (exactly one). On failure prints "bnoracle CMD: ..." and
+// returns nullptr. --exec turns fork isolation off (the process boundary isolates the kernel) and
+// puts the whole option into kernel_path, which reproduction commands print.
+std::unique_ptr<bn_kernel> load_kernel(check_args& a, const char* cmd) {
+  if (a.exec && !a.kernel.empty()) {
+    std::cerr << "bnoracle " << cmd << ": --kernel and --exec are mutually exclusive\n";
+    return nullptr;
+  }
+  if (!a.exec && a.kernel.empty()) {
+    std::cerr << "bnoracle " << cmd << ": --kernel PATH.so or --exec \"CMD ARGS\" is required\n";
+    return nullptr;
+  }
+  try {
+    if (a.exec) {
+      a.options.isolate = false;
+      a.options.kernel_path = exec_option(*a.exec);
+      return spawn_kernel(split_command(*a.exec), a.options.timeout);
+    }
+    a.options.kernel_path = a.kernel;
+    return load_plugin(a.kernel);
+  } catch (const plugin_error& e) {
+    std::cerr << "bnoracle " << cmd << ": " << e.what() << "\n";
+    return nullptr;
+  }
+}
+
 int run_check(const std::vector<std::string_view>& args) {
   check_args a;
   if (const std::string err = parse_check_args(args, a); !err.empty()) {
@@ -318,18 +363,8 @@ int run_check(const std::vector<std::string_view>& args) {
     }
     return k_exit_ok;
   }
-  if (a.kernel.empty()) {
-    std::cerr << "bnoracle check: --kernel PATH.so is required\n";
-    return k_exit_usage;
-  }
-  std::unique_ptr<bn_kernel> kernel;
-  try {
-    kernel = load_plugin(a.kernel);
-  } catch (const plugin_error& e) {
-    std::cerr << "bnoracle check: " << e.what() << "\n";
-    return k_exit_usage;
-  }
-  a.options.kernel_path = a.kernel;
+  std::unique_ptr<bn_kernel> kernel = load_kernel(a, "check");
+  if (!kernel) return k_exit_usage;
   a.options.convention = a.convention;
   std::ofstream file;
   if (!a.output.empty()) {
@@ -365,18 +400,12 @@ int run_check(const std::vector<std::string_view>& args) {
 
 int run_identify(const std::vector<std::string_view>& args) {
   check_args a;
-  if (const std::string err = parse_check_args(args, a); !err.empty() || a.kernel.empty()) {
-    std::cerr << "bnoracle identify: " << (err.empty() ? "--kernel PATH.so is required" : err)
-              << "\n";
+  if (const std::string err = parse_check_args(args, a); !err.empty()) {
+    std::cerr << "bnoracle identify: " << err << "\n";
     return k_exit_usage;
   }
-  std::unique_ptr<bn_kernel> kernel;
-  try {
-    kernel = load_plugin(a.kernel);
-  } catch (const plugin_error& e) {
-    std::cerr << "bnoracle identify: " << e.what() << "\n";
-    return k_exit_usage;
-  }
+  std::unique_ptr<bn_kernel> kernel = load_kernel(a, "identify");
+  if (!kernel) return k_exit_usage;
   const identify_result r = identify(*kernel, a.options);
   std::printf("kernel '%s' (claims convention %s)\n", kernel->info().name.c_str(),
               kernel->info().convention.c_str());
@@ -442,19 +471,13 @@ int run_export(const std::vector<std::string_view>& args) {
 int run_results(const std::vector<std::string_view>& args) {
   fixture_args a;
   if (const std::string err = parse_fixture_args(args, a);
-      !err.empty() || a.out.empty() || a.fixtures.empty() || a.check.kernel.empty()) {
+      !err.empty() || a.out.empty() || a.fixtures.empty()) {
     std::cerr << "bnoracle results: "
-              << (err.empty() ? "--kernel PATH.so, --fixtures DIR and --out DIR are required" : err)
-              << "\n";
+              << (err.empty() ? "--fixtures DIR and --out DIR are required" : err) << "\n";
     return k_exit_usage;
   }
-  std::unique_ptr<bn_kernel> kernel;
-  try {
-    kernel = load_plugin(a.check.kernel);
-  } catch (const plugin_error& e) {
-    std::cerr << "bnoracle results: " << e.what() << "\n";
-    return k_exit_usage;
-  }
+  std::unique_ptr<bn_kernel> kernel = load_kernel(a.check, "results");
+  if (!kernel) return k_exit_usage;
   const std::size_t n = write_kernel_results(*kernel, a.fixtures, a.out, a.check.options);
   std::fprintf(stderr, "bnoracle results: %zu results written to %s\n", n, a.out.c_str());
   return k_exit_ok;

@@ -38,6 +38,12 @@ int run_summary::exit_code() const {
 
 namespace {
 
+// The kernel option of a reproduction command: kernel_path is a plugin's path, or a whole option
+// such as --exec "CMD" (it then starts with --).
+std::string kernel_option(const std::string& kernel_path) {
+  return kernel_path.starts_with("--") ? kernel_path : "--kernel " + kernel_path;
+}
+
 struct kernel_state {
   std::vector<float> running_mean, running_var;
   std::int64_t nbt = 0;
@@ -61,7 +67,7 @@ class case_runner {
       r.step = step;
       r.problem = describe(p);
       r.tier = std::string(to_string(spec.tier));
-      r.repro = "bnoracle check --kernel " + opt_.kernel_path + " --filter '" + spec.name +
+      r.repro = "bnoracle check " + kernel_option(opt_.kernel_path) + " --filter '" + spec.name +
                 "' --seed " + std::to_string(opt_.seed) + " --level " +
                 std::string(to_string(opt_.level)) +
                 (opt_.convention.empty() ? "" : " --convention " + opt_.convention);
@@ -351,8 +357,8 @@ run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
     const auto start = std::chrono::steady_clock::now();
     case_result r = judge_fixture(f, kernel_results(kernel, f, options), options);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    r.repro = "bnoracle check --kernel " + options.kernel_path + " --filter '" + f.catalog_case +
-              "' --seed " + std::to_string(options.seed) + " --level " +
+    r.repro = "bnoracle check " + kernel_option(options.kernel_path) + " --filter '" +
+              f.catalog_case + "' --seed " + std::to_string(options.seed) + " --level " +
               std::string(to_string(options.level));
     s.results.push_back(std::move(r));
   }

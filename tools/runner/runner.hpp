@@ -21,7 +21,7 @@ struct run_options {
   bool isolate = true;                              // fork per call (false: --no-isolation)
   std::string filter;                               // case-name pattern
   std::uint64_t seed = 1;
-  std::string kernel_path;         // for reproduction commands
+  std::string kernel_path;         // reproduction commands: a plugin path or --exec "CMD"
   std::string convention;          // override of the kernel's claim ("": none)
   double mistrust_fraction = 0.5;  // see docs/error-model.md
   bool catalog = true;             // run the case catalog

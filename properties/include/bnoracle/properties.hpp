@@ -32,7 +32,7 @@ struct property_options {
   int shrink_budget = 300;  // property evaluations spent shrinking a failure (then it stops)
   call_options call;        // isolation and timeout of every kernel call
   std::string convention;   // judge against this convention instead of the kernel's claim
-  std::string kernel_path;  // for reproduction commands
+  std::string kernel_path;  // reproduction commands: a plugin path or --exec "CMD"
 };
 
 struct property_info {

@@ -1,0 +1,643 @@
+// The subprocess adapter: a kernel in another process, one JSON line per call
+// (docs/subprocess-protocol.md).
+#include "bnoracle/subprocess_kernel.hpp"
+
+#include "bnoracle/convention.hpp"
+#include "bnoracle/exact.hpp"
+#include "bnoracle/isolation.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+
+extern char** environ;
+
+namespace bnoracle {
+
+namespace {
+
+using json = nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+constexpr std::array<const char*, 4> k_mode_names{"forward_training", "forward_inference",
+                                                  "backward_training", "backward_inference"};
+constexpr std::array<std::pair<const char*, std::uint32_t>, 7> k_layout_names{{
+    {"nc", BNK_LAYOUT_NC},
+    {"ncl", BNK_LAYOUT_NCL},
+    {"nchw", BNK_LAYOUT_NCHW},
+    {"nhwc", BNK_LAYOUT_NHWC},
+    {"ncdhw", BNK_LAYOUT_NCDHW},
+    {"ndhwc", BNK_LAYOUT_NDHWC},
+    {"strided", BNK_LAYOUT_STRIDED},
+}};
+
+std::string hex_double(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
+  std::array<char, 64> buf{};
+  std::snprintf(buf.data(), buf.size(), "%a", v);
+  return buf.data();
+}
+
+// A float32 as the protocol writes it; nullopt for anything that is not exactly a float32 value.
+std::optional<float> parse_f32(const std::string& s) {
+  if (s == "nan" || s == "-nan") return std::nanf("");
+  if (s == "inf" || s == "+inf") return HUGE_VALF;
+  if (s == "-inf") return -HUGE_VALF;
+  if (s.empty() || std::isspace(static_cast<unsigned char>(s[0])) != 0) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(s.c_str(), &end);
+  if (end == nullptr || *end != '\0' || std::isnan(d) || std::isinf(d)) return std::nullopt;
+  const auto f = static_cast<float>(d);
+  if (static_cast<double>(f) != d) return std::nullopt;  // not a float32: no silent rounding
+  return f;
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "was killed by " + signal_name(WTERMSIG(status));
+  return "stopped";
+}
+
+// Logical element count and the memory offset of every logical index, in logical order.
+std::vector<std::int64_t> logical_offsets(const bnk_shape& shape) {
+  std::int64_t total = 1;
+  for (int d = 0; d < shape.rank; ++d) total *= shape.dims[d];
+  std::vector<std::int64_t> out;
+  out.reserve(static_cast<std::size_t>(std::max<std::int64_t>(total, 0)));
+  if (total <= 0) return out;
+  std::array<std::int64_t, 5> idx{};
+  for (std::int64_t i = 0; i < total; ++i) {
+    std::int64_t off = 0;
+    for (int d = 0; d < shape.rank; ++d) off += idx[static_cast<std::size_t>(d)] * shape.strides[d];
+    out.push_back(off);
+    for (int d = shape.rank - 1; d >= 0; --d) {
+      if (++idx[static_cast<std::size_t>(d)] < shape.dims[d]) break;
+      idx[static_cast<std::size_t>(d)] = 0;
+    }
+  }
+  return out;
+}
+
+// One failed call: the message, and whether the process must be restarted before the next one.
+struct call_error {
+  std::string message;
+  bool restart = false;
+};
+
+class subprocess_kernel final : public bn_kernel {
+ public:
+  subprocess_kernel(std::vector<std::string> argv, std::chrono::milliseconds timeout)
+      : argv_(std::move(argv)), timeout_(timeout) {
+    if (argv_.empty()) throw plugin_error("no command to run");
+    start();  // throws plugin_error
+  }
+  ~subprocess_kernel() override { stop(true); }
+  subprocess_kernel(const subprocess_kernel&) = delete;
+  subprocess_kernel& operator=(const subprocess_kernel&) = delete;
+
+  [[nodiscard]] const kernel_info& info() const override { return info_; }
+
+  bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
+                 std::string& message) override {
+    if (pid_ > 0 && getpid() == owner_) (void)alive();  // reaps a process that died meanwhile
+    if (pid_ <= 0) {
+      if (getpid() != owner_) {
+        message =
+            "the kernel process is gone and cannot be restarted inside an isolated child "
+            "(run subprocess kernels without isolation)";
+        return BNK_FAILED;
+      }
+      try {
+        start();
+      } catch (const plugin_error& e) {
+        message = std::string("restarting the kernel process failed: ") + e.what();
+        return BNK_FAILED;
+      }
+    }
+    try {
+      return call(mode, problem, buffers, message);
+    } catch (const call_error& e) {
+      message = e.message;
+      if (e.restart) stop(false);
+      return BNK_FAILED;
+    } catch (const json::exception& e) {
+      message = std::string("malformed response: ") + e.what();
+      return BNK_FAILED;
+    }
+  }
+
+ private:
+  // ---- process lifetime ---------------------------------------------------------------------
+  void start() {
+    int in[2] = {-1, -1};   // bnoracle writes in[1]; the kernel reads in[0] as stdin
+    int out[2] = {-1, -1};  // the kernel writes out[1] as stdout; bnoracle reads out[0]
+    if (pipe2(in, O_CLOEXEC) != 0) throw plugin_error(std::string("pipe: ") + strerror(errno));
+    if (pipe2(out, O_CLOEXEC) != 0) {
+      const int e = errno;
+      close(in[0]);
+      close(in[1]);
+      throw plugin_error(std::string("pipe: ") + strerror(e));
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);    // dup2 clears O_CLOEXEC
+    posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);  // stderr is inherited
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigset_t pipe_default;
+    sigemptyset(&none);
+    sigemptyset(&pipe_default);
+    sigaddset(&pipe_default, SIGPIPE);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &pipe_default);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    std::vector<char*> args;
+    for (auto& a : argv_) args.push_back(a.data());
+    args.push_back(nullptr);
+    pid_t pid = 0;
+    std::fflush(nullptr);
+    const int rc = posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(in[0]);
+    close(out[1]);
+    if (rc != 0) {
+      close(in[1]);
+      close(out[0]);
+      throw plugin_error("cannot start '" + argv_[0] + "': " + strerror(rc));
+    }
+    pid_ = pid;
+    owner_ = getpid();
+    to_ = in[1];
+    from_ = out[0];
+    fcntl(to_, F_SETFL, fcntl(to_, F_GETFL) | O_NONBLOCK);
+    fcntl(from_, F_SETFL, fcntl(from_, F_GETFL) | O_NONBLOCK);
+    pending_.clear();
+    try {
+      const auto deadline = clock_type::now() + timeout_;
+      const std::string line = read_line(deadline, "handshake");
+      handshake(line);
+    } catch (const call_error& e) {
+      stop(false);
+      throw plugin_error("kernel command '" + argv_[0] + "': " + e.message);
+    } catch (const plugin_error& e) {
+      stop(false);
+      throw plugin_error("kernel command '" + argv_[0] + "': " + e.what());
+    }
+  }
+
+  // Closes the pipes and reaps the process: politely (EOF on stdin, then up to a second) or not.
+  void stop(bool polite) {
+    if (pid_ <= 0) return;
+    if (getpid() != owner_) return;  // a forked child does not own the process
+    close(to_);
+    to_ = -1;
+    int status = 0;
+    bool reaped = false;
+    if (polite) {
+      const auto deadline = clock_type::now() + std::chrono::seconds(1);
+      while (clock_type::now() < deadline) {
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+          reaped = true;
+          break;
+        }
+        usleep(2000);
+      }
+    }
+    if (!reaped) {
+      kill(pid_, SIGKILL);
+      while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    close(from_);
+    from_ = -1;
+    pid_ = -1;
+  }
+
+  // Whether the process still runs; reaps it (and records why it ended) when it does not.
+  bool alive() {
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == 0) return true;
+    exit_description_ = r == pid_ ? describe_status(status) : "is gone";
+    close(to_);
+    close(from_);
+    to_ = from_ = -1;
+    pid_ = -1;
+    return false;
+  }
+
+  // The end of the process, for a message (reaps it when it has ended).
+  std::string ended() {
+    if (getpid() != owner_) return "closed its stdout (the kernel process ended)";
+    for (int i = 0; i < 100; ++i) {  // it closed stdout: give it up to 0.2 s to finish exiting
+      if (!alive()) return "the kernel process " + exit_description_;
+      usleep(2000);
+    }
+    return "the kernel process closed its stdout";
+  }
+
+  // ---- I/O ------------------------------------------------------------------------------------
+  static int remaining_ms(clock_type::time_point deadline) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+    return static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1'000'000'000));
+  }
+
+  std::string seconds() const {
+    std::array<char, 32> b{};
+    std::snprintf(b.data(), b.size(), "%g", static_cast<double>(timeout_.count()) / 1000.0);
+    return b.data();
+  }
+
+  std::string read_line(clock_type::time_point deadline, const char* what) {
+    for (;;) {
+      const auto nl = pending_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = pending_.substr(0, nl);
+        pending_.erase(0, nl + 1);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        return line;
+      }
+      pollfd p{from_, POLLIN, 0};
+      const int ms = remaining_ms(deadline);
+      const int r = poll(&p, 1, ms);
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) {
+        throw call_error{std::string("no ") + what + " within " + seconds() +
+                             " s (timeout); the kernel process was killed",
+                         true};
+      }
+      std::array<char, 65536> buf{};
+      const ssize_t n = read(from_, buf.data(), buf.size());
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (n <= 0) {
+        throw call_error{ended() + " before sending its " + what +
+                             (pending_.empty() ? "" : " (a partial line was read)"),
+                         true};
+      }
+      pending_.append(buf.data(), static_cast<std::size_t>(n));
+    }
+  }
+
+  void write_all(const std::string& text, clock_type::time_point deadline) {
+    // Block SIGPIPE for this thread while writing: a dead reader gives EPIPE, not a signal.
+    sigset_t pipe_set;
+    sigset_t old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    std::size_t done = 0;
+    std::string error;
+    while (done < text.size()) {
+      const ssize_t n = write(to_, text.data() + done, text.size() - done);
+      if (n > 0) {
+        done += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) {
+        pollfd p{to_, POLLOUT, 0};
+        const int r = poll(&p, 1, remaining_ms(deadline));
+        if (r == 0) {
+          error = "the kernel did not read its request within " + seconds() +
+                  " s (timeout); the kernel process was killed";
+          break;
+        }
+        continue;
+      }
+      error = errno == EPIPE ? "" : std::string("write: ") + strerror(errno);
+      if (errno == EPIPE) {
+        // Consume the pending SIGPIPE before unblocking it.
+        const timespec zero{0, 0};
+        sigtimedwait(&pipe_set, nullptr, &zero);
+        error = ended() + " before reading its request";
+      }
+      break;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (!error.empty()) throw call_error{error, true};
+  }
+
+  // ---- handshake ------------------------------------------------------------------------------
+  void handshake(const std::string& line) {
+    const json h = json::parse(line, nullptr, false);
+    auto bad = [&](const std::string& why) {
+      std::string shown = line.size() > 200 ? line.substr(0, 200) + "..." : line;
+      return plugin_error("malformed handshake (" + why + "): " + shown +
+                          " (see docs/subprocess-protocol.md)");
+    };
+    if (h.is_discarded() || !h.is_object()) throw bad("not a JSON object");
+    if (!h.contains("protocol") || h["protocol"] != "bnoracle-kernel") {
+      throw bad("\"protocol\" must be \"bnoracle-kernel\"");
+    }
+    if (!h.contains("version") || !h["version"].is_number_integer()) {
+      throw bad("\"version\" must be an integer");
+    }
+    if (h["version"].get<std::int64_t>() != k_subprocess_protocol_version) {
+      throw plugin_error("protocol version " + h["version"].dump() +
+                         " is not supported (this bnoracle speaks version " +
+                         std::to_string(k_subprocess_protocol_version) + ")");
+    }
+    auto str = [&](const char* key, bool required) -> std::string {
+      if (!h.contains(key)) {
+        if (required) throw bad(std::string("missing \"") + key + "\"");
+        return "";
+      }
+      if (!h[key].is_string()) throw bad(std::string("\"") + key + "\" must be a string");
+      return h[key].get<std::string>();
+    };
+    auto flag = [&](const char* key) {
+      if (!h.contains(key)) return false;
+      if (!h[key].is_boolean()) throw bad(std::string("\"") + key + "\" must be true or false");
+      return h[key].get<bool>();
+    };
+    kernel_info info;
+    info.name = str("name", true);
+    if (info.name.empty()) throw bad("empty \"name\"");
+    info.version = str("kernel_version", false);
+    info.convention = str("convention", true);
+    if (find_convention(info.convention) == nullptr) {
+      throw plugin_error("kernel '" + info.name + "' claims an unknown convention '" +
+                         info.convention + "' (see: bnoracle conventions)");
+    }
+    if (!h.contains("layouts") || !h["layouts"].is_array()) throw bad("\"layouts\" must be a list");
+    for (const auto& l : h["layouts"]) {
+      bool known = false;
+      for (const auto& [name, bit] : k_layout_names) {
+        if (l.is_string() && l.get<std::string>() == name) {
+          info.layouts |= bit;
+          known = true;
+        }
+      }
+      if (!known) throw bad("unknown layout " + l.dump());
+    }
+    if (!h.contains("modes") || !h["modes"].is_array()) throw bad("\"modes\" must be a list");
+    for (const auto& m : h["modes"]) {
+      bool known = false;
+      for (std::size_t i = 0; i < k_mode_names.size(); ++i) {
+        if (m.is_string() && m.get<std::string>() == k_mode_names[i]) {
+          info.modes[i] = true;
+          known = true;
+        }
+      }
+      if (!known) throw bad("unknown mode " + m.dump());
+    }
+    info.updates_running = flag("updates_running");
+    info.supports_cumulative = flag("supports_cumulative");
+    const std::string saves = h.contains("saves") ? str("saves", true) : "none";
+    if (saves == "none") {
+      info.saves = BNK_SAVES_NONE;
+    } else if (saves == "mean_invstd") {
+      info.saves = BNK_SAVES_MEAN_INVSTD;
+    } else if (saves == "mean_var") {
+      info.saves = BNK_SAVES_MEAN_VAR;
+    } else {
+      throw bad("\"saves\" must be \"none\", \"mean_invstd\" or \"mean_var\"");
+    }
+    if (first_handshake_) {
+      info_ = info;
+      first_handshake_ = false;
+    } else if (info.name != info_.name || info.convention != info_.convention ||
+               info.layouts != info_.layouts || info.saves != info_.saves) {
+      throw plugin_error("the restarted kernel process declares different capabilities");
+    }
+  }
+
+  // ---- one call -------------------------------------------------------------------------------
+  static json floats(const float* p, std::int64_t count) {
+    json a = json::array();
+    for (std::int64_t i = 0; i < count; ++i) a.push_back(hex_float(p[i]));
+    return a;
+  }
+  static json tensor(const float* p, const std::vector<std::int64_t>& offsets) {
+    json a = json::array();
+    for (const std::int64_t off : offsets) a.push_back(hex_float(p[off]));
+    return a;
+  }
+
+  // Reads output `name` of `count` values into `put(i, value)`.
+  template <class Put>
+  static void take(const json& outputs, const char* name, std::size_t count, Put put) {
+    if (!outputs.contains(name)) {
+      throw call_error{std::string("status ok but output \"") + name + "\" is missing", false};
+    }
+    const json& a = outputs[name];
+    if (!a.is_array())
+      throw call_error{std::string("output \"") + name + "\" is not a list", false};
+    if (a.size() != count) {
+      throw call_error{std::string("output \"") + name + "\" has " + std::to_string(a.size()) +
+                           " values, expected " + std::to_string(count),
+                       false};
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::optional<float> v =
+          a[i].is_string() ? parse_f32(a[i].get<std::string>()) : std::nullopt;
+      if (!v) {
+        throw call_error{std::string("output \"") + name + "\"[" + std::to_string(i) +
+                             "] is not a float32 as a string (hex float, \"nan\", \"inf\", "
+                             "\"-inf\"): " +
+                             a[i].dump(),
+                         false};
+      }
+      put(i, *v);
+    }
+  }
+
+  bnk_status call(bn_mode mode, const bnk_problem& problem, const bnk_buffers& b,
+                  std::string& message) {
+    const auto m = static_cast<std::size_t>(mode);
+    const bool forward = mode == bn_mode::forward_training || mode == bn_mode::forward_inference;
+    const bnk_shape& shape = problem.shape;
+    const std::vector<std::int64_t> offsets = logical_offsets(shape);
+    const std::int64_t channels = shape.rank >= 2 ? shape.dims[1] : 0;
+    const auto c = static_cast<std::size_t>(std::max<std::int64_t>(channels, 0));
+
+    const std::int64_t id = ++next_id_;
+    json req;
+    req["id"] = id;
+    req["mode"] = k_mode_names[m];
+    json dims = json::array();
+    for (int d = 0; d < shape.rank; ++d) dims.push_back(shape.dims[d]);
+    req["shape"] = dims;
+    std::string layout_name = "strided";
+    for (const auto& [name, bit] : k_layout_names) {
+      if (bit == shape.layout) layout_name = name;
+    }
+    req["layout"] = layout_name;
+    req["eps"] = hex_double(problem.eps);
+    req["momentum"] = problem.cumulative != 0 ? json(nullptr) : json(hex_double(problem.momentum));
+    req["affine"] = problem.affine != 0;
+    req["track_running"] = problem.track_running != 0;
+    json in = json::object();
+    if (b.src != nullptr) in["src"] = tensor(b.src, offsets);
+    if (!forward && b.diff_dst != nullptr) in["diff_dst"] = tensor(b.diff_dst, offsets);
+    if (b.gamma != nullptr) in["gamma"] = floats(b.gamma, channels);
+    if (b.beta != nullptr) in["beta"] = floats(b.beta, channels);
+    const bool running_in = mode != bn_mode::forward_training || problem.track_running != 0;
+    if (running_in && b.running_mean != nullptr) {
+      in["running_mean"] = floats(b.running_mean, channels);
+    }
+    if (running_in && b.running_var != nullptr) in["running_var"] = floats(b.running_var, channels);
+    if (running_in && b.num_batches_tracked != nullptr) {
+      in["num_batches_tracked"] = *b.num_batches_tracked;
+    }
+    if (mode == bn_mode::backward_training) {
+      if (b.save_mean != nullptr) in["save_mean"] = floats(b.save_mean, channels);
+      if (b.save_stat != nullptr) in["save_stat"] = floats(b.save_stat, channels);
+    }
+    req["inputs"] = std::move(in);
+
+    const auto deadline = clock_type::now() + timeout_;
+    write_all(req.dump() + "\n", deadline);
+    const std::string line = read_line(deadline, "response");
+
+    const json r = json::parse(line, nullptr, false);
+    const std::string shown = line.size() > 200 ? line.substr(0, 200) + "..." : line;
+    if (r.is_discarded() || !r.is_object()) {
+      throw call_error{"the response is not a JSON object: " + shown, true};
+    }
+    if (!r.contains("id") || !r["id"].is_number_integer() || r["id"].get<std::int64_t>() != id) {
+      throw call_error{"the response answers id " + (r.contains("id") ? r["id"].dump() : "(none)") +
+                           ", expected " + std::to_string(id) +
+                           " (out of step; the kernel process was restarted)",
+                       true};
+    }
+    if (!r.contains("status") || !r["status"].is_string()) {
+      throw call_error{"the response has no \"status\" string", false};
+    }
+    const std::string status = r["status"].get<std::string>();
+    message =
+        r.contains("message") && r["message"].is_string() ? r["message"].get<std::string>() : "";
+    if (status == "unsupported") return BNK_UNSUPPORTED;
+    if (status == "refused") return BNK_REFUSED;
+    if (status == "failed") return BNK_FAILED;
+    if (status != "ok") throw call_error{"unknown status \"" + status + "\"", false};
+    if (!r.contains("outputs") || !r["outputs"].is_object()) {
+      throw call_error{"status ok but no \"outputs\" object", false};
+    }
+    const json& out = r["outputs"];
+    auto into_tensor = [&](const char* name, float* p) {
+      take(out, name, offsets.size(), [&](std::size_t i, float v) { p[offsets[i]] = v; });
+    };
+    auto into_vector = [&](const char* name, float* p) {
+      take(out, name, c, [&](std::size_t i, float v) { p[i] = v; });
+    };
+    switch (mode) {
+      case bn_mode::forward_training:
+        if (b.dst != nullptr) into_tensor("dst", b.dst);
+        if (b.save_mean != nullptr) into_vector("save_mean", b.save_mean);
+        if (b.save_stat != nullptr) into_vector("save_stat", b.save_stat);
+        if (problem.track_running != 0) {
+          if (b.running_mean != nullptr) into_vector("running_mean", b.running_mean);
+          if (b.running_var != nullptr) into_vector("running_var", b.running_var);
+          if (b.num_batches_tracked != nullptr) {
+            if (!out.contains("num_batches_tracked") ||
+                !out["num_batches_tracked"].is_number_integer()) {
+              throw call_error{
+                  "status ok but output \"num_batches_tracked\" (an integer) is missing", false};
+            }
+            *b.num_batches_tracked = out["num_batches_tracked"].get<std::int64_t>();
+          }
+        }
+        break;
+      case bn_mode::forward_inference:
+        if (b.dst != nullptr) into_tensor("dst", b.dst);
+        break;
+      case bn_mode::backward_training:
+      case bn_mode::backward_inference:
+        if (b.diff_src != nullptr) into_tensor("diff_src", b.diff_src);
+        if (problem.affine != 0 && b.diff_gamma != nullptr) into_vector("diff_gamma", b.diff_gamma);
+        if (problem.affine != 0 && b.diff_beta != nullptr) into_vector("diff_beta", b.diff_beta);
+        break;
+    }
+    message.clear();
+    return BNK_OK;
+  }
+
+  std::vector<std::string> argv_;
+  std::chrono::milliseconds timeout_;
+  pid_t pid_ = -1;
+  pid_t owner_ = -1;  // the process that spawned the kernel process (and may reap it)
+  int to_ = -1;       // the kernel's stdin
+  int from_ = -1;     // the kernel's stdout
+  std::string pending_;
+  std::int64_t next_id_ = 0;
+  bool first_handshake_ = true;
+  std::string exit_description_;
+  kernel_info info_;
+};
+
+}  // namespace
+
+std::vector<std::string> split_command(std::string_view command) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (std::size_t i = 0; i < command.size(); ++i) {
+    const char ch = command[i];
+    if (ch == ' ' || ch == '\t' || ch == '\n') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      continue;
+    }
+    in_word = true;
+    if (ch == '\\') {
+      if (i + 1 >= command.size()) throw plugin_error("the command ends with a lone backslash");
+      word += command[++i];
+    } else if (ch == '\'') {
+      const std::size_t close = command.find('\'', i + 1);
+      if (close == std::string_view::npos) throw plugin_error("unterminated ' in the command");
+      word.append(command.substr(i + 1, close - i - 1));
+      i = close;
+    } else if (ch == '"') {
+      bool closed = false;
+      for (++i; i < command.size(); ++i) {
+        if (command[i] == '"') {
+          closed = true;
+          break;
+        }
+        if (command[i] == '\\' && i + 1 < command.size() &&
+            (command[i + 1] == '"' || command[i + 1] == '\\')) {
+          ++i;
+        }
+        word += command[i];
+      }
+      if (!closed) throw plugin_error("unterminated \" in the command");
+    } else {
+      word += ch;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  if (words.empty()) throw plugin_error("the command is empty");
+  return words;
+}
+
+std::unique_ptr<bn_kernel> spawn_kernel(const std::vector<std::string>& argv,
+                                        std::chrono::milliseconds timeout) {
+  return std::make_unique<subprocess_kernel>(argv, timeout);
+}
+
+}  // namespace bnoracle

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""A float32 numpy batch-norm kernel behind bnoracle's subprocess protocol.
+
+    bnoracle check --exec "/usr/bin/python3 examples/subprocess/numpy_kernel.py"
+
+The protocol (docs/subprocess-protocol.md): write a handshake line, then answer every request
+line on stdin with one response line on stdout. Tensors arrive in logical order (N, C,
+spatial...), so every layout works without looking at strides. The numerics are those of
+examples/python/numpy_bn.py (float32 throughout, two-pass variance, PyTorch's conventions:
+momentum=None, refusal of one value per channel in training, an empty batch).
+
+Optional argument: the convention to claim (default pytorch; see `bnoracle conventions`).
+Only the protocol goes to stdout; diagnostics belong on stderr.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import numpy_bn as bn  # noqa: E402
+
+F32 = np.float32
+MODES = ["forward_training", "forward_inference", "backward_training", "backward_inference"]
+LAYOUTS = ["nc", "ncl", "nchw", "nhwc", "ncdhw", "ndhwc", "strided"]
+
+
+def f32(values, shape=None):
+    """Hex-float strings ("0x1.8p+1", "nan", "inf", "-inf") to a float32 array (exact)."""
+    a = np.array([float.fromhex(v) for v in values], dtype=np.float64).astype(F32)
+    return a.reshape(shape) if shape is not None else a
+
+
+def hexes(a):
+    """A float32 array to hex-float strings in logical (C) order; float32 -> float is exact."""
+    return [float.hex(float(v)) for v in np.asarray(a, dtype=F32).ravel()]
+
+
+def compute(req, convention):
+    mode, shape, inp = req["mode"], tuple(req["shape"]), req["inputs"]
+    eps = float.fromhex(req["eps"])
+    momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
+    x = f32(inp["src"], shape)
+    gamma = f32(inp["gamma"]) if req["affine"] else None
+    beta = f32(inp["beta"]) if req["affine"] else None
+    if mode == "forward_training":
+        running = None
+        if req["track_running"]:
+            running = (f32(inp["running_mean"]), f32(inp["running_var"]),
+                       int(inp["num_batches_tracked"]))
+        r = bn.forward_training(x, gamma, beta, eps, convention, momentum, running)
+        out = {"dst": r["dst"], "save_mean": r["mean"], "save_stat": r["invstd"]}
+        if running is not None:
+            out.update(running_mean=r["running_mean"], running_var=r["running_var"],
+                       num_batches_tracked=r["num_batches_tracked"])
+        return out
+    rm = f32(inp["running_mean"]) if "running_mean" in inp else None
+    rv = f32(inp["running_var"]) if "running_var" in inp else None
+    if mode == "forward_inference":
+        return bn.forward_inference(x, gamma, beta, eps, rm, rv)
+    dy = f32(inp["diff_dst"], shape)
+    if mode == "backward_training":
+        return bn.backward_training(x, dy, gamma, eps, convention)
+    if mode == "backward_inference":
+        return bn.backward_inference(x, dy, gamma, eps, rm, rv)
+    raise bn.Unsupported("unknown mode " + mode)
+
+
+def answer(req, convention):
+    res = {"id": req.get("id"), "status": "ok"}
+    try:
+        with np.errstate(all="ignore"):  # NaN/Inf inputs and empty batches are legitimate cases
+            out = compute(req, convention)
+    except bn.Refused as e:
+        return dict(res, status="refused", message=str(e))
+    except bn.Unsupported as e:
+        return dict(res, status="unsupported", message=str(e))
+    except Exception as e:  # a bug here fails this call only
+        return dict(res, status="failed", message="%s: %s" % (type(e).__name__, e))
+    outputs = {k: (int(v) if k == "num_batches_tracked" else hexes(v)) for k, v in out.items()}
+    return dict(res, outputs=outputs)
+
+
+def main():
+    convention = sys.argv[1] if len(sys.argv) > 1 else "pytorch"
+    send = lambda obj: print(json.dumps(obj), flush=True)  # noqa: E731
+    send({"protocol": "bnoracle-kernel", "version": 1, "name": "numpy_ref",
+          "kernel_version": "1.0", "convention": convention, "layouts": LAYOUTS, "modes": MODES,
+          "updates_running": True, "supports_cumulative": convention == "pytorch",
+          "saves": "mean_invstd"})
+    for line in iter(sys.stdin.readline, ""):  # one request per line until stdin closes
+        send(answer(json.loads(line), convention))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+// The subprocess adapter (adapters/subprocess, docs/subprocess-protocol.md): the argv splitter,
+// handshake failures, timeouts, malformed responses and restarts, with tiny fake kernels written
+// in Python into the build tree. BNORACLE_TEST_PYTHON is a python3 (numpy is not needed).
+#include "bnoracle/subprocess_kernel.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace bnoracle;
+using namespace std::chrono_literals;
+
+std::vector<std::string> split(const char* s) {
+  return split_command(s);
+}
+
+TEST(SplitCommand, WordsQuotesAndEscapes) {
+  EXPECT_EQ(split("python3 k.py"), (std::vector<std::string>{"python3", "k.py"}));
+  EXPECT_EQ(split("  a\t b\n"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(split("'a b' \"c d\""), (std::vector<std::string>{"a b", "c d"}));
+  EXPECT_EQ(split("x'y z'\"w\""), (std::vector<std::string>{"xy zw"}));
+  EXPECT_EQ(split(R"(a\ b c\\d)"), (std::vector<std::string>{"a b", R"(c\d)"}));
+  EXPECT_EQ(split(R"("q\"uote" "back\\slash" "keep\n")"),
+            (std::vector<std::string>{"q\"uote", R"(back\slash)", R"(keep\n)"}));
+  EXPECT_EQ(split(R"('no \escape')"), (std::vector<std::string>{R"(no \escape)"}));
+  EXPECT_EQ(split("'' \"\""), (std::vector<std::string>{"", ""}));
+  // No shell: these are plain words.
+  EXPECT_EQ(split("a|b $HOME *.py >x"), (std::vector<std::string>{"a|b", "$HOME", "*.py", ">x"}));
+}
+
+TEST(SplitCommand, Errors) {
+  EXPECT_THROW(split(""), plugin_error);
+  EXPECT_THROW(split("   "), plugin_error);
+  EXPECT_THROW(split("'open"), plugin_error);
+  EXPECT_THROW(split("\"open"), plugin_error);
+  EXPECT_THROW(split("trailing\\"), plugin_error);
+}
+
+// A fake kernel: `body` runs after the standard handshake is printed (unless it replaces it).
+class FakeKernel : public ::testing::Test {
+ protected:
+  static std::string dir() {
+    const auto d = std::filesystem::path(BNORACLE_TEST_WORK) / "subprocess_fakes";
+    std::filesystem::create_directories(d);
+    return d.string();
+  }
+  static std::vector<std::string> script(const std::string& name, const std::string& code) {
+    const std::string path = dir() + "/" + name + ".py";
+    std::ofstream(path) << "import json, sys, time, os\n" << code;
+    return {BNORACLE_TEST_PYTHON, path};
+  }
+  static std::string handshake() {
+    return "HS = {'protocol': 'bnoracle-kernel', 'version': 1, 'name': 'fake',"
+           " 'convention': 'pytorch', 'layouts': ['nchw', 'nhwc'],"
+           " 'modes': ['forward_inference'], 'saves': 'none'}\n"
+           "def send(o): print(json.dumps(o), flush=True)\n";
+  }
+  // A forward-inference problem on 1x2x1x2 NHWC data (strides n=4, c=1, h=2, w=2... see below).
+  struct call {
+    float src[4] = {1.0F, 2.0F, 3.0F, 4.0F};  // memory order NHWC: (c0,w0) (c1,w0) (c0,w1) (c1,w1)
+    float rm[2] = {0.0F, 0.0F};
+    float rv[2] = {1.0F, 1.0F};
+    float dst[4] = {0, 0, 0, 0};
+    bnk_problem p{};
+    bnk_buffers b{};
+    call() {
+      p.struct_size = sizeof p;
+      p.shape.rank = 4;
+      p.shape.layout = BNK_LAYOUT_NHWC;
+      const std::int64_t dims[5] = {1, 2, 1, 2, 1};
+      const std::int64_t strides[5] = {4, 1, 4, 2, 0};
+      for (int i = 0; i < 5; ++i) {
+        p.shape.dims[i] = dims[i];
+        p.shape.strides[i] = strides[i];
+      }
+      p.eps = 0.0;
+      p.momentum = 0.1;
+      b.src = src;
+      b.running_mean = rm;
+      b.running_var = rv;
+      b.dst = dst;
+    }
+    bnk_status run(bn_kernel& k, std::string& msg) {
+      return k.run(bn_mode::forward_inference, p, b, msg);
+    }
+  };
+};
+
+TEST_F(FakeKernel, EchoRoundTripGathersAndScattersThroughStrides) {
+  // dst = src * 2 in logical order; also records the logical src it received.
+  const auto argv = script("echo", handshake() + R"(
+send(HS)
+for line in iter(sys.stdin.readline, ''):
+    r = json.loads(line)
+    src = [float.fromhex(v) for v in r['inputs']['src']]
+    assert r['layout'] == 'nhwc' and r['shape'] == [1, 2, 1, 2], r
+    assert src == [1.0, 3.0, 2.0, 4.0], src   # logical order n, c, h, w
+    send({'id': r['id'], 'status': 'ok', 'outputs': {'dst': [float.hex(2 * v) for v in src]}})
+)");
+  auto k = spawn_kernel(argv, 10s);
+  EXPECT_EQ(k->info().name, "fake");
+  EXPECT_TRUE(k->info().supports(bn_mode::forward_inference));
+  EXPECT_FALSE(k->info().supports(bn_mode::forward_training));
+  EXPECT_TRUE(k->info().supports(layout::nhwc));
+  EXPECT_FALSE(k->info().supports(layout::strided));
+  for (int i = 0; i < 2; ++i) {
+    call c;
+    std::string msg;
+    ASSERT_EQ(c.run(*k, msg), BNK_OK) << msg;
+    EXPECT_EQ(c.dst[0], 2.0F);
+    EXPECT_EQ(c.dst[1], 4.0F);
+    EXPECT_EQ(c.dst[2], 6.0F);
+    EXPECT_EQ(c.dst[3], 8.0F);
+  }
+}
+
+TEST_F(FakeKernel, StartFailures) {
+  EXPECT_THROW((void)spawn_kernel({"/nonexistent/kernel"}, 5s), plugin_error);
+  auto expect_error = [](const std::vector<std::string>& argv, const std::string& needle) {
+    try {
+      (void)spawn_kernel(argv, 2s);
+      ADD_FAILURE() << "no error, expected: " << needle;
+    } catch (const plugin_error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error(script("exits", "sys.exit(3)\n"), "exited with status 3");
+  expect_error(script("garbage", "print('hello', flush=True)\ntime.sleep(5)\n"),
+               "malformed handshake");
+  expect_error(script("version2", handshake() + "HS['version'] = 2\nsend(HS)\ntime.sleep(5)\n"),
+               "protocol version 2 is not supported");
+  expect_error(script("badconv", handshake() + "HS['convention'] = 'nope'\nsend(HS)\n"),
+               "unknown convention");
+  expect_error(script("badmode", handshake() + "HS['modes'] = ['sideways']\nsend(HS)\n"),
+               "unknown mode");
+  const auto start = std::chrono::steady_clock::now();
+  expect_error(script("silent", "time.sleep(60)\n"), "no handshake within 2 s");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+}
+
+TEST_F(FakeKernel, BadResponsesFailOneCallAndTheKernelRecovers) {
+  // Each request gets a different misbehaviour, chosen by a counter in a file (the counter
+  // survives restarts), then the fake behaves.
+  const std::string counter = dir() + "/bad_counter";
+  std::filesystem::remove(counter);
+  const auto argv = script("bad", handshake() + "COUNTER = '" + counter + "'\n" + R"(
+send(HS)
+for line in iter(sys.stdin.readline, ''):
+    r = json.loads(line)
+    n = int(open(COUNTER).read()) if os.path.exists(COUNTER) else 0
+    open(COUNTER, 'w').write(str(n + 1))
+    ok = [float.hex(1.0)] * 4
+    if n == 0: send({'id': r['id'] + 7, 'status': 'ok', 'outputs': {'dst': ok}})
+    elif n == 1: send({'id': r['id'], 'status': 'ok', 'outputs': {'dst': ok[:3]}})
+    elif n == 2: send({'id': r['id'], 'status': 'ok', 'outputs': {}})
+    elif n == 3: send({'id': r['id'], 'status': 'ok', 'outputs': {'dst': ['0x1.0000001p+0'] * 4}})
+    elif n == 4: print('not json', flush=True)
+    elif n == 5: os._exit(9)
+    elif n == 6: time.sleep(60)
+    elif n == 7: send({'id': r['id'], 'status': 'refused', 'message': 'no thanks'})
+    else: send({'id': r['id'], 'status': 'ok', 'outputs': {'dst': ok}})
+)");
+  auto k = spawn_kernel(argv, 2s);
+  const std::vector<std::pair<bnk_status, std::string>> expected{
+      {BNK_FAILED, "expected 1"},  // wrong id
+      {BNK_FAILED, "has 3 values, expected 4"},
+      {BNK_FAILED, "\"dst\" is missing"},
+      {BNK_FAILED, "is not a float32"},  // needs more than 24 bits
+      {BNK_FAILED, "not a JSON object"},
+      {BNK_FAILED, "exited with status 9"},
+      {BNK_FAILED, "within 2 s (timeout)"},
+      {BNK_REFUSED, "no thanks"},
+      {BNK_OK, ""},
+  };
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    call c;
+    std::string msg;
+    const bnk_status s = c.run(*k, msg);
+    EXPECT_EQ(s, expected[i].first) << "call " << i << ": " << msg;
+    EXPECT_NE(msg.find(expected[i].second), std::string::npos) << "call " << i << ": " << msg;
+  }
+}
+
+}  // namespace
