@@ -43,6 +43,7 @@
 // sums), or to the value of the environment variable BNA_LIBTORCH_THREADS (1..256) to test
 // PyTorch's multi-threaded code paths. FINDINGS.md records runs with both settings.
 #include "bnoracle/kernel_abi.h"
+#include "common/bn_kernel.hpp"
 
 #include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
@@ -90,21 +91,11 @@ constexpr const char* k_single_value_refusal =
 
 // ---- Messages -------------------------------------------------------------------------------
 
-// A problem the adapter rejects before calling PyTorch.
-struct rejection {
-  bnk_status status = BNK_OK;
-  char why[256] = {};
-};
-
-[[gnu::format(printf, 3, 4)]] bool reject(rejection& r, bnk_status status, const char* format,
-                                          ...) {
-  r.status = status;
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(r.why, sizeof r.why, format, args);
-  va_end(args);
-  return false;
-}
+// Rejections, `missing` and the fold's checks are the bundled kernels' (common/bn_kernel.hpp).
+using bnoracle::kernels::fold_ready;
+using bnoracle::kernels::missing;
+using bnoracle::kernels::reject;
+using bnoracle::kernels::rejection;
 
 // Writes the first line of `text` (c10 messages carry long backtraces and C++ stack traces).
 int report(char* message, std::size_t message_size, int status, const char* text) {
@@ -216,12 +207,6 @@ bool make_geometry(const bnk_problem& p, geometry& g, rejection& r) {
                     "the inputs and would collide");
     }
   }
-  return true;
-}
-
-bool missing(const void* ptr, const char* name, rejection& r) {
-  if (ptr != nullptr) return false;
-  reject(r, BNK_FAILED, "buffers->%s is NULL but this mode needs it", name);
   return true;
 }
 
@@ -456,24 +441,8 @@ bnk_status backward_inference(const bnk_problem& p, const bnk_buffers& b, const 
 //   conv_b = zeros_like(bn_rm) if None;  bn_var_rsqrt = rsqrt(bn_rv + bn_eps)
 //   conv_w = conv_w * (bn_w * bn_var_rsqrt).reshape([-1, 1, ...])
 //   conv_b = (conv_b - bn_rm) * bn_var_rsqrt * bn_w + bn_b
-bnk_status fold(const bnk_fold_problem& p, const bnk_fold_buffers& b, rejection& r) {
-  if (p.struct_size < sizeof(bnk_fold_problem)) {
-    reject(r, BNK_FAILED, "bnk_fold_problem.struct_size %u is too small",
-           static_cast<unsigned>(p.struct_size));
-    return r.status;
-  }
-  if (p.out_channels < 0 || p.fan_in < 0) {
-    reject(r, BNK_FAILED, "negative extents");
-    return r.status;
-  }
-  if (p.out_channels == 0) return BNK_OK;
-  if ((p.fan_in > 0 &&
-       (missing(b.weight, "weight", r) || missing(b.weight_out, "weight_out", r))) ||
-      missing(b.gamma, "gamma", r) || missing(b.beta, "beta", r) ||
-      missing(b.running_mean, "running_mean", r) || missing(b.running_var, "running_var", r) ||
-      missing(b.bias_out, "bias_out", r) || (p.has_bias != 0 && missing(b.bias, "bias", r))) {
-    return r.status;
-  }
+bnk_status fold_with_aten(const bnk_fold_problem& p, const bnk_fold_buffers& b, rejection& r) {
+  if (!fold_ready(p, b, r)) return r.status;
   const std::int64_t o = p.out_channels;
   const std::int64_t k = p.fan_in;
   const at::Tensor rm = channel_vector(b.running_mean, o);
@@ -529,7 +498,8 @@ int fold_entry(const bnk_fold_problem* problem, const bnk_fold_buffers* buffers,
   if (problem == nullptr || buffers == nullptr) {
     return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
   }
-  return guarded(message, message_size, [&](rejection& r) { return fold(*problem, *buffers, r); });
+  return guarded(message, message_size,
+                 [&](rejection& r) { return fold_with_aten(*problem, *buffers, r); });
 }
 
 // No SyncBN merge: PyTorch's merge of per-device statistics

@@ -509,25 +509,25 @@ inline bnk_status syncbn_merge(const bnk_syncbn_problem& p, const bnk_syncbn_buf
   return BNK_OK;
 }
 
+// Checks a fold call: false when it ends here, with r.status the answer (an error, or BNK_OK
+// for O = 0, where there is nothing to compute); true when the outputs are to be computed.
+inline bool fold_ready(const bnk_fold_problem& p, const bnk_fold_buffers& b, rejection& r) {
+  if (p.struct_size < sizeof(bnk_fold_problem)) {
+    return reject(r, BNK_FAILED, "bnk_fold_problem.struct_size %u is too small",
+                  static_cast<unsigned>(p.struct_size));
+  }
+  if (p.out_channels < 0 || p.fan_in < 0) return reject(r, BNK_FAILED, "negative extents");
+  if (p.out_channels == 0) return false;  // r.status is BNK_OK
+  return !((p.fan_in > 0 &&
+            (missing(b.weight, "weight", r) || missing(b.weight_out, "weight_out", r))) ||
+           missing(b.gamma, "gamma", r) || missing(b.beta, "beta", r) ||
+           missing(b.running_mean, "running_mean", r) || missing(b.running_var, "running_var", r) ||
+           missing(b.bias_out, "bias_out", r) || (p.has_bias != 0 && missing(b.bias, "bias", r)));
+}
+
 // W'[o, k] = W[o, k]·s[o] and b'[o] = (b[o] − μ[o])·s[o] + β[o] with s = γ·rsqrt(var + ε).
 inline bnk_status fold(const bnk_fold_problem& p, const bnk_fold_buffers& b, rejection& r) {
-  if (p.struct_size < sizeof(bnk_fold_problem)) {
-    reject(r, BNK_FAILED, "bnk_fold_problem.struct_size %u is too small",
-           static_cast<unsigned>(p.struct_size));
-    return r.status;
-  }
-  if (p.out_channels < 0 || p.fan_in < 0) {
-    reject(r, BNK_FAILED, "negative extents");
-    return r.status;
-  }
-  if (p.out_channels == 0) return BNK_OK;
-  if ((p.fan_in > 0 &&
-       (missing(b.weight, "weight", r) || missing(b.weight_out, "weight_out", r))) ||
-      missing(b.gamma, "gamma", r) || missing(b.beta, "beta", r) ||
-      missing(b.running_mean, "running_mean", r) || missing(b.running_var, "running_var", r) ||
-      missing(b.bias_out, "bias_out", r) || (p.has_bias != 0 && missing(b.bias, "bias", r))) {
-    return r.status;
-  }
+  if (!fold_ready(p, b, r)) return r.status;
   const float eps = static_cast<float>(p.eps);
   for (std::int64_t o = 0; o < p.out_channels; ++o) {
     const float s = b.gamma[o] * inv_std(b.running_var[o], eps);
