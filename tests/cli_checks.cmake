@@ -55,3 +55,21 @@ if(PYTHON)
   endif()
   message(STATUS "JUnit report parsed: ${out}")
 endif()
+
+# `results --convention NAME` runs the kernel under NAME: a fixture of the kernel's own convention
+# (pytorch) is then of another convention, and its running statistics are omitted.
+set(one ${WORK}/one_fixture/convention/pytorch/nchw_2x3x2x2)
+file(REMOVE_RECURSE ${WORK}/one_fixture ${WORK}/one_results)
+file(MAKE_DIRECTORY ${one})
+file(COPY ${CORPUS}/convention/pytorch/nchw_2x3x2x2/forward_training_step1.json DESTINATION ${one})
+set(written ${WORK}/one_results/convention/pytorch/nchw_2x3x2x2/forward_training_step1.json)
+foreach(conv pytorch keras)
+  expect_exit(0 ${BNORACLE} results --kernel ${KERNELS}/libbnk_two_pass.so --convention ${conv}
+              --fixtures ${WORK}/one_fixture --out ${WORK}/one_results)
+  file(READ ${written} text)
+  string(FIND "${text}" "\"running_statistics\": \"omitted\"" at)
+  if(conv STREQUAL "pytorch" AND NOT at EQUAL -1 OR conv STREQUAL "keras" AND at EQUAL -1)
+    message(FATAL_ERROR "results --convention ${conv}: unexpected running statistics\n${text}")
+  endif()
+  expect_exit(0 ${BNORACLE} verify --fixtures ${WORK}/one_fixture --results ${WORK}/one_results)
+endforeach()

@@ -5,6 +5,7 @@
 #include "identify.hpp"
 #include "report.hpp"
 #include "runner.hpp"
+#include "verify.hpp"
 
 #include <gtest/gtest.h>
 
@@ -144,6 +145,105 @@ TEST(Runner, IdentifyReadsBackTheConventionAndItsDefects) {
   r = identify(*kernel, o);
   EXPECT_EQ(r.estimator, "biased");
   g_defect = defect::none;
+}
+
+// ---- results and verify: what a kernel's results are judged on --------------------------------
+
+fixture corpus_fixture(const std::string& id) {
+  fixture f = load_fixture(std::string(BNORACLE_CORPUS_DIR) + "/" + id + ".json");
+  f.id = id;
+  return f;
+}
+
+TEST(Verify, AKernelWithoutRunningStatisticsIsJudgedOnEveryOtherOutput) {
+  // oneDNN keeps no running statistics (updates_running = 0): a fixture that tracks them is run
+  // without tracking, its running statistics are omitted and not judged, and dst, mean and
+  // invstd are judged as usual.
+  g_defect = defect::none;
+  bnk_kernel table = k_table;
+  table.updates_running = 0;
+  auto kernel = wrap_table(&table);
+  run_options o;
+  const fixture f = corpus_fixture("convention/pytorch/nchw_2x3x2x2/forward_training_step2");
+  ASSERT_TRUE(f.track_running);
+  results r = kernel_results(*kernel, f, o);
+  ASSERT_EQ(r.status, "ok") << r.message;
+  EXPECT_FALSE(r.running_returned);
+  EXPECT_EQ(r.outputs.count("running_mean"), 0U);
+  EXPECT_EQ(r.outputs.count("dst"), 1U);
+  EXPECT_FALSE(r.num_batches_tracked.has_value());
+  EXPECT_NE(r.message.find("updates_running = 0"), std::string::npos) << r.message;
+  // The flag survives the file.
+  const std::string text = dump_results(r);
+  EXPECT_NE(text.find("\"running_statistics\": \"omitted\""), std::string::npos) << text;
+  EXPECT_FALSE(parse_results(text, "r.json").running_returned);
+  case_result c = judge_fixture(f, r, o);
+  EXPECT_EQ(c.result, verdict::pass) << c.reason;
+  EXPECT_NE(c.reason.find("running statistics not judged"), std::string::npos) << c.reason;
+  for (const auto& out : c.outputs) EXPECT_NE(out.name, "running_mean");
+  // The other outputs are still judged: a dst off by 1% fails.
+  for (float& v : r.outputs["dst"]) v *= 1.01F;
+  c = judge_fixture(f, r, o);
+  EXPECT_EQ(c.result, verdict::fail) << c.reason;
+  // Results that return the running statistics but leave them out still fail as before.
+  r.running_returned = true;
+  for (float& v : r.outputs["dst"]) v /= 1.01F;
+  c = judge_fixture(f, r, o);
+  EXPECT_EQ(c.result, verdict::fail);
+  EXPECT_NE(c.reason.find("running_mean is missing"), std::string::npos) << c.reason;
+}
+
+TEST(Verify, RunningStatisticsFlagRejectsUnknownValues) {
+  const std::string bad = R"({"schema": "bnoracle.results", "schema_version": 1, "id": "x",
+    "status": "ok", "running_statistics": "maybe", "outputs": {}})";
+  EXPECT_THROW((void)parse_results(bad, "bad.json"), fixture_error);
+  const std::string good = R"({"schema": "bnoracle.results", "schema_version": 1, "id": "x",
+    "status": "ok", "running_statistics": "returned", "outputs": {}})";
+  EXPECT_TRUE(parse_results(good, "good.json").running_returned);
+}
+
+TEST(Verify, AFixtureOfAnotherConventionIsJudgedWithoutItsRunningStatistics) {
+  // The test kernel claims pytorch. A tensorflow fixture differs only in its running statistics
+  // (biased running variance) and its L = 1 rule: everything else is judged.
+  g_defect = defect::none;
+  auto kernel = wrap_table(&k_table);
+  run_options o;
+  const fixture tf = corpus_fixture("convention/tensorflow/nchw_2x3x2x2/forward_training_step1");
+  results r = kernel_results(*kernel, tf, o);
+  ASSERT_EQ(r.status, "ok") << r.message;
+  EXPECT_FALSE(r.running_returned);
+  EXPECT_NE(r.message.find("fixture for convention tensorflow, kernel claims pytorch"),
+            std::string::npos)
+      << r.message;
+  EXPECT_EQ(judge_fixture(tf, r, o).result, verdict::pass);
+  // The same kernel with a biased running variance still fails its own convention's fixture...
+  g_defect = defect::biased_running_var;
+  const fixture pt = corpus_fixture("convention/pytorch/nchw_2x3x2x2/forward_training_step1");
+  EXPECT_EQ(judge_fixture(pt, kernel_results(*kernel, pt, o), o).result, verdict::fail);
+  // ... and --convention (run_options::convention) replaces the claim: the pytorch fixture is
+  // then of another convention and its running statistics are omitted.
+  o.convention = "tensorflow";
+  r = kernel_results(*kernel, pt, o);
+  EXPECT_FALSE(r.running_returned);
+  EXPECT_EQ(judge_fixture(pt, r, o).result, verdict::pass);
+  g_defect = defect::none;
+  o.convention.clear();
+  // A problem the fixture's convention refuses is not the kernel's business under another claim.
+  const fixture refused = corpus_fixture("edge/one_value/pytorch_nchw_1x3x1x1/forward_training");
+  ASSERT_FALSE(refused.refusal.empty());
+  o.convention = "tensorflow";
+  r = kernel_results(*kernel, refused, o);
+  EXPECT_EQ(r.status, "unsupported");
+  EXPECT_NE(r.message.find("refuses"), std::string::npos) << r.message;
+  // A refusal by the kernel's own convention (pytorch, L = 1) of a problem another convention
+  // accepts is a skip, not a failure.
+  o.convention.clear();
+  const fixture one = corpus_fixture("edge/one_value/tensorflow_nchw_1x3x1x1/forward_training");
+  ASSERT_TRUE(one.refusal.empty());
+  r = kernel_results(*kernel, one, o);
+  EXPECT_EQ(r.status, "unsupported") << r.message;
+  EXPECT_NE(r.message.find("refused it"), std::string::npos) << r.message;
+  EXPECT_EQ(judge_fixture(one, r, o).result, verdict::skip);
 }
 
 }  // namespace

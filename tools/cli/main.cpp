@@ -61,8 +61,9 @@ void print_usage(std::ostream& os) {
         "follows\n"
         "  export --out DIR [--filter PATTERN] [--catalog corpus|check] [--seed N]\n"
         "                               write golden fixtures (default: the corpus catalog)\n"
-        "  results --kernel PATH.so|--exec CMD --fixtures DIR --out DIR   run a kernel on "
-        "fixtures\n"
+        "  results --kernel PATH.so|--exec CMD --fixtures DIR --out DIR [--convention NAME]\n"
+        "                               run a kernel on fixtures (the running statistics of\n"
+        "                               fixtures of another convention are omitted)\n"
         "  verify --fixtures DIR --results DIR [--level L] [--report F] [--output FILE] "
         "[--filter P]\n"
         "                               judge results written by any implementation\n"
@@ -256,6 +257,7 @@ std::string parse_check_args(const std::vector<std::string_view>& args, check_ar
     } else if (k == "--convention") {
       if (find_convention(*v) == nullptr) return "unknown convention '" + *v + "'";
       a.convention = *v;
+      a.options.convention = *v;  // check and results judge or run under it
     } else if (k == "--report") {
       if (*v == "text") {
         a.format = report_format::text;
@@ -365,7 +367,6 @@ int run_check(const std::vector<std::string_view>& args) {
   }
   std::unique_ptr<bn_kernel> kernel = load_kernel(a, "check");
   if (!kernel) return k_exit_usage;
-  a.options.convention = a.convention;
   std::ofstream file;
   if (!a.output.empty()) {
     file.open(a.output);

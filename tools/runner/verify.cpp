@@ -155,24 +155,24 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
   if (f.kind != "batch_norm") return operation_results(kernel, f, claim, co);
   const bool backward = f.op == bn_mode::backward_training || f.op == bn_mode::backward_inference;
   const bool training = f.op == bn_mode::forward_training || f.op == bn_mode::backward_training;
-  if (f.problem.convention != claim) {
-    // A fixture of another convention states what that framework does; the kernel claims its
-    // own. (`bnoracle check --convention` judges a kernel against another claim.)
+  // A fixture of another convention differs from the claim only in its running statistics and
+  // its L = 1 refusal (docs/conventions.md): without a refusal its other outputs are judged and
+  // its running statistics are not (`bnoracle check --convention` judges another claim in full).
+  const bool same_convention = f.problem.convention == claim;
+  if (!same_convention && !f.refusal.empty()) {
     r.status = "unsupported";
-    r.message = "fixture for convention " + f.problem.convention + ", kernel claims " + claim;
+    r.message = "fixture for convention " + f.problem.convention + ", kernel claims " + claim +
+                ": the fixture's convention refuses the problem";
     return r;
   }
+  // Running statistics are updated and judged when the fixture tracks them, the kernel keeps them
+  // and the conventions agree.
+  const bool fixture_tracks = f.op == bn_mode::forward_training && f.track_running;
+  const bool track = fixture_tracks && info.updates_running && same_convention;
   if (!info.supports(f.op) || !info.supports(f.problem.mem_layout) ||
-      (!f.problem.momentum && !info.supports_cumulative && f.track_running)) {
+      (!f.problem.momentum && !info.supports_cumulative && track)) {
     r.status = "unsupported";
     r.message = "not supported by the kernel's self-description";
-    return r;
-  }
-  if (f.op == bn_mode::forward_training && f.track_running && !info.updates_running) {
-    // The fixture's running statistics are part of its verdict, and the kernel keeps none.
-    r.status = "unsupported";
-    r.message =
-        "the fixture updates running statistics; the kernel keeps none (updates_running = 0)";
     return r;
   }
   call_request q;
@@ -184,7 +184,7 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
     q.gamma = input(f, "gamma");
     q.beta = input(f, "beta");
   }
-  if (!training || f.track_running) {
+  if (!training || track) {
     q.running_mean = input(f, "running_mean");
     q.running_var = input(f, "running_var");
     q.num_batches_tracked = f.num_batches_tracked;
@@ -202,7 +202,7 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
     }
   }
   q.mode = f.op;
-  q.track_running = training && f.track_running;
+  q.track_running = track;
   const call_result cr = invoke(kernel, q, co);
   if (!cr.run.ok() || !cr.padding_written.empty()) {
     r.status = "failed";
@@ -211,6 +211,11 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
   } else if (cr.status == BNK_UNSUPPORTED) {
     r.status = "unsupported";
     r.message = cr.message;
+  } else if (cr.status == BNK_REFUSED && !same_convention) {
+    // The kernel's own convention may refuse what the fixture's accepts (L = 1 under pytorch).
+    r.status = "unsupported";
+    r.message = "fixture for convention " + f.problem.convention + ", kernel claims " + claim +
+                " and refused it: " + cr.message;
   } else if (cr.status == BNK_REFUSED) {
     r.status = "refused";
     r.message = cr.message;
@@ -219,6 +224,13 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
     r.message = cr.message;
   } else {
     r.status = "ok";
+    if (fixture_tracks && !track) {
+      r.running_returned = false;
+      r.message = !info.updates_running
+                      ? "the kernel keeps no running statistics (updates_running = 0)"
+                      : "fixture for convention " + f.problem.convention + ", kernel claims " +
+                            claim + ": running statistics not updated";
+    }
     if (!backward) {
       r.outputs["dst"] = cr.dst;
     } else {
@@ -366,6 +378,7 @@ case_result judge_fixture(const fixture& f, const results& res, const run_option
   } else {
     for (const auto& e : f.expected) {
       const auto it = res.outputs.find(e.name);
+      if (!res.running_returned && (e.name == "running_mean" || e.name == "running_var")) continue;
       if (it == res.outputs.end()) {
         if (!required_output(f, e.name)) continue;
         output_result o;
@@ -382,7 +395,7 @@ case_result judge_fixture(const fixture& f, const results& res, const run_option
       }
       r.outputs.push_back(judge(f, e, it->second, opt));
     }
-    if (f.track_running && res.num_batches_tracked &&
+    if (f.track_running && res.running_returned && res.num_batches_tracked &&
         *res.num_batches_tracked != f.num_batches_tracked + 1) {
       output_result o;
       o.name = "num_batches_tracked";
@@ -393,6 +406,11 @@ case_result judge_fixture(const fixture& f, const results& res, const run_option
       r.outputs.push_back(o);
     }
     conclude(r, opt.level);
+    if (!res.running_returned && f.track_running) {
+      r.reason +=
+          std::string(r.reason.empty() ? "" : "; ") + "running statistics not judged (" +
+          (res.message.empty() ? std::string("omitted by the implementation") : res.message) + ")";
+    }
   }
   return r;
 }
