@@ -37,11 +37,13 @@
 // kernel itself (adapters/include/bnoracle/isolation.hpp). libtorch's intra-op parallelism is
 // OpenMP (libgomp) in this build; libgomp deadlocks in a child forked after the parent started
 // its thread pool, but the pool starts lazily at the first parallel region, which only ever runs
-// in a child, and each child exits with _exit. The first entry point called in a process sets the
-// intra-op thread count before any ATen work, to 1 by default (deterministic, and the same numerics
-// on every machine: with T threads the channels-last statistics are summed in T float partial
-// sums), or to the value of the environment variable BNA_LIBTORCH_THREADS (1..256) to test
-// PyTorch's multi-threaded code paths. FINDINGS.md records runs with both settings.
+// in a child, and each child exits with _exit. The loading process, when it reads the kernel table
+// (bnoracle_kernel_v1), and otherwise the first entry point called, sets the intra-op thread
+// count before any ATen work (at::set_num_threads starts no thread), to 1 by default
+// (deterministic, and the same numerics on every machine: with T threads the channels-last
+// statistics are summed in T float partial sums), or to the value of the environment variable
+// BNA_LIBTORCH_THREADS (1..256) to test PyTorch's multi-threaded code paths. FINDINGS.md records
+// runs with both settings.
 #include "bnoracle/kernel_abi.h"
 #include "common/bn_kernel.hpp"
 
@@ -527,5 +529,9 @@ constexpr bnk_kernel k_table = {
 }  // namespace
 
 BNA_EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
+  // Configured here too, in the loading process, so that the children bnoracle forks for
+  // isolated calls inherit the setting instead of each configuring ATen's thread pool again
+  // (half the time of a `bnoracle check`).
+  configure_threads();
   return &k_table;
 }

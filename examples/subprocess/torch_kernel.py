@@ -30,11 +30,22 @@ def hexes(a):
     return [float.hex(v) for v in a.reshape(-1).tolist()]  # float32 -> Python float is exact
 
 
+def in_layout(a, layout):
+    """Tensors arrive in logical order; a channels-last case is run in PyTorch's channels-last
+    memory format, as a model converted with .to(memory_format=torch.channels_last) runs it
+    (PyTorch's batch norm takes another code path there: docs/real-kernels.md)."""
+    if layout == "nhwc":
+        return a.contiguous(memory_format=torch.channels_last)
+    if layout == "ndhwc":
+        return a.contiguous(memory_format=torch.channels_last_3d)
+    return a
+
+
 def compute(req):
     mode, shape, inp = req["mode"], tuple(req["shape"]), req["inputs"]
     eps = float.fromhex(req["eps"])
     momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
-    x = t(inp["src"], shape)
+    x = in_layout(t(inp["src"], shape), req["layout"])
     weight = t(inp["gamma"]) if req["affine"] else None
     bias = t(inp["beta"]) if req["affine"] else None
     training = mode in ("forward_training", "backward_training")
@@ -60,7 +71,7 @@ def compute(req):
     if mode == "forward_inference":
         y, _, _ = torch.ops.aten.native_batch_norm(x, weight, bias, rm, rv, False, 0.0, eps)
         return "ok", {"dst": y}
-    dy = t(inp["diff_dst"], shape)
+    dy = in_layout(t(inp["diff_dst"], shape), req["layout"])
     affine = req["affine"]
     if mode == "backward_training":
         sm, si = t(inp["save_mean"]), t(inp["save_stat"])
