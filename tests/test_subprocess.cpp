@@ -187,4 +187,73 @@ for line in iter(sys.stdin.readline, ''):
   }
 }
 
+TEST_F(FakeKernel, OperationsTravelAsRequestsWithOp) {
+  // A fake that provides the fold and the merge: it checks the requests and answers with values
+  // made from them, so that the test sees what crossed the pipe both ways.
+  const auto argv = script("ops", handshake() + R"(
+HS['operations'] = ['fold', 'syncbn_merge']
+send(HS)
+for line in iter(sys.stdin.readline, ''):
+    r = json.loads(line)
+    i = r['inputs']
+    if r['op'] == 'fold':
+        assert r['out_channels'] == 2 and r['fan_in'] == 3 and 'bias' not in i, r
+        w = [float.fromhex(v) for v in i['weight']]
+        out = {'weight': [float.hex(-v) for v in w], 'bias': i['beta']}
+    else:
+        assert r['op'] == 'syncbn_merge' and r['counts'] == [3, 0] and r['channels'] == 1, r
+        assert r['momentum'] is None and r['inputs']['num_batches_tracked'] == 4, r
+        assert i['shard_mean'] == ['0x1p+0', '0x1p+1'] and len(i['shard_var']) == 2, r
+        out = {'mean': ['0x1p+0'], 'var': ['0x1p-1'], 'invstd': ['0x1p+2'],
+               'running_mean': ['0x1p-2'], 'running_var': ['0x1p-3'], 'num_batches_tracked': 5}
+    send({'id': r['id'], 'status': 'ok', 'outputs': out})
+)");
+  auto k = spawn_kernel(argv, 10s);
+  EXPECT_TRUE(k->info().fold);
+  EXPECT_TRUE(k->info().syncbn_merge);
+  const float weight[6] = {1, 2, 3, 4, 5, 6};
+  const float gamma[2] = {1, 1}, beta[2] = {0.5F, -0.5F}, rm[2] = {0, 0}, rv[2] = {1, 1};
+  float weight_out[6] = {}, bias_out[2] = {};
+  bnk_fold_problem fp{sizeof(bnk_fold_problem), 2, 3, 1e-5, 0};
+  bnk_fold_buffers fb{weight, nullptr, gamma, beta, rm, rv, weight_out, bias_out};
+  std::string msg;
+  ASSERT_EQ(k->run_fold(fp, fb, msg), BNK_OK) << msg;
+  EXPECT_EQ(weight_out[5], -6.0F);
+  EXPECT_EQ(bias_out[1], -0.5F);
+
+  const std::int64_t count[2] = {3, 0};
+  const float shard_mean[2] = {1, 2}, shard_var[2] = {0.25F, 0};
+  float run_mean[1] = {0}, run_var[1] = {1}, mean[1] = {}, var[1] = {}, invstd[1] = {};
+  std::int64_t nbt = 4;
+  bnk_syncbn_problem sp{sizeof(bnk_syncbn_problem), 2, 1, 1e-5, 0.1, 1, 1};
+  bnk_syncbn_buffers sb{count, shard_mean, shard_var, run_mean, run_var, &nbt, mean, var, invstd};
+  ASSERT_EQ(k->run_syncbn_merge(sp, sb, msg), BNK_OK) << msg;
+  EXPECT_EQ(mean[0], 1.0F);
+  EXPECT_EQ(var[0], 0.5F);
+  EXPECT_EQ(invstd[0], 4.0F);
+  EXPECT_EQ(run_mean[0], 0.25F);
+  EXPECT_EQ(run_var[0], 0.125F);
+  EXPECT_EQ(nbt, 5);
+}
+
+TEST_F(FakeKernel, OperationsNotDeclaredAreUnsupportedAndUnknownOnesAreRefused) {
+  // Without "operations" the adapter never sends them: the call is unsupported, and the process
+  // (which would fail any request) is not asked.
+  auto k = spawn_kernel(script("no_ops", handshake() + "send(HS)\nsys.stdin.readline()\n"), 5s);
+  EXPECT_FALSE(k->info().fold);
+  const float w[1] = {1}, g[1] = {1}, b[1] = {0}, m[1] = {0}, v[1] = {1};
+  float wo[1] = {}, bo[1] = {};
+  bnk_fold_problem fp{sizeof(bnk_fold_problem), 1, 1, 1e-5, 0};
+  bnk_fold_buffers fb{w, nullptr, g, b, m, v, wo, bo};
+  std::string msg;
+  EXPECT_EQ(k->run_fold(fp, fb, msg), BNK_UNSUPPORTED);
+  try {
+    (void)spawn_kernel(
+        script("bad_ops", handshake() + "HS['operations'] = ['transpose']\nsend(HS)\n"), 2s);
+    ADD_FAILURE() << "an unknown operation was accepted";
+  } catch (const plugin_error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown operation"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace

@@ -119,6 +119,25 @@ class subprocess_kernel final : public bn_kernel {
 
   bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
                  std::string& message) override {
+    return guarded(message, [&] { return call(mode, problem, buffers, message); });
+  }
+  bnk_status run_syncbn_merge(const bnk_syncbn_problem& problem, const bnk_syncbn_buffers& buffers,
+                              std::string& message) override {
+    if (!info_.syncbn_merge) return bn_kernel::run_syncbn_merge(problem, buffers, message);
+    return guarded(message, [&] { return call_syncbn(problem, buffers, message); });
+  }
+  bnk_status run_fold(const bnk_fold_problem& problem, const bnk_fold_buffers& buffers,
+                      std::string& message) override {
+    if (!info_.fold) return bn_kernel::run_fold(problem, buffers, message);
+    return guarded(message, [&] { return call_fold(problem, buffers, message); });
+  }
+
+ private:
+  // Runs one exchange with the kernel process: (re)starts it when needed, and turns a broken
+  // exchange into BNK_FAILED with its message (restarting the process before the next call when
+  // the exchange left it out of step).
+  template <class Exchange>
+  bnk_status guarded(std::string& message, Exchange exchange) {
     if (pid_ > 0 && getpid() == owner_) (void)alive();  // reaps a process that died meanwhile
     if (pid_ <= 0) {
       if (getpid() != owner_) {
@@ -135,7 +154,7 @@ class subprocess_kernel final : public bn_kernel {
       }
     }
     try {
-      return call(mode, problem, buffers, message);
+      return exchange();
     } catch (const call_error& e) {
       message = e.message;
       if (e.restart) stop(false);
@@ -146,7 +165,6 @@ class subprocess_kernel final : public bn_kernel {
     }
   }
 
- private:
   // ---- process lifetime ---------------------------------------------------------------------
   void start() {
     int in[2] = {-1, -1};   // bnoracle writes in[1]; the kernel reads in[0] as stdin
@@ -404,6 +422,18 @@ class subprocess_kernel final : public bn_kernel {
       }
       if (!known) throw bad("unknown mode " + m.dump());
     }
+    if (h.contains("operations")) {
+      if (!h["operations"].is_array()) throw bad("\"operations\" must be a list");
+      for (const auto& o : h["operations"]) {
+        if (o == "syncbn_merge") {
+          info.syncbn_merge = true;
+        } else if (o == "fold") {
+          info.fold = true;
+        } else {
+          throw bad("unknown operation " + o.dump() + " (known: syncbn_merge, fold)");
+        }
+      }
+    }
     info.updates_running = flag("updates_running");
     info.supports_cumulative = flag("supports_cumulative");
     const std::string saves = h.contains("saves") ? str("saves", true) : "none";
@@ -420,7 +450,8 @@ class subprocess_kernel final : public bn_kernel {
       info_ = info;
       first_handshake_ = false;
     } else if (info.name != info_.name || info.convention != info_.convention ||
-               info.layouts != info_.layouts || info.saves != info_.saves) {
+               info.layouts != info_.layouts || info.saves != info_.saves ||
+               info.syncbn_merge != info_.syncbn_merge || info.fold != info_.fold) {
       throw plugin_error("the restarted kernel process declares different capabilities");
     }
   }
@@ -474,9 +505,7 @@ class subprocess_kernel final : public bn_kernel {
     const std::int64_t channels = shape.rank >= 2 ? shape.dims[1] : 0;
     const auto c = static_cast<std::size_t>(std::max<std::int64_t>(channels, 0));
 
-    const std::int64_t id = ++next_id_;
     json req;
-    req["id"] = id;
     req["mode"] = k_mode_names[m];
     json dims = json::array();
     for (int d = 0; d < shape.rank; ++d) dims.push_back(shape.dims[d]);
@@ -508,12 +537,50 @@ class subprocess_kernel final : public bn_kernel {
       if (b.save_stat != nullptr) in["save_stat"] = floats(b.save_stat, channels);
     }
     req["inputs"] = std::move(in);
+    json r;
+    const bnk_status st = exchange(req, r, message);
+    if (st != BNK_OK) return st;
+    const json& out = r["outputs"];
+    auto into_tensor = [&](const char* name, float* p) {
+      take(out, name, offsets.size(), [&](std::size_t i, float v) { p[offsets[i]] = v; });
+    };
+    auto into_vector = [&](const char* name, float* p) {
+      take(out, name, c, [&](std::size_t i, float v) { p[i] = v; });
+    };
+    switch (mode) {
+      case bn_mode::forward_training:
+        if (b.dst != nullptr) into_tensor("dst", b.dst);
+        if (b.save_mean != nullptr) into_vector("save_mean", b.save_mean);
+        if (b.save_stat != nullptr) into_vector("save_stat", b.save_stat);
+        if (problem.track_running != 0) {
+          if (b.running_mean != nullptr) into_vector("running_mean", b.running_mean);
+          if (b.running_var != nullptr) into_vector("running_var", b.running_var);
+          if (b.num_batches_tracked != nullptr) take_counter(out, b.num_batches_tracked);
+        }
+        break;
+      case bn_mode::forward_inference:
+        if (b.dst != nullptr) into_tensor("dst", b.dst);
+        break;
+      case bn_mode::backward_training:
+      case bn_mode::backward_inference:
+        if (b.diff_src != nullptr) into_tensor("diff_src", b.diff_src);
+        if (problem.affine != 0 && b.diff_gamma != nullptr) into_vector("diff_gamma", b.diff_gamma);
+        if (problem.affine != 0 && b.diff_beta != nullptr) into_vector("diff_beta", b.diff_beta);
+        break;
+    }
+    message.clear();
+    return BNK_OK;
+  }
 
+  // Sends `req` (with a fresh id) and reads the response into `r`. BNK_OK when the kernel
+  // answered "ok" with an "outputs" object; its status (and `message`) otherwise.
+  bnk_status exchange(json& req, json& r, std::string& message) {
+    const std::int64_t id = ++next_id_;
+    req["id"] = id;
     const auto deadline = clock_type::now() + timeout_;
     write_all(req.dump() + "\n", deadline);
     const std::string line = read_line(deadline, "response");
-
-    const json r = json::parse(line, nullptr, false);
+    r = json::parse(line, nullptr, false);
     const std::string shown = line.size() > 200 ? line.substr(0, 200) + "..." : line;
     if (r.is_discarded() || !r.is_object()) {
       throw call_error{"the response is not a JSON object: " + shown, true};
@@ -537,41 +604,83 @@ class subprocess_kernel final : public bn_kernel {
     if (!r.contains("outputs") || !r["outputs"].is_object()) {
       throw call_error{"status ok but no \"outputs\" object", false};
     }
-    const json& out = r["outputs"];
-    auto into_tensor = [&](const char* name, float* p) {
-      take(out, name, offsets.size(), [&](std::size_t i, float v) { p[offsets[i]] = v; });
-    };
-    auto into_vector = [&](const char* name, float* p) {
-      take(out, name, c, [&](std::size_t i, float v) { p[i] = v; });
-    };
-    switch (mode) {
-      case bn_mode::forward_training:
-        if (b.dst != nullptr) into_tensor("dst", b.dst);
-        if (b.save_mean != nullptr) into_vector("save_mean", b.save_mean);
-        if (b.save_stat != nullptr) into_vector("save_stat", b.save_stat);
-        if (problem.track_running != 0) {
-          if (b.running_mean != nullptr) into_vector("running_mean", b.running_mean);
-          if (b.running_var != nullptr) into_vector("running_var", b.running_var);
-          if (b.num_batches_tracked != nullptr) {
-            if (!out.contains("num_batches_tracked") ||
-                !out["num_batches_tracked"].is_number_integer()) {
-              throw call_error{
-                  "status ok but output \"num_batches_tracked\" (an integer) is missing", false};
-            }
-            *b.num_batches_tracked = out["num_batches_tracked"].get<std::int64_t>();
-          }
-        }
-        break;
-      case bn_mode::forward_inference:
-        if (b.dst != nullptr) into_tensor("dst", b.dst);
-        break;
-      case bn_mode::backward_training:
-      case bn_mode::backward_inference:
-        if (b.diff_src != nullptr) into_tensor("diff_src", b.diff_src);
-        if (problem.affine != 0 && b.diff_gamma != nullptr) into_vector("diff_gamma", b.diff_gamma);
-        if (problem.affine != 0 && b.diff_beta != nullptr) into_vector("diff_beta", b.diff_beta);
-        break;
+    return BNK_OK;
+  }
+
+  static void take_counter(const json& out, std::int64_t* into) {
+    if (!out.contains("num_batches_tracked") || !out["num_batches_tracked"].is_number_integer()) {
+      throw call_error{"status ok but output \"num_batches_tracked\" (an integer) is missing",
+                       false};
     }
+    *into = out["num_batches_tracked"].get<std::int64_t>();
+  }
+
+  static std::size_t extent(std::int64_t n) {
+    return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));
+  }
+
+  bnk_status call_syncbn(const bnk_syncbn_problem& p, const bnk_syncbn_buffers& b,
+                         std::string& message) {
+    const std::int64_t kc = p.shards * p.channels;
+    json req;
+    req["op"] = "syncbn_merge";
+    req["channels"] = p.channels;
+    json counts = json::array();
+    for (std::int64_t k = 0; k < p.shards; ++k) counts.push_back(b.count[k]);
+    req["counts"] = std::move(counts);
+    req["eps"] = hex_double(p.eps);
+    req["momentum"] = p.cumulative != 0 ? json(nullptr) : json(hex_double(p.momentum));
+    req["track_running"] = p.track_running != 0;
+    json in = json::object();
+    in["shard_mean"] = floats(b.shard_mean, kc);
+    in["shard_var"] = floats(b.shard_var, kc);
+    if (p.track_running != 0) {
+      in["running_mean"] = floats(b.running_mean, p.channels);
+      in["running_var"] = floats(b.running_var, p.channels);
+      in["num_batches_tracked"] = *b.num_batches_tracked;
+    }
+    req["inputs"] = std::move(in);
+    json r;
+    const bnk_status st = exchange(req, r, message);
+    if (st != BNK_OK) return st;
+    const json& out = r["outputs"];
+    const std::size_t c = extent(p.channels);
+    auto into = [&](const char* name, float* dst) {
+      take(out, name, c, [&](std::size_t i, float v) { dst[i] = v; });
+    };
+    into("mean", b.mean);
+    into("var", b.var);
+    into("invstd", b.invstd);
+    if (p.track_running != 0) {
+      into("running_mean", b.running_mean);
+      into("running_var", b.running_var);
+      take_counter(out, b.num_batches_tracked);
+    }
+    message.clear();
+    return BNK_OK;
+  }
+
+  bnk_status call_fold(const bnk_fold_problem& p, const bnk_fold_buffers& b, std::string& message) {
+    json req;
+    req["op"] = "fold";
+    req["out_channels"] = p.out_channels;
+    req["fan_in"] = p.fan_in;
+    req["eps"] = hex_double(p.eps);
+    json in = json::object();
+    in["weight"] = floats(b.weight, p.out_channels * p.fan_in);
+    if (p.has_bias != 0) in["bias"] = floats(b.bias, p.out_channels);
+    in["gamma"] = floats(b.gamma, p.out_channels);
+    in["beta"] = floats(b.beta, p.out_channels);
+    in["running_mean"] = floats(b.running_mean, p.out_channels);
+    in["running_var"] = floats(b.running_var, p.out_channels);
+    req["inputs"] = std::move(in);
+    json r;
+    const bnk_status st = exchange(req, r, message);
+    if (st != BNK_OK) return st;
+    const json& out = r["outputs"];
+    take(out, "weight", extent(p.out_channels * p.fan_in),
+         [&](std::size_t i, float v) { b.weight_out[i] = v; });
+    take(out, "bias", extent(p.out_channels), [&](std::size_t i, float v) { b.bias_out[i] = v; });
     message.clear();
     return BNK_OK;
   }

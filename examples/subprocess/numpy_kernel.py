@@ -38,7 +38,35 @@ def hexes(a):
     return [float.hex(float(v)) for v in np.asarray(a, dtype=F32).ravel()]
 
 
+def operation(req, convention):
+    """The SyncBN merge and the fold (requests with "op" instead of "mode")."""
+    inp, eps = req["inputs"], float.fromhex(req["eps"])
+    if req["op"] == "fold":
+        o, k = req["out_channels"], req["fan_in"]
+        bias = f32(inp["bias"]) if "bias" in inp else None
+        return bn.fold(f32(inp["weight"], (o, k)), bias, f32(inp["gamma"]), f32(inp["beta"]),
+                       f32(inp["running_mean"]), f32(inp["running_var"]), eps)
+    if req["op"] == "syncbn_merge":
+        c, counts = req["channels"], req["counts"]
+        momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
+        shards = (len(counts), c)
+        track = req["track_running"]
+        zeros = np.zeros(c, dtype=F32)
+        old_mean = f32(inp["running_mean"]) if track else zeros
+        old_var = f32(inp["running_var"]) if track else zeros
+        out = bn.syncbn_merge(counts, f32(inp["shard_mean"], shards), f32(inp["shard_var"], shards),
+                              eps, convention, momentum if track else 0.0, old_mean, old_var,
+                              int(inp["num_batches_tracked"]) if track else 0)
+        if not track:
+            for k in ("running_mean", "running_var", "num_batches_tracked"):
+                out.pop(k)
+        return out
+    raise bn.Unsupported("unknown operation " + req["op"])
+
+
 def compute(req, convention):
+    if "op" in req:
+        return operation(req, convention)
     mode, shape, inp = req["mode"], tuple(req["shape"]), req["inputs"]
     eps = float.fromhex(req["eps"])
     momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
@@ -89,7 +117,7 @@ def main():
     send({"protocol": "bnoracle-kernel", "version": 1, "name": "numpy_ref",
           "kernel_version": "1.0", "convention": convention, "layouts": LAYOUTS, "modes": MODES,
           "updates_running": True, "supports_cumulative": convention == "pytorch",
-          "saves": "mean_invstd"})
+          "saves": "mean_invstd", "operations": ["syncbn_merge", "fold"]})
     for line in iter(sys.stdin.readline, ""):  # one request per line until stdin closes
         send(answer(json.loads(line), convention))
 

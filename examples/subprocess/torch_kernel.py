@@ -41,7 +41,24 @@ def in_layout(a, layout):
     return a
 
 
+def fold(req):
+    """Folding as torch.nn.utils.fusion does it for torch.ao.quantization.fuse_modules and
+    torch.fx's fuser: fuse_conv_bn_weights on the (O, K) weight (a linear layer, or a convolution
+    flattened to its fan-in; the arithmetic is the same)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+    inp, o, k = req["inputs"], req["out_channels"], req["fan_in"]
+    bias = t(inp["bias"]) if "bias" in inp else None
+    w, b = fuse_conv_bn_weights(t(inp["weight"], (o, k)), bias, t(inp["running_mean"]),
+                                t(inp["running_var"]), float.fromhex(req["eps"]),
+                                t(inp["gamma"]), t(inp["beta"]))
+    return {"weight": w.detach(), "bias": b.detach()}
+
+
 def compute(req):
+    if req.get("op") == "fold":
+        return "ok", fold(req)
+    if "op" in req:  # SyncBatchNorm's merge has no CPU implementation in PyTorch 1.13
+        return "unsupported", "operation %s is not provided" % req["op"]
     mode, shape, inp = req["mode"], tuple(req["shape"]), req["inputs"]
     eps = float.fromhex(req["eps"])
     momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
@@ -121,7 +138,7 @@ def main():
     send({"protocol": "bnoracle-kernel", "version": 1, "name": "torch_native_batch_norm",
           "kernel_version": torch.__version__, "convention": "pytorch", "layouts": LAYOUTS,
           "modes": MODES, "updates_running": True, "supports_cumulative": True,
-          "saves": "mean_invstd"})
+          "saves": "mean_invstd", "operations": ["fold"]})
     for line in iter(sys.stdin.readline, ""):
         send(answer(json.loads(line)))
 
