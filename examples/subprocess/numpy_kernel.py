@@ -7,7 +7,8 @@ The protocol (docs/subprocess-protocol.md): write a handshake line, then answer 
 line on stdin with one response line on stdout. Tensors arrive in logical order (N, C,
 spatial...), so every layout works without looking at strides. The numerics are those of
 examples/python/numpy_bn.py (float32 throughout, two-pass variance, PyTorch's conventions:
-momentum=None, refusal of one value per channel in training, an empty batch).
+momentum=None, refusal of one value per channel in training, an empty batch). It also provides
+the protocol's two operations, the fold and the SyncBN merge (numpy_bn.fold, syncbn_merge).
 
 Optional argument: the convention to claim (default pytorch; see `bnoracle conventions`).
 Only the protocol goes to stdout; diagnostics belong on stderr.

@@ -7,6 +7,7 @@ Calls torch.ops.aten.native_batch_norm and native_batch_norm_backward (what
 torch.nn.BatchNorm*d runs) on float32 tensors, one thread. What nn.BatchNorm does around them is
 done here the same way: the refusal of one value per channel in training (F.batch_norm's
 ValueError), num_batches_tracked += 1 and momentum=None as the factor 1/num_batches_tracked.
+The fold is torch.nn.utils.fusion's; the SyncBN merge is not offered (no CPU implementation).
 Protocol: docs/subprocess-protocol.md. Only the protocol goes to stdout.
 """
 
