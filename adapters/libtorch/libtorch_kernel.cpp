@@ -359,18 +359,22 @@ bnk_status backward_empty(const bnk_problem& p, const bnk_buffers& b, const geom
   return BNK_OK;
 }
 
+// The buffers both backward modes need: x, dy and dx; γ, dγ and dβ when affine.
+bool backward_buffers_given(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
+                            rejection& r) {
+  if (g.total > 0 && (missing(b.src, "src", r) || missing(b.diff_dst, "diff_dst", r) ||
+                      missing(b.diff_src, "diff_src", r))) {
+    return false;
+  }
+  return !(g.c > 0 && p.affine != 0 &&
+           (missing(b.gamma, "gamma", r) || missing(b.diff_gamma, "diff_gamma", r) ||
+            missing(b.diff_beta, "diff_beta", r)));
+}
+
 bnk_status backward_training(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
                              rejection& r) {
   const bool affine = p.affine != 0;
-  if (g.total > 0 && (missing(b.src, "src", r) || missing(b.diff_dst, "diff_dst", r) ||
-                      missing(b.diff_src, "diff_src", r))) {
-    return r.status;
-  }
-  if (g.c > 0 && affine &&
-      (missing(b.gamma, "gamma", r) || missing(b.diff_gamma, "diff_gamma", r) ||
-       missing(b.diff_beta, "diff_beta", r))) {
-    return r.status;
-  }
+  if (!backward_buffers_given(p, b, g, r)) return r.status;
   if (g.L == 1) {  // the forward pass was refused, so there is no backward pass
     reject(r, BNK_REFUSED, "%s", k_single_value_refusal);
     return r.status;
@@ -410,15 +414,7 @@ bnk_status backward_inference(const bnk_problem& p, const bnk_buffers& b, const 
       (missing(b.running_mean, "running_mean", r) || missing(b.running_var, "running_var", r))) {
     return r.status;
   }
-  if (g.total > 0 && (missing(b.src, "src", r) || missing(b.diff_dst, "diff_dst", r) ||
-                      missing(b.diff_src, "diff_src", r))) {
-    return r.status;
-  }
-  if (g.c > 0 && affine &&
-      (missing(b.gamma, "gamma", r) || missing(b.diff_gamma, "diff_gamma", r) ||
-       missing(b.diff_beta, "diff_beta", r))) {
-    return r.status;
-  }
+  if (!backward_buffers_given(p, b, g, r)) return r.status;
   if (g.total == 0) return backward_empty(p, b, g, /*training=*/false);
   // What autograd passes in eval mode: the running statistics, and native_batch_norm's empty
   // (size 0) save_mean and save_invstd.

@@ -221,14 +221,18 @@ void refuse_empty_statistics(const tensor& t) {
   }
 }
 
-// Forward training: batch mean and biased variance into save_mean/save_stat (scratch buffers
-// when the caller passes none), dst = γ·(x − μ)/sqrt(σ² + ε) + β.
-void forward_training(const bnk_problem& p, const bnk_buffers& b, const tensor& t) {
+// One forward primitive: dst from src. Training writes the batch statistics to `mean` and
+// `var`; inference (global) reads the running statistics, oneDNN's use_global_stats.
+void run_forward(const bnk_problem& p, const bnk_buffers& b, const tensor& t, bool global,
+                 float* mean, float* var) {
   const bool affine = p.affine != 0;
-  refuse_empty_statistics(t);
   if (!t.empty()) {
     need(b.src, "src");
     need(b.dst, "dst");
+  }
+  if (global && t.channels > 0) {
+    need(b.running_mean, "running_mean");
+    need(b.running_var, "running_var");
   }
   if (affine && t.channels > 0) {
     need(b.gamma, "gamma");
@@ -236,22 +240,10 @@ void forward_training(const bnk_problem& p, const bnk_buffers& b, const tensor& 
   }
   context cx(t);
   const float eps = static_cast<float>(p.eps);
-  const dnnl::batch_normalization_forward::desc d(prop_kind::forward_training, cx.data, eps,
-                                                  affine_flags(affine));
+  const dnnl::batch_normalization_forward::desc d(
+      global ? prop_kind::forward_inference : prop_kind::forward_training, cx.data, eps,
+      global ? normalization_flags::use_global_stats | affine_flags(affine) : affine_flags(affine));
   const dnnl::batch_normalization_forward::primitive_desc pd(d, cx.engine);
-  std::vector<float> scratch_mean;
-  std::vector<float> scratch_var;
-  float* mean = b.save_mean;
-  float* var = b.save_stat;
-  const auto c = static_cast<std::size_t>(t.channels);
-  if (mean == nullptr) {
-    scratch_mean.resize(c);
-    mean = scratch_mean.data();
-  }
-  if (var == nullptr) {
-    scratch_var.resize(c);
-    var = scratch_var.data();
-  }
   std::unordered_map<int, memory> args{
       {DNNL_ARG_SRC, cx.wrap(cx.data, b.src)},
       {DNNL_ARG_DST, cx.wrap(cx.data, b.dst)},
@@ -265,38 +257,29 @@ void forward_training(const bnk_problem& p, const bnk_buffers& b, const tensor& 
   cx.run(dnnl::batch_normalization_forward(pd), args);
 }
 
+// Forward training: batch mean and biased variance into save_mean/save_stat (scratch buffers
+// when the caller passes none), dst = γ·(x − μ)/sqrt(σ² + ε) + β.
+void forward_training(const bnk_problem& p, const bnk_buffers& b, const tensor& t) {
+  refuse_empty_statistics(t);
+  std::vector<float> scratch_mean;
+  std::vector<float> scratch_var;
+  float* mean = b.save_mean;
+  float* var = b.save_stat;
+  const auto c = static_cast<std::size_t>(t.channels);
+  if (mean == nullptr) {
+    scratch_mean.resize(c);
+    mean = scratch_mean.data();
+  }
+  if (var == nullptr) {
+    scratch_var.resize(c);
+    var = scratch_var.data();
+  }
+  run_forward(p, b, t, /*global=*/false, mean, var);
+}
+
 // Forward inference: the running statistics as oneDNN's global statistics.
 void forward_inference(const bnk_problem& p, const bnk_buffers& b, const tensor& t) {
-  const bool affine = p.affine != 0;
-  if (!t.empty()) {
-    need(b.src, "src");
-    need(b.dst, "dst");
-  }
-  if (t.channels > 0) {
-    need(b.running_mean, "running_mean");
-    need(b.running_var, "running_var");
-  }
-  if (affine && t.channels > 0) {
-    need(b.gamma, "gamma");
-    need(b.beta, "beta");
-  }
-  context cx(t);
-  const float eps = static_cast<float>(p.eps);
-  const dnnl::batch_normalization_forward::desc d(
-      prop_kind::forward_inference, cx.data, eps,
-      normalization_flags::use_global_stats | affine_flags(affine));
-  const dnnl::batch_normalization_forward::primitive_desc pd(d, cx.engine);
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, cx.wrap(cx.data, b.src)},
-      {DNNL_ARG_DST, cx.wrap(cx.data, b.dst)},
-      {DNNL_ARG_MEAN, cx.wrap(cx.stat, b.running_mean)},
-      {DNNL_ARG_VARIANCE, cx.wrap(cx.stat, b.running_var)},
-  };
-  if (affine) {
-    args.insert({DNNL_ARG_SCALE, cx.wrap(cx.stat, b.gamma)});
-    args.insert({DNNL_ARG_SHIFT, cx.wrap(cx.stat, b.beta)});
-  }
-  cx.run(dnnl::batch_normalization_forward(pd), args);
+  run_forward(p, b, t, /*global=*/true, b.running_mean, b.running_var);
 }
 
 // Backward, training (global = false: mean and variance are this kernel's saved batch
