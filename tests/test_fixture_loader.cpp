@@ -130,6 +130,23 @@ std::string valid_results() {
 
 // ---- Valid input -------------------------------------------------------------------------------
 
+// "expected" holds exactly the outputs of the fixture's operation: no stranger, none missing.
+TEST(FixtureLoader, ExpectedOutputsAreThoseOfTheOperation) {
+  EXPECT_FIXTURE_ERROR(
+      mutate(backward(), [](json& j) { j["expected"]["dst"] = j["expected"]["diff_src"]; }),
+      "expected.dst");
+  EXPECT_FIXTURE_ERROR(mutate(backward(), [](json& j) { j["expected"].erase("diff_gamma"); }),
+                       "expected.diff_gamma");
+  EXPECT_FIXTURE_ERROR(mutate(inference(), [](json& j) { j["expected"] = json::object(); }),
+                       "expected.dst");
+  // A fixture that expects a refusal needs no output.
+  const std::string refused = mutate(inference(), [](json& j) {
+    j["expected"] = json::object();
+    j["refusal"] = "refused on purpose";
+  });
+  EXPECT_NO_THROW((void)parse_fixture(refused, k_file));
+}
+
 TEST(FixtureLoader, EveryCorpusFixtureParses) {
   for (const auto& spec : bnoracle::corpus_catalog(1)) {
     for (const auto& f : bnoracle::make_fixtures(spec)) {
@@ -744,14 +761,88 @@ TEST_F(FixtureLoaderCli, MalformedFixtureExitsTwoNamingFileAndField) {
   EXPECT_NE(out.find(path.string()), std::string::npos) << out;
 }
 
-TEST_F(FixtureLoaderCli, MalformedResultsExitTwoNamingFileAndField) {
+// Results that reproduce the fixture's goldens exactly (they pass at every level).
+std::string golden_results(const std::string& fixture, const std::string& id) {
+  const json f = json::parse(fixture);
+  json r{{"schema", "bnoracle.results"}, {"schema_version", 1}, {"id", id}, {"status", "ok"}};
+  r["outputs"] = json::object();
+  for (const auto& [name, out] : f.at("expected").items()) r["outputs"][name] = out.at("values");
+  return r.dump();
+}
+
+// A results file that cannot be used fails its own case; the other cases are still judged.
+TEST_F(FixtureLoaderCli, MalformedResultsFailOnlyTheirOwnCaseNamingFileAndField) {
   write(dir_ / "fixtures" / "bad" / "case.json", backward());
+  std::filesystem::create_directories(dir_ / "fixtures" / "good");
+  std::filesystem::create_directories(dir_ / "results" / "good");
+  write(dir_ / "fixtures" / "good" / "case.json", backward());
+  write(dir_ / "results" / "good" / "case.json", golden_results(backward(), "good/case"));
   const auto path = dir_ / "results" / "bad" / "case.json";
   write(path, mutate(valid_results(), [](json& j) { j["status"] = "great"; }));
   std::string out;
+  EXPECT_EQ(verify(out), 1) << out;
+  EXPECT_NE(out.find("unusable results file: " + path.string()), std::string::npos) << out;
+  EXPECT_NE(out.find("status"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 passed, 1 failed"), std::string::npos) << out;
+
+  // Too few values in an output: the same, not an exit for the whole run.
+  write(path, mutate(golden_results(backward(), "bad/case"),
+                     [](json& j) { j["outputs"]["diff_src"].erase(0); }));
+  EXPECT_EQ(verify(out), 1) << out;
+  EXPECT_NE(out.find("outputs.diff_src"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 passed, 1 failed"), std::string::npos) << out;
+}
+
+// Results whose id names another fixture are not judged against this one.
+TEST_F(FixtureLoaderCli, ResultsForAnotherFixtureFailTheirCase) {
+  write(dir_ / "fixtures" / "bad" / "case.json", backward());
+  write(dir_ / "results" / "bad" / "case.json", golden_results(backward(), "other/case"));
+  std::string out;
+  EXPECT_EQ(verify(out), 1) << out;
+  EXPECT_NE(out.find("the results are for fixture 'other/case', not 'bad/case'"),
+            std::string::npos)
+      << out;
+  // The same file with the right id passes: the id is what failed.
+  write(dir_ / "results" / "bad" / "case.json", golden_results(backward(), "bad/case"));
+  EXPECT_EQ(verify(out), 0) << out;
+}
+
+// A fault that `bnoracle results` recorded ("fault": true) is a kernel fault again in verify.
+TEST_F(FixtureLoaderCli, RecordedFaultIsAFaultInVerify) {
+  write(dir_ / "fixtures" / "bad" / "case.json", backward());
+  json r{{"schema", "bnoracle.results"}, {"schema_version", 1}, {"id", "bad/case"},
+         {"status", "failed"}, {"message", "crashed with SIGSEGV"}, {"fault", true}};
+  write(dir_ / "results" / "bad" / "case.json", r.dump());
+  std::string out;
+  EXPECT_EQ(verify(out), 3) << out;
+  EXPECT_NE(out.find("verdict: KERNEL FAULT"), std::string::npos) << out;
+  // Without the fault flag, a reported failure is a failure (exit 1).
+  r.erase("fault");
+  write(dir_ / "results" / "bad" / "case.json", r.dump());
+  EXPECT_EQ(verify(out), 1) << out;
+}
+
+// Results that are all "unsupported" judge nothing: NOTHING JUDGED, exit 5, never CONFORMANT.
+TEST_F(FixtureLoaderCli, OnlyUnsupportedResultsJudgeNothing) {
+  write(dir_ / "fixtures" / "bad" / "case.json", backward());
+  const json r{{"schema", "bnoracle.results"}, {"schema_version", 1}, {"id", "bad/case"},
+               {"status", "unsupported"}};
+  write(dir_ / "results" / "bad" / "case.json", r.dump());
+  std::string out;
+  EXPECT_EQ(verify(out), 5) << out;
+  EXPECT_NE(out.find("verdict: NOTHING JUDGED"), std::string::npos) << out;
+  EXPECT_EQ(out.find("verdict: CONFORMANT"), std::string::npos) << out;
+}
+
+// A fixture that expects no refusal and no output would judge nothing: it is malformed.
+TEST_F(FixtureLoaderCli, FixtureWithoutExpectedOutputsIsRejected) {
+  const auto path = dir_ / "fixtures" / "bad" / "case.json";
+  write(path, mutate(backward(), [](json& j) { j["expected"] = json::object(); }));
+  write(dir_ / "results" / "bad" / "case.json", golden_results(backward(), "bad/case"));
+  std::string out;
   EXPECT_EQ(verify(out), 2) << out;
   EXPECT_NE(out.find(path.string()), std::string::npos) << out;
-  EXPECT_NE(out.find("status"), std::string::npos) << out;
+  EXPECT_NE(out.find("expected.diff_src"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -54,6 +55,18 @@ std::vector<bool> covered_positions(const geometry& g) {
 }
 
 }  // namespace
+
+std::string repro_options(const call_options& o) {
+  std::string s;
+  if (o.timeout != call_options{}.timeout) {
+    char text[48];
+    std::snprintf(text, sizeof text, " --timeout %g",
+                  static_cast<double>(o.timeout.count()) / 1000.0);
+    s += text;
+  }
+  if (!o.isolate) s += " --no-isolation";
+  return s;
+}
 
 std::vector<float> to_memory(const geometry& g, const std::vector<float>& logical, float padding) {
   std::vector<float> mem(memory_extent(g), padding);

@@ -1,5 +1,10 @@
 #include "bnoracle/isolation.hpp"
 
+#include "bnoracle/text.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,7 +24,9 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <mutex>
 #include <new>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -351,6 +358,79 @@ bnk_buffers abi_buffers(const guarded_arena& arena) {
   return out;
 }
 
+// ---- message buffers ---------------------------------------------------------------------------
+
+namespace {
+
+std::mutex g_messages_mutex;
+std::set<const guarded_message*>& live_messages() {
+  static std::set<const guarded_message*> live;
+  return live;
+}
+
+}  // namespace
+
+guarded_message::guarded_message(std::size_t size) : size_(size) {
+  const std::size_t page = page_size();
+  const std::size_t body = (size + page - 1) / page * page;
+  length_ = page + body + page;
+  base_ = mmap(nullptr, length_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base_ == MAP_FAILED) {
+    base_ = nullptr;
+    throw_errno("guarded_message: mmap");
+  }
+  char* const body_start = static_cast<char*>(base_) + page;
+  if (mprotect(body_start, body, PROT_READ | PROT_WRITE) != 0) {
+    const int e = errno;
+    munmap(base_, length_);
+    throw std::system_error(e, std::generic_category(), "guarded_message: mprotect");
+  }
+  data_ = body_start + body - size;  // the last byte of the buffer is the last before the guard
+  const std::lock_guard lock(g_messages_mutex);
+  live_messages().insert(this);
+}
+
+guarded_message::~guarded_message() {
+  {
+    const std::lock_guard lock(g_messages_mutex);
+    live_messages().erase(this);
+  }
+  if (base_ != nullptr) munmap(base_, length_);
+}
+
+void guarded_message::clear() const {
+  std::memset(data_, 0, size_);
+}
+
+std::string guarded_message::text() const {
+  return {data_, strnlen(data_, size_)};
+}
+
+namespace {
+
+// A fault in the guard pages of a live message buffer, described; "" when the address is not
+// in one.
+std::string describe_message_fault(std::uintptr_t address, const char* verb) {
+  const std::lock_guard lock(g_messages_mutex);
+  for (const guarded_message* m : live_messages()) {
+    const auto first = reinterpret_cast<std::uintptr_t>(m->data());
+    const std::uintptr_t end = first + m->size();
+    const std::size_t page = page_size();
+    if (address >= end && address < end + page) {
+      return std::string(": ") + verb + " past the end of the message buffer (byte " +
+             std::to_string(address - first) + "; message_size is " + std::to_string(m->size()) +
+             " bytes, the terminating NUL included)";
+    }
+    if (address < first && address + 2 * page >= first) {
+      return std::string(": ") + verb + " before the start of the message buffer (" +
+             std::to_string(first - address) + " bytes in front of it)";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 // ---- outcomes ---------------------------------------------------------------------------------
 
 std::string_view to_string(outcome o) {
@@ -465,8 +545,21 @@ extern "C" void bnoracle_on_fault(int sig, siginfo_t* info, void* context) {
 // The child: only async-signal-safe work before the call, then the call, then _exit.
 [[noreturn]] void child_main(const isolated_call& call, shared_block* block, void* alt_stack,
                              const std::vector<std::pair<void*, std::size_t>>& read_only,
-                             pid_t parent) {
+                             pid_t parent, int output) {
   g_child_block = block;
+  // Its own process group, which the parent kills as a whole when the call ends: processes the
+  // kernel starts do not outlive the call.
+  setpgid(0, 0);
+  // What the kernel prints goes into the parent's capture pipe, never to bnoracle's own stdout and
+  // stderr, which a process left behind could otherwise hold open; stdin is /dev/null.
+  dup2(output, STDOUT_FILENO);
+  dup2(output, STDERR_FILENO);
+  if (output != STDOUT_FILENO && output != STDERR_FILENO) close(output);
+  const int null_in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_in >= 0) {
+    dup2(null_in, STDIN_FILENO);
+    if (null_in != STDIN_FILENO) close(null_in);
+  }
   stack_t ss{};
   ss.ss_sp = alt_stack;
   ss.ss_size = alt_stack_size;
@@ -546,13 +639,59 @@ pid_t wait_blocking(pid_t pid, int& wstatus) {
   }
 }
 
-// Waits for the child until the deadline. Returns true when it ended (and was reaped into
-// `wstatus`), false at the deadline (the child is still running and not reaped).
+// What the child writes to its stdout and stderr: the first k_captured_output_limit bytes are
+// kept, the rest is read and counted, so a kernel that floods its output cannot block on a full
+// pipe or fill bnoracle's memory.
+class output_capture {
+ public:
+  explicit output_capture(int fd) : fd_(fd) { fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK); }
+  ~output_capture() { close_pipe(); }
+  output_capture(const output_capture&) = delete;
+  output_capture& operator=(const output_capture&) = delete;
+
+  [[nodiscard]] int fd() const { return fd_; }
+  // Reads what is available without blocking; false once every writer has closed the pipe.
+  bool read_available() {
+    if (fd_ < 0) return false;
+    std::array<char, 65536> buf{};
+    for (;;) {
+      const ssize_t n = read(fd_, buf.data(), buf.size());
+      if (n > 0) {
+        const auto got = static_cast<std::size_t>(n);
+        const std::size_t keep = std::min(got, k_captured_output_limit - std::min(
+                                                   text_.size(), k_captured_output_limit));
+        text_.append(buf.data(), keep);
+        dropped_ += got - keep;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      close_pipe();  // end of file: no writer is left
+      return false;
+    }
+  }
+  // Closes the read end: a process left behind that writes later gets EPIPE, not our stdout.
+  void close_pipe() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  [[nodiscard]] std::string& text() { return text_; }
+  [[nodiscard]] std::size_t dropped() const { return dropped_; }
+
+ private:
+  int fd_ = -1;
+  std::string text_;
+  std::size_t dropped_ = 0;
+};
+
+// Waits for the child until the deadline, reading its output meanwhile. Returns true when it
+// ended (it is then a zombie, not reaped, so that its process group can still be killed), false
+// at the deadline (the child is still running).
 bool wait_until(pid_t pid, std::chrono::steady_clock::time_point deadline, wait_method method,
-                int& wstatus) {
+                output_capture& output) {
   using clock = std::chrono::steady_clock;
 #ifdef SYS_pidfd_open
-  // pidfd (Linux 5.3+): sleep in poll() until the child exits or the deadline passes.
+  // pidfd (Linux 5.3+): sleep in poll() until the child exits, writes, or the deadline passes.
   const long fd = method == wait_method::automatic ? syscall(SYS_pidfd_open, pid, 0) : -1;
   if (fd >= 0) {
     const int pidfd = static_cast<int>(fd);
@@ -562,35 +701,73 @@ bool wait_until(pid_t pid, std::chrono::steady_clock::time_point deadline, wait_
       const auto left = deadline - clock::now();
       if (left <= clock::duration::zero()) break;
       const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-      pollfd p{pidfd, POLLIN, 0};
-      const int r = poll(&p, 1, static_cast<int>(std::min<long long>(ms, 1 << 30)));
-      if (r > 0) {
+      std::array<pollfd, 2> p{{{pidfd, POLLIN, 0}, {output.fd(), POLLIN, 0}}};
+      const nfds_t count = output.fd() >= 0 ? 2 : 1;
+      const int r = poll(p.data(), count, static_cast<int>(std::min<long long>(ms, 1 << 30)));
+      if (r < 0 && errno != EINTR) usable = false;
+      if (r <= 0) continue;
+      if (count == 2 && p[1].revents != 0) output.read_available();
+      if (p[0].revents != 0) {
         ended = true;
         break;
       }
-      if (r < 0 && errno != EINTR) usable = false;
     }
     close(pidfd);
-    if (ended) {
-      wait_blocking(pid, wstatus);
-      return true;
-    }
+    if (ended) return true;
     if (usable) return false;
   }
 #else
   (void)method;
 #endif
-  // Fallback (no pidfd, e.g. an old kernel or a seccomp filter): poll waitpid with short sleeps.
+  // Fallback (no pidfd, e.g. an old kernel or a seccomp filter): poll waitid with short sleeps,
+  // leaving the child unreaped (WNOWAIT).
   auto pause = std::chrono::microseconds(100);
   for (;;) {
-    const pid_t r = waitpid(pid, &wstatus, WNOHANG);
-    if (r == pid) return true;
-    if (r < 0 && errno != EINTR) throw_errno("run_isolated: waitpid");
+    output.read_available();
+    siginfo_t info{};
+    const int r = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if (r == 0 && info.si_pid == pid) return true;
+    if (r < 0 && errno != EINTR) throw_errno("run_isolated: waitid");
     const auto now = clock::now();
     if (now >= deadline) return false;
     std::this_thread::sleep_for(std::min<clock::duration>(pause, deadline - now));
     pause = std::min(pause * 2, std::chrono::microseconds(5000));
   }
+}
+
+// The child's output: forwarded to bnoracle's stderr (kernel authors print while debugging), and
+// its last line kept for the reason of a fault.
+void forward_output(output_capture& output, run_result& res) {
+  std::string& text = output.text();
+  if (text.empty() && output.dropped() == 0) return;
+  std::string note;
+  if (output.dropped() > 0) {
+    note = "[bnoracle: the kernel wrote " + std::to_string(output.dropped()) +
+           " more bytes during this call, not shown]\n";
+  }
+  std::fflush(stderr);
+  for (const std::string* part : {&text, &note}) {
+    std::size_t done = 0;
+    while (done < part->size()) {
+      const ssize_t n = write(STDERR_FILENO, part->data() + done, part->size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  res.output_bytes = text.size() + output.dropped();
+  res.output = std::move(text);
+}
+
+// The last non-empty line the kernel printed, shortened, for a fault's reason ("" for none).
+std::string last_line(const std::string& output) {
+  std::size_t end = output.find_last_not_of(" \t\r\n");
+  if (end == std::string::npos) return "";
+  const std::size_t nl = output.rfind('\n', end);
+  const std::size_t begin = nl == std::string::npos ? 0 : nl + 1;
+  std::string line = output.substr(begin, end + 1 - begin);
+  if (line.size() > 300) line = line.substr(0, 300) + "...";
+  return valid_utf8(line);
 }
 
 std::string describe_fault(const shared_block& b, const guarded_arena& arena, run_result& res) {
@@ -602,6 +779,7 @@ std::string describe_fault(const shared_block& b, const guarded_arena& arena, ru
                                            : "accessed";
   const auto loc = arena.locate(address);
   if (!loc) {
+    if (std::string m = describe_message_fault(address, verb); !m.empty()) return m;
     if (address < 65536) {
       return std::string(": null pointer dereference (") + verb + " address " + hex(address) +
              ", outside every bnoracle buffer)";
@@ -653,6 +831,72 @@ void classify_returned(run_result& res) {
 
 }  // namespace
 
+// ---- processes left behind ---------------------------------------------------------------------
+
+namespace {
+
+std::mutex g_owned_mutex;
+std::set<pid_t>& owned_children() {
+  static std::set<pid_t> owned;
+  return owned;
+}
+
+// The children of this process, from /proc/self/task/*/children (every thread's).
+std::vector<pid_t> list_children() {
+  std::vector<pid_t> out;
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return out;
+  while (const dirent* e = readdir(tasks)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string path = std::string("/proc/self/task/") + e->d_name + "/children";
+    FILE* f = std::fopen(path.c_str(), "r");
+    if (f == nullptr) continue;
+    long long pid = 0;
+    while (std::fscanf(f, "%lld", &pid) == 1) out.push_back(static_cast<pid_t>(pid));
+    std::fclose(f);
+  }
+  closedir(tasks);
+  return out;
+}
+
+}  // namespace
+
+void register_owned_child(pid_t pid) {
+  const std::lock_guard lock(g_owned_mutex);
+  owned_children().insert(pid);
+}
+
+void unregister_owned_child(pid_t pid) {
+  const std::lock_guard lock(g_owned_mutex);
+  owned_children().erase(pid);
+}
+
+std::size_t end_stray_processes() {
+  int subreaper = 0;
+  if (prctl(PR_GET_CHILD_SUBREAPER, &subreaper) != 0 || subreaper == 0) return 0;
+  std::size_t ended = 0;
+  // Killing a stray process may orphan its own children, which are then reparented here too:
+  // repeat until no stray child is left (bounded, in case something keeps forking).
+  for (int round = 0; round < 64; ++round) {
+    std::vector<pid_t> stray;
+    {
+      const std::lock_guard lock(g_owned_mutex);
+      for (const pid_t p : list_children()) {
+        if (owned_children().count(p) == 0) stray.push_back(p);
+      }
+    }
+    if (stray.empty()) break;
+    for (const pid_t p : stray) kill(p, SIGKILL);
+    for (const pid_t p : stray) {
+      int status = 0;
+      while (waitpid(p, &status, 0) < 0 && errno == EINTR) {
+      }
+      ++ended;
+    }
+  }
+  return ended;
+}
+
 std::string signal_name(int sig) {
   if (const auto* s = find_signal(sig)) return s->name;
   return "signal " + std::to_string(sig);
@@ -669,22 +913,44 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
   std::cerr.flush();
   std::clog.flush();
   std::fflush(nullptr);
+  std::array<int, 2> out{-1, -1};
+  if (pipe2(out.data(), O_CLOEXEC) != 0) throw_errno("run_isolated: pipe");
   const pid_t parent = getpid();
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t pid = fork();
-  if (pid < 0) throw_errno("run_isolated: fork");
-  if (pid == 0) child_main(call, &block, mapping.alt_stack(), read_only, parent);
+  if (pid < 0) {
+    const int e = errno;
+    close(out[0]);
+    close(out[1]);
+    throw std::system_error(e, std::generic_category(), "run_isolated: fork");
+  }
+  if (pid == 0) {
+    close(out[0]);
+    child_main(call, &block, mapping.alt_stack(), read_only, parent, out[1]);
+  }
+  close(out[1]);
+  // Also set here, so that the group exists whichever of the two runs first.
+  setpgid(pid, pid);
+  output_capture output(out[0]);
 
   int wstatus = 0;
   bool timed_out = false;
-  if (!wait_until(pid, t0 + timeout, wait, wstatus)) {
-    kill(pid, SIGKILL);
-    wait_blocking(pid, wstatus);
+  const bool ended = wait_until(pid, t0 + timeout, wait, output);
+  // The whole process group goes, whether the call ended or timed out: whatever the kernel
+  // started must not outlive its call. The child itself is killed only when still running.
+  kill(-pid, SIGKILL);
+  if (!ended) kill(pid, SIGKILL);
+  wait_blocking(pid, wstatus);
+  if (!ended) {
     // A child that ended on its own just before the kill keeps its own outcome.
     timed_out = WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL;
   }
+  end_stray_processes();
+  output.read_available();
+  output.close_pipe();
   run_result res;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  forward_output(output, res);
   res.findings = arena.check_and_restore();
   const int stage = block.stage.load();
   if (stage == shared_block::returned || stage == shared_block::threw) {
@@ -729,6 +995,11 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
     res.reason = "exited with code " + std::to_string(res.exit_code) +
                  " before the call returned (exit() or _exit() called during the call)";
     append_findings(res);
+  }
+  const bool died = res.kind == outcome::crashed || res.kind == outcome::timed_out ||
+                    res.kind == outcome::exited || res.kind == outcome::threw;
+  if (const std::string line = last_line(res.output); died && !line.empty()) {
+    res.reason += "; the last line it printed: \"" + line + "\"";
   }
   return res;
 }

@@ -1,24 +1,83 @@
 #include "bnoracle/kernel.hpp"
 
 #include "bnoracle/convention.hpp"
+#include "bnoracle/isolation.hpp"
+#include "bnoracle/text.hpp"
 
 #include <dlfcn.h>
+#include <sys/mman.h>
 
 #include <array>
+#include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <new>
+#include <optional>
+#include <system_error>
 
 namespace bnoracle {
 
 namespace {
 
+// Longest name, version or convention a table may hold (bytes, without the NUL). Reading stops
+// one byte past it, so an unterminated string is refused instead of read to the end of memory.
+constexpr std::size_t k_max_table_string = 255;
+
+// A string of the table: nullopt when it is longer than k_max_table_string (or unterminated).
+std::optional<std::string> table_string(const char* p) {
+  const std::size_t n = strnlen(p, k_max_table_string + 1);
+  if (n > k_max_table_string) return std::nullopt;
+  return std::string(p, n);
+}
+
+// What is wrong with a kernel table, as plugin_error's text; "" when it is usable. Reads every
+// string field with a bound.
+std::string table_problem(const bnk_kernel* table) {
+  if (table == nullptr) return "the entry function returned a null table";
+  if (table->abi_version != BNK_ABI_VERSION) {
+    return "ABI version " + std::to_string(table->abi_version) +
+           " is not supported (this bnoracle speaks version " + std::to_string(BNK_ABI_VERSION) +
+           ")";
+  }
+  if (table->struct_size < BNK_KERNEL_V1_BASE_SIZE) {
+    return "the kernel table is smaller (" + std::to_string(table->struct_size) +
+           " bytes) than ABI version 1 requires (" + std::to_string(BNK_KERNEL_V1_BASE_SIZE) + ")";
+  }
+  const std::optional<std::string> name =
+      table->name != nullptr ? table_string(table->name) : std::nullopt;
+  if (table->name == nullptr || (name && name->empty())) return "the kernel table has no name";
+  if (!name) {
+    return "the kernel table's name is longer than " + std::to_string(k_max_table_string) +
+           " bytes or not terminated";
+  }
+  if (table->version != nullptr && !table_string(table->version)) {
+    return "the kernel table's version is longer than " + std::to_string(k_max_table_string) +
+           " bytes or not terminated";
+  }
+  const std::optional<std::string> convention =
+      table->convention != nullptr ? table_string(table->convention) : std::nullopt;
+  if (!convention || find_convention(*convention) == nullptr) {
+    return "kernel '" + valid_utf8(*name) + "' claims an unknown convention '" +
+           (table->convention == nullptr ? std::string("(null)")
+            : convention                 ? valid_utf8(*convention)
+                                         : std::string("(unterminated)")) +
+           "' (see: bnoracle conventions)";
+  }
+  if (table->saves < BNK_SAVES_NONE || table->saves > BNK_SAVES_MEAN_VAR) {
+    return "the kernel table has an invalid 'saves' value " + std::to_string(table->saves);
+  }
+  return "";
+}
+
 class table_kernel final : public bn_kernel {
  public:
   table_kernel(const bnk_kernel* table, std::shared_ptr<void> owner)
       : table_(table), owner_(std::move(owner)) {
-    info_.name = table->name;
-    info_.version = table->version != nullptr ? table->version : "";
-    info_.convention = table->convention;
+    // Validated by table_problem: bounded and terminated. Reports need valid UTF-8.
+    info_.name = valid_utf8(*table_string(table->name));
+    info_.version = table->version != nullptr ? valid_utf8(*table_string(table->version)) : "";
+    info_.convention = *table_string(table->convention);
     info_.layouts = table->layouts;
     info_.updates_running = table->updates_running != 0;
     info_.supports_cumulative = table->supports_cumulative != 0;
@@ -65,14 +124,15 @@ class table_kernel final : public bn_kernel {
   }
 
  private:
-  // Calls an entry point with a 1024-byte message buffer and checks the status it returns.
+  // Calls an entry point with a 1024-byte message buffer (guarded: writing past it faults and is
+  // reported as such) and checks the status it returns.
   template <class Entry, class Problem, class Buffers>
-  static bnk_status call(Entry entry, const Problem* problem, const Buffers* buffers,
-                         std::string& message) {
-    std::array<char, 1024> buf{};
-    const int rc = entry(problem, buffers, buf.data(), buf.size());
-    buf.back() = '\0';  // a kernel that forgets the terminator cannot make us read past the end
-    message = buf.data();
+  bnk_status call(Entry entry, const Problem* problem, const Buffers* buffers,
+                  std::string& message) {
+    message_.clear();
+    const int rc = entry(problem, buffers, message_.data(), message_.size());
+    // A kernel that forgets the terminator cannot make us read past the end.
+    message = valid_utf8(message_.text());
     if (rc < BNK_OK || rc > BNK_FAILED) {
       message = "kernel returned an unknown status " + std::to_string(rc) +
                 (message.empty() ? "" : ": " + message);
@@ -86,6 +146,7 @@ class table_kernel final : public bn_kernel {
   bnk_fold_entry fold_ = nullptr;
   std::shared_ptr<void> owner_;  // keeps the library loaded while the kernel lives
   kernel_info info_;
+  guarded_message message_{1024};
 };
 
 }  // namespace
@@ -128,39 +189,95 @@ std::uint32_t layout_bit(layout l) {
 }
 
 std::unique_ptr<bn_kernel> wrap_table(const bnk_kernel* table, std::shared_ptr<void> owner) {
-  if (table == nullptr) throw plugin_error("the entry function returned a null table");
-  if (table->abi_version != BNK_ABI_VERSION) {
-    throw plugin_error("ABI version " + std::to_string(table->abi_version) +
-                       " is not supported (this bnoracle speaks version " +
-                       std::to_string(BNK_ABI_VERSION) + ")");
-  }
-  if (table->struct_size < BNK_KERNEL_V1_BASE_SIZE) {
-    throw plugin_error("the kernel table is smaller (" + std::to_string(table->struct_size) +
-                       " bytes) than ABI version 1 requires (" +
-                       std::to_string(BNK_KERNEL_V1_BASE_SIZE) + ")");
-  }
-  if (table->name == nullptr || std::strlen(table->name) == 0) {
-    throw plugin_error("the kernel table has no name");
-  }
-  if (table->convention == nullptr || find_convention(table->convention) == nullptr) {
-    throw plugin_error(std::string("kernel '") + table->name + "' claims an unknown convention '" +
-                       (table->convention != nullptr ? table->convention : "(null)") +
-                       "' (see: bnoracle conventions)");
-  }
-  if (table->saves < BNK_SAVES_NONE || table->saves > BNK_SAVES_MEAN_VAR) {
-    throw plugin_error("the kernel table has an invalid 'saves' value " +
-                       std::to_string(table->saves));
+  if (const std::string problem = table_problem(table); !problem.empty()) {
+    throw plugin_error(problem);
   }
   return std::make_unique<table_kernel>(table, std::move(owner));
 }
 
-std::unique_ptr<bn_kernel> load_plugin(const std::string& path) {
+namespace {
+
+// How far the probe of a library got, in a page shared with the probing child.
+enum class probe_stage : int { start, dlopen, dlsym, entry, table, done };
+
+std::string_view while_doing(probe_stage s) {
+  switch (s) {
+    case probe_stage::start:
+    case probe_stage::dlopen:
+      return "while being loaded (dlopen, which runs the library's constructors)";
+    case probe_stage::dlsym:
+      return "while " BNK_ENTRY_SYMBOL " was looked up";
+    case probe_stage::entry:
+      return "in its entry function " BNK_ENTRY_SYMBOL "()";
+    case probe_stage::table:
+      return "while its kernel table was read (a string field does not point at readable memory)";
+    case probe_stage::done:
+      return "after its table was read";
+  }
+  return "";
+}
+
+// Loads the library, looks up the entry, calls it and validates the table in a forked child
+// (run_isolated), so that a library which crashes, exits or hangs in any of these steps is
+// reported instead of taking bnoracle down. Returns normally when every step completed or one
+// failed cleanly (the caller then repeats the steps in-process and reports that failure);
+// throws plugin_fault otherwise.
+void probe_library(const std::string& file, const std::string& path,
+                   std::chrono::milliseconds timeout) {
+  void* page = mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) {
+    throw std::system_error(errno, std::generic_category(), "probing a kernel library: mmap");
+  }
+  auto* stage = new (page) std::atomic<int>(static_cast<int>(probe_stage::start));
+  auto set = [stage](probe_stage s) { stage->store(static_cast<int>(s)); };
+  const isolated_call probe = [&file, &set](char* /*message*/, std::size_t /*size*/) -> int {
+    set(probe_stage::dlopen);
+    void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) return 1;
+    set(probe_stage::dlsym);
+    void* sym = dlsym(handle, BNK_ENTRY_SYMBOL);
+    if (sym == nullptr) return 1;
+    bnk_entry_fn entry = nullptr;
+    std::memcpy(&entry, &sym, sizeof entry);
+    set(probe_stage::entry);
+    const bnk_kernel* table = entry();
+    set(probe_stage::table);
+    const bool usable = table_problem(table).empty();
+    set(probe_stage::done);
+    return usable ? 0 : 1;
+  };
+  guarded_arena none;
+  run_result r;
+  try {
+    r = run_isolated(probe, none, timeout);
+  } catch (...) {
+    munmap(page, sizeof(std::atomic<int>));
+    throw;
+  }
+  const auto reached = static_cast<probe_stage>(stage->load());
+  munmap(page, sizeof(std::atomic<int>));
+  if (r.ok()) return;
+  std::string what = r.reason;
+  if (r.kind == outcome::exited) {
+    what = "exited with code " + std::to_string(r.exit_code) + " (it called exit() or _exit())";
+  }
+  throw plugin_fault("kernel library '" + path + "' " + what + ", " +
+                     std::string(while_doing(reached)) +
+                     "; this happened in an isolated child, and the library was not loaded");
+}
+
+}  // namespace
+
+std::unique_ptr<bn_kernel> load_plugin(const std::string& path, const load_options& options) {
   // A path without a slash would make dlopen search the library path: insist on a file.
   const std::string file = path.find('/') == std::string::npos ? "./" + path : path;
+  if (options.probe) probe_library(file, path, options.timeout);
   void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* err = dlerror();
-    throw plugin_error("cannot load kernel library '" + path + "': " + (err ? err : "unknown"));
+    throw plugin_error("cannot load kernel library '" + path +
+                       "': " + valid_utf8(err != nullptr ? err : "unknown"));
   }
   std::shared_ptr<void> owner(handle, [](void* h) { dlclose(h); });
   void* sym = dlsym(handle, BNK_ENTRY_SYMBOL);

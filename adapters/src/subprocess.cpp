@@ -5,6 +5,7 @@
 #include "bnoracle/convention.hpp"
 #include "bnoracle/exact.hpp"
 #include "bnoracle/isolation.hpp"
+#include "bnoracle/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -98,6 +100,60 @@ std::vector<std::int64_t> logical_offsets(const bnk_shape& shape) {
   return out;
 }
 
+// Limits on what a kernel process may send (docs/subprocess-protocol.md, "Limits").
+// The handshake line: a few hundred bytes in practice.
+constexpr std::size_t k_handshake_limit = 65536;
+// A response line may hold the request's output values at up to this many bytes each (a hex
+// float is at most 16 characters; quotes, a comma and a blank make 20) plus a fixed allowance for
+// the id, the status, the keys and a message.
+constexpr std::size_t k_bytes_per_value = 32;
+constexpr std::size_t k_response_allowance = 65536;
+// Nesting depth of any line: the protocol needs 3 (an object of lists); anything deeper is
+// refused while parsing, before a value is built or printed.
+constexpr int k_max_depth = 16;
+// A kernel's message is cut to this many bytes.
+constexpr std::size_t k_max_message = 4096;
+// What the kernel process writes to stderr is forwarded up to this many bytes per call.
+constexpr std::size_t k_stderr_limit = 65536;
+
+// The longest response line a request with `values` output values allows.
+std::size_t response_limit(std::size_t values) {
+  return k_response_allowance + k_bytes_per_value * values;
+}
+
+struct too_deep {};
+
+// Parses one line; a discarded value when it is not JSON or nests deeper than k_max_depth.
+json parse_line(const std::string& line) {
+  try {
+    return json::parse(
+        line,
+        [](int depth, json::parse_event_t event, json& /*parsed*/) {
+          if ((event == json::parse_event_t::object_start ||
+               event == json::parse_event_t::array_start) &&
+              depth >= k_max_depth) {
+            throw too_deep{};
+          }
+          return true;
+        },
+        false);
+  } catch (const too_deep&) {
+    return json(json::value_t::discarded);
+  }
+}
+
+// A value for a message: its JSON text, cut to 80 bytes, valid UTF-8.
+std::string brief(const json& v) {
+  std::string text = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (text.size() > 80) text = text.substr(0, 80) + "...";
+  return valid_utf8(text);
+}
+
+// A received line for a message: cut to 200 bytes, valid UTF-8.
+std::string shown_line(const std::string& line) {
+  return valid_utf8(line.size() > 200 ? line.substr(0, 200) + "..." : line);
+}
+
 // One failed call: the message, and whether the process must be restarted before the next one.
 struct call_error {
   std::string message;
@@ -167,29 +223,44 @@ class subprocess_kernel final : public bn_kernel {
 
   // ---- process lifetime ---------------------------------------------------------------------
   void start() {
-    int in[2] = {-1, -1};   // bnoracle writes in[1]; the kernel reads in[0] as stdin
-    int out[2] = {-1, -1};  // the kernel writes out[1] as stdout; bnoracle reads out[0]
-    if (pipe2(in, O_CLOEXEC) != 0) throw plugin_error(std::string("pipe: ") + strerror(errno));
-    if (pipe2(out, O_CLOEXEC) != 0) {
+    // bnoracle writes in[1] (the kernel's stdin), reads out[0] (its stdout) and err[0] (its
+    // stderr, forwarded to bnoracle's own): no descriptor of bnoracle's is inherited, so a process
+    // the kernel leaves behind cannot hold bnoracle's stdout or stderr open.
+    std::array<int, 2> in{-1, -1};
+    std::array<int, 2> out{-1, -1};
+    std::array<int, 2> err{-1, -1};
+    auto close_all = [&] {
+      for (int* fd : {&in[0], &in[1], &out[0], &out[1], &err[0], &err[1]}) {
+        if (*fd >= 0) close(*fd);
+        *fd = -1;
+      }
+    };
+    if (pipe2(in.data(), O_CLOEXEC) != 0 || pipe2(out.data(), O_CLOEXEC) != 0 ||
+        pipe2(err.data(), O_CLOEXEC) != 0) {
       const int e = errno;
-      close(in[0]);
-      close(in[1]);
+      close_all();
       throw plugin_error(std::string("pipe: ") + strerror(e));
     }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);    // dup2 clears O_CLOEXEC
-    posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);  // stderr is inherited
+    posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);  // dup2 clears O_CLOEXEC
+    posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t none;
-    sigset_t pipe_default;
+    sigset_t defaults;
     sigemptyset(&none);
-    sigemptyset(&pipe_default);
-    sigaddset(&pipe_default, SIGPIPE);
+    sigemptyset(&defaults);
+    // bnoracle ignores SIGPIPE and SIGXFSZ; the kernel process gets the usual actions back.
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGXFSZ);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &pipe_default);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    // Its own process group, killed as a whole when the process is stopped.
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
     std::vector<char*> args;
     for (auto& a : argv_) args.push_back(a.data());
     args.push_back(nullptr);
@@ -200,25 +271,32 @@ class subprocess_kernel final : public bn_kernel {
     posix_spawnattr_destroy(&attr);
     close(in[0]);
     close(out[1]);
+    close(err[1]);
+    in[0] = out[1] = err[1] = -1;
     if (rc != 0) {
-      close(in[1]);
-      close(out[0]);
+      close_all();
       throw plugin_error("cannot start '" + argv_[0] + "': " + strerror(rc));
     }
     pid_ = pid;
     owner_ = getpid();
+    register_owned_child(pid_);
     to_ = in[1];
     from_ = out[0];
-    fcntl(to_, F_SETFL, fcntl(to_, F_GETFL) | O_NONBLOCK);
-    fcntl(from_, F_SETFL, fcntl(from_, F_GETFL) | O_NONBLOCK);
+    err_ = err[0];
+#ifdef SYS_pidfd_open
+    pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+#endif
+    for (const int fd : {to_, from_, err_}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     pending_.clear();
+    scanned_ = 0;
     try {
       const auto deadline = clock_type::now() + timeout_;
-      const std::string line = read_line(deadline, "handshake");
+      const std::string line = read_line(deadline, "handshake", k_handshake_limit);
       handshake(line);
     } catch (const call_error& e) {
       stop(false);
-      throw plugin_error("kernel command '" + argv_[0] + "': " + e.message);
+      // The process died, hung or flooded before saying what it is: a kernel fault.
+      throw plugin_fault("kernel command '" + argv_[0] + "': " + e.message);
     } catch (const plugin_error& e) {
       stop(false);
       throw plugin_error("kernel command '" + argv_[0] + "': " + e.what());
@@ -226,6 +304,7 @@ class subprocess_kernel final : public bn_kernel {
   }
 
   // Closes the pipes and reaps the process: politely (EOF on stdin, then up to a second) or not.
+  // Then its process group and any process it left behind are killed.
   void stop(bool polite) {
     if (pid_ <= 0) return;
     if (getpid() != owner_) return;  // a forked child does not own the process
@@ -236,6 +315,7 @@ class subprocess_kernel final : public bn_kernel {
     if (polite) {
       const auto deadline = clock_type::now() + std::chrono::seconds(1);
       while (clock_type::now() < deadline) {
+        forward_stderr();
         if (waitpid(pid_, &status, WNOHANG) == pid_) {
           reaped = true;
           break;
@@ -243,13 +323,25 @@ class subprocess_kernel final : public bn_kernel {
         usleep(2000);
       }
     }
+    kill(-pid_, SIGKILL);
     if (!reaped) {
       kill(pid_, SIGKILL);
       while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
       }
     }
-    close(from_);
-    from_ = -1;
+    forget_process();
+  }
+
+  // After the process ended and was reaped: its group and stray processes go, descriptors close.
+  void forget_process() {
+    kill(-pid_, SIGKILL);
+    unregister_owned_child(pid_);
+    end_stray_processes();
+    forward_stderr();
+    for (int* fd : {&to_, &from_, &err_, &pidfd_}) {
+      if (*fd >= 0) close(*fd);
+      *fd = -1;
+    }
     pid_ = -1;
   }
 
@@ -259,10 +351,7 @@ class subprocess_kernel final : public bn_kernel {
     const pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == 0) return true;
     exit_description_ = r == pid_ ? describe_status(status) : "is gone";
-    close(to_);
-    close(from_);
-    to_ = from_ = -1;
-    pid_ = -1;
+    forget_process();
     return false;
   }
 
@@ -274,6 +363,43 @@ class subprocess_kernel final : public bn_kernel {
       usleep(2000);
     }
     return "the kernel process closed its stdout";
+  }
+
+  // Copies what the kernel wrote to its stderr to bnoracle's, without blocking: at most
+  // k_stderr_limit bytes per call (the rest is read and counted), so a flood cannot stall it.
+  void forward_stderr() {
+    if (err_ < 0) return;
+    std::array<char, 65536> buf{};
+    for (;;) {
+      const ssize_t n = read(err_, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n == 0) {
+          close(err_);
+          err_ = -1;
+        }
+        break;
+      }
+      const auto got = static_cast<std::size_t>(n);
+      const std::size_t keep = std::min(got, k_stderr_limit - std::min(stderr_shown_, k_stderr_limit));
+      stderr_shown_ += keep;
+      stderr_dropped_ += got - keep;
+      for (std::size_t done = 0; done < keep;) {
+        const ssize_t w = write(STDERR_FILENO, buf.data() + done, keep - done);
+        if (w <= 0) break;
+        done += static_cast<std::size_t>(w);
+      }
+    }
+  }
+
+  // Before each call: reports what the previous one dropped, and starts a new stderr allowance.
+  void new_stderr_allowance() {
+    if (stderr_dropped_ > 0) {
+      std::fprintf(stderr, "[bnoracle: the kernel process wrote %zu more bytes to stderr, not shown]\n",
+                   stderr_dropped_);
+    }
+    stderr_shown_ = 0;
+    stderr_dropped_ = 0;
   }
 
   // ---- I/O ------------------------------------------------------------------------------------
@@ -289,26 +415,59 @@ class subprocess_kernel final : public bn_kernel {
     return b.data();
   }
 
-  std::string read_line(clock_type::time_point deadline, const char* what) {
+  // Reads one line of at most `limit` bytes by `deadline`, whatever the process sends: the
+  // deadline holds while data keeps arriving, a longer line fails the call, and each byte is
+  // scanned for the newline once.
+  std::string read_line(clock_type::time_point deadline, const char* what, std::size_t limit) {
     for (;;) {
-      const auto nl = pending_.find('\n');
+      const auto nl = pending_.find('\n', scanned_);
       if (nl != std::string::npos) {
         std::string line = pending_.substr(0, nl);
         pending_.erase(0, nl + 1);
+        scanned_ = 0;
         if (!line.empty() && line.back() == '\r') line.pop_back();
         return line;
       }
-      pollfd p{from_, POLLIN, 0};
-      const int ms = remaining_ms(deadline);
-      const int r = poll(&p, 1, ms);
-      if (r < 0 && errno == EINTR) continue;
-      if (r == 0) {
-        throw call_error{std::string("no ") + what + " within " + seconds() +
-                             " s (timeout); the kernel process was killed",
+      scanned_ = pending_.size();
+      if (pending_.size() > limit) {
+        throw call_error{std::string("the ") + what + " line is longer than " +
+                             std::to_string(limit) +
+                             " bytes, the most this request allows (docs/subprocess-protocol.md); "
+                             "the kernel process was killed",
                          true};
       }
+      if (clock_type::now() >= deadline) {
+        throw call_error{std::string("no ") + what + " within " + seconds() +
+                             " s (timeout" +
+                             (pending_.empty() ? std::string()
+                                               : ", " + std::to_string(pending_.size()) +
+                                                     " bytes of a line read") +
+                             "); the kernel process was killed",
+                         true};
+      }
+      std::array<pollfd, 3> p{{{from_, POLLIN, 0}, {err_, POLLIN, 0}, {pidfd_, POLLIN, 0}}};
+      const int r = poll(p.data(), p.size(), remaining_ms(deadline));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) continue;  // the deadline is checked above
+      if (p[1].revents != 0) forward_stderr();
+      if (p[0].revents == 0) {
+        if (p[2].revents != 0) {
+          // The process ended, yet its stdout is neither readable nor closed: a process it
+          // started holds the pipe.
+          int status = 0;
+          waitpid(pid_, &status, 0);
+          const std::string how = describe_status(status);
+          forget_process();
+          throw call_error{"the kernel process " + how + " before sending its " + what +
+                               ", but a process it started kept its stdout open; that process "
+                               "was killed",
+                           true};
+        }
+        continue;
+      }
       std::array<char, 65536> buf{};
-      const ssize_t n = read(from_, buf.data(), buf.size());
+      const std::size_t room = std::min(buf.size(), limit + 1 - std::min(limit, pending_.size()));
+      const ssize_t n = read(from_, buf.data(), room);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (n <= 0) {
         throw call_error{ended() + " before sending its " + what +
@@ -336,9 +495,12 @@ class subprocess_kernel final : public bn_kernel {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) {
-        pollfd p{to_, POLLOUT, 0};
-        const int r = poll(&p, 1, remaining_ms(deadline));
-        if (r == 0) {
+        // While waiting, keep its stderr flowing: a kernel blocked on a full stderr pipe would
+        // never read its request.
+        std::array<pollfd, 2> p{{{to_, POLLOUT, 0}, {err_, POLLIN, 0}}};
+        const int r = poll(p.data(), p.size(), remaining_ms(deadline));
+        if (r > 0 && p[1].revents != 0) forward_stderr();
+        if (r == 0 || clock_type::now() >= deadline) {
           error = "the kernel did not read its request within " + seconds() +
                   " s (timeout); the kernel process was killed";
           break;
@@ -360,10 +522,9 @@ class subprocess_kernel final : public bn_kernel {
 
   // ---- handshake ------------------------------------------------------------------------------
   void handshake(const std::string& line) {
-    const json h = json::parse(line, nullptr, false);
+    const json h = parse_line(line);
     auto bad = [&](const std::string& why) {
-      std::string shown = line.size() > 200 ? line.substr(0, 200) + "..." : line;
-      return plugin_error("malformed handshake (" + why + "): " + shown +
+      return plugin_error("malformed handshake (" + why + "): " + shown_line(line) +
                           " (see docs/subprocess-protocol.md)");
     };
     if (h.is_discarded() || !h.is_object()) throw bad("not a JSON object");
@@ -374,7 +535,7 @@ class subprocess_kernel final : public bn_kernel {
       throw bad("\"version\" must be an integer");
     }
     if (h["version"].get<std::int64_t>() != k_subprocess_protocol_version) {
-      throw plugin_error("protocol version " + h["version"].dump() +
+      throw plugin_error("protocol version " + brief(h["version"]) +
                          " is not supported (this bnoracle speaks version " +
                          std::to_string(k_subprocess_protocol_version) + ")");
     }
@@ -395,6 +556,9 @@ class subprocess_kernel final : public bn_kernel {
     info.name = str("name", true);
     if (info.name.empty()) throw bad("empty \"name\"");
     info.version = str("kernel_version", false);
+    if (info.name.size() > 255 || info.version.size() > 255) {
+      throw bad("\"name\" and \"kernel_version\" have at most 255 bytes");
+    }
     info.convention = str("convention", true);
     if (find_convention(info.convention) == nullptr) {
       throw plugin_error("kernel '" + info.name + "' claims an unknown convention '" +
@@ -409,7 +573,7 @@ class subprocess_kernel final : public bn_kernel {
           known = true;
         }
       }
-      if (!known) throw bad("unknown layout " + l.dump());
+      if (!known) throw bad("unknown layout " + brief(l));
     }
     if (!h.contains("modes") || !h["modes"].is_array()) throw bad("\"modes\" must be a list");
     for (const auto& m : h["modes"]) {
@@ -420,7 +584,7 @@ class subprocess_kernel final : public bn_kernel {
           known = true;
         }
       }
-      if (!known) throw bad("unknown mode " + m.dump());
+      if (!known) throw bad("unknown mode " + brief(m));
     }
     if (h.contains("operations")) {
       if (!h["operations"].is_array()) throw bad("\"operations\" must be a list");
@@ -430,7 +594,7 @@ class subprocess_kernel final : public bn_kernel {
         } else if (o == "fold") {
           info.fold = true;
         } else {
-          throw bad("unknown operation " + o.dump() + " (known: syncbn_merge, fold)");
+          throw bad("unknown operation " + brief(o) + " (known: syncbn_merge, fold)");
         }
       }
     }
@@ -489,7 +653,7 @@ class subprocess_kernel final : public bn_kernel {
         throw call_error{std::string("output \"") + name + "\"[" + std::to_string(i) +
                              "] is not a float32 as a string (hex float, \"nan\", \"inf\", "
                              "\"-inf\"): " +
-                             a[i].dump(),
+                             brief(a[i]),
                          false};
       }
       put(i, *v);
@@ -538,7 +702,7 @@ class subprocess_kernel final : public bn_kernel {
     }
     req["inputs"] = std::move(in);
     json r;
-    const bnk_status st = exchange(req, r, message);
+    const bnk_status st = exchange(req, r, message, offsets.size() + 6 * c);
     if (st != BNK_OK) return st;
     const json& out = r["outputs"];
     auto into_tensor = [&](const char* name, float* p) {
@@ -574,19 +738,22 @@ class subprocess_kernel final : public bn_kernel {
 
   // Sends `req` (with a fresh id) and reads the response into `r`. BNK_OK when the kernel
   // answered "ok" with an "outputs" object; its status (and `message`) otherwise.
-  bnk_status exchange(json& req, json& r, std::string& message) {
+  bnk_status exchange(json& req, json& r, std::string& message, std::size_t values) {
     const std::int64_t id = ++next_id_;
     req["id"] = id;
+    new_stderr_allowance();
     const auto deadline = clock_type::now() + timeout_;
     write_all(req.dump() + "\n", deadline);
-    const std::string line = read_line(deadline, "response");
-    r = json::parse(line, nullptr, false);
-    const std::string shown = line.size() > 200 ? line.substr(0, 200) + "..." : line;
+    const std::string line = read_line(deadline, "response", response_limit(values));
+    forward_stderr();
+    r = parse_line(line);
     if (r.is_discarded() || !r.is_object()) {
-      throw call_error{"the response is not a JSON object: " + shown, true};
+      throw call_error{"the response is not a JSON object (or nests deeper than " +
+                           std::to_string(k_max_depth) + " levels): " + shown_line(line),
+                       true};
     }
     if (!r.contains("id") || !r["id"].is_number_integer() || r["id"].get<std::int64_t>() != id) {
-      throw call_error{"the response answers id " + (r.contains("id") ? r["id"].dump() : "(none)") +
+      throw call_error{"the response answers id " + (r.contains("id") ? brief(r["id"]) : "(none)") +
                            ", expected " + std::to_string(id) +
                            " (out of step; the kernel process was restarted)",
                        true};
@@ -595,12 +762,13 @@ class subprocess_kernel final : public bn_kernel {
       throw call_error{"the response has no \"status\" string", false};
     }
     const std::string status = r["status"].get<std::string>();
-    message =
-        r.contains("message") && r["message"].is_string() ? r["message"].get<std::string>() : "";
+    message = r.contains("message") && r["message"].is_string()
+                  ? valid_utf8(r["message"].get<std::string>().substr(0, k_max_message))
+                  : "";
     if (status == "unsupported") return BNK_UNSUPPORTED;
     if (status == "refused") return BNK_REFUSED;
     if (status == "failed") return BNK_FAILED;
-    if (status != "ok") throw call_error{"unknown status \"" + status + "\"", false};
+    if (status != "ok") throw call_error{"unknown status " + brief(r["status"]), false};
     if (!r.contains("outputs") || !r["outputs"].is_object()) {
       throw call_error{"status ok but no \"outputs\" object", false};
     }
@@ -641,7 +809,7 @@ class subprocess_kernel final : public bn_kernel {
     }
     req["inputs"] = std::move(in);
     json r;
-    const bnk_status st = exchange(req, r, message);
+    const bnk_status st = exchange(req, r, message, 5 * extent(p.channels));
     if (st != BNK_OK) return st;
     const json& out = r["outputs"];
     const std::size_t c = extent(p.channels);
@@ -675,7 +843,8 @@ class subprocess_kernel final : public bn_kernel {
     in["running_var"] = floats(b.running_var, p.out_channels);
     req["inputs"] = std::move(in);
     json r;
-    const bnk_status st = exchange(req, r, message);
+    const bnk_status st =
+        exchange(req, r, message, extent(p.out_channels) * (extent(p.fan_in) + 1));
     if (st != BNK_OK) return st;
     const json& out = r["outputs"];
     take(out, "weight", extent(p.out_channels * p.fan_in),
@@ -691,7 +860,12 @@ class subprocess_kernel final : public bn_kernel {
   pid_t owner_ = -1;  // the process that spawned the kernel process (and may reap it)
   int to_ = -1;       // the kernel's stdin
   int from_ = -1;     // the kernel's stdout
+  int err_ = -1;      // the kernel's stderr, forwarded to bnoracle's
+  int pidfd_ = -1;    // the kernel process (Linux 5.3+), to notice its end while reading
   std::string pending_;
+  std::size_t scanned_ = 0;  // bytes of pending_ already searched for a newline
+  std::size_t stderr_shown_ = 0;
+  std::size_t stderr_dropped_ = 0;
   std::int64_t next_id_ = 0;
   bool first_handshake_ = true;
   std::string exit_description_;

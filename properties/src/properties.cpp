@@ -1123,6 +1123,10 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
        << " --properties-only --filter property/" << out.name << " --seed " << options.seed
        << " --property-cases " << options.cases << " --level " << to_string(options.level);
     if (!options.convention.empty()) os << " --convention " << options.convention;
+    // --exec runs without fork isolation by design: its option already says so.
+    call_options shown = options.call;
+    if (options.kernel_path.starts_with("--exec")) shown.isolate = true;
+    os << repro_options(shown);
     out.repro = os.str();
   }
   const auto t0 = std::chrono::steady_clock::now();

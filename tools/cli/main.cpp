@@ -1,29 +1,60 @@
 // The `bnoracle` command line.
 //
-// Exit codes (documented in README.md): 0 success or conformant, 1 non-conformant, 2 usage or
-// input error, 3 kernel fault (crash, hang, out-of-bounds write, modified input), 4 internal error.
+// Exit codes (README.md, docs/cli.md): 0 success or conformant, 1 not conformant, 2 usage, input
+// or environment error, 3 kernel fault (crash, hang, out-of-bounds write, modified input, a
+// library that misbehaves while loading), 4 internal error of bnoracle, 5 nothing judged.
 #include "bnoracle/convention.hpp"
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/properties.hpp"
 #include "bnoracle/reference.hpp"
 #include "bnoracle/subprocess_kernel.hpp"
+#include "bnoracle/text.hpp"
+#include "files.hpp"
 #include "identify.hpp"
 #include "report.hpp"
 #include "runner.hpp"
 #include "verify.hpp"
 
+// GCC 12 reports a -Wnull-dereference false positive inside CLI11's string splitting once it is
+// inlined here (basic_string::_M_data on a moved-from temporary); the rest of this file keeps it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <CLI/CLI.hpp>
+#pragma GCC diagnostic pop
+
+#include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <optional>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define BNORACLE_LEAK_CHECK() __lsan_do_leak_check()
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/lsan_interface.h>
+#define BNORACLE_LEAK_CHECK() __lsan_do_leak_check()
+#endif
+#endif
+#ifndef BNORACLE_LEAK_CHECK
+#define BNORACLE_LEAK_CHECK() ((void)0)
+#endif
 
-#include <cerrno>
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <iostream>
+#include <new>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace {
@@ -32,50 +63,74 @@ using namespace bnoracle;
 
 constexpr int k_exit_ok = 0;
 constexpr int k_exit_usage = 2;
-constexpr int k_exit_fault = 3;
 constexpr int k_exit_internal = 4;
 
-void print_usage(std::ostream& os) {
-  os << "usage: bnoracle <command> [options]\n"
-        "\n"
-        "commands:\n"
-        "  check --kernel PATH.so [options]   conformance check of a kernel plugin (the main job)\n"
-        "  check --exec \"CMD ARGS\" [options]  the same for a kernel in another process speaking\n"
-        "                               docs/subprocess-protocol.md (no shell; calls are not\n"
-        "                               forked: the process boundary isolates the kernel)\n"
-        "      --level strict|standard|lenient   accuracy level the gate requires (standard)\n"
-        "      --convention NAME     judge running statistics under NAME instead of the kernel's "
-        "claim\n"
-        "      --report text|json|junit   report format (text)\n"
-        "      --output FILE         write the report to FILE (default: standard output)\n"
-        "      --filter PATTERN      only cases whose name contains PATTERN ('*' globs)\n"
-        "      --seed N              data and property seed (1); printed in every report\n"
-        "      --property-cases N    generated cases per property (100)\n"
-        "      --no-properties       run the case catalog only\n"
-        "      --properties-only     run the property suite only (filter with property/NAME)\n"
-        "      --timeout SECONDS     per kernel call (20)\n"
-        "      --no-isolation        run the kernel in-process (debugging; a crash ends bnoracle)\n"
-        "      --verbose             list every case in the text report\n"
-        "      --list                list the cases and properties and exit\n"
-        "  identify --kernel PATH.so|--exec CMD   infer the running-statistics convention a kernel "
-        "follows\n"
-        "  export --out DIR [--filter PATTERN] [--catalog corpus|check] [--seed N]\n"
-        "                               write golden fixtures (default: the corpus catalog)\n"
-        "  results --kernel PATH.so|--exec CMD --fixtures DIR --out DIR [--convention NAME]\n"
-        "                               run a kernel on fixtures (the running statistics of\n"
-        "                               fixtures of another convention are omitted)\n"
-        "  verify --fixtures DIR --results DIR [--level L] [--report F] [--output FILE] "
-        "[--filter P]\n"
-        "                               judge results written by any implementation\n"
-        "  example [--convention NAME]  exact reference results for a worked example, all modes\n"
-        "  conventions                  the running-statistics conventions bnoracle knows\n"
-        "  budgets                      the error model's budget table, with reasons\n"
-        "  version                      print the version\n"
-        "  help                         this text\n"
-        "\n"
-        "exit codes: 0 success/conformant, 1 non-conformant, 2 usage or input error,\n"
-        "            3 kernel fault, 4 internal error\n";
+// The smallest --timeout accepted, in seconds: below it the fork, the page protection and the
+// reaping of one isolated call can exceed the limit on a loaded machine, so a correct kernel
+// would be reported as hung.
+constexpr double k_min_timeout_seconds = 0.01;
+constexpr double k_max_timeout_seconds = 86400;
+
+// ---- the process ---------------------------------------------------------------------------------
+
+pid_t g_main_pid = 0;
+std::atomic<bool> g_finishing{false};
+std::atomic<bool> g_plugin_loaded{false};
+
+void write_stderr(const char* text) {
+  std::size_t left = std::strlen(text);
+  while (left > 0) {
+    const ssize_t n = write(STDERR_FILENO, text, left);
+    if (n <= 0) return;
+    text += n;
+    left -= static_cast<std::size_t>(n);
+  }
 }
+
+// A call to exit() from code that is not bnoracle's (a kernel called in-process, or a library
+// while it is loaded in-process) must not end the run with exit code 0 and no verdict.
+extern "C" void on_unexpected_exit() {
+  if (getpid() != g_main_pid || g_finishing.load()) return;
+  write_stderr(
+      "bnoracle: something in the process called exit() before the run finished (a kernel "
+      "running in-process with --no-isolation, or a library while being loaded); no verdict\n");
+  _exit(3);
+}
+
+// With --no-isolation a kernel's crash ends bnoracle: say so before the signal does.
+extern "C" void on_fatal_signal(int sig) {
+  write_stderr("bnoracle: fatal signal ");
+  write_stderr(sig == SIGSEGV   ? "SIGSEGV"
+               : sig == SIGBUS  ? "SIGBUS"
+               : sig == SIGILL  ? "SIGILL"
+               : sig == SIGFPE  ? "SIGFPE"
+               : sig == SIGABRT ? "SIGABRT"
+                                : "?");
+  write_stderr(
+      " in the bnoracle process: a kernel running in-process (--no-isolation) crashed, or "
+      "bnoracle has a bug; no verdict\n");
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void install_fatal_signal_message() {
+  for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) signal(sig, on_fatal_signal);
+}
+
+// Ends the process with `code`. After a plugin was loaded in-process, its static destructors and
+// atexit handlers do not run: they could crash or change the exit code after the verdict.
+[[noreturn]] void finish(int code) {
+  g_finishing.store(true);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (g_plugin_loaded.load()) {
+    BNORACLE_LEAK_CHECK();
+    std::_Exit(code);
+  }
+  std::exit(code);
+}
+
+// ---- small commands ------------------------------------------------------------------------------
 
 std::string cell(const golden& g) {
   switch (g.cls) {
@@ -102,10 +157,6 @@ void print_value(std::string_view label, const exact_value& v) {
 // from 1 and 0, a channel with a single distinct value, odd spatial size.
 int run_example(const std::string& conv_name) {
   const convention* conv = find_convention(conv_name);
-  if (conv == nullptr) {
-    std::cerr << "bnoracle: unknown convention '" << conv_name << "' (see: bnoracle conventions)\n";
-    return k_exit_usage;
-  }
   bn_problem p;
   p.n = 2;
   p.c = 3;
@@ -205,103 +256,129 @@ int run_budgets() {
   return k_exit_ok;
 }
 
-struct check_args {
+// ---- options shared by the commands ------------------------------------------------------------
+
+struct cli_args {
   std::string kernel;
-  std::optional<std::string> exec;  // --exec "CMD ARGS"
-  run_options options;
+  std::string exec;
+  std::string level = "standard";
   std::string convention;
-  report_format format = report_format::text;
+  std::string report = "text";
   std::string output;
+  std::string filter;
+  std::uint64_t seed = 1;
+  int property_cases = 100;
+  bool no_properties = false;
+  bool properties_only = false;
+  double timeout = 20;
+  bool no_isolation = false;
   bool verbose = false;
   bool list = false;
+  std::string out, fixtures, results, catalog = "corpus";
+  bool force = false;
+  std::string example_convention = "pytorch";
 };
 
-// Parses check/identify options; returns an error sentence or "".
-std::string parse_check_args(const std::vector<std::string_view>& args, check_args& a) {
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    const std::string_view k = args[i];
-    auto value = [&]() -> std::optional<std::string> {
-      if (i + 1 >= args.size()) return std::nullopt;
-      return std::string(args[++i]);
-    };
-    if (k == "--verbose") {
-      a.verbose = true;
-      continue;
-    }
-    if (k == "--list") {
-      a.list = true;
-      continue;
-    }
-    if (k == "--no-isolation") {
-      a.options.isolate = false;
-      continue;
-    }
-    if (k == "--no-properties") {
-      a.options.properties = false;
-      continue;
-    }
-    if (k == "--properties-only") {
-      a.options.catalog = false;
-      continue;
-    }
-    const auto v = value();
-    if (!v) return "option " + std::string(k) + " needs a value";
-    if (k == "--kernel") {
-      a.kernel = *v;
-    } else if (k == "--exec") {
-      a.exec = *v;
-    } else if (k == "--level") {
-      const auto l = parse_level(*v);
-      if (!l) return "unknown level '" + *v + "' (strict, standard or lenient)";
-      a.options.level = *l;
-    } else if (k == "--convention") {
-      if (find_convention(*v) == nullptr) return "unknown convention '" + *v + "'";
-      a.convention = *v;
-      a.options.convention = *v;  // check and results judge or run under it
-    } else if (k == "--report") {
-      if (*v == "text") {
-        a.format = report_format::text;
-      } else if (*v == "json") {
-        a.format = report_format::json;
-      } else if (*v == "junit") {
-        a.format = report_format::junit;
-      } else {
-        return "unknown report format '" + *v + "' (text, json or junit)";
-      }
-    } else if (k == "--output") {
-      a.output = *v;
-    } else if (k == "--filter") {
-      a.options.filter = *v;
-    } else if (k == "--seed") {
-      // strtoull accepts a sign and wraps negative numbers: insist on digits only.
-      const bool digits = !v->empty() && v->find_first_not_of("0123456789") == std::string::npos;
-      char* end = nullptr;
-      errno = 0;
-      const unsigned long long seed = digits ? std::strtoull(v->c_str(), &end, 10) : 0;
-      if (!digits || errno == ERANGE || end == nullptr || *end != '\0') {
-        return "--seed needs a non-negative integer below 2^64, got '" + *v + "'";
-      }
-      a.options.seed = seed;
-    } else if (k == "--property-cases") {
-      const bool digits =
-          !v->empty() && v->size() <= 7 && v->find_first_not_of("0123456789") == std::string::npos;
-      const long n = digits ? std::strtol(v->c_str(), nullptr, 10) : 0;
-      if (!digits || n < 1 || n > 1'000'000) {
-        return "--property-cases needs an integer in [1, 1000000], got '" + *v + "'";
-      }
-      a.options.property_cases = static_cast<int>(n);
-    } else if (k == "--timeout") {
-      char* end = nullptr;
-      const double t = std::strtod(v->c_str(), &end);
-      if (v->empty() || *end != '\0' || !(t > 0) || t > 86400) {
-        return "--timeout needs seconds in (0, 86400], got '" + *v + "'";
-      }
-      a.options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(t * 1000));
-    } else {
-      return "unknown option '" + std::string(k) + "'";
-    }
-  }
-  return "";
+std::vector<std::string> convention_names() {
+  std::vector<std::string> names;
+  for (const auto& c : all_conventions()) names.emplace_back(c.name);
+  return names;
+}
+
+// Seconds in [k_min_timeout_seconds, k_max_timeout_seconds].
+CLI::Validator timeout_range() {
+  return CLI::Validator(
+      [](const std::string& v) -> std::string {
+        char* end = nullptr;
+        const double t = std::strtod(v.c_str(), &end);
+        if (v.empty() || end == nullptr || *end != '\0' || !std::isfinite(t)) {
+          return "'" + v + "' is not a number of seconds";
+        }
+        char text[160];
+        if (t < k_min_timeout_seconds || t > k_max_timeout_seconds) {
+          std::snprintf(text, sizeof text, "%s s is outside [%g, %g] s (docs/cli.md)", v.c_str(),
+                        k_min_timeout_seconds, k_max_timeout_seconds);
+          return text;
+        }
+        return "";
+      },
+      "SECONDS");
+}
+
+// A non-negative integer written in digits only (no sign, which strtoull would wrap).
+CLI::Validator digits_only() {
+  return CLI::Validator(
+      [](const std::string& v) -> std::string {
+        if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos) {
+          return "'" + v + "' is not a non-negative integer";
+        }
+        return "";
+      },
+      "N");
+}
+
+void add_kernel_options(CLI::App& cmd, cli_args& a) {
+  cmd.add_option("--kernel", a.kernel, "the kernel plugin, a shared library (docs/kernel-abi.md)")
+      ->type_name("PATH.so");
+  cmd.add_option("--exec", a.exec,
+                 "a kernel in another process speaking docs/subprocess-protocol.md; no shell: "
+                 "quote words with ' or \"")
+      ->type_name("\"CMD ARGS\"");
+  cmd.add_option("--timeout", a.timeout, "seconds per kernel call (and to load the kernel)")
+      ->check(timeout_range())
+      ->capture_default_str()
+      ->type_name("SECONDS");
+  cmd.add_flag("--no-isolation", a.no_isolation,
+               "run a plugin's calls in bnoracle's own process (debugging: a crash ends "
+               "bnoracle)");
+}
+
+void add_convention_option(CLI::App& cmd, cli_args& a, const char* what) {
+  cmd.add_option("--convention", a.convention, what)
+      ->check(CLI::IsMember(convention_names()))
+      ->type_name("NAME");
+}
+
+void add_report_options(CLI::App& cmd, cli_args& a) {
+  cmd.add_option("--report", a.report, "report format")
+      ->check(CLI::IsMember({"text", "json", "junit"}))
+      ->capture_default_str();
+  cmd.add_option("--output", a.output,
+                 "write the report to FILE, whole or not at all (default: standard output)")
+      ->type_name("FILE");
+  cmd.add_flag("--verbose", a.verbose, "list every case in the text report");
+}
+
+void add_level_option(CLI::App& cmd, cli_args& a, const char* what) {
+  cmd.add_option("--level", a.level, what)
+      ->check(CLI::IsMember({"strict", "standard", "lenient"}))
+      ->capture_default_str();
+}
+
+void add_filter_option(CLI::App& cmd, cli_args& a) {
+  cmd.add_option("--filter", a.filter, "only cases whose name contains PATTERN ('*' globs)")
+      ->type_name("PATTERN");
+}
+
+void add_seed_option(CLI::App& cmd, cli_args& a) {
+  cmd.add_option("--seed", a.seed, "data and property seed, printed in every report")
+      ->check(digits_only())
+      ->capture_default_str()
+      ->type_name("N");
+}
+
+run_options to_run_options(const cli_args& a) {
+  run_options o;
+  o.level = *parse_level(a.level);
+  o.timeout = std::chrono::milliseconds(std::llround(a.timeout * 1000));
+  o.isolate = !a.no_isolation;
+  o.filter = a.filter;
+  o.seed = a.seed;
+  o.convention = a.convention;
+  o.catalog = !a.properties_only;
+  o.properties = !a.no_properties;
+  o.property_cases = a.property_cases;
+  return o;
 }
 
 // The command line as a reproduction command shows it: --exec "CMD" with ", \\, $ and ` escaped.
@@ -314,246 +391,403 @@ std::string exec_option(const std::string& cmd) {
   return q + "\"";
 }
 
-// Loads the kernel of --kernel or --exec (exactly one). On failure prints "bnoracle CMD: ..." and
-// returns nullptr. --exec turns fork isolation off (the process boundary isolates the kernel) and
-// puts the whole option into kernel_path, which reproduction commands print.
-std::unique_ptr<bn_kernel> load_kernel(check_args& a, const char* cmd) {
-  if (a.exec && !a.kernel.empty()) {
+// Loads the kernel of --kernel or --exec (exactly one) into `kernel`. Returns 0, or the exit code
+// after printing "bnoracle CMD: ...": 2 for a kernel that cannot be used, 3 for one that crashed,
+// exited or hung while loading. --exec turns fork isolation off (the process boundary isolates
+// the kernel) and puts the whole option into kernel_path, which reproduction commands print.
+int load_kernel(const cli_args& a, run_options& o, const char* cmd,
+                std::unique_ptr<bn_kernel>& kernel) {
+  if (!a.exec.empty() && !a.kernel.empty()) {
     std::cerr << "bnoracle " << cmd << ": --kernel and --exec are mutually exclusive\n";
-    return nullptr;
+    return k_exit_usage;
   }
-  if (!a.exec && a.kernel.empty()) {
+  if (a.exec.empty() && a.kernel.empty()) {
     std::cerr << "bnoracle " << cmd << ": --kernel PATH.so or --exec \"CMD ARGS\" is required\n";
-    return nullptr;
+    return k_exit_usage;
   }
   try {
-    if (a.exec) {
-      a.options.isolate = false;
-      a.options.kernel_path = exec_option(*a.exec);
-      return spawn_kernel(split_command(*a.exec), a.options.timeout);
+    if (!a.exec.empty()) {
+      o.isolate = false;
+      o.kernel_path = exec_option(a.exec);
+      kernel = spawn_kernel(split_command(a.exec), o.timeout);
+      return k_exit_ok;
     }
-    a.options.kernel_path = a.kernel;
-    return load_plugin(a.kernel);
+    o.kernel_path = a.kernel;
+    if (a.no_isolation) install_fatal_signal_message();
+    load_options lo;
+    lo.probe = o.isolate;
+    lo.timeout = o.timeout;
+    g_plugin_loaded.store(true);
+    kernel = load_plugin(a.kernel, lo);
+    return k_exit_ok;
+  } catch (const plugin_fault& e) {
+    std::cerr << "bnoracle " << cmd << ": kernel fault: " << e.what() << "\n";
+    return k_exit_kernel_fault;
   } catch (const plugin_error& e) {
     std::cerr << "bnoracle " << cmd << ": " << e.what() << "\n";
-    return nullptr;
+    return k_exit_usage;
   }
 }
 
-int run_check(const std::vector<std::string_view>& args) {
-  check_args a;
-  if (const std::string err = parse_check_args(args, a); !err.empty()) {
-    std::cerr << "bnoracle check: " << err << "\n";
+// Writes a rendered report to --output (whole or not at all) or standard output. On failure the
+// verdict is still printed on stderr and the exit code is 2.
+int deliver_report(const char* cmd, const std::string& text, const cli_args& a,
+                   const run_summary& s, int code) {
+  try {
+    if (a.output.empty()) {
+      write_stdout(text);
+    } else {
+      write_file(a.output, text);
+    }
+  } catch (const environment_error& e) {
+    std::cerr << "bnoracle " << cmd << ": the report is lost: " << e.what()
+              << " (verdict: " << to_string(s.verdict()) << ")\n";
     return k_exit_usage;
   }
-  const std::vector<case_spec> cases = default_catalog(a.options.seed);
-  if (!a.options.catalog && !a.options.properties) {
+  return code;
+}
+
+std::string render(const run_summary& s, const cli_args& a) {
+  const report_format format = a.report == "json"    ? report_format::json
+                               : a.report == "junit" ? report_format::junit
+                                                     : report_format::text;
+  std::ostringstream os;
+  write_report(os, s, format, a.verbose);
+  return os.str();
+}
+
+int run_check(const cli_args& a) {
+  run_options o = to_run_options(a);
+  const std::vector<case_spec> cases = default_catalog(o.seed);
+  if (!o.catalog && !o.properties) {
     std::cerr << "bnoracle check: --properties-only and --no-properties leave nothing to run\n";
     return k_exit_usage;
   }
   if (a.list) {
+    std::string text;
     for (const auto& c : cases) {
-      if (a.options.catalog && name_matches(c.name, a.options.filter)) {
-        std::printf("%s\n", c.name.c_str());
-      }
+      if (o.catalog && name_matches(c.name, o.filter)) text += c.name + "\n";
     }
     for (const auto& p : property_list()) {
       const std::string name = "property/" + std::string(p.name);
-      if (a.options.properties && name_matches(name, a.options.filter)) {
-        std::printf("%-36s %s\n", name.c_str(), std::string(p.summary).c_str());
-      }
+      if (!o.properties || !name_matches(name, o.filter)) continue;
+      char line[256];
+      std::snprintf(line, sizeof line, "%-36s %s\n", name.c_str(),
+                    std::string(p.summary).c_str());
+      text += line;
     }
+    write_stdout(text);
     return k_exit_ok;
   }
-  std::unique_ptr<bn_kernel> kernel = load_kernel(a, "check");
-  if (!kernel) return k_exit_usage;
-  std::ofstream file;
-  if (!a.output.empty()) {
-    file.open(a.output);
-    if (!file) {
-      std::cerr << "bnoracle check: cannot write '" << a.output << "'\n";
-      return k_exit_usage;
-    }
-  }
+  std::unique_ptr<bn_kernel> kernel;
+  if (const int rc = load_kernel(a, o, "check", kernel); rc != k_exit_ok) return rc;
   const bool tty = isatty(STDERR_FILENO) != 0;
   const progress_fn progress = [tty](std::size_t done, std::size_t total, const std::string& name) {
     if (!tty) return;
     if (done == total) {
       std::fprintf(stderr, "\r\033[K");
     } else {
-      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", done + 1, total, name.c_str());
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", done + 1, total, valid_utf8(name).c_str());
     }
     std::fflush(stderr);
   };
-  const run_summary summary = run_conformance(*kernel, cases, a.options, progress);
-  std::ostream& os = a.output.empty() ? std::cout : file;
-  write_report(os, summary, a.format, a.verbose);
-  if (!a.output.empty() && a.format != report_format::text) {
+  const run_summary summary = run_conformance(*kernel, cases, o, progress);
+  if (!a.output.empty() && a.report != "text") {
     // Keep a one-line verdict on the terminal when the report goes to a file.
-    std::fprintf(stderr, "%lld passed, %lld failed, %lld skipped, %lld mistrusted, %lld faults\n",
+    std::fprintf(stderr, "%lld passed, %lld failed, %lld skipped, %lld mistrusted, %lld faults: %s\n",
                  static_cast<long long>(summary.passed), static_cast<long long>(summary.failed),
                  static_cast<long long>(summary.skipped),
                  static_cast<long long>(summary.mistrusted),
-                 static_cast<long long>(summary.faults));
+                 static_cast<long long>(summary.faults),
+                 std::string(to_string(summary.verdict())).c_str());
   }
-  return summary.exit_code();
+  return deliver_report("check", render(summary, a), a, summary, summary.exit_code());
 }
 
-int run_identify(const std::vector<std::string_view>& args) {
-  check_args a;
-  if (const std::string err = parse_check_args(args, a); !err.empty()) {
-    std::cerr << "bnoracle identify: " << err << "\n";
-    return k_exit_usage;
-  }
-  std::unique_ptr<bn_kernel> kernel = load_kernel(a, "identify");
-  if (!kernel) return k_exit_usage;
-  const identify_result r = identify(*kernel, a.options);
-  std::printf("kernel '%s' (claims convention %s)\n", kernel->info().name.c_str(),
-              kernel->info().convention.c_str());
-  std::printf("  momentum weighs      %s value%s\n", r.weighs.c_str(),
-              r.weighs == "new"   ? "  (running = (1 - m)*old + m*batch)"
-              : r.weighs == "old" ? "  (running = m*old + (1 - m)*batch)"
-                                  : "");
-  std::printf("  running variance     %s\n", r.estimator.c_str());
-  std::printf("  momentum=None        %s\n", r.cumulative.c_str());
-  std::printf("  one value (L = 1)    %s\n", r.single_value.c_str());
-  std::printf("  empty batch (L = 0)  %s\n", r.empty_batch.c_str());
+int run_identify(const cli_args& a) {
+  run_options o = to_run_options(a);
+  std::unique_ptr<bn_kernel> kernel;
+  if (const int rc = load_kernel(a, o, "identify", kernel); rc != k_exit_ok) return rc;
+  const identify_result r = identify(*kernel, o);
+  std::ostringstream os;
+  os << "kernel '" << kernel->info().name << "' (claims convention " << kernel->info().convention
+     << ")\n";
+  os << "  momentum weighs      " << r.weighs << " value"
+     << (r.weighs == "new"   ? "  (running = (1 - m)*old + m*batch)"
+         : r.weighs == "old" ? "  (running = m*old + (1 - m)*batch)"
+                             : "")
+     << "\n";
+  os << "  running variance     " << r.estimator << "\n";
+  os << "  momentum=None        " << r.cumulative << "\n";
+  os << "  one value (L = 1)    " << r.single_value << "\n";
+  os << "  empty batch (L = 0)  " << r.empty_batch << "\n";
   std::string m;
   for (const auto& n : r.matches) m += (m.empty() ? "" : ", ") + n;
-  std::printf("  consistent with      %s\n", m.empty() ? "no known convention" : m.c_str());
-  for (const auto& n : r.notes) std::printf("  evidence: %s\n", n.c_str());
-  return r.fault ? k_exit_fault : k_exit_ok;
+  os << "  consistent with      " << (m.empty() ? "no known convention" : m) << "\n";
+  for (const auto& n : r.notes) os << "  evidence: " << valid_utf8(n) << "\n";
+  write_stdout(os.str());
+  return r.fault ? k_exit_kernel_fault : k_exit_ok;
 }
 
-// Options of export/results/verify: --out, --fixtures, --results, --catalog, plus check's.
-struct fixture_args {
-  check_args check;
-  std::string out, fixtures, results, catalog = "corpus";
-};
-
-std::string parse_fixture_args(const std::vector<std::string_view>& args, fixture_args& a) {
-  std::vector<std::string_view> rest{args.empty() ? std::string_view() : args[0]};
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    const std::string_view k = args[i];
-    if (k == "--out" || k == "--fixtures" || k == "--results" || k == "--catalog") {
-      if (i + 1 >= args.size()) return "option " + std::string(k) + " needs a value";
-      const std::string v(args[++i]);
-      if (k == "--out") a.out = v;
-      if (k == "--fixtures") a.fixtures = v;
-      if (k == "--results") a.results = v;
-      if (k == "--catalog") a.catalog = v;
-      continue;
-    }
-    rest.push_back(k);
-  }
-  if (a.catalog != "corpus" && a.catalog != "check") return "--catalog is corpus or check";
-  return parse_check_args(rest, a.check);
-}
-
-int run_export(const std::vector<std::string_view>& args) {
-  fixture_args a;
-  if (const std::string err = parse_fixture_args(args, a); !err.empty() || a.out.empty()) {
-    std::cerr << "bnoracle export: " << (err.empty() ? "--out DIR is required" : err) << "\n";
-    return k_exit_usage;
-  }
-  std::vector<case_spec> cases = a.catalog == "corpus" ? corpus_catalog(a.check.options.seed)
-                                                       : default_catalog(a.check.options.seed);
-  std::erase_if(cases,
-                [&](const case_spec& c) { return !name_matches(c.name, a.check.options.filter); });
+int run_export(const cli_args& a) {
+  std::vector<case_spec> cases =
+      a.catalog == "corpus" ? corpus_catalog(a.seed) : default_catalog(a.seed);
+  std::erase_if(cases, [&](const case_spec& c) { return !name_matches(c.name, a.filter); });
   // The corpus also holds the fold and SyncBN fixtures (unless a filter narrows the export).
-  const bool others = a.catalog == "corpus" && a.check.options.filter.empty();
+  const bool others = a.catalog == "corpus" && a.filter.empty();
   const std::size_t n = export_fixtures(
-      cases, a.out, others ? std::optional<std::uint64_t>(a.check.options.seed) : std::nullopt);
+      cases, a.out, others ? std::optional<std::uint64_t>(a.seed) : std::nullopt, a.force);
   std::fprintf(stderr, "bnoracle export: %zu fixtures from %zu cases written to %s\n", n,
-               cases.size(), a.out.c_str());
+               cases.size(), valid_utf8(a.out).c_str());
   return k_exit_ok;
 }
 
-int run_results(const std::vector<std::string_view>& args) {
-  fixture_args a;
-  if (const std::string err = parse_fixture_args(args, a);
-      !err.empty() || a.out.empty() || a.fixtures.empty()) {
-    std::cerr << "bnoracle results: "
-              << (err.empty() ? "--fixtures DIR and --out DIR are required" : err) << "\n";
-    return k_exit_usage;
-  }
-  std::unique_ptr<bn_kernel> kernel = load_kernel(a.check, "results");
-  if (!kernel) return k_exit_usage;
-  const std::size_t n = write_kernel_results(*kernel, a.fixtures, a.out, a.check.options);
-  std::fprintf(stderr, "bnoracle results: %zu results written to %s\n", n, a.out.c_str());
+int run_results(const cli_args& a) {
+  run_options o = to_run_options(a);
+  std::unique_ptr<bn_kernel> kernel;
+  if (const int rc = load_kernel(a, o, "results", kernel); rc != k_exit_ok) return rc;
+  const std::size_t n = write_kernel_results(*kernel, a.fixtures, a.out, o, a.force);
+  std::fprintf(stderr, "bnoracle results: %zu results written to %s\n", n,
+               valid_utf8(a.out).c_str());
   return k_exit_ok;
 }
 
-int run_verify(const std::vector<std::string_view>& args) {
-  fixture_args a;
-  if (const std::string err = parse_fixture_args(args, a);
-      !err.empty() || a.fixtures.empty() || a.results.empty()) {
-    std::cerr << "bnoracle verify: "
-              << (err.empty() ? "--fixtures DIR and --results DIR are required" : err) << "\n";
-    return k_exit_usage;
-  }
-  std::ofstream file;
-  if (!a.check.output.empty()) {
-    file.open(a.check.output);
-    if (!file) {
-      std::cerr << "bnoracle verify: cannot write '" << a.check.output << "'\n";
-      return k_exit_usage;
+int run_verify(const cli_args& a) {
+  const run_options o = to_run_options(a);
+  const run_summary summary = verify_results(a.fixtures, a.results, o, nullptr);
+  return deliver_report("verify", render(summary, a), a, summary, summary.exit_code());
+}
+
+// ---- parsing -------------------------------------------------------------------------------------
+
+constexpr const char* k_footer =
+    "exit codes: 0 success/conformant, 1 not conformant, 2 usage, input or environment error,\n"
+    "            3 kernel fault, 4 internal error of bnoracle, 5 nothing judged (docs/cli.md)";
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
     }
   }
-  const run_summary summary = verify_results(a.fixtures, a.results, a.check.options, nullptr);
-  std::ostream& os = a.check.output.empty() ? std::cout : file;
-  write_report(os, summary, a.check.format, a.check.verbose);
-  return summary.exit_code();
+  return row[b.size()];
 }
 
-int run(const std::vector<std::string_view>& args) {
-  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
-    print_usage(args.empty() ? std::cerr : std::cout);
-    return args.empty() ? k_exit_usage : k_exit_ok;
+// The closest of `known` to `word`, when it is close enough to be a likely typo.
+std::optional<std::string> closest(const std::string& word, const std::vector<std::string>& known) {
+  std::optional<std::string> best;
+  std::size_t best_distance = 0;
+  for (const auto& k : known) {
+    const std::size_t d = edit_distance(word, k);
+    if (!best || d < best_distance) {
+      best = k;
+      best_distance = d;
+    }
   }
-  const std::string_view cmd = args[0];
-  if (cmd == "version" || cmd == "--version") {
+  if (best && best_distance <= std::max<std::size_t>(2, word.size() / 3)) return best;
+  return std::nullopt;
+}
+
+std::vector<std::string> long_names(const CLI::App& cmd) {
+  std::vector<std::string> names;
+  for (const CLI::Option* opt : cmd.get_options()) {
+    for (const auto& n : opt->get_lnames()) names.push_back("--" + n);
+  }
+  return names;
+}
+
+// The suggestion appended to a parse error of command `sub`: the option the user probably meant.
+std::string suggestion(const CLI::App& sub, const std::vector<std::string>& args) {
+  const std::vector<std::string> known = long_names(sub);
+  for (const auto& arg : args) {
+    if (!arg.starts_with("--")) continue;
+    const std::string name = arg.substr(0, arg.find('='));
+    if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+    if (auto c = closest(name, known)) return " (did you mean " + *c + "?)";
+  }
+  return "";
+}
+
+int run_cli(int argc, char** argv) {
+  cli_args a;
+  CLI::App app{"bnoracle: the exact reference and conformance oracle for batch-normalization "
+               "kernels",
+               "bnoracle"};
+  app.footer(k_footer);
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("bnoracle ") + BNORACLE_VERSION);
+
+  CLI::App* check = app.add_subcommand(
+      "check", "conformance check of a kernel: the case catalog, then the property suite");
+  add_kernel_options(*check, a);
+  add_level_option(*check, a, "the accuracy level the gate requires");
+  add_convention_option(*check, a, "judge running statistics under NAME instead of the "
+                                   "kernel's claim");
+  add_report_options(*check, a);
+  add_filter_option(*check, a);
+  add_seed_option(*check, a);
+  check->add_option("--property-cases", a.property_cases, "generated cases per property")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  check->add_flag("--no-properties", a.no_properties, "run the case catalog only");
+  check->add_flag("--properties-only", a.properties_only,
+                  "run the property suite only (filter with property/NAME)");
+  check->add_flag("--list", a.list, "list the cases and properties and exit");
+
+  CLI::App* identify_cmd = app.add_subcommand(
+      "identify", "infer the running-statistics convention a kernel follows");
+  add_kernel_options(*identify_cmd, a);
+
+  CLI::App* export_cmd = app.add_subcommand("export", "write golden fixtures");
+  export_cmd->add_option("--out", a.out, "the folder to write into")
+      ->required()
+      ->type_name("DIR");
+  export_cmd->add_option("--catalog", a.catalog, "which catalog")
+      ->check(CLI::IsMember({"corpus", "check"}))
+      ->capture_default_str();
+  add_filter_option(*export_cmd, a);
+  add_seed_option(*export_cmd, a);
+  export_cmd->add_flag("--force", a.force,
+                       "replace files in DIR that bnoracle did not write (refused otherwise)");
+
+  CLI::App* results_cmd = app.add_subcommand(
+      "results", "run a kernel on fixtures and write its results (the running statistics of "
+                 "fixtures of another convention are omitted)");
+  add_kernel_options(*results_cmd, a);
+  results_cmd->add_option("--fixtures", a.fixtures, "the fixture folder")
+      ->required()
+      ->type_name("DIR");
+  results_cmd->add_option("--out", a.out, "the folder to write the results into")
+      ->required()
+      ->type_name("DIR");
+  add_convention_option(*results_cmd, a, "run the kernel under NAME instead of its claim");
+  results_cmd->add_flag("--force", a.force,
+                        "replace files in DIR that bnoracle did not write (refused otherwise)");
+
+  CLI::App* verify_cmd =
+      app.add_subcommand("verify", "judge results written by any implementation");
+  verify_cmd->add_option("--fixtures", a.fixtures, "the fixture folder")
+      ->required()
+      ->type_name("DIR");
+  verify_cmd->add_option("--results", a.results, "the results folder")
+      ->required()
+      ->type_name("DIR");
+  add_level_option(*verify_cmd, a, "the accuracy level the gate requires");
+  add_report_options(*verify_cmd, a);
+  add_filter_option(*verify_cmd, a);
+
+  CLI::App* example_cmd = app.add_subcommand(
+      "example", "exact reference results for a worked example, all modes");
+  example_cmd->add_option("--convention", a.example_convention, "the convention")
+      ->check(CLI::IsMember(convention_names()))
+      ->capture_default_str()
+      ->type_name("NAME");
+  CLI::App* conventions_cmd =
+      app.add_subcommand("conventions", "the running-statistics conventions bnoracle knows");
+  CLI::App* budgets_cmd =
+      app.add_subcommand("budgets", "the error model's budget table, with reasons");
+  CLI::App* version_cmd = app.add_subcommand("version", "print the version");
+  CLI::App* help_cmd = app.add_subcommand("help", "this text");
+  for (CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
+    s->footer(k_footer);
+  }
+
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> commands;
+  for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
+    commands.push_back(s->get_name());
+  }
+  if (!args.empty() && !args[0].starts_with("-") &&
+      std::find(commands.begin(), commands.end(), args[0]) == commands.end()) {
+    const auto c = closest(args[0], commands);
+    std::cerr << "bnoracle: unknown command '" << valid_utf8(args[0]) << "'"
+              << (c ? " (did you mean '" + *c + "'?)" : std::string()) << "\n"
+              << "Run 'bnoracle --help' for the commands.\n";
+    return k_exit_usage;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e) == 0 ? k_exit_ok : k_exit_usage;
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e) == 0 ? k_exit_ok : k_exit_usage;
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e) == 0 ? k_exit_ok : k_exit_usage;
+  } catch (const CLI::ParseError& e) {
+    const CLI::App* sub = nullptr;
+    for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
+      if (!args.empty() && args[0] == s->get_name()) sub = s;
+    }
+    const std::string where = sub == nullptr ? "bnoracle" : "bnoracle " + sub->get_name();
+    std::cerr << where << ": " << valid_utf8(e.what())
+              << (sub == nullptr ? std::string() : valid_utf8(suggestion(*sub, args)))
+              << "\nRun '" << where << " --help' for the options.\n";
+    return k_exit_usage;
+  }
+
+  if (*help_cmd) {
+    std::cout << app.help();
+    return k_exit_ok;
+  }
+  if (*version_cmd) {
     std::printf("bnoracle %s\n", BNORACLE_VERSION);
     return k_exit_ok;
   }
-  if (cmd == "conventions") return run_conventions();
-  if (cmd == "budgets") return run_budgets();
-  if (cmd == "check") return run_check(args);
-  if (cmd == "identify") return run_identify(args);
-  if (cmd == "export") return run_export(args);
-  if (cmd == "results") return run_results(args);
-  if (cmd == "verify") return run_verify(args);
-  if (cmd == "example") {
-    std::string conv = "pytorch";
-    for (std::size_t i = 1; i < args.size(); ++i) {
-      if (args[i] == "--convention" && i + 1 < args.size()) {
-        conv = std::string(args[++i]);
-      } else {
-        std::cerr << "bnoracle example: unknown option '" << args[i] << "'\n";
-        return k_exit_usage;
-      }
-    }
-    return run_example(conv);
-  }
-  std::cerr << "bnoracle: unknown command '" << cmd << "'\n";
-  print_usage(std::cerr);
+  if (*conventions_cmd) return run_conventions();
+  if (*budgets_cmd) return run_budgets();
+  if (*example_cmd) return run_example(a.example_convention);
+  if (*check) return run_check(a);
+  if (*identify_cmd) return run_identify(a);
+  if (*export_cmd) return run_export(a);
+  if (*results_cmd) return run_results(a);
+  if (*verify_cmd) return run_verify(a);
   return k_exit_usage;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  g_main_pid = getpid();
+  std::atexit(on_unexpected_exit);
+  // Writes to a closed pipe or past a file-size limit fail with an error the commands report
+  // (EPIPE, EFBIG) instead of killing bnoracle silently.
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
+  // Processes a kernel leaves behind are reparented here, and killed after each call
+  // (end_stray_processes in isolation.hpp).
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  int code = k_exit_internal;
   try {
-    std::vector<std::string_view> args(argv + 1, argv + argc);
-    return run(args);
+    code = run_cli(argc, argv);
   } catch (const invalid_problem& e) {
-    std::cerr << "bnoracle: invalid input: " << e.what() << '\n';
-    return k_exit_usage;
+    std::cerr << "bnoracle: invalid input: " << valid_utf8(e.what()) << '\n';
+    code = k_exit_usage;
   } catch (const fixture_error& e) {
-    std::cerr << "bnoracle: invalid input: " << e.what() << '\n';
-    return k_exit_usage;
+    std::cerr << "bnoracle: invalid input: " << valid_utf8(e.what()) << '\n';
+    code = k_exit_usage;
+  } catch (const environment_error& e) {
+    std::cerr << "bnoracle: " << valid_utf8(e.what()) << '\n';
+    code = k_exit_usage;
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::cerr << "bnoracle: " << valid_utf8(e.code().message()) << ": "
+              << valid_utf8(e.path1().string()) << '\n';
+    code = k_exit_usage;
+  } catch (const std::system_error& e) {
+    // fork, mmap, pipe...: the environment ran out of something.
+    std::cerr << "bnoracle: the system refused: " << valid_utf8(e.what()) << '\n';
+    code = k_exit_usage;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "bnoracle: out of memory\n";
+    code = k_exit_usage;
   } catch (const std::exception& e) {
-    std::cerr << "bnoracle: internal error: " << e.what() << '\n';
-    return k_exit_internal;
+    std::cerr << "bnoracle: internal error: " << valid_utf8(e.what()) << '\n';
+    code = k_exit_internal;
   }
+  finish(code);
 }

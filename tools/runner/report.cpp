@@ -55,6 +55,16 @@ std::string cell(const case_result& r) {
   return "?";
 }
 
+// "CONFORMANT at standard", "NOT CONFORMANT at strict", "KERNEL FAULT" or "NOTHING JUDGED".
+std::string verdict_line(const run_summary& s) {
+  const run_verdict v = s.verdict();
+  std::string line(to_string(v));
+  if (v == run_verdict::conformant || v == run_verdict::not_conformant) {
+    line += " at " + std::string(to_string(s.options.level));
+  }
+  return line;
+}
+
 void write_text(std::ostream& os, const run_summary& s, bool verbose) {
   os << "bnoracle check: kernel '" << s.kernel.name << "' " << s.kernel.version << " (convention "
      << s.kernel.convention << ")\n";
@@ -156,12 +166,8 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
   os << "best level met by every judged catalog case: " << level_name(s.best)
      << "   (strict: log2(L) summation error, standard: probabilistic sqrt(L), lenient: L; "
         "docs/error-model.md)\n";
-  const int code = s.exit_code();
-  os << "verdict: "
-     << (code == 0   ? "CONFORMANT at " + std::string(to_string(s.options.level))
-         : code == 1 ? std::string("NOT CONFORMANT at ") + std::string(to_string(s.options.level))
-                     : std::string("KERNEL FAULT"))
-     << '\n';
+  for (const auto& u : s.unjudged) os << "no evidence: " << u << '\n';
+  os << "verdict: " << verdict_line(s) << '\n';
 }
 
 nlohmann::json to_json_value(double v) {
@@ -185,7 +191,8 @@ void write_json(std::ostream& os, const run_summary& s) {
   j["summary"] = {{"passed", s.passed},        {"failed", s.failed},
                   {"skipped", s.skipped},      {"mistrusted", s.mistrusted},
                   {"faults", s.faults},        {"best_level", level_name(s.best)},
-                  {"exit_code", s.exit_code()}};
+                  {"exit_code", s.exit_code()}, {"verdict", to_string(s.verdict())},
+                  {"unjudged", s.unjudged}};
   auto& cases = j["cases"] = nlohmann::json::array();
   for (const auto& r : s.results) {
     nlohmann::json c{{"case", r.case_name},
@@ -221,13 +228,26 @@ void write_json(std::ostream& os, const run_summary& s) {
 void write_junit(std::ostream& os, const run_summary& s) {
   double total = 0;
   for (const auto& r : s.results) total += r.seconds;
+  // One more test case than results: the evidence rule, which fails when nothing was judged, so
+  // that a CI system reading only the XML does not take a run of skips for a success.
+  const std::size_t tests = s.results.size() + 1;
+  const std::int64_t failures = s.failed + (s.unjudged.empty() ? 0 : 1);
   os << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  os << "<testsuites name=\"bnoracle\" tests=\"" << s.results.size() << "\" failures=\"" << s.failed
+  os << "<testsuites name=\"bnoracle\" tests=\"" << tests << "\" failures=\"" << failures
      << "\" errors=\"" << s.faults << "\" skipped=\"" << s.skipped << "\" time=\"" << total
      << "\">\n";
-  os << "  <testsuite name=\"" << xml_escape("bnoracle." + s.kernel.name) << "\" tests=\""
-     << s.results.size() << "\" failures=\"" << s.failed << "\" errors=\"" << s.faults
-     << "\" skipped=\"" << s.skipped << "\" time=\"" << total << "\">\n";
+  os << "  <testsuite name=\"" << xml_escape("bnoracle." + s.kernel.name) << "\" tests=\"" << tests
+     << "\" failures=\"" << failures << "\" errors=\"" << s.faults << "\" skipped=\"" << s.skipped
+     << "\" time=\"" << total << "\">\n";
+  os << "    <testcase classname=\"" << xml_escape("bnoracle." + s.kernel.name + ".evidence")
+     << "\" name=\"every declared operation has a judged result\" time=\"0\">\n";
+  if (!s.unjudged.empty()) {
+    std::string why;
+    for (const auto& u : s.unjudged) why += (why.empty() ? "" : "; ") + u;
+    os << "      <failure message=\"" << xml_escape("NOTHING JUDGED: " + why)
+       << "\" type=\"nothing-judged\">" << xml_escape(why) << "</failure>\n";
+  }
+  os << "    </testcase>\n";
   for (const auto& r : s.results) {
     os << "    <testcase classname=\""
        << xml_escape("bnoracle." + s.kernel.name + "." + std::string(to_string(r.mode)))

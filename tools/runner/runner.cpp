@@ -30,10 +30,39 @@ std::string_view to_string(verdict v) {
   return "?";
 }
 
+std::string_view to_string(run_verdict v) {
+  switch (v) {
+    case run_verdict::conformant:
+      return "CONFORMANT";
+    case run_verdict::not_conformant:
+      return "NOT CONFORMANT";
+    case run_verdict::kernel_fault:
+      return "KERNEL FAULT";
+    case run_verdict::nothing_judged:
+      return "NOTHING JUDGED";
+  }
+  return "?";
+}
+
+run_verdict run_summary::verdict() const {
+  if (faults > 0) return run_verdict::kernel_fault;
+  if (failed > 0) return run_verdict::not_conformant;
+  if (!unjudged.empty()) return run_verdict::nothing_judged;
+  return run_verdict::conformant;
+}
+
 int run_summary::exit_code() const {
-  if (faults > 0) return 3;
-  if (failed > 0) return 1;
-  return 0;
+  switch (verdict()) {
+    case run_verdict::conformant:
+      return k_exit_conformant;
+    case run_verdict::not_conformant:
+      return k_exit_not_conformant;
+    case run_verdict::kernel_fault:
+      return k_exit_kernel_fault;
+    case run_verdict::nothing_judged:
+      return k_exit_nothing_judged;
+  }
+  return k_exit_not_conformant;
 }
 
 namespace {
@@ -42,6 +71,16 @@ namespace {
 // such as --exec "CMD" (it then starts with --).
 std::string kernel_option(const std::string& kernel_path) {
   return kernel_path.starts_with("--") ? kernel_path : "--kernel " + kernel_path;
+}
+
+// The reproduction command of one catalog case: every option that changes its result.
+std::string check_repro(const run_options& o, const std::string& case_name) {
+  // --exec runs without fork isolation by design: its option already says so.
+  const bool exec = o.kernel_path.starts_with("--exec");
+  return "bnoracle check " + kernel_option(o.kernel_path) + " --filter '" + case_name +
+         "' --seed " + std::to_string(o.seed) + " --level " + std::string(to_string(o.level)) +
+         (o.convention.empty() ? "" : " --convention " + o.convention) +
+         repro_options(call_options{o.isolate || exec, o.timeout});
 }
 
 struct kernel_state {
@@ -67,10 +106,7 @@ class case_runner {
       r.step = step;
       r.problem = describe(p);
       r.tier = std::string(to_string(spec.tier));
-      r.repro = "bnoracle check " + kernel_option(opt_.kernel_path) + " --filter '" + spec.name +
-                "' --seed " + std::to_string(opt_.seed) + " --level " +
-                std::string(to_string(opt_.level)) +
-                (opt_.convention.empty() ? "" : " --convention " + opt_.convention);
+      r.repro = check_repro(opt_, spec.name);
       return r;
     };
     const bool layout_ok = info.supports(p.mem_layout);
@@ -261,6 +297,12 @@ class case_runner {
 
 void conclude(case_result& r, accuracy_level gate) {
   r.best.reset();
+  if (r.outputs.empty()) {
+    // Nothing compared is no evidence: a skip, which a run's verdict does not count as judged.
+    r.result = verdict::skip;
+    r.reason = "nothing to judge: no output was compared";
+    return;
+  }
   for (std::size_t l = 3; l-- > 0;) {
     if (std::all_of(r.outputs.begin(), r.outputs.end(),
                     [l](const output_result& o) { return o.passed[l]; })) {
@@ -290,6 +332,54 @@ void conclude(case_result& r, accuracy_level gate) {
     r.result = verdict::pass;
   }
 }
+
+namespace {
+
+// The operations a kernel declares: its modes, then the fold and the SyncBN merge.
+std::vector<std::string> declared_operations(const kernel_info& k) {
+  std::vector<std::string> ops;
+  for (const bn_mode m : {bn_mode::forward_training, bn_mode::forward_inference,
+                          bn_mode::backward_training, bn_mode::backward_inference}) {
+    if (k.supports(m)) ops.emplace_back(to_string(m));
+  }
+  if (k.fold) ops.emplace_back("fold");
+  if (k.syncbn_merge) ops.emplace_back("syncbn_merge");
+  return ops;
+}
+
+// The operation a catalog or fixture result exercises ("" for a property).
+std::string operation_of(const case_result& r) {
+  if (r.op == "property") return "";
+  return r.op.empty() ? std::string(to_string(r.mode)) : r.op;
+}
+
+std::vector<std::string> missing_evidence(const run_summary& s) {
+  std::vector<std::string> out;
+  if (s.passed == 0) {
+    out.push_back(s.results.empty()
+                      ? "no case was run (check the filter)"
+                      : "none of the " + std::to_string(s.results.size()) +
+                            " results was judged and passed (" + std::to_string(s.skipped) +
+                            " skipped, " + std::to_string(s.mistrusted) + " mistrusted)");
+    return out;
+  }
+  for (const std::string& op : declared_operations(s.kernel)) {
+    std::int64_t rows = 0;
+    std::int64_t passed = 0;
+    for (const auto& r : s.results) {
+      if (operation_of(r) != op) continue;
+      ++rows;
+      if (r.result == verdict::pass) ++passed;
+    }
+    if (rows > 0 && passed == 0) {
+      out.push_back(op + ", which the kernel declares: none of its " + std::to_string(rows) +
+                    " results was judged and passed");
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 void tally(run_summary& s) {
   s.passed = s.failed = s.skipped = s.mistrusted = s.faults = 0;
@@ -322,6 +412,7 @@ void tally(run_summary& s) {
     }
   }
   s.best = any_judged ? best : std::nullopt;
+  s.unjudged = missing_evidence(s);
 }
 
 run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
@@ -357,9 +448,7 @@ run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
     const auto start = std::chrono::steady_clock::now();
     case_result r = judge_fixture(f, kernel_results(kernel, f, options), options);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    r.repro = "bnoracle check " + kernel_option(options.kernel_path) + " --filter '" +
-              f.catalog_case + "' --seed " + std::to_string(options.seed) + " --level " +
-              std::string(to_string(options.level));
+    r.repro = check_repro(options, f.catalog_case);
     s.results.push_back(std::move(r));
   }
   if (progress) progress(total, total, "");

@@ -48,13 +48,29 @@ struct case_result {
   std::string repro;
 };
 
+// Exit codes of a run (README.md): the gate's verdict.
+inline constexpr int k_exit_conformant = 0;
+inline constexpr int k_exit_not_conformant = 1;
+inline constexpr int k_exit_kernel_fault = 3;
+inline constexpr int k_exit_nothing_judged = 5;
+
+// The verdict of a whole run. CONFORMANT needs evidence (docs/cli.md, "What a verdict needs"):
+// no failure and no fault, at least one judged result, and a judged result for every operation
+// the kernel declares that the selected cases exercise.
+enum class run_verdict : std::uint8_t { conformant, not_conformant, kernel_fault, nothing_judged };
+[[nodiscard]] std::string_view to_string(run_verdict v);
+
 struct run_summary {
   kernel_info kernel;
   run_options options;
   std::vector<case_result> results;
   std::int64_t passed = 0, failed = 0, skipped = 0, mistrusted = 0, faults = 0;
-  std::optional<accuracy_level> best;   // strictest level every judged case passes
-  [[nodiscard]] int exit_code() const;  // 0 conformant, 1 non-conformant, 3 kernel fault
+  std::optional<accuracy_level> best;  // strictest level every judged case passes
+  // What lacks evidence, one sentence each: a declared operation whose every result was skipped
+  // or mistrusted, or the whole run when nothing at all was judged. Filled by tally().
+  std::vector<std::string> unjudged;
+  [[nodiscard]] run_verdict verdict() const;
+  [[nodiscard]] int exit_code() const;  // k_exit_* of verdict()
 };
 
 using progress_fn = std::function<void(std::size_t done, std::size_t total, const std::string&)>;

@@ -1,5 +1,7 @@
 #include "verify.hpp"
 
+#include "files.hpp"
+
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/measure.hpp"
 
@@ -7,7 +9,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -22,7 +23,10 @@ std::vector<std::string> list_fixtures(const std::string& dir) {
   for (auto it = fs::recursive_directory_iterator(dir, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) throw fixture_error(dir, "", "cannot list: " + ec.message());
-    if (!it->is_regular_file() || it->path().extension() != ".json") continue;
+    // A dangling symlink or a symlink loop is an input error naming the file, not a crash.
+    const bool regular = it->is_regular_file(ec);
+    if (ec) throw fixture_error(it->path().string(), "", "cannot read: " + ec.message());
+    if (!regular || it->path().extension() != ".json") continue;
     std::string rel = fs::relative(it->path(), dir).generic_string();
     rel.resize(rel.size() - 5);
     out.push_back(rel);
@@ -33,13 +37,6 @@ std::vector<std::string> list_fixtures(const std::string& dir) {
 
 namespace {
 
-void write_text(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  if (!f) throw fixture_error(path.string(), "", "cannot write");
-}
-
 const std::vector<float>& input(const fixture& f, const char* name) {
   static const std::vector<float> empty;
   const auto it = f.inputs.find(name);
@@ -49,17 +46,27 @@ const std::vector<float>& input(const fixture& f, const char* name) {
 }  // namespace
 
 std::size_t export_fixtures(const std::vector<case_spec>& cases, const std::string& out,
-                            std::optional<std::uint64_t> fold_and_syncbn_seed) {
+                            std::optional<std::uint64_t> fold_and_syncbn_seed, bool force) {
+  std::vector<fixture_file> operations;
+  if (fold_and_syncbn_seed) operations = make_fold_and_syncbn_fixtures(*fold_and_syncbn_seed);
+  // Every path is known before anything is computed or written: a refusal writes nothing.
+  std::vector<std::string> paths;
+  for (const auto& file : operations) paths.push_back(file.relative_path);
+  for (const auto& c : cases) {
+    for (auto& p : fixture_paths(c)) paths.push_back(std::move(p));
+  }
+  if (!force) {
+    const auto conflicts = overwrite_conflicts(out, paths, k_fixture_schema);
+    if (!conflicts.empty()) throw environment_error(conflict_message(conflicts, out));
+  }
   std::size_t n = 0;
-  if (fold_and_syncbn_seed) {
-    for (const auto& file : make_fold_and_syncbn_fixtures(*fold_and_syncbn_seed)) {
-      write_text(fs::path(out) / file.relative_path, file.text);
-      ++n;
-    }
+  for (const auto& file : operations) {
+    write_file(fs::path(out) / file.relative_path, file.text, true);
+    ++n;
   }
   for (const auto& c : cases) {
     for (const auto& file : make_fixtures(c)) {
-      write_text(fs::path(out) / file.relative_path, file.text);
+      write_file(fs::path(out) / file.relative_path, file.text, true);
       ++n;
     }
   }
@@ -254,12 +261,19 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
 }
 
 std::size_t write_kernel_results(bn_kernel& kernel, const std::string& fixtures,
-                                 const std::string& out, const run_options& opt) {
+                                 const std::string& out, const run_options& opt, bool force) {
+  const std::vector<std::string> ids = list_fixtures(fixtures);
+  if (!force) {
+    std::vector<std::string> paths;
+    for (const auto& id : ids) paths.push_back(id + ".json");
+    const auto conflicts = overwrite_conflicts(out, paths, k_results_schema);
+    if (!conflicts.empty()) throw environment_error(conflict_message(conflicts, out));
+  }
   std::size_t n = 0;
-  for (const auto& id : list_fixtures(fixtures)) {
+  for (const auto& id : ids) {
     fixture f = load_fixture((fs::path(fixtures) / (id + ".json")).string());
     f.id = id;
-    write_text(fs::path(out) / (id + ".json"), dump_results(kernel_results(kernel, f, opt)));
+    write_file(fs::path(out) / (id + ".json"), dump_results(kernel_results(kernel, f, opt)), true);
     ++n;
   }
   return n;
@@ -445,11 +459,21 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
       s.results.push_back(std::move(r));
       continue;
     }
-    const results res = load_results(rpath.string());
-    case_result judged = judge_fixture(f, res, opt);
-    judged.problem = r.problem;
-    judged.repro = r.repro;
-    r = std::move(judged);
+    // A results file that cannot be used fails its own case; the other cases are still judged.
+    try {
+      const results res = load_results(rpath.string());
+      if (res.id != id) {
+        throw fixture_error(rpath.string(), "id",
+                            "the results are for fixture '" + res.id + "', not '" + id + "'");
+      }
+      case_result judged = judge_fixture(f, res, opt);
+      judged.problem = r.problem;
+      judged.repro = r.repro;
+      r = std::move(judged);
+    } catch (const fixture_error& e) {
+      r.result = verdict::fail;
+      r.reason = std::string("unusable results file: ") + e.what();
+    }
     s.results.push_back(std::move(r));
   }
   if (progress) progress(ids.size(), ids.size(), "");

@@ -46,6 +46,11 @@ struct call_options {
   std::chrono::milliseconds timeout{20000};
 };
 
+// The options of `bnoracle check` that reproduce `o` where it differs from the defaults, each
+// with a leading blank: " --timeout 0.5", " --no-isolation" (or ""). A reproduction command must
+// carry them: a shorter timeout turns a slow kernel into a fault.
+[[nodiscard]] std::string repro_options(const call_options& o);
+
 struct call_result {
   run_result run;  // how the call went; the fields below are meaningful when run.ok()
   bnk_status status = BNK_FAILED;

@@ -27,15 +27,24 @@
 // - The parent should not itself run code that keeps fork-unsafe runtime state, such as an
 //   OpenMP thread pool that the kernel also uses: GNU libgomp deadlocks in a child forked after
 //   the parent used it. Running a kernel only through run_isolated keeps the parent clean.
-// - stdout and stderr stay connected to the child's; parent streams are flushed before forking.
+// - The child runs in its own process group with stdin from /dev/null; its stdout and stderr go
+//   into a pipe that the parent reads while it waits (the first k_captured_output_limit bytes are
+//   kept and forwarded to the parent's stderr after the call, the rest counted), so a process the
+//   kernel leaves behind can never hold the parent's own stdout or stderr open. Parent streams are
+//   flushed before forking.
+// - When the call ends (returned, crashed or timed out) its whole process group is killed. A
+//   process that left the group (setsid) is reparented to the nearest child subreaper; when that
+//   is this process (prctl PR_SET_CHILD_SUBREAPER, which the bnoracle CLI sets), it is killed and
+//   reaped too (end_stray_processes). Children registered with register_owned_child are spared.
 // - A kernel that calls exit() runs the process's atexit handlers and static destructors in the
 //   child; they cannot affect the parent's memory except through the arena.
-// - Grandchildren a kernel might spawn are not killed on timeout.
 #pragma once
 
 #include "bnoracle/kernel.hpp"
 #include "bnoracle/kernel_abi.h"
 #include "bnoracle/reference.hpp"
+
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstddef>
@@ -193,9 +202,17 @@ struct run_result {
   std::optional<std::size_t> buffer;      // the buffer the fault is attributed to, if any
   std::optional<std::uintptr_t> address;  // crashed: the faulting address, if known
   std::vector<arena_finding> findings;    // every canary/input problem, also after a crash
+  // What the call printed on stdout and stderr (isolated calls only): at most
+  // k_captured_output_limit bytes; output_bytes counts everything, kept or not.
+  std::string output;
+  std::size_t output_bytes = 0;
 
   [[nodiscard]] bool ok() const { return kind == outcome::ok; }
 };
+
+// Bytes of an isolated call's stdout and stderr that are kept (and forwarded); the rest is read
+// and counted only.
+inline constexpr std::size_t k_captured_output_limit = 65536;
 
 // `call` receives a message buffer and its size (including the NUL) and returns a status. It may
 // capture pointers into the arena: they are valid in the child, which inherits the mapping.
@@ -219,6 +236,40 @@ enum class wait_method : std::uint8_t { automatic, polling };
 // A call of one mode of a kernel (the kernel and the arena must outlive the call).
 [[nodiscard]] isolated_call kernel_call(bn_kernel& kernel, bn_mode mode, const bnk_problem& problem,
                                         const bnk_buffers& buffers);
+
+// A kernel's message buffer on a page of its own, ending exactly at a PROT_NONE guard page and
+// preceded by one, so that a kernel writing more than `size` bytes into it faults at once, and
+// the fault is attributed to the message buffer ("wrote past the end of the message buffer").
+class guarded_message {
+ public:
+  explicit guarded_message(std::size_t size = 1024);  // throws std::system_error (mmap)
+  ~guarded_message();
+  guarded_message(const guarded_message&) = delete;
+  guarded_message& operator=(const guarded_message&) = delete;
+  guarded_message(guarded_message&&) = delete;
+  guarded_message& operator=(guarded_message&&) = delete;
+
+  [[nodiscard]] char* data() const { return data_; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+  // Zero-fills the buffer (before a call).
+  void clear() const;
+  // The text the kernel wrote: up to the first NUL, or all `size` bytes when it wrote none.
+  [[nodiscard]] std::string text() const;
+
+ private:
+  void* base_ = nullptr;
+  std::size_t length_ = 0;
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Processes a kernel left behind. When this process is a child subreaper, kills and reaps every
+// child of it that is not registered as owned (repeating while killing orphans more of them) and
+// returns how many; otherwise does nothing and returns 0. run_isolated calls it after each call.
+std::size_t end_stray_processes();
+// Children this process keeps on purpose (a subprocess kernel), which end_stray_processes spares.
+void register_owned_child(pid_t pid);
+void unregister_owned_child(pid_t pid);
 
 // "SIGSEGV", "SIGABRT", ... or "signal N".
 [[nodiscard]] std::string signal_name(int signal);

@@ -5,6 +5,7 @@
 #include "bnoracle/problem.hpp"
 #include "bnoracle/reference.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -16,6 +17,13 @@ namespace bnoracle {
 class plugin_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// A kernel that misbehaved before it could be judged: a library that crashed, exited or hung
+// while being loaded, or a kernel process that died or hung before its handshake.
+class plugin_fault : public plugin_error {
+ public:
+  using plugin_error::plugin_error;
 };
 
 struct kernel_info {
@@ -53,8 +61,18 @@ class bn_kernel {
 // Wraps a C table (from a plugin or linked in). Validates it; throws plugin_error.
 [[nodiscard]] std::unique_ptr<bn_kernel> wrap_table(const bnk_kernel* table,
                                                     std::shared_ptr<void> owner = nullptr);
-// dlopen()s a shared library and wraps its `bnoracle_kernel_v1` table. Throws plugin_error.
-[[nodiscard]] std::unique_ptr<bn_kernel> load_plugin(const std::string& path);
+struct load_options {
+  // First load the library, call its entry function and read its table in a forked child (with
+  // `timeout`): a library that crashes, exits or hangs doing so is reported (plugin_fault) before
+  // anything of it runs in this process. Off only for debugging in-process.
+  bool probe = true;
+  std::chrono::milliseconds timeout{20000};
+};
+
+// dlopen()s a shared library and wraps its `bnoracle_kernel_v1` table. Throws plugin_fault when
+// the probe saw the library crash, exit or hang, plugin_error when it cannot be used.
+[[nodiscard]] std::unique_ptr<bn_kernel> load_plugin(const std::string& path,
+                                                     const load_options& options = {});
 
 // The ABI bit of a layout.
 [[nodiscard]] std::uint32_t layout_bit(layout l);
