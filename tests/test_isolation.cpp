@@ -2,9 +2,11 @@
 // directly with lambdas and through faulty kernel plugins (tests/faulty_kernels/).
 #include "bnoracle/isolation.hpp"
 #include "bnoracle/kernel.hpp"
+#include "bnoracle/text.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace bnoracle {
 namespace {
@@ -430,6 +433,125 @@ TEST(Isolation, InlineRunChecksCanariesAndInputs) {
   EXPECT_EQ(good.message, "fine");
 }
 
+// ---- Processes and output of a call ---------------------------------------------------------------
+
+// Whether process `pid` is gone (or a zombie), waiting up to two seconds.
+bool gone(pid_t pid) {
+  for (int i = 0; i < 200; ++i) {
+    FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+    if (f == nullptr) return true;
+    char line[512] = {};
+    const bool read = std::fgets(line, sizeof line, f) != nullptr;
+    std::fclose(f);
+    const char* close = read ? std::strrchr(line, ')') : nullptr;
+    if (close == nullptr || close[2] == 'Z') return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+// A pipe whose read end receives the pid a call's descendant writes.
+struct pid_pipe {
+  int fd[2] = {-1, -1};
+  pid_pipe() { EXPECT_EQ(pipe(fd), 0); }
+  ~pid_pipe() {
+    close(fd[0]);
+    if (fd[1] >= 0) close(fd[1]);
+  }
+  pid_t read_pid() {
+    close(fd[1]);
+    fd[1] = -1;
+    pid_t pid = 0;
+    EXPECT_EQ(read(fd[0], &pid, sizeof pid), static_cast<ssize_t>(sizeof pid));
+    return pid;
+  }
+};
+
+TEST(IsolationProcesses, AProcessTheCallStartsDiesWithTheCall) {
+  guarded_arena a = small_arena();
+  pid_pipe p;
+  const int w = p.fd[1];
+  const run_result r = run_isolated(
+      [w](char*, std::size_t) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+          sleep(60);
+          _exit(0);
+        }
+        (void)!write(w, &pid, sizeof pid);
+        return 0;
+      },
+      a, timeout);
+  EXPECT_TRUE(r.ok()) << r.reason;
+  const pid_t left = p.read_pid();
+  EXPECT_TRUE(gone(left)) << "process " << left << " outlived the call";
+  expect_no_children();
+}
+
+TEST(IsolationProcesses, AProcessThatLeftTheGroupIsKilledByASubreaper) {
+  // setsid() leaves the call's process group; with this process a child subreaper (as the CLI
+  // is) the orphan is reparented here and killed after the call. Each test runs in a process of
+  // its own, so the flag does not leak into other tests.
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  guarded_arena a = small_arena();
+  pid_pipe p;
+  const int w = p.fd[1];
+  const run_result r = run_isolated(
+      [w](char*, std::size_t) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+          setsid();
+          sleep(60);
+          _exit(0);
+        }
+        (void)!write(w, &pid, sizeof pid);
+        return 0;
+      },
+      a, timeout);
+  EXPECT_TRUE(r.ok()) << r.reason;
+  const pid_t left = p.read_pid();
+  EXPECT_TRUE(gone(left)) << "process " << left << " outlived the call";
+  expect_no_children();
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+}
+
+TEST(IsolationProcesses, OutputIsCapturedBoundedAndNamedInAFault) {
+  guarded_arena a = small_arena();
+  const run_result small = run_isolated(
+      [](char*, std::size_t) {
+        std::printf("hello from the kernel\n");
+        std::fflush(stdout);
+        std::fprintf(stderr, "and from its stderr\n");
+        return 0;
+      },
+      a, timeout);
+  EXPECT_TRUE(small.ok()) << small.reason;
+  EXPECT_EQ(small.output, "hello from the kernel\nand from its stderr\n");
+  // A flood: 8 MiB read and counted, the first k_captured_output_limit bytes kept.
+  const run_result flood = run_isolated(
+      [](char*, std::size_t) {
+        static char block[65536];
+        std::memset(block, 'F', sizeof block);
+        for (int i = 0; i < 128; ++i) (void)!write(STDOUT_FILENO, block, sizeof block);
+        return 0;
+      },
+      a, timeout);
+  EXPECT_TRUE(flood.ok()) << flood.reason;
+  EXPECT_EQ(flood.output.size(), k_captured_output_limit);
+  EXPECT_EQ(flood.output_bytes, std::size_t{8} << 20);
+  // The last line printed before a crash is part of the reason.
+  const run_result crash = run_isolated(
+      [](char*, std::size_t) -> int {
+        std::fprintf(stderr, "first line\nkernel.c:12: assertion `n > 0' failed\n");
+        std::abort();
+      },
+      a, timeout);
+  EXPECT_EQ(crash.kind, outcome::crashed);
+  EXPECT_TRUE(contains(crash.reason, "the last line it printed: \"kernel.c:12: assertion `n > 0' failed\""))
+      << crash.reason;
+  expect_no_children();
+}
+
 // ---- Faulty plugins through load_plugin + bn_kernel::run -----------------------------------
 
 std::unique_ptr<bn_kernel> plugin(const std::string& fault) {
@@ -581,6 +703,60 @@ TEST(IsolationPlugin, InputModifiedBehindItsProtection) {
             "modified input src: element 0 changed from 0 to 1 (1 of 12 elements differ; "
             "restored)");
   t.expect_well_behaved_kernel_works();
+}
+
+// ---- Hostile plugins: loading is probed in an isolated child ---------------------------------
+
+std::string hostile(const std::string& attack) {
+  return std::string(BNORACLE_FAULTY_KERNEL_DIR) + "/hostile_" + attack + ".so";
+}
+
+// load_plugin throws plugin_fault whose text holds every one of `parts`.
+void expect_load_fault(const std::string& attack, const std::vector<std::string>& parts,
+                       std::chrono::milliseconds limit = timeout) {
+  try {
+    (void)load_plugin(hostile(attack), load_options{true, limit});
+    ADD_FAILURE() << attack << " loaded";
+  } catch (const plugin_fault& e) {
+    for (const auto& part : parts) EXPECT_TRUE(contains(e.what(), part)) << e.what();
+  }
+  expect_no_children();
+}
+
+TEST(IsolationLoading, ALibraryThatMisbehavesWhileLoadingIsAFaultNotACrash) {
+  expect_load_fault("ctor_crash", {"crashed with SIGSEGV", "while being loaded"});
+  expect_load_fault("ctor_exit0", {"exited with code 0", "while being loaded"});
+  expect_load_fault("ctor_hang", {"timed out", "while being loaded"}, 300ms);
+  expect_load_fault("entry_crash", {"crashed with SIGSEGV", "in its entry function"});
+  expect_load_fault("entry_exit0", {"exited with code 0", "in its entry function"});
+  expect_load_fault("name_unmapped", {"crashed with SIGSEGV", "while its kernel table was read"});
+  // A well-behaved library passes the probe and loads.
+  EXPECT_NO_THROW((void)load_plugin(hostile("all_null")));
+}
+
+TEST(IsolationPlugin, OverrunOfTheMessageBufferIsAttributedToIt) {
+  plugin_case t;
+  auto k = load_plugin(hostile("message_overrun"));
+  const run_result r = t.run(*k);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_TRUE(contains(r.reason,
+                       "wrote past the end of the message buffer (byte 1024; message_size is "
+                       "1024 bytes"))
+      << r.reason;
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST(IsolationPlugin, InvalidUtf8FromAKernelIsReplaced) {
+  plugin_case t;
+  auto k = load_plugin(hostile("bad_utf8"));
+  EXPECT_TRUE(is_valid_utf8(k->info().name)) << k->info().name;
+  EXPECT_EQ(k->info().name, "hostile\xEF\xBF\xBD\xEF\xBF\xBD<&>");
+  EXPECT_EQ(k->info().version, "1.0\xEF\xBF\xBD(");
+  const run_result r = t.run(*k);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.status, BNK_FAILED);
+  EXPECT_TRUE(is_valid_utf8(r.message)) << r.message;
+  EXPECT_TRUE(contains(r.message, "a cut \xEF\xBF\xBD and a lone \xEF\xBF\xBD here")) << r.message;
 }
 
 }  // namespace

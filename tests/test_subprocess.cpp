@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -254,6 +255,121 @@ TEST_F(FakeKernel, OperationsNotDeclaredAreUnsupportedAndUnknownOnesAreRefused) 
   } catch (const plugin_error& e) {
     EXPECT_NE(std::string(e.what()).find("unknown operation"), std::string::npos) << e.what();
   }
+}
+
+// ---- Hostile kernel processes: nothing they send crashes, hangs or floods bnoracle -------------
+
+// Whether process `pid` is gone (or a zombie nobody reaped yet), waiting up to two seconds.
+bool gone(int pid) {
+  for (int i = 0; i < 200; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text;
+    std::getline(stat, text);
+    const auto close = text.rfind(')');
+    if (!stat || close == std::string::npos || text.substr(close + 2, 1) == "Z") return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+TEST_F(FakeKernel, DeeplyNestedLinesAreRefusedWithoutRecursion) {
+  // 30,000 levels (60 kB, within the line limits) inside the id, an output value and the
+  // handshake's layouts: parsing stops at the depth limit, and no message prints the nested
+  // value. (100,000 levels make a line longer than the limits, refused before parsing.)
+  auto k = spawn_kernel(script("deep", handshake() + R"(
+send(HS)
+deep = '[' * 30000 + ']' * 30000
+for line in iter(sys.stdin.readline, ''):
+    r = json.loads(line)
+    print('{"id": ' + deep + ', "status": "ok"}', flush=True)
+    r = json.loads(sys.stdin.readline())
+    print('{"id": %d, "status": "ok", "outputs": {"dst": [%s, "0x1p+0"]}}' % (r['id'], deep),
+          flush=True)
+)"), 5s);
+  for (int i = 0; i < 2; ++i) {
+    call c;
+    std::string msg;
+    EXPECT_EQ(c.run(*k, msg), BNK_FAILED) << msg;
+    EXPECT_NE(msg.find("nests deeper than"), std::string::npos) << msg;
+    EXPECT_LT(msg.size(), 1000U) << msg;
+  }
+  try {
+    (void)spawn_kernel(script("deep_handshake", handshake() + R"(
+HS['layouts'] = ['nchw']
+print(json.dumps(HS).replace('["nchw"]', '[' * 30000 + ']' * 30000), flush=True)
+time.sleep(5)
+)"),
+                       5s);
+    ADD_FAILURE() << "a handshake nested 100,000 levels deep was accepted";
+  } catch (const plugin_error& e) {
+    EXPECT_NE(std::string(e.what()).find("malformed handshake"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(FakeKernel, ATrickleOfBytesEndsAtTheDeadline) {
+  // One byte every 10 ms and never a newline: the deadline holds while data keeps arriving.
+  auto k = spawn_kernel(script("trickle", handshake() + R"(
+send(HS)
+sys.stdin.readline()
+while True:
+    sys.stdout.write('x'); sys.stdout.flush(); time.sleep(0.01)
+)"), 1s);
+  call c;
+  std::string msg;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(c.run(*k, msg), BNK_FAILED) << msg;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_NE(msg.find("no response within 1 s (timeout"), std::string::npos) << msg;
+}
+
+TEST_F(FakeKernel, AnEndlessLineIsCutAtTheLimitTheRequestAllows) {
+  // A 500 MB line: refused once it passes the limit derived from the request, long before the
+  // timeout; memory stays bounded by that limit. The request asks for at most 16 values (4
+  // elements and 6 vectors of 2 channels): 65,536 + 32 x 16 = 66,048 bytes.
+  auto k = spawn_kernel(script("endless", handshake() + R"(
+send(HS)
+sys.stdin.readline()
+block = 'y' * (1 << 20)
+for _ in range(500):
+    sys.stdout.write(block)
+sys.stdout.flush()
+time.sleep(60)
+)"), 20s);
+  call c;
+  std::string msg;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(c.run(*k, msg), BNK_FAILED) << msg;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_NE(msg.find("line is longer than 66048 bytes"), std::string::npos) << msg;
+}
+
+TEST_F(FakeKernel, AGrandchildHoldingStdoutIsReportedAndKilled) {
+  // The kernel process starts a child that keeps its stdout, then dies without answering: the
+  // call fails at once (not at the timeout), saying why, and the child is killed.
+  const std::string pid_file = dir() + "/grandchild.pid";
+  std::filesystem::remove(pid_file);
+  auto k = spawn_kernel(script("grandchild", handshake() + "PID_FILE = '" + pid_file + "'\n" + R"(
+send(HS)
+sys.stdin.readline()
+pid = os.fork()
+if pid == 0:
+    time.sleep(60)
+    os._exit(0)
+open(PID_FILE, 'w').write(str(pid))
+os._exit(0)
+)"), 20s);
+  call c;
+  std::string msg;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(c.run(*k, msg), BNK_FAILED) << msg;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_NE(msg.find("a process it started kept its stdout open; that process was killed"),
+            std::string::npos)
+      << msg;
+  int pid = 0;
+  std::ifstream(pid_file) >> pid;
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(gone(pid)) << "the grandchild " << pid << " still runs";
 }
 
 }  // namespace

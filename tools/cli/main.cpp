@@ -5,6 +5,7 @@
 // library that misbehaves while loading), 4 internal error of bnoracle, 5 nothing judged.
 #include "bnoracle/convention.hpp"
 #include "bnoracle/error_model.hpp"
+#include "bnoracle/isolation.hpp"
 #include "bnoracle/properties.hpp"
 #include "bnoracle/reference.hpp"
 #include "bnoracle/subprocess_kernel.hpp"
@@ -117,10 +118,14 @@ void install_fatal_signal_message() {
   for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) signal(sig, on_fatal_signal);
 }
 
-// Ends the process with `code`. After a plugin was loaded in-process, its static destructors and
+// Ends the process with `code`, after ending any process a kernel left behind. After a plugin
+// was loaded in-process, its static destructors and
 // atexit handlers do not run: they could crash or change the exit code after the verdict.
 [[noreturn]] void finish(int code) {
   g_finishing.store(true);
+  // Whatever a kernel left running (in-process calls fork from this process directly) goes too,
+  // so that nothing holds this process's stdout open after it ended.
+  end_stray_processes();
   std::fflush(stdout);
   std::fflush(stderr);
   if (g_plugin_loaded.load()) {

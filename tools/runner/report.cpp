@@ -1,5 +1,7 @@
 #include "report.hpp"
 
+#include "bnoracle/text.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -222,7 +224,8 @@ void write_json(std::ostream& os, const run_summary& s) {
     }
     cases.push_back(std::move(c));
   }
-  os << j.dump(2) << '\n';
+  // Names and reasons hold text from kernels and file names: invalid UTF-8 becomes U+FFFD.
+  os << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
 void write_junit(std::ostream& os, const run_summary& s) {
@@ -277,10 +280,21 @@ void write_junit(std::ostream& os, const run_summary& s) {
 
 }  // namespace
 
-std::string xml_escape(const std::string& in) {
+std::string xml_escape(const std::string& raw) {
+  // Text from kernels and file names may not be UTF-8: ill-formed bytes become U+FFFD first.
+  const std::string in = valid_utf8(raw);
   std::string out;
   out.reserve(in.size());
-  for (const char ch : in) {
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char ch = in[i];
+    // U+FFFE and U+FFFF (EF BF BE, EF BF BF) are not XML characters either.
+    if (static_cast<unsigned char>(ch) == 0xEF && i + 2 < in.size() &&
+        static_cast<unsigned char>(in[i + 1]) == 0xBF &&
+        (static_cast<unsigned char>(in[i + 2]) & 0xFE) == 0xBE) {
+      out += '?';
+      i += 2;
+      continue;
+    }
     switch (ch) {
       case '&':
         out += "&amp;";
