@@ -2,6 +2,8 @@
 // (docs/subprocess-protocol.md).
 #include "bnoracle/subprocess_kernel.hpp"
 
+#include "subprocess_protocol.hpp"
+
 #include "bnoracle/convention.hpp"
 #include "bnoracle/exact.hpp"
 #include "bnoracle/isolation.hpp"
@@ -38,41 +40,10 @@ namespace {
 
 using json = nlohmann::json;
 using clock_type = std::chrono::steady_clock;
+using namespace protocol;
 
-constexpr std::array<const char*, 4> k_mode_names{"forward_training", "forward_inference",
-                                                  "backward_training", "backward_inference"};
-constexpr std::array<std::pair<const char*, std::uint32_t>, 7> k_layout_names{{
-    {"nc", BNK_LAYOUT_NC},
-    {"ncl", BNK_LAYOUT_NCL},
-    {"nchw", BNK_LAYOUT_NCHW},
-    {"nhwc", BNK_LAYOUT_NHWC},
-    {"ncdhw", BNK_LAYOUT_NCDHW},
-    {"ndhwc", BNK_LAYOUT_NDHWC},
-    {"strided", BNK_LAYOUT_STRIDED},
-}};
-
-std::string hex_double(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
-  std::array<char, 64> buf{};
-  std::snprintf(buf.data(), buf.size(), "%a", v);
-  return buf.data();
-}
-
-// A float32 as the protocol writes it; nullopt for anything that is not exactly a float32 value.
-std::optional<float> parse_f32(const std::string& s) {
-  if (s == "nan" || s == "-nan") return std::nanf("");
-  if (s == "inf" || s == "+inf") return HUGE_VALF;
-  if (s == "-inf") return -HUGE_VALF;
-  if (s.empty() || std::isspace(static_cast<unsigned char>(s[0])) != 0) return std::nullopt;
-  char* end = nullptr;
-  errno = 0;
-  const double d = std::strtod(s.c_str(), &end);
-  if (end == nullptr || *end != '\0' || std::isnan(d) || std::isinf(d)) return std::nullopt;
-  const auto f = static_cast<float>(d);
-  if (static_cast<double>(f) != d) return std::nullopt;  // not a float32: no silent rounding
-  return f;
-}
+// What the kernel process writes to stderr is forwarded up to this many bytes per call.
+constexpr std::size_t k_stderr_limit = 65536;
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -99,66 +70,6 @@ std::vector<std::int64_t> logical_offsets(const bnk_shape& shape) {
   }
   return out;
 }
-
-// Limits on what a kernel process may send (docs/subprocess-protocol.md, "Limits").
-// The handshake line: a few hundred bytes in practice.
-constexpr std::size_t k_handshake_limit = 65536;
-// A response line may hold the request's output values at up to this many bytes each (a hex
-// float is at most 16 characters; quotes, a comma and a blank make 20) plus a fixed allowance for
-// the id, the status, the keys and a message.
-constexpr std::size_t k_bytes_per_value = 32;
-constexpr std::size_t k_response_allowance = 65536;
-// Nesting depth of any line: the protocol needs 3 (an object of lists); anything deeper is
-// refused while parsing, before a value is built or printed.
-constexpr int k_max_depth = 16;
-// A kernel's message is cut to this many bytes.
-constexpr std::size_t k_max_message = 4096;
-// What the kernel process writes to stderr is forwarded up to this many bytes per call.
-constexpr std::size_t k_stderr_limit = 65536;
-
-// The longest response line a request with `values` output values allows.
-std::size_t response_limit(std::size_t values) {
-  return k_response_allowance + k_bytes_per_value * values;
-}
-
-struct too_deep {};
-
-// Parses one line; a discarded value when it is not JSON or nests deeper than k_max_depth.
-json parse_line(const std::string& line) {
-  try {
-    return json::parse(
-        line,
-        [](int depth, json::parse_event_t event, json& /*parsed*/) {
-          if ((event == json::parse_event_t::object_start ||
-               event == json::parse_event_t::array_start) &&
-              depth >= k_max_depth) {
-            throw too_deep{};
-          }
-          return true;
-        },
-        false);
-  } catch (const too_deep&) {
-    return json(json::value_t::discarded);
-  }
-}
-
-// A value for a message: its JSON text, cut to 80 bytes, valid UTF-8.
-std::string brief(const json& v) {
-  std::string text = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (text.size() > 80) text = text.substr(0, 80) + "...";
-  return valid_utf8(text);
-}
-
-// A received line for a message: cut to 200 bytes, valid UTF-8.
-std::string shown_line(const std::string& line) {
-  return valid_utf8(line.size() > 200 ? line.substr(0, 200) + "..." : line);
-}
-
-// One failed call: the message, and whether the process must be restarted before the next one.
-struct call_error {
-  std::string message;
-  bool restart = false;
-};
 
 class subprocess_kernel final : public bn_kernel {
  public:
@@ -211,7 +122,7 @@ class subprocess_kernel final : public bn_kernel {
     }
     try {
       return exchange();
-    } catch (const call_error& e) {
+    } catch (const protocol_error& e) {
       message = e.message;
       if (e.restart) stop(false);
       return BNK_FAILED;
@@ -293,7 +204,7 @@ class subprocess_kernel final : public bn_kernel {
       const auto deadline = clock_type::now() + timeout_;
       const std::string line = read_line(deadline, "handshake", k_handshake_limit);
       handshake(line);
-    } catch (const call_error& e) {
+    } catch (const protocol_error& e) {
       stop(false);
       // The process died, hung or flooded before saying what it is: a kernel fault.
       throw plugin_fault("kernel command '" + argv_[0] + "': " + e.message);
@@ -430,14 +341,14 @@ class subprocess_kernel final : public bn_kernel {
       }
       scanned_ = pending_.size();
       if (pending_.size() > limit) {
-        throw call_error{std::string("the ") + what + " line is longer than " +
+        throw protocol_error{std::string("the ") + what + " line is longer than " +
                              std::to_string(limit) +
                              " bytes, the most this request allows (docs/subprocess-protocol.md); "
                              "the kernel process was killed",
                          true};
       }
       if (clock_type::now() >= deadline) {
-        throw call_error{std::string("no ") + what + " within " + seconds() +
+        throw protocol_error{std::string("no ") + what + " within " + seconds() +
                              " s (timeout" +
                              (pending_.empty() ? std::string()
                                                : ", " + std::to_string(pending_.size()) +
@@ -458,7 +369,7 @@ class subprocess_kernel final : public bn_kernel {
           waitpid(pid_, &status, 0);
           const std::string how = describe_status(status);
           forget_process();
-          throw call_error{"the kernel process " + how + " before sending its " + what +
+          throw protocol_error{"the kernel process " + how + " before sending its " + what +
                                ", but a process it started kept its stdout open; that process "
                                "was killed",
                            true};
@@ -470,7 +381,7 @@ class subprocess_kernel final : public bn_kernel {
       const ssize_t n = read(from_, buf.data(), room);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (n <= 0) {
-        throw call_error{ended() + " before sending its " + what +
+        throw protocol_error{ended() + " before sending its " + what +
                              (pending_.empty() ? "" : " (a partial line was read)"),
                          true};
       }
@@ -517,99 +428,12 @@ class subprocess_kernel final : public bn_kernel {
       break;
     }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (!error.empty()) throw call_error{error, true};
+    if (!error.empty()) throw protocol_error{error, true};
   }
 
   // ---- handshake ------------------------------------------------------------------------------
   void handshake(const std::string& line) {
-    const json h = parse_line(line);
-    auto bad = [&](const std::string& why) {
-      return plugin_error("malformed handshake (" + why + "): " + shown_line(line) +
-                          " (see docs/subprocess-protocol.md)");
-    };
-    if (h.is_discarded() || !h.is_object()) throw bad("not a JSON object");
-    if (!h.contains("protocol") || h["protocol"] != "bnoracle-kernel") {
-      throw bad("\"protocol\" must be \"bnoracle-kernel\"");
-    }
-    if (!h.contains("version") || !h["version"].is_number_integer()) {
-      throw bad("\"version\" must be an integer");
-    }
-    if (h["version"].get<std::int64_t>() != k_subprocess_protocol_version) {
-      throw plugin_error("protocol version " + brief(h["version"]) +
-                         " is not supported (this bnoracle speaks version " +
-                         std::to_string(k_subprocess_protocol_version) + ")");
-    }
-    auto str = [&](const char* key, bool required) -> std::string {
-      if (!h.contains(key)) {
-        if (required) throw bad(std::string("missing \"") + key + "\"");
-        return "";
-      }
-      if (!h[key].is_string()) throw bad(std::string("\"") + key + "\" must be a string");
-      return h[key].get<std::string>();
-    };
-    auto flag = [&](const char* key) {
-      if (!h.contains(key)) return false;
-      if (!h[key].is_boolean()) throw bad(std::string("\"") + key + "\" must be true or false");
-      return h[key].get<bool>();
-    };
-    kernel_info info;
-    info.name = str("name", true);
-    if (info.name.empty()) throw bad("empty \"name\"");
-    info.version = str("kernel_version", false);
-    if (info.name.size() > 255 || info.version.size() > 255) {
-      throw bad("\"name\" and \"kernel_version\" have at most 255 bytes");
-    }
-    info.convention = str("convention", true);
-    if (find_convention(info.convention) == nullptr) {
-      throw plugin_error("kernel '" + info.name + "' claims an unknown convention '" +
-                         info.convention + "' (see: bnoracle conventions)");
-    }
-    if (!h.contains("layouts") || !h["layouts"].is_array()) throw bad("\"layouts\" must be a list");
-    for (const auto& l : h["layouts"]) {
-      bool known = false;
-      for (const auto& [name, bit] : k_layout_names) {
-        if (l.is_string() && l.get<std::string>() == name) {
-          info.layouts |= bit;
-          known = true;
-        }
-      }
-      if (!known) throw bad("unknown layout " + brief(l));
-    }
-    if (!h.contains("modes") || !h["modes"].is_array()) throw bad("\"modes\" must be a list");
-    for (const auto& m : h["modes"]) {
-      bool known = false;
-      for (std::size_t i = 0; i < k_mode_names.size(); ++i) {
-        if (m.is_string() && m.get<std::string>() == k_mode_names[i]) {
-          info.modes[i] = true;
-          known = true;
-        }
-      }
-      if (!known) throw bad("unknown mode " + brief(m));
-    }
-    if (h.contains("operations")) {
-      if (!h["operations"].is_array()) throw bad("\"operations\" must be a list");
-      for (const auto& o : h["operations"]) {
-        if (o == "syncbn_merge") {
-          info.syncbn_merge = true;
-        } else if (o == "fold") {
-          info.fold = true;
-        } else {
-          throw bad("unknown operation " + brief(o) + " (known: syncbn_merge, fold)");
-        }
-      }
-    }
-    info.updates_running = flag("updates_running");
-    info.supports_cumulative = flag("supports_cumulative");
-    const std::string saves = h.contains("saves") ? str("saves", true) : "none";
-    if (saves == "none") {
-      info.saves = BNK_SAVES_NONE;
-    } else if (saves == "mean_invstd") {
-      info.saves = BNK_SAVES_MEAN_INVSTD;
-    } else if (saves == "mean_var") {
-      info.saves = BNK_SAVES_MEAN_VAR;
-    } else {
-      throw bad("\"saves\" must be \"none\", \"mean_invstd\" or \"mean_var\"");
-    }
+    const kernel_info info = parse_handshake(line);
     if (first_handshake_) {
       info_ = info;
       first_handshake_ = false;
@@ -630,34 +454,6 @@ class subprocess_kernel final : public bn_kernel {
     json a = json::array();
     for (const std::int64_t off : offsets) a.push_back(hex_float(p[off]));
     return a;
-  }
-
-  // Reads output `name` of `count` values into `put(i, value)`.
-  template <class Put>
-  static void take(const json& outputs, const char* name, std::size_t count, Put put) {
-    if (!outputs.contains(name)) {
-      throw call_error{std::string("status ok but output \"") + name + "\" is missing", false};
-    }
-    const json& a = outputs[name];
-    if (!a.is_array())
-      throw call_error{std::string("output \"") + name + "\" is not a list", false};
-    if (a.size() != count) {
-      throw call_error{std::string("output \"") + name + "\" has " + std::to_string(a.size()) +
-                           " values, expected " + std::to_string(count),
-                       false};
-    }
-    for (std::size_t i = 0; i < count; ++i) {
-      const std::optional<float> v =
-          a[i].is_string() ? parse_f32(a[i].get<std::string>()) : std::nullopt;
-      if (!v) {
-        throw call_error{std::string("output \"") + name + "\"[" + std::to_string(i) +
-                             "] is not a float32 as a string (hex float, \"nan\", \"inf\", "
-                             "\"-inf\"): " +
-                             brief(a[i]),
-                         false};
-      }
-      put(i, *v);
-    }
   }
 
   bnk_status call(bn_mode mode, const bnk_problem& problem, const bnk_buffers& b,
@@ -701,10 +497,9 @@ class subprocess_kernel final : public bn_kernel {
       if (b.save_stat != nullptr) in["save_stat"] = floats(b.save_stat, channels);
     }
     req["inputs"] = std::move(in);
-    json r;
-    const bnk_status st = exchange(req, r, message, offsets.size() + 6 * c);
+    json out;
+    const bnk_status st = exchange(req, out, message, offsets.size() + 6 * c);
     if (st != BNK_OK) return st;
-    const json& out = r["outputs"];
     auto into_tensor = [&](const char* name, float* p) {
       take(out, name, offsets.size(), [&](std::size_t i, float v) { p[offsets[i]] = v; });
     };
@@ -719,7 +514,7 @@ class subprocess_kernel final : public bn_kernel {
         if (problem.track_running != 0) {
           if (b.running_mean != nullptr) into_vector("running_mean", b.running_mean);
           if (b.running_var != nullptr) into_vector("running_var", b.running_var);
-          if (b.num_batches_tracked != nullptr) take_counter(out, b.num_batches_tracked);
+          if (b.num_batches_tracked != nullptr) *b.num_batches_tracked = take_counter(out);
         }
         break;
       case bn_mode::forward_inference:
@@ -736,9 +531,9 @@ class subprocess_kernel final : public bn_kernel {
     return BNK_OK;
   }
 
-  // Sends `req` (with a fresh id) and reads the response into `r`. BNK_OK when the kernel
-  // answered "ok" with an "outputs" object; its status (and `message`) otherwise.
-  bnk_status exchange(json& req, json& r, std::string& message, std::size_t values) {
+  // Sends `req` (with a fresh id) and reads the response: BNK_OK with its "outputs" object in
+  // `outputs` when the kernel answered "ok"; its status (and `message`) otherwise.
+  bnk_status exchange(json& req, json& outputs, std::string& message, std::size_t values) {
     const std::int64_t id = ++next_id_;
     req["id"] = id;
     new_stderr_allowance();
@@ -746,42 +541,12 @@ class subprocess_kernel final : public bn_kernel {
     write_all(req.dump() + "\n", deadline);
     const std::string line = read_line(deadline, "response", response_limit(values));
     forward_stderr();
-    r = parse_line(line);
-    if (r.is_discarded() || !r.is_object()) {
-      throw call_error{"the response is not a JSON object (or nests deeper than " +
-                           std::to_string(k_max_depth) + " levels): " + shown_line(line),
-                       true};
-    }
-    if (!r.contains("id") || !r["id"].is_number_integer() || r["id"].get<std::int64_t>() != id) {
-      throw call_error{"the response answers id " + (r.contains("id") ? brief(r["id"]) : "(none)") +
-                           ", expected " + std::to_string(id) +
-                           " (out of step; the kernel process was restarted)",
-                       true};
-    }
-    if (!r.contains("status") || !r["status"].is_string()) {
-      throw call_error{"the response has no \"status\" string", false};
-    }
-    const std::string status = r["status"].get<std::string>();
-    message = r.contains("message") && r["message"].is_string()
-                  ? valid_utf8(r["message"].get<std::string>().substr(0, k_max_message))
-                  : "";
-    if (status == "unsupported") return BNK_UNSUPPORTED;
-    if (status == "refused") return BNK_REFUSED;
-    if (status == "failed") return BNK_FAILED;
-    if (status != "ok") throw call_error{"unknown status " + brief(r["status"]), false};
-    if (!r.contains("outputs") || !r["outputs"].is_object()) {
-      throw call_error{"status ok but no \"outputs\" object", false};
-    }
-    return BNK_OK;
+    response resp = parse_response(line, id);
+    message = std::move(resp.message);
+    outputs = std::move(resp.outputs);
+    return resp.status;
   }
 
-  static void take_counter(const json& out, std::int64_t* into) {
-    if (!out.contains("num_batches_tracked") || !out["num_batches_tracked"].is_number_integer()) {
-      throw call_error{"status ok but output \"num_batches_tracked\" (an integer) is missing",
-                       false};
-    }
-    *into = out["num_batches_tracked"].get<std::int64_t>();
-  }
 
   static std::size_t extent(std::int64_t n) {
     return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));
@@ -808,10 +573,9 @@ class subprocess_kernel final : public bn_kernel {
       in["num_batches_tracked"] = *b.num_batches_tracked;
     }
     req["inputs"] = std::move(in);
-    json r;
-    const bnk_status st = exchange(req, r, message, 5 * extent(p.channels));
+    json out;
+    const bnk_status st = exchange(req, out, message, 5 * extent(p.channels));
     if (st != BNK_OK) return st;
-    const json& out = r["outputs"];
     const std::size_t c = extent(p.channels);
     auto into = [&](const char* name, float* dst) {
       take(out, name, c, [&](std::size_t i, float v) { dst[i] = v; });
@@ -822,7 +586,7 @@ class subprocess_kernel final : public bn_kernel {
     if (p.track_running != 0) {
       into("running_mean", b.running_mean);
       into("running_var", b.running_var);
-      take_counter(out, b.num_batches_tracked);
+      *b.num_batches_tracked = take_counter(out);
     }
     message.clear();
     return BNK_OK;
@@ -842,11 +606,10 @@ class subprocess_kernel final : public bn_kernel {
     in["running_mean"] = floats(b.running_mean, p.out_channels);
     in["running_var"] = floats(b.running_var, p.out_channels);
     req["inputs"] = std::move(in);
-    json r;
+    json out;
     const bnk_status st =
-        exchange(req, r, message, extent(p.out_channels) * (extent(p.fan_in) + 1));
+        exchange(req, out, message, extent(p.out_channels) * (extent(p.fan_in) + 1));
     if (st != BNK_OK) return st;
-    const json& out = r["outputs"];
     take(out, "weight", extent(p.out_channels * p.fan_in),
          [&](std::size_t i, float v) { b.weight_out[i] = v; });
     take(out, "bias", extent(p.out_channels), [&](std::size_t i, float v) { b.bias_out[i] = v; });

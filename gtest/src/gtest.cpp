@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -24,6 +25,14 @@ namespace bnoracle {
 
 namespace {
 
+// What the catalog tests of one suite judged so far in this process: the <suite>.evidence test
+// applies the rule of `bnoracle check` to it (docs/cli.md, "What a verdict needs").
+struct evidence_log {
+  std::mutex mutex;
+  kernel_info kernel;
+  std::vector<case_result> results;  // without their outputs
+};
+
 // Everything a registered test needs, shared by the tests of one suite.
 struct registration {
   std::string suite;
@@ -32,6 +41,8 @@ struct registration {
   std::uint64_t seed = 1;
   const char* file = "";  // where failures are reported (the user's macro)
   int line = 0;
+  std::shared_ptr<evidence_log> evidence = std::make_shared<evidence_log>();
+  std::vector<case_spec> cases;  // the catalog cases registered as tests
 };
 
 // The one fixture class of every registered test (GoogleTest requires a single fixture class per
@@ -154,11 +165,8 @@ void record(const std::string& key, const std::string& value) {
   testing::Test::RecordProperty(key, value);
 }
 
-void run_case(const registration& reg, const case_spec& spec) {
-  record("bnoracle_seed", std::to_string(reg.seed));
-  record("bnoracle_case", spec.name);
-  const std::unique_ptr<bn_kernel> kernel = make_kernel(reg);
-  if (!kernel) return;
+// The options of run_catalog for the cases handed over (no filter: exactly those).
+run_options catalog_options(const registration& reg) {
   run_options ro;
   ro.level = reg.options.level;
   ro.timeout = reg.options.timeout;
@@ -166,9 +174,26 @@ void run_case(const registration& reg, const case_spec& spec) {
   ro.seed = reg.seed;
   ro.kernel_path = reg.options.kernel_path;
   ro.convention = reg.options.convention;
-  ro.filter.clear();  // exactly the one case handed over below
+  ro.filter.clear();
+  return ro;
+}
+
+void log_evidence(const registration& reg, const run_summary& s) {
+  const std::lock_guard lock(reg.evidence->mutex);
+  reg.evidence->kernel = s.kernel;
+  for (case_result r : s.results) {
+    r.outputs.clear();
+    reg.evidence->results.push_back(std::move(r));
+  }
+}
+
+void run_case(const registration& reg, const case_spec& spec) {
+  record("bnoracle_seed", std::to_string(reg.seed));
+  record("bnoracle_case", spec.name);
+  const std::unique_ptr<bn_kernel> kernel = make_kernel(reg);
+  if (!kernel) return;
   const std::vector<case_spec> one{spec};
-  const run_summary s = run_catalog(*kernel, one, ro, {});
+  const run_summary s = run_catalog(*kernel, one, catalog_options(reg), {});
   if (s.results.empty()) {
     ADD_FAILURE_AT(reg.file, reg.line) << "bnoracle ran no call for case " << spec.name;
     return;
@@ -198,6 +223,7 @@ void run_case(const registration& reg, const case_spec& spec) {
         break;
     }
   }
+  log_evidence(reg, s);
   if (!mistrusted.empty()) record("bnoracle_mistrusted", mistrusted);
   if (s.best) record("bnoracle_best_level", std::string(to_string(*s.best)));
   if (all_skipped) GTEST_SKIP() << skips;
@@ -229,6 +255,32 @@ void run_property(const registration& reg, const std::string& name) {
           << "\n  counterexample (shrunk): " << r.counterexample << "\n"
           << reproduce(reg, r.repro);
       return;
+  }
+}
+
+// <suite>.evidence, registered after the catalog tests: fails when the catalog judged nothing,
+// or nothing of an operation the kernel declares — a kernel that skips everything must not pass.
+// It reads what the catalog tests judged in this process; when none ran before it (a runner that
+// starts a process per test, a filter, shuffling) it runs the registered cases itself.
+void check_evidence(const registration& reg) {
+  run_summary s;
+  {
+    const std::lock_guard lock(reg.evidence->mutex);
+    s.kernel = reg.evidence->kernel;
+    s.results = reg.evidence->results;
+  }
+  if (s.results.empty()) {
+    const std::unique_ptr<bn_kernel> kernel = make_kernel(reg);
+    if (!kernel) return;
+    s = run_catalog(*kernel, reg.cases, catalog_options(reg), {});
+  }
+  tally(s);
+  std::string why;
+  for (const auto& u : s.unjudged) why += "\n  no evidence: " + u;
+  if (!why.empty()) {
+    ADD_FAILURE_AT(reg.file, reg.line)
+        << "NOTHING JUDGED: the catalog tests of " << reg.suite << " passed without evidence"
+        << why;
   }
 }
 
@@ -336,8 +388,12 @@ void register_conformance_tests(const std::string& suite, kernel_factory factory
         if (!name_matches(spec.name, options.filter)) continue;
         register_one(*reg, unique(gtest_name(spec.name)),
                      guarded(reg, [reg, spec] { run_case(*reg, spec); }));
+        reg->cases.push_back(spec);
         ++registered;
       }
+    }
+    if (registered > 0) {
+      register_one(*reg, unique("evidence"), guarded(reg, [reg] { check_evidence(*reg); }));
     }
     if (options.properties) {
       for (const property_info& p : property_list()) {

@@ -1,0 +1,106 @@
+// libFuzzer target for the validation of a plugin's kernel table (wrap_table, adapters/src/
+// plugin.cpp): the input describes a table — its integer fields, which pointers are null, and the
+// bytes of its strings, terminated or not — and wrap_table must accept it as a usable kernel or
+// refuse it with plugin_error (tools/run-fuzz).
+//
+// Every string lies in a readable buffer longer than the longest string a table may hold, so an
+// unterminated string is refused by the bounded read, not found by the sanitizers. (A pointer to
+// unreadable memory is the probe's business: docs/kernel-abi.md.)
+#include "bnoracle/convention.hpp"
+#include "bnoracle/kernel.hpp"
+#include "bnoracle/text.hpp"
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+// Reads the fuzz input front to back; past its end everything is zero.
+class input {
+ public:
+  input(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
+  template <class T>
+  T take() {
+    T v{};
+    const std::size_t n = std::min(sizeof v, size_ - std::min(pos_, size_));
+    std::memcpy(&v, data_ + pos_, n);
+    pos_ += sizeof v;
+    return v;
+  }
+  // A string field: up to `room` - 1 bytes, then NUL-terminated or not (filled with 'A' to the
+  // end of the buffer) as the input says.
+  void string(std::array<char, 512>& buf) {
+    buf.fill('A');
+    const auto length = static_cast<std::size_t>(take<std::uint16_t>() % buf.size());
+    const bool terminated = (take<std::uint8_t>() & 1U) != 0;
+    for (std::size_t i = 0; i < length; ++i) buf[i] = take<char>();
+    if (terminated && length < buf.size()) buf[length] = '\0';
+  }
+
+ private:
+  const std::uint8_t* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+int fake_entry(const bnk_problem*, const bnk_buffers*, char*, std::size_t) {
+  return BNK_OK;
+}
+int fake_merge(const bnk_syncbn_problem*, const bnk_syncbn_buffers*, char*, std::size_t) {
+  return BNK_OK;
+}
+int fake_fold(const bnk_fold_problem*, const bnk_fold_buffers*, char*, std::size_t) {
+  return BNK_OK;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace bnoracle;
+  input in(data, size);
+  bnk_kernel t{};
+  // Small values most of the time, so that the valid ABI version and sizes are found.
+  const auto flags = in.take<std::uint16_t>();
+  t.abi_version = (flags & 1U) != 0 ? in.take<std::uint32_t>() : BNK_ABI_VERSION;
+  t.struct_size = (flags & 2U) != 0 ? in.take<std::uint32_t>() : sizeof(bnk_kernel);
+  t.layouts = in.take<std::uint32_t>();
+  t.updates_running = in.take<std::int32_t>();
+  t.supports_cumulative = in.take<std::int32_t>();
+  t.saves = in.take<std::int32_t>();
+  std::array<char, 512> name{};
+  std::array<char, 512> version{};
+  std::array<char, 512> convention{};
+  in.string(name);
+  in.string(version);
+  in.string(convention);
+  if ((flags & 4U) != 0) std::strcpy(convention.data(), "pytorch");  // reach the later checks
+  t.name = (flags & 8U) != 0 ? nullptr : name.data();
+  t.version = (flags & 16U) != 0 ? nullptr : version.data();
+  t.convention = (flags & 32U) != 0 ? nullptr : convention.data();
+  t.forward_training = (flags & 64U) != 0 ? fake_entry : nullptr;
+  t.forward_inference = (flags & 128U) != 0 ? fake_entry : nullptr;
+  t.backward_training = (flags & 256U) != 0 ? fake_entry : nullptr;
+  t.backward_inference = (flags & 512U) != 0 ? fake_entry : nullptr;
+  t.syncbn_merge = (flags & 1024U) != 0 ? fake_merge : nullptr;
+  t.fold = (flags & 2048U) != 0 ? fake_fold : nullptr;
+  try {
+    const auto k = wrap_table(&t);
+    // An accepted table gives a usable description: a name, valid text, a known convention.
+    const kernel_info& info = k->info();
+    if (info.name.empty() || !is_valid_utf8(info.name) || !is_valid_utf8(info.version) ||
+        find_convention(info.convention) == nullptr) {
+      std::abort();
+    }
+    const bool merge_visible = t.struct_size >= offsetof(bnk_kernel, syncbn_merge) +
+                                                    sizeof(t.syncbn_merge) &&
+                               t.syncbn_merge != nullptr;
+    if (info.syncbn_merge != merge_visible) std::abort();
+  } catch (const plugin_error& e) {
+    if (!is_valid_utf8(e.what())) std::abort();
+  }
+  return 0;
+}
