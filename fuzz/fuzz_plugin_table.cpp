@@ -95,9 +95,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         find_convention(info.convention) == nullptr) {
       std::abort();
     }
-    const bool merge_visible = t.struct_size >= offsetof(bnk_kernel, syncbn_merge) +
-                                                    sizeof(t.syncbn_merge) &&
-                               t.syncbn_merge != nullptr;
+    const bool merge_visible =
+        t.struct_size >= offsetof(bnk_kernel, syncbn_merge) + sizeof(t.syncbn_merge) &&
+        t.syncbn_merge != nullptr;
     if (info.syncbn_merge != merge_visible) std::abort();
   } catch (const plugin_error& e) {
     if (!is_valid_utf8(e.what())) std::abort();

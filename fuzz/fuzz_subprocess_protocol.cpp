@@ -20,8 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     const kernel_info info = protocol::parse_handshake(line);
     // An accepted handshake names a kernel in valid UTF-8 within the length limit.
-    if (info.name.empty() || info.name.size() > protocol::k_max_name ||
-        !is_valid_utf8(info.name) || !is_valid_utf8(info.version)) {
+    if (info.name.empty() || info.name.size() > protocol::k_max_name || !is_valid_utf8(info.name) ||
+        !is_valid_utf8(info.version)) {
       std::abort();
     }
   } catch (const plugin_error& e) {

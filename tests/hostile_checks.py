@@ -120,6 +120,12 @@ class PluginLoading(unittest.TestCase):
             self.assertIn("the library was not loaded", err, attack)
             self.assertLess(time.monotonic() - start, 30, attack)
 
+    def test_a_crash_in_process_names_the_signal(self):
+        # --no-isolation loads without the probe: the crash ends bnoracle, but not silently.
+        rc, out, err = run(["check", "--kernel", hostile("ctor_crash"), "--no-isolation"])
+        self.assertEqual(rc, -signal.SIGSEGV, out + err)
+        self.assertIn("bnoracle: fatal signal SIGSEGV", err)
+
     def test_exit_in_process_is_not_an_exit_code_0(self):
         # --no-isolation loads without the probe: the library's exit(0) must not pass for success.
         rc, out, err = run(["check", "--kernel", hostile("ctor_exit0"), "--no-isolation"])

@@ -799,8 +799,7 @@ TEST_F(FixtureLoaderCli, ResultsForAnotherFixtureFailTheirCase) {
   write(dir_ / "results" / "bad" / "case.json", golden_results(backward(), "other/case"));
   std::string out;
   EXPECT_EQ(verify(out), 1) << out;
-  EXPECT_NE(out.find("the results are for fixture 'other/case', not 'bad/case'"),
-            std::string::npos)
+  EXPECT_NE(out.find("the results are for fixture 'other/case', not 'bad/case'"), std::string::npos)
       << out;
   // The same file with the right id passes: the id is what failed.
   write(dir_ / "results" / "bad" / "case.json", golden_results(backward(), "bad/case"));
@@ -810,8 +809,12 @@ TEST_F(FixtureLoaderCli, ResultsForAnotherFixtureFailTheirCase) {
 // A fault that `bnoracle results` recorded ("fault": true) is a kernel fault again in verify.
 TEST_F(FixtureLoaderCli, RecordedFaultIsAFaultInVerify) {
   write(dir_ / "fixtures" / "bad" / "case.json", backward());
-  json r{{"schema", "bnoracle.results"}, {"schema_version", 1}, {"id", "bad/case"},
-         {"status", "failed"}, {"message", "crashed with SIGSEGV"}, {"fault", true}};
+  json r{{"schema", "bnoracle.results"},
+         {"schema_version", 1},
+         {"id", "bad/case"},
+         {"status", "failed"},
+         {"message", "crashed with SIGSEGV"},
+         {"fault", true}};
   write(dir_ / "results" / "bad" / "case.json", r.dump());
   std::string out;
   EXPECT_EQ(verify(out), 3) << out;
@@ -825,7 +828,9 @@ TEST_F(FixtureLoaderCli, RecordedFaultIsAFaultInVerify) {
 // Results that are all "unsupported" judge nothing: NOTHING JUDGED, exit 5, never CONFORMANT.
 TEST_F(FixtureLoaderCli, OnlyUnsupportedResultsJudgeNothing) {
   write(dir_ / "fixtures" / "bad" / "case.json", backward());
-  const json r{{"schema", "bnoracle.results"}, {"schema_version", 1}, {"id", "bad/case"},
+  const json r{{"schema", "bnoracle.results"},
+               {"schema_version", 1},
+               {"id", "bad/case"},
                {"status", "unsupported"}};
   write(dir_ / "results" / "bad" / "case.json", r.dump());
   std::string out;

@@ -1,6 +1,7 @@
 // A program whose bnoracle::gtest tests must fail: a bundled kernel with a wrong running
-// variance and a crash in backward inference, and one that claims no layout (nothing judged). tests/gtest_failing.cmake runs it and checks that
-// the failures name the case, the mode, the output and a reproduction command.
+// variance and a crash in backward inference, and one that claims no layout (nothing judged).
+// tests/gtest_failing.cmake runs it and checks that the failures name the case, the mode, the
+// output and a reproduction command.
 #include "bnoracle/gtest.hpp"
 
 #include <cstdlib>

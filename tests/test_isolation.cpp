@@ -433,7 +433,8 @@ TEST(Isolation, InlineRunChecksCanariesAndInputs) {
   EXPECT_EQ(good.message, "fine");
 }
 
-// ---- Processes and output of a call ---------------------------------------------------------------
+// ---- Processes and output of a call
+// ---------------------------------------------------------------
 
 // Whether process `pid` is gone (or a zombie), waiting up to two seconds.
 bool gone(pid_t pid) {
@@ -547,7 +548,8 @@ TEST(IsolationProcesses, OutputIsCapturedBoundedAndNamedInAFault) {
       },
       a, timeout);
   EXPECT_EQ(crash.kind, outcome::crashed);
-  EXPECT_TRUE(contains(crash.reason, "the last line it printed: \"kernel.c:12: assertion `n > 0' failed\""))
+  EXPECT_TRUE(
+      contains(crash.reason, "the last line it printed: \"kernel.c:12: assertion `n > 0' failed\""))
       << crash.reason;
   expect_no_children();
 }

@@ -285,7 +285,8 @@ for line in iter(sys.stdin.readline, ''):
     r = json.loads(sys.stdin.readline())
     print('{"id": %d, "status": "ok", "outputs": {"dst": [%s, "0x1p+0"]}}' % (r['id'], deep),
           flush=True)
-)"), 5s);
+)"),
+                        5s);
   for (int i = 0; i < 2; ++i) {
     call c;
     std::string msg;
@@ -313,7 +314,8 @@ send(HS)
 sys.stdin.readline()
 while True:
     sys.stdout.write('x'); sys.stdout.flush(); time.sleep(0.01)
-)"), 1s);
+)"),
+                        1s);
   call c;
   std::string msg;
   const auto start = std::chrono::steady_clock::now();
@@ -334,7 +336,8 @@ for _ in range(500):
     sys.stdout.write(block)
 sys.stdout.flush()
 time.sleep(60)
-)"), 20s);
+)"),
+                        20s);
   call c;
   std::string msg;
   const auto start = std::chrono::steady_clock::now();
@@ -357,7 +360,8 @@ if pid == 0:
     os._exit(0)
 open(PID_FILE, 'w').write(str(pid))
 os._exit(0)
-)"), 20s);
+)"),
+                        20s);
   call c;
   std::string msg;
   const auto start = std::chrono::steady_clock::now();

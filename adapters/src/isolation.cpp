@@ -644,7 +644,9 @@ pid_t wait_blocking(pid_t pid, int& wstatus) {
 // pipe or fill bnoracle's memory.
 class output_capture {
  public:
-  explicit output_capture(int fd) : fd_(fd) { fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK); }
+  explicit output_capture(int fd) : fd_(fd) {
+    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
+  }
   ~output_capture() { close_pipe(); }
   output_capture(const output_capture&) = delete;
   output_capture& operator=(const output_capture&) = delete;
@@ -658,8 +660,8 @@ class output_capture {
       const ssize_t n = read(fd_, buf.data(), buf.size());
       if (n > 0) {
         const auto got = static_cast<std::size_t>(n);
-        const std::size_t keep = std::min(got, k_captured_output_limit - std::min(
-                                                   text_.size(), k_captured_output_limit));
+        const std::size_t keep = std::min(
+            got, k_captured_output_limit - std::min(text_.size(), k_captured_output_limit));
         text_.append(buf.data(), keep);
         dropped_ += got - keep;
         continue;

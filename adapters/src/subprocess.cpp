@@ -170,8 +170,8 @@ class subprocess_kernel final : public bn_kernel {
     posix_spawnattr_setsigdefault(&attr, &defaults);
     // Its own process group, killed as a whole when the process is stopped.
     posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
     std::vector<char*> args;
     for (auto& a : argv_) args.push_back(a.data());
     args.push_back(nullptr);
@@ -292,7 +292,8 @@ class subprocess_kernel final : public bn_kernel {
         break;
       }
       const auto got = static_cast<std::size_t>(n);
-      const std::size_t keep = std::min(got, k_stderr_limit - std::min(stderr_shown_, k_stderr_limit));
+      const std::size_t keep =
+          std::min(got, k_stderr_limit - std::min(stderr_shown_, k_stderr_limit));
       stderr_shown_ += keep;
       stderr_dropped_ += got - keep;
       for (std::size_t done = 0; done < keep;) {
@@ -306,7 +307,8 @@ class subprocess_kernel final : public bn_kernel {
   // Before each call: reports what the previous one dropped, and starts a new stderr allowance.
   void new_stderr_allowance() {
     if (stderr_dropped_ > 0) {
-      std::fprintf(stderr, "[bnoracle: the kernel process wrote %zu more bytes to stderr, not shown]\n",
+      std::fprintf(stderr,
+                   "[bnoracle: the kernel process wrote %zu more bytes to stderr, not shown]\n",
                    stderr_dropped_);
     }
     stderr_shown_ = 0;
@@ -341,20 +343,19 @@ class subprocess_kernel final : public bn_kernel {
       }
       scanned_ = pending_.size();
       if (pending_.size() > limit) {
-        throw protocol_error{std::string("the ") + what + " line is longer than " +
-                             std::to_string(limit) +
-                             " bytes, the most this request allows (docs/subprocess-protocol.md); "
-                             "the kernel process was killed",
-                         true};
+        throw protocol_error{
+            std::string("the ") + what + " line is longer than " + std::to_string(limit) +
+                " bytes, the most this request allows (docs/subprocess-protocol.md); "
+                "the kernel process was killed",
+            true};
       }
       if (clock_type::now() >= deadline) {
-        throw protocol_error{std::string("no ") + what + " within " + seconds() +
-                             " s (timeout" +
-                             (pending_.empty() ? std::string()
-                                               : ", " + std::to_string(pending_.size()) +
-                                                     " bytes of a line read") +
-                             "); the kernel process was killed",
-                         true};
+        throw protocol_error{std::string("no ") + what + " within " + seconds() + " s (timeout" +
+                                 (pending_.empty() ? std::string()
+                                                   : ", " + std::to_string(pending_.size()) +
+                                                         " bytes of a line read") +
+                                 "); the kernel process was killed",
+                             true};
       }
       std::array<pollfd, 3> p{{{from_, POLLIN, 0}, {err_, POLLIN, 0}, {pidfd_, POLLIN, 0}}};
       const int r = poll(p.data(), p.size(), remaining_ms(deadline));
@@ -370,9 +371,9 @@ class subprocess_kernel final : public bn_kernel {
           const std::string how = describe_status(status);
           forget_process();
           throw protocol_error{"the kernel process " + how + " before sending its " + what +
-                               ", but a process it started kept its stdout open; that process "
-                               "was killed",
-                           true};
+                                   ", but a process it started kept its stdout open; that process "
+                                   "was killed",
+                               true};
         }
         continue;
       }
@@ -382,8 +383,8 @@ class subprocess_kernel final : public bn_kernel {
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (n <= 0) {
         throw protocol_error{ended() + " before sending its " + what +
-                             (pending_.empty() ? "" : " (a partial line was read)"),
-                         true};
+                                 (pending_.empty() ? "" : " (a partial line was read)"),
+                             true};
       }
       pending_.append(buf.data(), static_cast<std::size_t>(n));
     }
@@ -546,7 +547,6 @@ class subprocess_kernel final : public bn_kernel {
     outputs = std::move(resp.outputs);
     return resp.status;
   }
-
 
   static std::size_t extent(std::int64_t n) {
     return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));

@@ -70,95 +70,95 @@ std::optional<float> parse_f32(const std::string& s) {
 }
 
 kernel_info parse_handshake(const std::string& line) {
-    const json h = parse_line(line);
-    auto bad = [&](const std::string& why) {
-      return plugin_error("malformed handshake (" + why + "): " + shown_line(line) +
-                          " (see docs/subprocess-protocol.md)");
-    };
-    if (h.is_discarded() || !h.is_object()) throw bad("not a JSON object");
-    if (!h.contains("protocol") || h["protocol"] != "bnoracle-kernel") {
-      throw bad("\"protocol\" must be \"bnoracle-kernel\"");
+  const json h = parse_line(line);
+  auto bad = [&](const std::string& why) {
+    return plugin_error("malformed handshake (" + why + "): " + shown_line(line) +
+                        " (see docs/subprocess-protocol.md)");
+  };
+  if (h.is_discarded() || !h.is_object()) throw bad("not a JSON object");
+  if (!h.contains("protocol") || h["protocol"] != "bnoracle-kernel") {
+    throw bad("\"protocol\" must be \"bnoracle-kernel\"");
+  }
+  if (!h.contains("version") || !h["version"].is_number_integer()) {
+    throw bad("\"version\" must be an integer");
+  }
+  if (h["version"].get<std::int64_t>() != k_subprocess_protocol_version) {
+    throw plugin_error("protocol version " + brief(h["version"]) +
+                       " is not supported (this bnoracle speaks version " +
+                       std::to_string(k_subprocess_protocol_version) + ")");
+  }
+  auto str = [&](const char* key, bool required) -> std::string {
+    if (!h.contains(key)) {
+      if (required) throw bad(std::string("missing \"") + key + "\"");
+      return "";
     }
-    if (!h.contains("version") || !h["version"].is_number_integer()) {
-      throw bad("\"version\" must be an integer");
-    }
-    if (h["version"].get<std::int64_t>() != k_subprocess_protocol_version) {
-      throw plugin_error("protocol version " + brief(h["version"]) +
-                         " is not supported (this bnoracle speaks version " +
-                         std::to_string(k_subprocess_protocol_version) + ")");
-    }
-    auto str = [&](const char* key, bool required) -> std::string {
-      if (!h.contains(key)) {
-        if (required) throw bad(std::string("missing \"") + key + "\"");
-        return "";
-      }
-      if (!h[key].is_string()) throw bad(std::string("\"") + key + "\" must be a string");
-      return h[key].get<std::string>();
-    };
-    auto flag = [&](const char* key) {
-      if (!h.contains(key)) return false;
-      if (!h[key].is_boolean()) throw bad(std::string("\"") + key + "\" must be true or false");
-      return h[key].get<bool>();
-    };
-    kernel_info info;
-    info.name = str("name", true);
-    if (info.name.empty()) throw bad("empty \"name\"");
-    info.version = str("kernel_version", false);
-    if (info.name.size() > k_max_name || info.version.size() > k_max_name) {
-      throw bad("\"name\" and \"kernel_version\" have at most 255 bytes");
-    }
-    info.convention = str("convention", true);
-    if (find_convention(info.convention) == nullptr) {
-      throw plugin_error("kernel '" + info.name + "' claims an unknown convention '" +
-                         info.convention + "' (see: bnoracle conventions)");
-    }
-    if (!h.contains("layouts") || !h["layouts"].is_array()) throw bad("\"layouts\" must be a list");
-    for (const auto& l : h["layouts"]) {
-      bool known = false;
-      for (const auto& [name, bit] : k_layout_names) {
-        if (l.is_string() && l.get<std::string>() == name) {
-          info.layouts |= bit;
-          known = true;
-        }
-      }
-      if (!known) throw bad("unknown layout " + brief(l));
-    }
-    if (!h.contains("modes") || !h["modes"].is_array()) throw bad("\"modes\" must be a list");
-    for (const auto& m : h["modes"]) {
-      bool known = false;
-      for (std::size_t i = 0; i < k_mode_names.size(); ++i) {
-        if (m.is_string() && m.get<std::string>() == k_mode_names[i]) {
-          info.modes[i] = true;
-          known = true;
-        }
-      }
-      if (!known) throw bad("unknown mode " + brief(m));
-    }
-    if (h.contains("operations")) {
-      if (!h["operations"].is_array()) throw bad("\"operations\" must be a list");
-      for (const auto& o : h["operations"]) {
-        if (o == "syncbn_merge") {
-          info.syncbn_merge = true;
-        } else if (o == "fold") {
-          info.fold = true;
-        } else {
-          throw bad("unknown operation " + brief(o) + " (known: syncbn_merge, fold)");
-        }
+    if (!h[key].is_string()) throw bad(std::string("\"") + key + "\" must be a string");
+    return h[key].get<std::string>();
+  };
+  auto flag = [&](const char* key) {
+    if (!h.contains(key)) return false;
+    if (!h[key].is_boolean()) throw bad(std::string("\"") + key + "\" must be true or false");
+    return h[key].get<bool>();
+  };
+  kernel_info info;
+  info.name = str("name", true);
+  if (info.name.empty()) throw bad("empty \"name\"");
+  info.version = str("kernel_version", false);
+  if (info.name.size() > k_max_name || info.version.size() > k_max_name) {
+    throw bad("\"name\" and \"kernel_version\" have at most 255 bytes");
+  }
+  info.convention = str("convention", true);
+  if (find_convention(info.convention) == nullptr) {
+    throw plugin_error("kernel '" + info.name + "' claims an unknown convention '" +
+                       info.convention + "' (see: bnoracle conventions)");
+  }
+  if (!h.contains("layouts") || !h["layouts"].is_array()) throw bad("\"layouts\" must be a list");
+  for (const auto& l : h["layouts"]) {
+    bool known = false;
+    for (const auto& [name, bit] : k_layout_names) {
+      if (l.is_string() && l.get<std::string>() == name) {
+        info.layouts |= bit;
+        known = true;
       }
     }
-    info.updates_running = flag("updates_running");
-    info.supports_cumulative = flag("supports_cumulative");
-    const std::string saves = h.contains("saves") ? str("saves", true) : "none";
-    if (saves == "none") {
-      info.saves = BNK_SAVES_NONE;
-    } else if (saves == "mean_invstd") {
-      info.saves = BNK_SAVES_MEAN_INVSTD;
-    } else if (saves == "mean_var") {
-      info.saves = BNK_SAVES_MEAN_VAR;
-    } else {
-      throw bad("\"saves\" must be \"none\", \"mean_invstd\" or \"mean_var\"");
+    if (!known) throw bad("unknown layout " + brief(l));
+  }
+  if (!h.contains("modes") || !h["modes"].is_array()) throw bad("\"modes\" must be a list");
+  for (const auto& m : h["modes"]) {
+    bool known = false;
+    for (std::size_t i = 0; i < k_mode_names.size(); ++i) {
+      if (m.is_string() && m.get<std::string>() == k_mode_names[i]) {
+        info.modes[i] = true;
+        known = true;
+      }
     }
-    return info;
+    if (!known) throw bad("unknown mode " + brief(m));
+  }
+  if (h.contains("operations")) {
+    if (!h["operations"].is_array()) throw bad("\"operations\" must be a list");
+    for (const auto& o : h["operations"]) {
+      if (o == "syncbn_merge") {
+        info.syncbn_merge = true;
+      } else if (o == "fold") {
+        info.fold = true;
+      } else {
+        throw bad("unknown operation " + brief(o) + " (known: syncbn_merge, fold)");
+      }
+    }
+  }
+  info.updates_running = flag("updates_running");
+  info.supports_cumulative = flag("supports_cumulative");
+  const std::string saves = h.contains("saves") ? str("saves", true) : "none";
+  if (saves == "none") {
+    info.saves = BNK_SAVES_NONE;
+  } else if (saves == "mean_invstd") {
+    info.saves = BNK_SAVES_MEAN_INVSTD;
+  } else if (saves == "mean_var") {
+    info.saves = BNK_SAVES_MEAN_VAR;
+  } else {
+    throw bad("\"saves\" must be \"none\", \"mean_invstd\" or \"mean_var\"");
+  }
+  return info;
 }
 
 response parse_response(const std::string& line, std::int64_t id) {
@@ -169,11 +169,10 @@ response parse_response(const std::string& line, std::int64_t id) {
                          true};
   }
   if (!r.contains("id") || !r["id"].is_number_integer() || r["id"].get<std::int64_t>() != id) {
-    throw protocol_error{"the response answers id " +
-                             (r.contains("id") ? brief(r["id"]) : std::string("(none)")) +
-                             ", expected " + std::to_string(id) +
-                             " (out of step; the kernel process was restarted)",
-                         true};
+    throw protocol_error{
+        "the response answers id " + (r.contains("id") ? brief(r["id"]) : std::string("(none)")) +
+            ", expected " + std::to_string(id) + " (out of step; the kernel process was restarted)",
+        true};
   }
   if (!r.contains("status") || !r["status"].is_string()) {
     throw protocol_error{"the response has no \"status\" string", false};

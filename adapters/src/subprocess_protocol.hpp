@@ -18,8 +18,8 @@ namespace bnoracle::protocol {
 
 using json = nlohmann::json;
 
-inline constexpr std::array<const char*, 4> k_mode_names{
-    "forward_training", "forward_inference", "backward_training", "backward_inference"};
+inline constexpr std::array<const char*, 4> k_mode_names{"forward_training", "forward_inference",
+                                                         "backward_training", "backward_inference"};
 inline constexpr std::array<std::pair<const char*, std::uint32_t>, 7> k_layout_names{{
     {"nc", BNK_LAYOUT_NC},
     {"ncl", BNK_LAYOUT_NCL},

@@ -278,9 +278,8 @@ void check_evidence(const registration& reg) {
   std::string why;
   for (const auto& u : s.unjudged) why += "\n  no evidence: " + u;
   if (!why.empty()) {
-    ADD_FAILURE_AT(reg.file, reg.line)
-        << "NOTHING JUDGED: the catalog tests of " << reg.suite << " passed without evidence"
-        << why;
+    ADD_FAILURE_AT(reg.file, reg.line) << "NOTHING JUDGED: the catalog tests of " << reg.suite
+                                       << " passed without evidence" << why;
   }
 }
 

@@ -22,18 +22,18 @@
 #error "build with -DBNORACLE_HOSTILE=<number>"
 #endif
 
-#define HOSTILE_CTOR_CRASH 0       // the library's constructor dereferences a null pointer
-#define HOSTILE_CTOR_EXIT0 1       // the library's constructor calls exit(0)
-#define HOSTILE_CTOR_HANG 2        // the library's constructor never returns
-#define HOSTILE_ENTRY_CRASH 3      // bnoracle_kernel_v1() crashes
-#define HOSTILE_NAME_UNMAPPED 4    // the table's name points at an unmapped page
-#define HOSTILE_ALL_NULL 5         // every entry point is NULL
-#define HOSTILE_NO_LAYOUTS 6       // the table supports no layout
-#define HOSTILE_ORPHAN 7           // each call leaves a process behind (setsid, sleeps)
-#define HOSTILE_BAD_UTF8 8         // name, version and message hold invalid UTF-8
-#define HOSTILE_MESSAGE_OVERRUN 9  // writes 64 KiB into the 1 KiB message buffer
-#define HOSTILE_FLOOD 10           // writes 32 MiB to stdout in every call, then answers
-#define HOSTILE_ENTRY_EXIT0 11     // bnoracle_kernel_v1() calls exit(0)
+#define HOSTILE_CTOR_CRASH 0         // the library's constructor dereferences a null pointer
+#define HOSTILE_CTOR_EXIT0 1         // the library's constructor calls exit(0)
+#define HOSTILE_CTOR_HANG 2          // the library's constructor never returns
+#define HOSTILE_ENTRY_CRASH 3        // bnoracle_kernel_v1() crashes
+#define HOSTILE_NAME_UNMAPPED 4      // the table's name points at an unmapped page
+#define HOSTILE_ALL_NULL 5           // every entry point is NULL
+#define HOSTILE_NO_LAYOUTS 6         // the table supports no layout
+#define HOSTILE_ORPHAN 7             // each call leaves a process behind (setsid, sleeps)
+#define HOSTILE_BAD_UTF8 8           // name, version and message hold invalid UTF-8
+#define HOSTILE_MESSAGE_OVERRUN 9    // writes 64 KiB into the 1 KiB message buffer
+#define HOSTILE_FLOOD 10             // writes 32 MiB to stdout in every call, then answers
+#define HOSTILE_ENTRY_EXIT0 11       // bnoracle_kernel_v1() calls exit(0)
 #define HOSTILE_UNSUPPORTED_MODE 12  // declares forward training, answers unsupported to all
 
 namespace {
@@ -75,7 +75,8 @@ __attribute__((constructor)) void on_load() {
     sleep(60);
     _exit(0);
   }
-  if (const char* file = std::getenv("BNORACLE_ORPHAN_PID_FILE")) {  // NOLINT(concurrency-mt-unsafe)
+  if (const char* file =
+          std::getenv("BNORACLE_ORPHAN_PID_FILE")) {  // NOLINT(concurrency-mt-unsafe)
     if (FILE* f = std::fopen(file, "a")) {
       std::fprintf(f, "%d\n", static_cast<int>(pid));
       std::fclose(f);
@@ -84,7 +85,7 @@ __attribute__((constructor)) void on_load() {
 }
 
 [[maybe_unused]] int forward_inference(const bnk_problem* p, const bnk_buffers* b, char* message,
-                      std::size_t message_size) {
+                                       std::size_t message_size) {
 #if BNORACLE_HOSTILE == HOSTILE_MESSAGE_OVERRUN
   // Ignores message_size: 64 KiB of text into a 1 KiB buffer.
   for (std::size_t i = 0; i < 65536; ++i) message[i] = 'x';

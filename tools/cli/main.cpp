@@ -72,7 +72,8 @@ constexpr int k_exit_internal = 4;
 constexpr double k_min_timeout_seconds = 0.01;
 constexpr double k_max_timeout_seconds = 86400;
 
-// ---- the process ---------------------------------------------------------------------------------
+// ---- the process
+// ---------------------------------------------------------------------------------
 
 pid_t g_main_pid = 0;
 std::atomic<bool> g_finishing{false};
@@ -132,10 +133,12 @@ void install_fatal_signal_message() {
     BNORACLE_LEAK_CHECK();
     std::_Exit(code);
   }
-  std::exit(code);
+  // The run is over: no other thread of bnoracle's is left to race with exit().
+  std::exit(code);  // NOLINT(concurrency-mt-unsafe)
 }
 
-// ---- small commands ------------------------------------------------------------------------------
+// ---- small commands
+// ------------------------------------------------------------------------------
 
 std::string cell(const golden& g) {
   switch (g.cls) {
@@ -477,8 +480,7 @@ int run_check(const cli_args& a) {
       const std::string name = "property/" + std::string(p.name);
       if (!o.properties || !name_matches(name, o.filter)) continue;
       char line[256];
-      std::snprintf(line, sizeof line, "%-36s %s\n", name.c_str(),
-                    std::string(p.summary).c_str());
+      std::snprintf(line, sizeof line, "%-36s %s\n", name.c_str(), std::string(p.summary).c_str());
       text += line;
     }
     write_stdout(text);
@@ -499,12 +501,11 @@ int run_check(const cli_args& a) {
   const run_summary summary = run_conformance(*kernel, cases, o, progress);
   if (!a.output.empty() && a.report != "text") {
     // Keep a one-line verdict on the terminal when the report goes to a file.
-    std::fprintf(stderr, "%lld passed, %lld failed, %lld skipped, %lld mistrusted, %lld faults: %s\n",
-                 static_cast<long long>(summary.passed), static_cast<long long>(summary.failed),
-                 static_cast<long long>(summary.skipped),
-                 static_cast<long long>(summary.mistrusted),
-                 static_cast<long long>(summary.faults),
-                 std::string(to_string(summary.verdict())).c_str());
+    std::fprintf(
+        stderr, "%lld passed, %lld failed, %lld skipped, %lld mistrusted, %lld faults: %s\n",
+        static_cast<long long>(summary.passed), static_cast<long long>(summary.failed),
+        static_cast<long long>(summary.skipped), static_cast<long long>(summary.mistrusted),
+        static_cast<long long>(summary.faults), std::string(to_string(summary.verdict())).c_str());
   }
   return deliver_report("check", render(summary, a), a, summary, summary.exit_code());
 }
@@ -563,7 +564,8 @@ int run_verify(const cli_args& a) {
   return deliver_report("verify", render(summary, a), a, summary, summary.exit_code());
 }
 
-// ---- parsing -------------------------------------------------------------------------------------
+// ---- parsing
+// -------------------------------------------------------------------------------------
 
 constexpr const char* k_footer =
     "exit codes: 0 success/conformant, 1 not conformant, 2 usage, input or environment error,\n"
@@ -621,9 +623,10 @@ std::string suggestion(const CLI::App& sub, const std::vector<std::string>& args
 
 int run_cli(int argc, char** argv) {
   cli_args a;
-  CLI::App app{"bnoracle: the exact reference and conformance oracle for batch-normalization "
-               "kernels",
-               "bnoracle"};
+  CLI::App app{
+      "bnoracle: the exact reference and conformance oracle for batch-normalization "
+      "kernels",
+      "bnoracle"};
   app.footer(k_footer);
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("bnoracle ") + BNORACLE_VERSION);
@@ -632,8 +635,9 @@ int run_cli(int argc, char** argv) {
       "check", "conformance check of a kernel: the case catalog, then the property suite");
   add_kernel_options(*check, a);
   add_level_option(*check, a, "the accuracy level the gate requires");
-  add_convention_option(*check, a, "judge running statistics under NAME instead of the "
-                                   "kernel's claim");
+  add_convention_option(*check, a,
+                        "judge running statistics under NAME instead of the "
+                        "kernel's claim");
   add_report_options(*check, a);
   add_filter_option(*check, a);
   add_seed_option(*check, a);
@@ -645,14 +649,12 @@ int run_cli(int argc, char** argv) {
                   "run the property suite only (filter with property/NAME)");
   check->add_flag("--list", a.list, "list the cases and properties and exit");
 
-  CLI::App* identify_cmd = app.add_subcommand(
-      "identify", "infer the running-statistics convention a kernel follows");
+  CLI::App* identify_cmd =
+      app.add_subcommand("identify", "infer the running-statistics convention a kernel follows");
   add_kernel_options(*identify_cmd, a);
 
   CLI::App* export_cmd = app.add_subcommand("export", "write golden fixtures");
-  export_cmd->add_option("--out", a.out, "the folder to write into")
-      ->required()
-      ->type_name("DIR");
+  export_cmd->add_option("--out", a.out, "the folder to write into")->required()->type_name("DIR");
   export_cmd->add_option("--catalog", a.catalog, "which catalog")
       ->check(CLI::IsMember({"corpus", "check"}))
       ->capture_default_str();
@@ -662,8 +664,9 @@ int run_cli(int argc, char** argv) {
                        "replace files in DIR that bnoracle did not write (refused otherwise)");
 
   CLI::App* results_cmd = app.add_subcommand(
-      "results", "run a kernel on fixtures and write its results (the running statistics of "
-                 "fixtures of another convention are omitted)");
+      "results",
+      "run a kernel on fixtures and write its results (the running statistics of "
+      "fixtures of another convention are omitted)");
   add_kernel_options(*results_cmd, a);
   results_cmd->add_option("--fixtures", a.fixtures, "the fixture folder")
       ->required()
@@ -687,8 +690,8 @@ int run_cli(int argc, char** argv) {
   add_report_options(*verify_cmd, a);
   add_filter_option(*verify_cmd, a);
 
-  CLI::App* example_cmd = app.add_subcommand(
-      "example", "exact reference results for a worked example, all modes");
+  CLI::App* example_cmd =
+      app.add_subcommand("example", "exact reference results for a worked example, all modes");
   example_cmd->add_option("--convention", a.example_convention, "the convention")
       ->check(CLI::IsMember(convention_names()))
       ->capture_default_str()
@@ -731,8 +734,8 @@ int run_cli(int argc, char** argv) {
     }
     const std::string where = sub == nullptr ? "bnoracle" : "bnoracle " + sub->get_name();
     std::cerr << where << ": " << valid_utf8(e.what())
-              << (sub == nullptr ? std::string() : valid_utf8(suggestion(*sub, args)))
-              << "\nRun '" << where << " --help' for the options.\n";
+              << (sub == nullptr ? std::string() : valid_utf8(suggestion(*sub, args))) << "\nRun '"
+              << where << " --help' for the options.\n";
     return k_exit_usage;
   }
 

@@ -80,8 +80,7 @@ void write_file(const fs::path& path, const std::string& text, bool create_paren
 void write_stdout(const std::string& text) {
   std::fflush(stdout);
   if (const int err = write_all(STDOUT_FILENO, text); err != 0) {
-    throw environment_error(std::string("cannot write to standard output: ") +
-                            std::strerror(err));
+    throw environment_error(std::string("cannot write to standard output: ") + std::strerror(err));
   }
 }
 
@@ -120,9 +119,8 @@ std::vector<std::string> overwrite_conflicts(const fs::path& folder,
 }
 
 std::string conflict_message(const std::vector<std::string>& conflicts, const fs::path& folder) {
-  std::string m = std::to_string(conflicts.size()) + " file" +
-                  (conflicts.size() == 1 ? "" : "s") + " in '" + folder.string() +
-                  "' would be replaced but bnoracle did not write " +
+  std::string m = std::to_string(conflicts.size()) + " file" + (conflicts.size() == 1 ? "" : "s") +
+                  " in '" + folder.string() + "' would be replaced but bnoracle did not write " +
                   (conflicts.size() == 1 ? "it" : "them") + ": ";
   for (std::size_t i = 0; i < conflicts.size() && i < 5; ++i) {
     m += (i == 0 ? "" : ", ") + conflicts[i];

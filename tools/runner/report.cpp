@@ -190,9 +190,9 @@ void write_json(std::ostream& os, const run_summary& s) {
                   {"properties", s.options.properties},
                   {"property_cases", s.options.property_cases},
                   {"filter", s.options.filter}};
-  j["summary"] = {{"passed", s.passed},        {"failed", s.failed},
-                  {"skipped", s.skipped},      {"mistrusted", s.mistrusted},
-                  {"faults", s.faults},        {"best_level", level_name(s.best)},
+  j["summary"] = {{"passed", s.passed},         {"failed", s.failed},
+                  {"skipped", s.skipped},       {"mistrusted", s.mistrusted},
+                  {"faults", s.faults},         {"best_level", level_name(s.best)},
                   {"exit_code", s.exit_code()}, {"verdict", to_string(s.verdict())},
                   {"unjudged", s.unjudged}};
   auto& cases = j["cases"] = nlohmann::json::array();
