@@ -20,7 +20,7 @@ foreach(needle
     "property momentum_convention"
     "counterexample (shrunk)"
     "[  FAILED  ] NothingJudged.evidence"
-    "NOTHING JUDGED: the catalog tests of NothingJudged passed without evidence")
+    "NOTHING JUDGED: the tests of NothingJudged passed without evidence")
   string(FIND "${all}" "${needle}" pos)
   if(pos EQUAL -1)
     message(FATAL_ERROR "expected '${needle}' in the output:\n${all}")

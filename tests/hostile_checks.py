@@ -75,6 +75,14 @@ class FailClosed(unittest.TestCase):
             self.assertEqual(rc, 5, attack + out + err)
             self.assertIn("verdict: NOTHING JUDGED", out)
 
+    def test_correct_refusals_alone_are_no_evidence(self):
+        # Declares forward training, refuses L = 1 correctly (a pass) and answers "unsupported"
+        # to everything else: it compared no value.
+        rc, out, err = run(["check", "--kernel", hostile("refuses_only")])
+        self.assertEqual(rc, 5, out + err)
+        self.assertIn("verdict: NOTHING JUDGED", out)
+        self.assertIn("passed without a compared value", out)
+
     def test_json_and_junit_reports_say_nothing_judged(self):
         rc, out, _ = run(["check", "--kernel", hostile("all_null"), "--report", "json"])
         self.assertEqual(rc, 5)
@@ -103,6 +111,21 @@ class FailClosed(unittest.TestCase):
         self.assertEqual(rc, 0, out + err)
 
 
+    def test_a_fault_recorded_by_results_comes_back_from_verify(self):
+        d = workdir("recorded_fault")
+        fixtures, results = os.path.join(d, "fixtures"), os.path.join(d, "results")
+        self.assertEqual(run(["export", "--out", fixtures, "--filter", "layout/nc_6x3"])[0], 0)
+        rc, _, err = run(["results", "--kernel", os.path.join(FAULTY, "faulty_null_deref.so"),
+                          "--fixtures", fixtures, "--out", results])
+        self.assertEqual(rc, 0, err)
+        with open(os.path.join(results, "layout", "nc_6x3", "forward_inference.json")) as f:
+            recorded = json.load(f)
+        self.assertEqual((recorded["status"], recorded["fault"]), ("failed", True))
+        rc, out, err = run(["verify", "--fixtures", fixtures, "--results", results])
+        self.assertEqual(rc, 3, out + err)
+        self.assertIn("verdict: KERNEL FAULT", out)
+
+
 class PluginLoading(unittest.TestCase):
     """A library that misbehaves while loading is reported, not obeyed."""
 
@@ -119,6 +142,14 @@ class PluginLoading(unittest.TestCase):
             self.assertIn(words, err, attack)
             self.assertIn("the library was not loaded", err, attack)
             self.assertLess(time.monotonic() - start, 30, attack)
+
+    def test_destructors_cannot_change_the_verdict(self):
+        # The library's destructor calls _exit(0): it must not run after the verdict (1).
+        for isolation in ([], ["--no-isolation"]):
+            rc, out, err = run(["check", "--kernel", hostile("dtor_exit0"), "--filter",
+                                "exact/two_values", "--no-properties"] + isolation)
+            self.assertEqual(rc, 1, isolation + [out, err])
+            self.assertIn("verdict: NOT CONFORMANT", out)
 
     def test_a_crash_in_process_names_the_signal(self):
         # --no-isolation loads without the probe: the crash ends bnoracle, but not silently.
@@ -277,6 +308,36 @@ class Files(unittest.TestCase):
         with open(path) as f:
             self.assertEqual(json.load(f)["summary"]["verdict"], "CONFORMANT")
         self.assertEqual(os.listdir(d), ["report.json"])
+
+    def test_a_report_through_a_link_reaches_its_target(self):
+        d = workdir("report_link")
+        args = ["check", "--kernel", kernel("welford"), "--filter", "exact/basic",
+                "--no-properties", "--report", "json", "--output"]
+        real, link = os.path.join(d, "real.json"), os.path.join(d, "link.json")
+        with open(real, "w") as f:
+            f.write("previous report\n")
+        os.symlink("real.json", link)
+        self.assertEqual(run(args + [link])[0], 0)
+        self.assertTrue(os.path.islink(link), "the link was replaced")
+        with open(real) as f:
+            self.assertEqual(json.load(f)["summary"]["verdict"], "CONFORMANT")
+        # /dev/stdout is the caller's standard output, written in place.
+        redirected = os.path.join(d, "redirected.json")
+        with open(redirected, "w") as f:
+            p = subprocess.run([BNORACLE] + args + ["/dev/stdout"], stdout=f,
+                               stderr=subprocess.PIPE, timeout=QUICK)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(redirected) as f:
+            self.assertEqual(json.load(f)["summary"]["verdict"], "CONFORMANT")
+
+    def test_a_file_where_an_export_needs_a_folder_stops_it_before_writing(self):
+        d = workdir("export_folder")
+        with open(os.path.join(d, "layout"), "w") as f:
+            f.write("not a folder\n")
+        rc, _, err = run(["export", "--out", d])
+        self.assertEqual(rc, 2, err)
+        self.assertIn("a file where a folder is needed", err)
+        self.assertEqual(sorted(os.listdir(d)), ["layout"], "nothing was written")
 
     def test_a_symlink_loop_is_an_input_error(self):
         d = workdir("loop")

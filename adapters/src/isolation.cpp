@@ -873,21 +873,37 @@ void unregister_owned_child(pid_t pid) {
   owned_children().erase(pid);
 }
 
-std::size_t end_stray_processes() {
+namespace {
+
+bool is_subreaper() {
   int subreaper = 0;
-  if (prctl(PR_GET_CHILD_SUBREAPER, &subreaper) != 0 || subreaper == 0) return 0;
+  return prctl(PR_GET_CHILD_SUBREAPER, &subreaper) == 0 && subreaper != 0;
+}
+
+}  // namespace
+
+std::vector<pid_t> children_if_subreaper() {
+  return is_subreaper() ? list_children() : std::vector<pid_t>{};
+}
+
+std::size_t end_stray_processes(const std::vector<pid_t>& keep) {
+  if (!is_subreaper()) return 0;
+  constexpr int k_rounds = 1000;
   std::size_t ended = 0;
   // Killing a stray process may orphan its own children, which are then reparented here too:
-  // repeat until no stray child is left (bounded, in case something keeps forking).
-  for (int round = 0; round < 64; ++round) {
+  // repeat until no stray child is left.
+  for (int round = 0; round < k_rounds; ++round) {
     std::vector<pid_t> stray;
     {
       const std::lock_guard lock(g_owned_mutex);
       for (const pid_t p : list_children()) {
-        if (owned_children().count(p) == 0) stray.push_back(p);
+        if (owned_children().count(p) == 0 &&
+            std::find(keep.begin(), keep.end(), p) == keep.end()) {
+          stray.push_back(p);
+        }
       }
     }
-    if (stray.empty()) break;
+    if (stray.empty()) return ended;
     for (const pid_t p : stray) kill(p, SIGKILL);
     for (const pid_t p : stray) {
       int status = 0;
@@ -896,7 +912,24 @@ std::size_t end_stray_processes() {
       ++ended;
     }
   }
+  static const char message[] =
+      "bnoracle: processes a kernel left behind kept starting new ones; gave up killing them\n";
+  (void)!write(STDERR_FILENO, message, sizeof message - 1);
   return ended;
+}
+
+void reap_exited_strays() {
+  if (!is_subreaper()) return;
+  for (int i = 0; i < 10000; ++i) {
+    siginfo_t info{};
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
+    {
+      const std::lock_guard lock(g_owned_mutex);
+      if (owned_children().count(info.si_pid) != 0) return;  // its owner reaps it
+    }
+    int status = 0;
+    waitpid(info.si_pid, &status, 0);
+  }
 }
 
 std::string signal_name(int sig) {
@@ -915,6 +948,8 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
   std::cerr.flush();
   std::clog.flush();
   std::fflush(nullptr);
+  // Children that exist before the call (a helper a plugin started when loaded) are not its.
+  const std::vector<pid_t> before = children_if_subreaper();
   std::array<int, 2> out{-1, -1};
   if (pipe2(out.data(), O_CLOEXEC) != 0) throw_errno("run_isolated: pipe");
   const pid_t parent = getpid();
@@ -947,7 +982,7 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
     // A child that ended on its own just before the kill keeps its own outcome.
     timed_out = WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL;
   }
-  end_stray_processes();
+  end_stray_processes(before);
   output.read_available();
   output.close_pipe();
   run_result res;

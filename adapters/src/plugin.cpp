@@ -273,7 +273,10 @@ std::unique_ptr<bn_kernel> load_plugin(const std::string& path, const load_optio
   // A path without a slash would make dlopen search the library path: insist on a file.
   const std::string file = path.find('/') == std::string::npos ? "./" + path : path;
   if (options.probe) probe_library(file, path, options.timeout);
-  void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // RTLD_NODELETE: dlclose never unloads the library, so its destructors and atexit handlers do
+  // not run in this process after its last call (where a crash or an exit() could change the
+  // verdict's exit code); the CLI ends with _Exit once a plugin was loaded.
+  void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (handle == nullptr) {
     const char* err = dlerror();
     throw plugin_error("cannot load kernel library '" + path +

@@ -105,7 +105,10 @@ class subprocess_kernel final : public bn_kernel {
   // the exchange left it out of step).
   template <class Exchange>
   bnk_status guarded(std::string& message, Exchange exchange) {
-    if (pid_ > 0 && getpid() == owner_) (void)alive();  // reaps a process that died meanwhile
+    if (pid_ > 0 && getpid() == owner_) {
+      (void)alive();          // reaps a process that died meanwhile
+      reap_exited_strays();  // and processes it left behind that have ended since
+    }
     if (pid_ <= 0) {
       if (getpid() != owner_) {
         message =
@@ -221,31 +224,42 @@ class subprocess_kernel final : public bn_kernel {
     if (getpid() != owner_) return;  // a forked child does not own the process
     close(to_);
     to_ = -1;
-    int status = 0;
-    bool reaped = false;
+    bool exited = false;
     if (polite) {
       const auto deadline = clock_type::now() + std::chrono::seconds(1);
-      while (clock_type::now() < deadline) {
+      while (clock_type::now() < deadline && !exited) {
         forward_stderr();
-        if (waitpid(pid_, &status, WNOHANG) == pid_) {
-          reaped = true;
-          break;
-        }
-        usleep(2000);
+        exited = has_exited();
+        if (!exited) usleep(2000);
       }
     }
-    kill(-pid_, SIGKILL);
-    if (!reaped) {
-      kill(pid_, SIGKILL);
-      while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
+    (void)end_and_reap(!exited);
     forget_process();
   }
 
-  // After the process ended and was reaped: its group and stray processes go, descriptors close.
-  void forget_process() {
+  // Whether the process has ended, without reaping it: its group id cannot be reused while it
+  // is an unreaped zombie, so killing the group afterwards is safe.
+  [[nodiscard]] bool has_exited() const {
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      return errno == ECHILD;  // not our child any more: gone
+    }
+    return info.si_pid == pid_;
+  }
+
+  // Kills the process group (the processes the kernel started with it), and the process itself
+  // when `kill_leader`, then reaps the process; returns its wait status.
+  int end_and_reap(bool kill_leader) {
     kill(-pid_, SIGKILL);
+    if (kill_leader) kill(pid_, SIGKILL);
+    int status = 0;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+  }
+
+  // After the process ended and was reaped: stray processes go, descriptors close.
+  void forget_process() {
     unregister_owned_child(pid_);
     end_stray_processes();
     forward_stderr();
@@ -258,10 +272,8 @@ class subprocess_kernel final : public bn_kernel {
 
   // Whether the process still runs; reaps it (and records why it ended) when it does not.
   bool alive() {
-    int status = 0;
-    const pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == 0) return true;
-    exit_description_ = r == pid_ ? describe_status(status) : "is gone";
+    if (!has_exited()) return true;
+    exit_description_ = describe_status(end_and_reap(false));
     forget_process();
     return false;
   }
@@ -366,9 +378,7 @@ class subprocess_kernel final : public bn_kernel {
         if (p[2].revents != 0) {
           // The process ended, yet its stdout is neither readable nor closed: a process it
           // started holds the pipe.
-          int status = 0;
-          waitpid(pid_, &status, 0);
-          const std::string how = describe_status(status);
+          const std::string how = describe_status(end_and_reap(false));
           forget_process();
           throw protocol_error{"the kernel process " + how + " before sending its " + what +
                                    ", but a process it started kept its stdout open; that process "

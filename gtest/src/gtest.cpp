@@ -42,7 +42,8 @@ struct registration {
   const char* file = "";  // where failures are reported (the user's macro)
   int line = 0;
   std::shared_ptr<evidence_log> evidence = std::make_shared<evidence_log>();
-  std::vector<case_spec> cases;  // the catalog cases registered as tests
+  std::vector<case_spec> cases;        // the catalog cases registered as tests
+  std::vector<std::string> properties;  // the properties registered as tests
 };
 
 // The one fixture class of every registered test (GoogleTest requires a single fixture class per
@@ -243,6 +244,18 @@ void run_property(const registration& reg, const std::string& name) {
   po.kernel_path = reg.options.kernel_path;
   const property_result r = check_property(name, *kernel, po);
   record("bnoracle_property_cases", std::to_string(r.cases));
+  {
+    case_result logged;
+    logged.case_name = "property/" + r.name;
+    logged.op = "property";
+    logged.result = r.verdict == property_verdict::pass   ? verdict::pass
+                    : r.verdict == property_verdict::skip ? verdict::skip
+                                                          : verdict::fail;
+    logged.evidence = r.verdict == property_verdict::pass;
+    const std::lock_guard lock(reg.evidence->mutex);
+    reg.evidence->kernel = kernel->info();
+    reg.evidence->results.push_back(std::move(logged));
+  }
   switch (r.verdict) {
     case property_verdict::pass:
       return;
@@ -258,11 +271,14 @@ void run_property(const registration& reg, const std::string& name) {
   }
 }
 
-// <suite>.evidence, registered after the catalog tests: fails when the catalog judged nothing,
-// or nothing of an operation the kernel declares — a kernel that skips everything must not pass.
-// It reads what the catalog tests judged in this process; when none ran before it (a runner that
-// starts a process per test, a filter, shuffling) it runs the registered cases itself.
+// <suite>.evidence, registered after the other tests: fails when they judged nothing, or (catalog
+// cases) nothing of an operation the kernel declares — a kernel that skips everything must not
+// pass. It reads what the tests of the suite judged earlier in the same process; when none ran
+// before it (a runner that starts a process per test, a filter, shuffling) it runs the
+// registered catalog cases itself, or, for a suite of properties only, each registered property
+// on a few generated cases.
 void check_evidence(const registration& reg) {
+  constexpr int k_evidence_property_cases = 5;
   run_summary s;
   {
     const std::lock_guard lock(reg.evidence->mutex);
@@ -272,14 +288,32 @@ void check_evidence(const registration& reg) {
   if (s.results.empty()) {
     const std::unique_ptr<bn_kernel> kernel = make_kernel(reg);
     if (!kernel) return;
-    s = run_catalog(*kernel, reg.cases, catalog_options(reg), {});
+    if (!reg.cases.empty()) {
+      s = run_catalog(*kernel, reg.cases, catalog_options(reg), {});
+    } else {
+      s.kernel = kernel->info();
+      property_options po;
+      po.level = reg.options.level;
+      po.cases = std::min(reg.options.property_cases, k_evidence_property_cases);
+      po.seed = reg.seed;
+      po.call = {reg.options.isolate, reg.options.timeout};
+      po.convention = reg.options.convention;
+      for (const std::string& name : reg.properties) {
+        const property_result p = check_property(name, *kernel, po);
+        case_result r;
+        r.op = "property";
+        r.result = p.verdict == property_verdict::pass ? verdict::pass : verdict::skip;
+        r.evidence = p.verdict == property_verdict::pass;
+        s.results.push_back(std::move(r));
+      }
+    }
   }
   tally(s);
   std::string why;
   for (const auto& u : s.unjudged) why += "\n  no evidence: " + u;
   if (!why.empty()) {
-    ADD_FAILURE_AT(reg.file, reg.line) << "NOTHING JUDGED: the catalog tests of " << reg.suite
-                                       << " passed without evidence" << why;
+    ADD_FAILURE_AT(reg.file, reg.line)
+        << "NOTHING JUDGED: the tests of " << reg.suite << " passed without evidence" << why;
   }
 }
 
@@ -391,17 +425,18 @@ void register_conformance_tests(const std::string& suite, kernel_factory factory
         ++registered;
       }
     }
-    if (registered > 0) {
-      register_one(*reg, unique("evidence"), guarded(reg, [reg] { check_evidence(*reg); }));
-    }
     if (options.properties) {
       for (const property_info& p : property_list()) {
         const std::string name(p.name);
         if (!name_matches("property/" + name, options.filter)) continue;
         register_one(*reg, unique("property_" + gtest_name(name)),
                      guarded(reg, [reg, name] { run_property(*reg, name); }));
+        reg->properties.push_back(name);
         ++registered;
       }
+    }
+    if (registered > 0) {
+      register_one(*reg, unique("evidence"), guarded(reg, [reg] { check_evidence(*reg); }));
     }
     if (registered == 0) {
       throw std::invalid_argument("the filter '" + options.filter +

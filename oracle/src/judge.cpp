@@ -90,6 +90,7 @@ output_result judge_output(const std::string& shown, const std::string& golden_n
         bound_at_level = bound;
       }
     }
+    if (std::isfinite(bound_at_level)) ++r.judged;
     // Low signal: the bound swamps the value itself, so agreement says little.
     const double exact_mag = std::fabs(static_cast<double>(g.value) + g.residual * ulp);
     if (g.cls == golden_class::finite && exact_mag <= bound_at_level) ++r.low_signal;

@@ -35,6 +35,8 @@
 #define HOSTILE_FLOOD 10             // writes 32 MiB to stdout in every call, then answers
 #define HOSTILE_ENTRY_EXIT0 11       // bnoracle_kernel_v1() calls exit(0)
 #define HOSTILE_UNSUPPORTED_MODE 12  // declares forward training, answers unsupported to all
+#define HOSTILE_DTOR_EXIT0 13        // fails every call; its destructor calls _exit(0)
+#define HOSTILE_REFUSES_ONLY 14      // forward training: refuses L = 1, unsupported otherwise
 
 namespace {
 
@@ -62,6 +64,11 @@ __attribute__((constructor)) void on_load() {
 #elif BNORACLE_HOSTILE == HOSTILE_CTOR_HANG
 __attribute__((constructor)) void on_load() {
   hang();
+}
+#elif BNORACLE_HOSTILE == HOSTILE_DTOR_EXIT0
+// Run when the library is unloaded or the process exits: it would turn any verdict into exit 0.
+__attribute__((destructor)) void on_unload() {
+  _exit(0);
 }
 #endif
 
@@ -107,6 +114,10 @@ __attribute__((constructor)) void on_load() {
     std::snprintf(message, message_size, "only dense NC is supported");
     return BNK_UNSUPPORTED;
   }
+#if BNORACLE_HOSTILE == HOSTILE_DTOR_EXIT0
+  std::snprintf(message, message_size, "this kernel fails every call");
+  return BNK_FAILED;
+#endif
 #if BNORACLE_HOSTILE == HOSTILE_BAD_UTF8
   std::snprintf(message, message_size, "bad bytes \xff\xfe, a cut \xe2\x82 and a lone \x80 here");
   return BNK_FAILED;
@@ -127,13 +138,25 @@ __attribute__((constructor)) void on_load() {
   return BNK_OK;
 }
 
-[[maybe_unused]] int forward_training(const bnk_problem* /*p*/, const bnk_buffers* /*b*/,
+[[maybe_unused]] int forward_training(const bnk_problem* p, const bnk_buffers* /*b*/,
                                       char* message, std::size_t message_size) {
+#if BNORACLE_HOSTILE == HOSTILE_REFUSES_ONLY
+  // A validation that works in front of a dispatch that does not: the one correct answer it
+  // gives is a refusal, which compares no value.
+  std::int64_t per_channel = p->shape.dims[0];
+  for (int d = 2; d < p->shape.rank; ++d) per_channel *= p->shape.dims[d];
+  if (per_channel == 1) {
+    std::snprintf(message, message_size, "expected more than 1 value per channel when training");
+    return BNK_REFUSED;
+  }
+#else
+  (void)p;
+#endif
   std::snprintf(message, message_size, "not today");
   return BNK_UNSUPPORTED;
 }
 
-#if BNORACLE_HOSTILE == HOSTILE_UNSUPPORTED_MODE
+#if BNORACLE_HOSTILE == HOSTILE_UNSUPPORTED_MODE || BNORACLE_HOSTILE == HOSTILE_REFUSES_ONLY
 constexpr bnk_entry k_forward_training = forward_training;
 #else
 constexpr bnk_entry k_forward_training = nullptr;
@@ -153,7 +176,7 @@ constexpr std::uint32_t k_layouts = 0;
 constexpr std::uint32_t k_layouts = BNK_LAYOUT_NC;
 #endif
 
-#if BNORACLE_HOSTILE == HOSTILE_ALL_NULL
+#if BNORACLE_HOSTILE == HOSTILE_ALL_NULL || BNORACLE_HOSTILE == HOSTILE_REFUSES_ONLY
 constexpr bnk_entry k_forward_inference = nullptr;
 #else
 constexpr bnk_entry k_forward_inference = forward_inference;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <system_error>
 
 namespace bnoracle {
@@ -36,23 +37,62 @@ int write_all(int fd, const std::string& text) {
 
 }  // namespace
 
-void write_file(const fs::path& path, const std::string& text, bool create_parents) {
+namespace {
+
+// Writes `text` through `path` as it is: for devices, FIFOs, the descriptors of /proc/self/fd and
+// /dev/std*, and a link to nothing yet (created). Not atomic: there is nothing to rename over.
+void write_through(const fs::path& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0666);
+  if (fd < 0) fail(path, "open", errno);
+  struct stat st {};
+  // A regular file behind the path is replaced, not overwritten in place past the new end.
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::ftruncate(fd, 0) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail(path, "truncate", e);
+  }
+  const int err = write_all(fd, text);
+  const int close_err = ::close(fd) != 0 ? errno : 0;
+  if (err != 0) fail(path, "write", err);
+  if (close_err != 0 && close_err != EINTR) fail(path, "write", close_err);
+}
+
+// Whether `path` names a process's descriptors or a device (/dev/stdout, /proc/self/fd/1): the
+// user means that stream, written in place, whatever the link behind it points at.
+bool names_a_stream(const fs::path& path) {
+  const std::string p = path.lexically_normal().string();
+  return p.rfind("/dev/", 0) == 0 || p.rfind("/proc/", 0) == 0;
+}
+
+}  // namespace
+
+void write_file(const fs::path& given, const std::string& text, bool create_parents) {
   std::error_code ec;
-  if (create_parents && path.has_parent_path()) {
-    fs::create_directories(path.parent_path(), ec);
-    if (ec) fail(path.parent_path(), "create the folder", ec.value());
+  if (create_parents && given.has_parent_path()) {
+    fs::create_directories(given.parent_path(), ec);
+    if (ec) fail(given.parent_path(), "create the folder", ec.value());
+  }
+  if (names_a_stream(given)) {
+    write_through(given, text);
+    return;
+  }
+  // A symbolic link is followed: the file it points at is replaced, the link stays.
+  fs::path path = given;
+  struct stat lst {};
+  if (::lstat(given.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    const fs::path target = fs::canonical(given, ec);
+    if (ec) {
+      write_through(given, text);  // a link to nothing yet: open() creates its target
+      return;
+    }
+    path = target;
   }
   struct stat st {};
   const bool exists = ::stat(path.c_str(), &st) == 0;
   if (exists && S_ISDIR(st.st_mode)) fail(path, "write a file over the folder", EISDIR);
   if (exists && !S_ISREG(st.st_mode)) {
-    // A device, FIFO or socket: no temporary file can be renamed over it. Write it directly.
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) fail(path, "open", errno);
-    const int err = write_all(fd, text);
-    const int close_err = ::close(fd) != 0 ? errno : 0;
-    if (err != 0) fail(path, "write", err);
-    if (close_err != 0 && close_err != EINTR) fail(path, "write", close_err);
+    // A device, FIFO or socket: no temporary file can be renamed over it.
+    write_through(path, text);
     return;
   }
   const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
@@ -96,8 +136,17 @@ std::vector<std::string> overwrite_conflicts(const fs::path& folder,
   if (!fs::exists(fst)) return out;
   if (!fs::is_directory(fst)) fail(folder, "write into", ENOTDIR);
   const std::string signature = "{\n  \"schema\": \"" + schema + "\"";
+  std::set<fs::path> folders_seen;
   for (const auto& rel : relative_paths) {
     const fs::path p = folder / rel;
+    // A file where a folder of the export is needed would stop it half-way.
+    for (fs::path up = fs::path(rel).parent_path(); !up.empty(); up = up.parent_path()) {
+      if (!folders_seen.insert(up).second) break;
+      const fs::file_status s = fs::symlink_status(folder / up, ec);
+      if (!ec && fs::exists(s) && !fs::is_directory(fs::status(folder / up, ec))) {
+        out.push_back((folder / up).string() + " (a file where a folder is needed)");
+      }
+    }
     const fs::file_status s = fs::symlink_status(p, ec);
     if (ec || !fs::exists(s)) continue;
     if (!fs::is_regular_file(s)) {

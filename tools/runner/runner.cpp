@@ -330,6 +330,8 @@ void conclude(case_result& r, accuracy_level gate) {
     r.reason = "too little signal: most elements are smaller than their bound";
   } else {
     r.result = verdict::pass;
+    r.evidence = std::any_of(r.outputs.begin(), r.outputs.end(),
+                             [](const output_result& o) { return o.judged > 0; });
   }
 }
 
@@ -355,25 +357,28 @@ std::string operation_of(const case_result& r) {
 
 std::vector<std::string> missing_evidence(const run_summary& s) {
   std::vector<std::string> out;
-  if (s.passed == 0) {
+  const auto judged = [](const case_result& r) { return r.result == verdict::pass && r.evidence; };
+  if (std::none_of(s.results.begin(), s.results.end(), judged)) {
     out.push_back(s.results.empty()
                       ? "no case was run (check the filter)"
                       : "none of the " + std::to_string(s.results.size()) +
-                            " results was judged and passed (" + std::to_string(s.skipped) +
-                            " skipped, " + std::to_string(s.mistrusted) + " mistrusted)");
+                            " results compared a value and passed (" +
+                            std::to_string(s.skipped) + " skipped, " +
+                            std::to_string(s.mistrusted) + " mistrusted, " +
+                            std::to_string(s.passed) + " passed without a compared value)");
     return out;
   }
   for (const std::string& op : declared_operations(s.kernel)) {
     std::int64_t rows = 0;
-    std::int64_t passed = 0;
+    std::int64_t evidence = 0;
     for (const auto& r : s.results) {
       if (operation_of(r) != op) continue;
       ++rows;
-      if (r.result == verdict::pass) ++passed;
+      if (judged(r)) ++evidence;
     }
-    if (rows > 0 && passed == 0) {
+    if (rows > 0 && evidence == 0) {
       out.push_back(op + ", which the kernel declares: none of its " + std::to_string(rows) +
-                    " results was judged and passed");
+                    " results compared a value and passed");
     }
   }
   return out;
@@ -488,6 +493,7 @@ run_summary run_conformance(bn_kernel& kernel, const std::vector<case_spec>& cas
       switch (p.verdict) {
         case property_verdict::pass:
           r.result = verdict::pass;
+          r.evidence = true;
           r.best = options.level;
           r.reason = std::to_string(p.cases) + " generated cases";
           break;

@@ -41,6 +41,9 @@ struct case_result {
   std::string problem;  // describe(problem)
   std::string tier;
   verdict result = verdict::pass;
+  // A pass that compared at least one value against a finite bound (a property that held counts
+  // too). A correct refusal, or outputs with no such element, pass without being evidence.
+  bool evidence = false;
   std::optional<accuracy_level> best;  // strictest level passed (pass/mistrusted)
   std::string reason;                  // one sentence for fail/skip/fault
   std::vector<output_result> outputs;

@@ -355,6 +355,7 @@ output_result judge(const fixture& f, const fixture_output& e, const std::vector
         bound_at = bound;
       }
     }
+    if (std::isfinite(bound_at)) ++o.judged;
     if (cls == golden_class::finite && mp::abs(exact).convert_to<double>() <= bound_at)
       ++o.low_signal;
     worst(ratio_at, ulps, bound_at / ulp);

@@ -264,9 +264,15 @@ class guarded_message {
 };
 
 // Processes a kernel left behind. When this process is a child subreaper, kills and reaps every
-// child of it that is not registered as owned (repeating while killing orphans more of them) and
-// returns how many; otherwise does nothing and returns 0. run_isolated calls it after each call.
-std::size_t end_stray_processes();
+// child of it that is neither registered as owned nor listed in `keep` (repeating while killing
+// orphans more of them) and returns how many; otherwise does nothing and returns 0.
+// run_isolated calls it after each call, keeping the children that existed before the call.
+std::size_t end_stray_processes(const std::vector<pid_t>& keep = {});
+// The children of this process when it is a child subreaper (else none): what run_isolated keeps.
+[[nodiscard]] std::vector<pid_t> children_if_subreaper();
+// When this process is a child subreaper, reaps children that have ended and are not owned, so
+// that orphans of a long-lived kernel process do not pile up as zombies.
+void reap_exited_strays();
 // Children this process keeps on purpose (a subprocess kernel), which end_stray_processes spares.
 void register_owned_child(pid_t pid);
 void unregister_owned_child(pid_t pid);

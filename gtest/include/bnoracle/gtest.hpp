@@ -52,10 +52,10 @@ struct conformance_options {
 // `suite` (characters other than ASCII letters and digits become '_'; empty: BnoracleConformance):
 //   <suite>.<case name>            one per catalog case, e.g. exact_basic_nchw_4x3x5x5 for the
 //                                  case "exact/basic/nchw_4x3x5x5": every mode and step of it
-//   <suite>.evidence               after the catalog tests: fails when they judged nothing, or
-//                                  nothing of an operation the kernel declares (every call
-//                                  skipped is not a pass; docs/cli.md)
 //   <suite>.property_<name>        one per property, e.g. property_bias_invariance
+//   <suite>.evidence               last: fails when the tests judged nothing, or nothing of an
+//                                  operation the kernel declares (every call skipped is not a
+//                                  pass; docs/cli.md)
 // Call it before RUN_ALL_TESTS() (the macros below call it during static initialization).
 // It never throws: a configuration error (a malformed BNORACLE_SEED, an empty factory, a filter
 // that matches nothing, a suite name registered twice) registers a single failing test

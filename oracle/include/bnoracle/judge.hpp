@@ -19,6 +19,9 @@ namespace bnoracle {
 struct output_result {
   std::string name;                     // "dst", "save_mean", "running_var", ...
   std::int64_t count = 0;               // elements compared
+  // Elements whose value was measured against a finite bound at the requested level: what makes
+  // a passing output evidence (class rules alone, or bounds of +Inf, claim nothing).
+  std::int64_t judged = 0;
   bool passed[3] = {true, true, true};  // per accuracy level (strict, standard, lenient)
   double worst_ratio = 0;               // max |error|/bound at the requested level
   double max_ulps = 0;                  // max |error| in ulps (finite goldens)
