@@ -655,7 +655,9 @@ class output_capture {
   // Reads what is available without blocking; false once every writer has closed the pipe.
   bool read_available() {
     if (fd_ < 0) return false;
-    std::array<char, 65536> buf{};
+    // One buffer per thread for the process's lifetime: a fresh 64 KiB on the stack per call
+    // would be page faults (copy-on-write while the child lives) on every call.
+    thread_local std::array<char, 65536> buf;
     for (;;) {
       const ssize_t n = read(fd_, buf.data(), buf.size());
       if (n > 0) {
