@@ -106,7 +106,7 @@ class subprocess_kernel final : public bn_kernel {
   template <class Exchange>
   bnk_status guarded(std::string& message, Exchange exchange) {
     if (pid_ > 0 && getpid() == owner_) {
-      (void)alive();          // reaps a process that died meanwhile
+      (void)alive();         // reaps a process that died meanwhile
       reap_exited_strays();  // and processes it left behind that have ended since
     }
     if (pid_ <= 0) {

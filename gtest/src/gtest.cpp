@@ -42,7 +42,7 @@ struct registration {
   const char* file = "";  // where failures are reported (the user's macro)
   int line = 0;
   std::shared_ptr<evidence_log> evidence = std::make_shared<evidence_log>();
-  std::vector<case_spec> cases;        // the catalog cases registered as tests
+  std::vector<case_spec> cases;         // the catalog cases registered as tests
   std::vector<std::string> properties;  // the properties registered as tests
 };
 

@@ -138,8 +138,8 @@ __attribute__((destructor)) void on_unload() {
   return BNK_OK;
 }
 
-[[maybe_unused]] int forward_training(const bnk_problem* p, const bnk_buffers* /*b*/,
-                                      char* message, std::size_t message_size) {
+[[maybe_unused]] int forward_training(const bnk_problem* p, const bnk_buffers* /*b*/, char* message,
+                                      std::size_t message_size) {
 #if BNORACLE_HOSTILE == HOSTILE_REFUSES_ONLY
   // A validation that works in front of a dispatch that does not: the one correct answer it
   // gives is a refusal, which compares no value.

@@ -362,9 +362,8 @@ std::vector<std::string> missing_evidence(const run_summary& s) {
     out.push_back(s.results.empty()
                       ? "no case was run (check the filter)"
                       : "none of the " + std::to_string(s.results.size()) +
-                            " results compared a value and passed (" +
-                            std::to_string(s.skipped) + " skipped, " +
-                            std::to_string(s.mistrusted) + " mistrusted, " +
+                            " results compared a value and passed (" + std::to_string(s.skipped) +
+                            " skipped, " + std::to_string(s.mistrusted) + " mistrusted, " +
                             std::to_string(s.passed) + " passed without a compared value)");
     return out;
   }

@@ -17,8 +17,8 @@ namespace bnoracle {
 
 // How one output of one call compares with the reference.
 struct output_result {
-  std::string name;                     // "dst", "save_mean", "running_var", ...
-  std::int64_t count = 0;               // elements compared
+  std::string name;        // "dst", "save_mean", "running_var", ...
+  std::int64_t count = 0;  // elements compared
   // Elements whose value was measured against a finite bound at the requested level: what makes
   // a passing output evidence (class rules alone, or bounds of +Inf, claim nothing).
   std::int64_t judged = 0;
