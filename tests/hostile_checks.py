@@ -77,11 +77,13 @@ class FailClosed(unittest.TestCase):
 
     def test_correct_refusals_alone_are_no_evidence(self):
         # Declares forward training, refuses L = 1 correctly (a pass) and answers "unsupported"
-        # to everything else: it compared no value.
-        rc, out, err = run(["check", "--kernel", hostile("refuses_only")])
+        # to everything else: it compared no value. The catalog alone shows it (the property
+        # suite adds only skipped cases, and much time under the sanitizers).
+        rc, out, err = run(["check", "--kernel", hostile("refuses_only"), "--no-properties"])
         self.assertEqual(rc, 5, out + err)
         self.assertIn("verdict: NOTHING JUDGED", out)
-        self.assertIn("passed without a compared value", out)
+        self.assertRegex(out, r"\(\d+ skipped, 0 mistrusted, 1 passed without a compared value\)")
+        self.assertRegex(out, r"general/one_value/nchw_1x3x1x1 +pass")
 
     def test_json_and_junit_reports_say_nothing_judged(self):
         rc, out, _ = run(["check", "--kernel", hostile("all_null"), "--report", "json"])

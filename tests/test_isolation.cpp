@@ -528,7 +528,8 @@ TEST(IsolationProcesses, OutputIsCapturedBoundedAndNamedInAFault) {
       a, timeout);
   EXPECT_TRUE(small.ok()) << small.reason;
   EXPECT_EQ(small.output, "hello from the kernel\nand from its stderr\n");
-  // A flood: 8 MiB read and counted, the first k_captured_output_limit bytes kept.
+  // A flood: 8 MiB attempted; the first k_captured_output_limit bytes kept, k_call_output_file
+  // bytes counted, the writes past it refused.
   const run_result flood = run_isolated(
       [](char*, std::size_t) {
         static char block[65536];
@@ -539,7 +540,15 @@ TEST(IsolationProcesses, OutputIsCapturedBoundedAndNamedInAFault) {
       a, timeout);
   EXPECT_TRUE(flood.ok()) << flood.reason;
   EXPECT_EQ(flood.output.size(), k_captured_output_limit);
-  EXPECT_EQ(flood.output_bytes, std::size_t{8} << 20);
+  EXPECT_EQ(flood.output_bytes, k_call_output_file);
+  // A kernel that prints without flushing (stdout is a file, fully buffered) is captured too.
+  const run_result buffered = run_isolated(
+      [](char*, std::size_t) {
+        std::printf("buffered line\n");
+        return 0;
+      },
+      a, timeout);
+  EXPECT_EQ(buffered.output, "buffered line\n");
   // The last line printed before a crash is part of the reason.
   const run_result crash = run_isolated(
       [](char*, std::size_t) -> int {

@@ -550,11 +550,12 @@ extern "C" void bnoracle_on_fault(int sig, siginfo_t* info, void* context) {
   // Its own process group, which the parent kills as a whole when the call ends: processes the
   // kernel starts do not outlive the call.
   setpgid(0, 0);
-  // What the kernel prints goes into the parent's capture pipe, never to bnoracle's own stdout and
+  // What the kernel prints goes into the call's output file, never to bnoracle's own stdout and
   // stderr, which a process left behind could otherwise hold open; stdin is /dev/null.
-  dup2(output, STDOUT_FILENO);
-  dup2(output, STDERR_FILENO);
-  if (output != STDOUT_FILENO && output != STDERR_FILENO) close(output);
+  if (output >= 0) {
+    dup2(output, STDOUT_FILENO);
+    dup2(output, STDERR_FILENO);
+  }
   const int null_in = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_in >= 0) {
     dup2(null_in, STDIN_FILENO);
@@ -604,6 +605,9 @@ extern "C" void bnoracle_on_fault(int sig, siginfo_t* info, void* context) {
     std::snprintf(block->what.data(), block->what.size(), "%s", "an exception of unknown type");
     block->stage.store(shared_block::threw);
   }
+  // The kernel's buffered output (stdout is a file here, so fully buffered): into the file. The
+  // parent's buffers were flushed before the fork, so only the kernel's text is written.
+  std::fflush(nullptr);
   _exit(0);
 }
 
@@ -639,63 +643,59 @@ pid_t wait_blocking(pid_t pid, int& wstatus) {
   }
 }
 
-// What the child writes to its stdout and stderr: the first k_captured_output_limit bytes are
-// kept, the rest is read and counted, so a kernel that floods its output cannot block on a full
-// pipe or fill bnoracle's memory.
-class output_capture {
- public:
-  explicit output_capture(int fd) : fd_(fd) {
-    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
-  }
-  ~output_capture() { close_pipe(); }
-  output_capture(const output_capture&) = delete;
-  output_capture& operator=(const output_capture&) = delete;
-
-  [[nodiscard]] int fd() const { return fd_; }
-  // Reads what is available without blocking; false once every writer has closed the pipe.
-  bool read_available() {
-    if (fd_ < 0) return false;
-    // One buffer per thread for the process's lifetime: a fresh 64 KiB on the stack per call
-    // would be page faults (copy-on-write while the child lives) on every call.
-    thread_local std::array<char, 65536> buf;
-    for (;;) {
-      const ssize_t n = read(fd_, buf.data(), buf.size());
-      if (n > 0) {
-        const auto got = static_cast<std::size_t>(n);
-        const std::size_t keep = std::min(
-            got, k_captured_output_limit - std::min(text_.size(), k_captured_output_limit));
-        text_.append(buf.data(), keep);
-        dropped_ += got - keep;
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-      close_pipe();  // end of file: no writer is left
-      return false;
+// Where the children of this thread write their stdout and stderr: an anonymous memory file
+// (memfd) of fixed size, sealed against growth, shared by every call of the thread. Before a
+// call its offset is rewound; the child inherits the descriptor (and the offset) as its stdout
+// and stderr; after the call the offset is how much it wrote. Nothing wakes the parent while the
+// child writes, nothing can block, and a flood costs at most k_call_output_file bytes of memory
+// (writes past it fail).
+int call_output_file() {
+  thread_local const int fd = [] {
+    int f = memfd_create("bnoracle-call-output", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (f < 0) return -1;
+    // Never one of the standard descriptors (a program started with one closed): the file would
+    // then be the program's own stdout or stderr.
+    if (f <= STDERR_FILENO) {
+      const int moved = fcntl(f, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+      close(f);
+      if (moved < 0) return -1;
+      f = moved;
     }
-  }
-  // Closes the read end: a process left behind that writes later gets EPIPE, not our stdout.
-  void close_pipe() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  [[nodiscard]] std::string& text() { return text_; }
-  [[nodiscard]] std::size_t dropped() const { return dropped_; }
+    if (ftruncate(f, static_cast<off_t>(k_call_output_file)) != 0 ||
+        fcntl(f, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+      close(f);
+      return -1;
+    }
+    return f;
+  }();
+  return fd;
+}
 
- private:
-  int fd_ = -1;
-  std::string text_;
-  std::size_t dropped_ = 0;
+// What the child wrote: the first k_captured_output_limit bytes, and how many it wrote.
+struct captured_output {
+  std::string text;
+  std::size_t bytes = 0;
 };
 
-// Waits for the child until the deadline, reading its output meanwhile. Returns true when it
-// ended (it is then a zombie, not reaped, so that its process group can still be killed), false
-// at the deadline (the child is still running).
-bool wait_until(pid_t pid, std::chrono::steady_clock::time_point deadline, wait_method method,
-                output_capture& output) {
+captured_output read_call_output(int fd) {
+  captured_output out;
+  if (fd < 0) return out;
+  const off_t end = lseek(fd, 0, SEEK_CUR);
+  if (end <= 0) return out;
+  out.bytes = static_cast<std::size_t>(end);
+  out.text.resize(std::min(out.bytes, k_captured_output_limit));
+  const ssize_t n = pread(fd, out.text.data(), out.text.size(), 0);
+  out.text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  return out;
+}
+
+// Waits for the child until the deadline. Returns true when it ended (it is then a zombie, not
+// reaped, so that its process group can still be killed), false at the deadline (the child is
+// still running).
+bool wait_until(pid_t pid, std::chrono::steady_clock::time_point deadline, wait_method method) {
   using clock = std::chrono::steady_clock;
 #ifdef SYS_pidfd_open
-  // pidfd (Linux 5.3+): sleep in poll() until the child exits, writes, or the deadline passes.
+  // pidfd (Linux 5.3+): sleep in poll() until the child exits or the deadline passes.
   const long fd = method == wait_method::automatic ? syscall(SYS_pidfd_open, pid, 0) : -1;
   if (fd >= 0) {
     const int pidfd = static_cast<int>(fd);
@@ -705,16 +705,13 @@ bool wait_until(pid_t pid, std::chrono::steady_clock::time_point deadline, wait_
       const auto left = deadline - clock::now();
       if (left <= clock::duration::zero()) break;
       const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-      std::array<pollfd, 2> p{{{pidfd, POLLIN, 0}, {output.fd(), POLLIN, 0}}};
-      const nfds_t count = output.fd() >= 0 ? 2 : 1;
-      const int r = poll(p.data(), count, static_cast<int>(std::min<long long>(ms, 1 << 30)));
-      if (r < 0 && errno != EINTR) usable = false;
-      if (r <= 0) continue;
-      if (count == 2 && p[1].revents != 0) output.read_available();
-      if (p[0].revents != 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      const int r = poll(&p, 1, static_cast<int>(std::min<long long>(ms, 1 << 30)));
+      if (r > 0) {
         ended = true;
         break;
       }
+      if (r < 0 && errno != EINTR) usable = false;
     }
     close(pidfd);
     if (ended) return true;
@@ -727,7 +724,6 @@ bool wait_until(pid_t pid, std::chrono::steady_clock::time_point deadline, wait_
   // leaving the child unreaped (WNOWAIT).
   auto pause = std::chrono::microseconds(100);
   for (;;) {
-    output.read_available();
     siginfo_t info{};
     const int r = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
     if (r == 0 && info.si_pid == pid) return true;
@@ -741,16 +737,20 @@ bool wait_until(pid_t pid, std::chrono::steady_clock::time_point deadline, wait_
 
 // The child's output: forwarded to bnoracle's stderr (kernel authors print while debugging), and
 // its last line kept for the reason of a fault.
-void forward_output(output_capture& output, run_result& res) {
-  std::string& text = output.text();
-  if (text.empty() && output.dropped() == 0) return;
+void forward_output(captured_output output, run_result& res) {
+  if (output.bytes == 0) return;
   std::string note;
-  if (output.dropped() > 0) {
-    note = "[bnoracle: the kernel wrote " + std::to_string(output.dropped()) +
-           " more bytes during this call, not shown]\n";
+  if (output.bytes > output.text.size()) {
+    note = "[bnoracle: the kernel wrote " + std::to_string(output.bytes - output.text.size()) +
+           " more bytes during this call, not shown" +
+           (output.bytes >= k_call_output_file
+                ? std::string(" (and what it wrote past ") + std::to_string(k_call_output_file) +
+                      " bytes was refused)"
+                : std::string()) +
+           "]\n";
   }
   std::fflush(stderr);
-  for (const std::string* part : {&text, &note}) {
+  for (const std::string* part : {&output.text, &note}) {
     std::size_t done = 0;
     while (done < part->size()) {
       const ssize_t n = write(STDERR_FILENO, part->data() + done, part->size() - done);
@@ -759,8 +759,8 @@ void forward_output(output_capture& output, run_result& res) {
       done += static_cast<std::size_t>(n);
     }
   }
-  res.output_bytes = text.size() + output.dropped();
-  res.output = std::move(text);
+  res.output_bytes = output.bytes;
+  res.output = std::move(output.text);
 }
 
 // The last non-empty line the kernel printed, shortened, for a fault's reason ("" for none).
@@ -952,29 +952,19 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
   std::fflush(nullptr);
   // Children that exist before the call (a helper a plugin started when loaded) are not its.
   const std::vector<pid_t> before = children_if_subreaper();
-  std::array<int, 2> out{-1, -1};
-  if (pipe2(out.data(), O_CLOEXEC) != 0) throw_errno("run_isolated: pipe");
+  const int output = call_output_file();
+  if (output >= 0) lseek(output, 0, SEEK_SET);
   const pid_t parent = getpid();
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t pid = fork();
-  if (pid < 0) {
-    const int e = errno;
-    close(out[0]);
-    close(out[1]);
-    throw std::system_error(e, std::generic_category(), "run_isolated: fork");
-  }
-  if (pid == 0) {
-    close(out[0]);
-    child_main(call, &block, mapping.alt_stack(), read_only, parent, out[1]);
-  }
-  close(out[1]);
+  if (pid < 0) throw_errno("run_isolated: fork");
+  if (pid == 0) child_main(call, &block, mapping.alt_stack(), read_only, parent, output);
   // Also set here, so that the group exists whichever of the two runs first.
   setpgid(pid, pid);
-  output_capture output(out[0]);
 
   int wstatus = 0;
   bool timed_out = false;
-  const bool ended = wait_until(pid, t0 + timeout, wait, output);
+  const bool ended = wait_until(pid, t0 + timeout, wait);
   // The whole process group goes, whether the call ended or timed out: whatever the kernel
   // started must not outlive its call. The child itself is killed only when still running.
   kill(-pid, SIGKILL);
@@ -985,11 +975,9 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
     timed_out = WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL;
   }
   end_stray_processes(before);
-  output.read_available();
-  output.close_pipe();
   run_result res;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  forward_output(output, res);
+  forward_output(read_call_output(output), res);
   res.findings = arena.check_and_restore();
   const int stage = block.stage.load();
   if (stage == shared_block::returned || stage == shared_block::threw) {

@@ -172,6 +172,9 @@ constexpr const char* k_version = "1.0";
 
 #if BNORACLE_HOSTILE == HOSTILE_NO_LAYOUTS
 constexpr std::uint32_t k_layouts = 0;
+#elif BNORACLE_HOSTILE == HOSTILE_REFUSES_ONLY
+// The catalog's one-value-per-channel cases are NCHW.
+constexpr std::uint32_t k_layouts = BNK_LAYOUT_NC | BNK_LAYOUT_NCHW;
 #else
 constexpr std::uint32_t k_layouts = BNK_LAYOUT_NC;
 #endif

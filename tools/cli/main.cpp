@@ -23,6 +23,7 @@
 #include <CLI/CLI.hpp>
 #pragma GCC diagnostic pop
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -758,6 +759,21 @@ int run_cli(int argc, char** argv) {
   return k_exit_usage;
 }
 
+// A standard stream that is closed at start is reopened on /dev/null in the opposite direction:
+// its descriptor number is then taken, so no file, pipe or memory file bnoracle opens later can
+// become its stdout (a report written into a kernel's output file would be lost silently), and
+// reading or writing it still fails with EBADF, which the commands report.
+void hold_closed_standard_streams() {
+  for (const int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    const int held = open("/dev/null", (fd == STDIN_FILENO ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+    if (held >= 0 && held != fd) {
+      dup3(held, fd, O_CLOEXEC);
+      close(held);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -770,6 +786,7 @@ int main(int argc, char** argv) {
   // Processes a kernel leaves behind are reparented here, and killed after each call
   // (end_stray_processes in isolation.hpp).
   prctl(PR_SET_CHILD_SUBREAPER, 1);
+  hold_closed_standard_streams();
   int code = k_exit_internal;
   try {
     code = run_cli(argc, argv);

@@ -28,10 +28,11 @@
 //   OpenMP thread pool that the kernel also uses: GNU libgomp deadlocks in a child forked after
 //   the parent used it. Running a kernel only through run_isolated keeps the parent clean.
 // - The child runs in its own process group with stdin from /dev/null; its stdout and stderr go
-//   into a pipe that the parent reads while it waits (the first k_captured_output_limit bytes are
-//   kept and forwarded to the parent's stderr after the call, the rest counted), so a process the
-//   kernel leaves behind can never hold the parent's own stdout or stderr open. Parent streams are
-//   flushed before forking.
+//   into a memory file of k_call_output_file bytes (writes past it fail), of which the first
+//   k_captured_output_limit bytes are kept and forwarded to the parent's stderr after the call,
+//   so a process the kernel leaves behind can never hold the parent's own stdout or stderr open,
+//   and a flood neither blocks the call nor grows memory. Parent streams are flushed before
+//   forking, the child's after the call.
 // - When the call ends (returned, crashed or timed out) its whole process group is killed. A
 //   process that left the group (setsid) is reparented to the nearest child subreaper; when that
 //   is this process (prctl PR_SET_CHILD_SUBREAPER, which the bnoracle CLI sets), it is killed and
@@ -203,16 +204,18 @@ struct run_result {
   std::optional<std::uintptr_t> address;  // crashed: the faulting address, if known
   std::vector<arena_finding> findings;    // every canary/input problem, also after a crash
   // What the call printed on stdout and stderr (isolated calls only): at most
-  // k_captured_output_limit bytes; output_bytes counts everything, kept or not.
+  // k_captured_output_limit bytes; output_bytes counts what it wrote, kept or not (at most
+  // k_call_output_file).
   std::string output;
   std::size_t output_bytes = 0;
 
   [[nodiscard]] bool ok() const { return kind == outcome::ok; }
 };
 
-// Bytes of an isolated call's stdout and stderr that are kept (and forwarded); the rest is read
-// and counted only.
+// Bytes of an isolated call's stdout and stderr that are kept (and forwarded); the rest is
+// counted only, up to k_call_output_file, past which the kernel's writes fail.
 inline constexpr std::size_t k_captured_output_limit = 65536;
+inline constexpr std::size_t k_call_output_file = std::size_t{1} << 20;
 
 // `call` receives a message buffer and its size (including the NUL) and returns a status. It may
 // capture pointers into the arena: they are valid in the child, which inherits the mapping.
