@@ -173,6 +173,77 @@ TEST(RoundToFloat, ResidualPlacesTheExactValueBetweenNeighbours) {
   EXPECT_NEAR(n.residual, 1.0 / 3.0, 1e-15);
 }
 
+// ---- Rounding to the narrow formats ------------------------------------------------------------
+// Independent routes: GCC converts double to _Float16 with correct rounding (soft-fp or F16C),
+// and bfloat16 — float32's exponent range with 8 significand bits — is rounded here by scaling the
+// double to its quantum (an exact power-of-two scaling) and rounding to an integer, ties to even.
+
+// The double `d` rounded to bfloat16 (nearest, ties to even), or ±Inf past the largest finite.
+double bfloat16_of(double d) {
+  if (d == 0) return 0;
+  const int e = std::max(std::ilogb(d), k_bfloat16.emin);  // exponent of d's binade, clamped
+  const int quantum = e - (k_bfloat16.precision - 1);
+  const double r = std::ldexp(std::nearbyint(std::ldexp(d, -quantum)), quantum);
+  return std::fabs(r) >= 0x1p128 ? std::copysign(HUGE_VAL, d) : r;
+}
+
+// Random doubles whose magnitudes cover `f`'s subnormals, normals and overflow, with up to 53
+// significant bits (more than either narrow format keeps, so rounding is exercised).
+double random_double_for(const float_format& f, std::mt19937& rng) {
+  std::uniform_real_distribution<double> mant(1.0, 2.0);
+  std::uniform_int_distribution<int> ex(f.min_ulp_exponent() - 3, f.overflow_exponent() + 1);
+  const double v = std::ldexp(mant(rng), ex(rng));
+  return (rng() & 1U) != 0U ? -v : v;
+}
+
+TEST(RoundTo, Float16MatchesTheCompilersConversion) {
+  std::mt19937 rng(16);
+  for (int i = 0; i < 50000; ++i) {
+    const double d = random_double_for(k_float16, rng);
+    const auto expected = static_cast<float>(static_cast<_Float16>(d));
+    const golden g = round_to(k_float16, to_rational(d));
+    ASSERT_TRUE(same_bits(g.value, expected)) << std::hexfloat << d << " -> " << g.value;
+    ASSERT_EQ(g.cls, std::isinf(expected) ? golden_class::overflow : golden_class::finite) << d;
+  }
+  // The edges: 65504 is the largest finite; the midpoint to 2^16, 65520, ties to even: +Inf.
+  EXPECT_EQ(round_to(k_float16, rational(65519)).value, 65504.0F);
+  EXPECT_EQ(round_to(k_float16, rational(65520)).value, std::numeric_limits<float>::infinity());
+  // 2^-25 is halfway between 0 and the smallest subnormal 2^-24: it rounds to +0.
+  EXPECT_EQ(round_to(k_float16, rational(1, pow2(25))).value, 0.0F);
+  EXPECT_EQ(round_to(k_float16, rational(3, pow2(25))).value, 0x1p-23F);
+}
+
+TEST(RoundTo, Bfloat16MatchesQuantumRounding) {
+  std::mt19937 rng(8);
+  for (int i = 0; i < 50000; ++i) {
+    const double d = random_double_for(k_bfloat16, rng);
+    const auto expected = static_cast<float>(bfloat16_of(d));
+    const golden g = round_to(k_bfloat16, to_rational(d));
+    ASSERT_TRUE(same_bits(g.value, expected)) << std::hexfloat << d << " -> " << g.value;
+    if (g.cls == golden_class::finite) {
+      // The residual places the exact value: exact = value + residual · 2^ulp_exp.
+      ASSERT_NEAR(static_cast<double>(g.value) + g.residual * std::ldexp(1.0, g.ulp_exp), d,
+                  std::fabs(d) * 0x1p-50)
+          << std::hexfloat << d;
+    }
+  }
+  // 1 + 2^-8 ties between 1 and 1 + 2^-7: even is 1; 1 + 3·2^-8 rounds to 1 + 2^-6.
+  EXPECT_EQ(round_to(k_bfloat16, rational(1) + rational(1, pow2(8))).value, 1.0F);
+  EXPECT_EQ(round_to(k_bfloat16, rational(1) + rational(3, pow2(8))).value, 1.0F + 0x1p-6F);
+}
+
+TEST(RoundTo, Float32IsRoundToFloat) {
+  std::mt19937 rng(32);
+  for (int i = 0; i < 2000; ++i) {
+    const rational q = to_rational(random_double_for(k_float32, rng));
+    const golden a = round_to(k_float32, q);
+    const golden b = round_to_float(q);
+    ASSERT_TRUE(same_bits(a.value, b.value));
+    ASSERT_EQ(a.residual, b.residual);
+    ASSERT_EQ(a.ulp_exp, b.ulp_exp);
+  }
+}
+
 TEST(SqrtScale, RecognizesRationalSquareRootsExactly) {
   // 3/sqrt(9/4) = 2 exactly; 1/sqrt(2) is irrational.
   const sqrt_scale exact(rational(3), rational(9, 4));

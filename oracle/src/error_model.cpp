@@ -1,5 +1,7 @@
 #include "bnoracle/error_model.hpp"
 
+#include "bnoracle/format.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -10,58 +12,9 @@ namespace bnoracle {
 
 namespace {
 
-constexpr double k_u = 0x1p-24;     // unit roundoff of float32 (round to nearest)
-constexpr double k_eta = 0x1p-149;  // spacing of float32 subnormals: absolute error of underflow
-
-// The one budget table. Counts are numbers of float32 roundings (units of u) unless the name says
-// otherwise; docs/error-model.md derives each.
-constexpr std::array<budget, 16> k_budgets{{
-    {"mean_division", 2,
-     "mu = S/L, or S*(1/L) with a rounded reciprocal: at most two roundings on |mu|"},
-    {"var_pointwise", 4,
-     "two-pass term fl(fl(x - mu)^2): subtraction and square (3u relative on each positive "
-     "term), plus the division by L"},
-    {"var_mean_coupling", 2,
-     "Welford/Chan updates multiply deviations by an intermediate mean whose error is "
-     "g*u*mean|x|: first-order 2*g*u*mean|x|*sigma on the variance"},
-    {"rsqrt", 4,
-     "1/sqrt(v + eps): eps converted to float, the addition, then sqrt and division (or an rsqrt "
-     "of up to 2 ulp, as CUDA's rsqrtf), relative to r"},
-    {"fwd_apply", 4,
-     "y = (x - mu)*r*gamma + beta: subtraction, two products, one addition, on |gamma*xhat|"},
-    {"fwd_scale_shift", 3,
-     "y = x*s + t with s = gamma*r, t = beta - mu*s (PyTorch CPU, oneDNN): the products carry "
-     "u*|gamma|*r*(|x| + |mu|)"},
-    {"fwd_beta", 2, "beta enters one addition in y and one in t: 2u*|beta|"},
-    {"running_update", 3,
-     "(1 - f)*old + f*new: f rounded to float, two products and one addition, on the terms"},
-    {"momentum_conversion", 1,
-     "the framework's momentum m is a double: a float32 kernel rounds it (u/2*m absolute) and "
-     "forms the other weight as 1 - fl(m) (another u/2 relative for m < 1/2), so each weight is "
-     "off by u*max(f, 1 - f) absolute: 4.5u relative on 1 - m at m = 0.9"},
-    {"bessel", 1, "L/(L - 1) or 1/(L - 1) rounded once"},
-    {"bwd_apply", 5,
-     "dx = gamma*r*(dy - m1 - xhat*m2): two subtractions and three products, on "
-     "|gamma|*r*(|dy| + |m1| + |xhat*m2|)"},
-    {"bwd_dot", 2, "each term dy*xhat of a backward reduction: xhat and the product rounded"},
-    {"underflow", 4,
-     "absolute errors of roundings below 2^-126, in units of 2^-149: four per output covers the "
-     "chain of each formula"},
-    {"standard_lambda", 8,
-     "probabilistic bound lambda*sqrt(n)*u*sum|x| (Higham & Mary 2019): fails with probability "
-     "<= 2*exp(-lambda^2/2) = 2.5e-14 per sum for lambda = 8"},
-    {"double_evaluation", 4,
-     "properties evaluate xhat = (x - mu)*r, products and sums of kernel outputs in double: "
-     "beyond the L - 1 roundings of a recursive sum, at most four double roundings per term; "
-     "units of 2^-53 on the sum of |term| (docs/properties.md)"},
-    {"bound_slack", 1.0000001,
-     "the bound itself is evaluated in double from double approximations of exact quantities: a "
-     "relative 1e-7 covers that arithmetic"},
-}};
-
-double b(std::string_view name) {
-  return budget_value(name);
-}
+// The format every quantity of a float32 pipeline is rounded to (format.hpp).
+constexpr double k_u = k_float32.u();      // unit roundoff (round to nearest)
+constexpr double k_eta = k_float32.eta();  // spacing of subnormals: absolute error of underflow
 
 // Relative error of r = 1/sqrt(w) when w carries a relative error of at most tau: the exact
 // worst case 1/sqrt(1 − tau) − 1 (tau/2 to first order), and no bound at all once tau >= 1 —
@@ -96,13 +49,13 @@ std::string_view to_string(data_tier t) {
   return t == data_tier::exact ? "exact" : "general";
 }
 
-std::span<const budget> budget_table() {
-  return k_budgets;
+std::span<const budget* const> budget_table() {
+  return k_budget_table;
 }
 
 double budget_value(std::string_view name) {
-  for (const auto& e : k_budgets) {
-    if (e.name == name) return e.value;
+  for (const budget* e : k_budget_table) {
+    if (e->name == name) return e->value;
   }
   throw std::logic_error("error model: no budget named '" + std::string(name) + "'");
 }
@@ -113,7 +66,7 @@ double summation_factor(accuracy_level level, std::int64_t L) {
     case accuracy_level::strict:
       return std::ceil(std::log2(n)) + 1.0;
     case accuracy_level::standard:
-      return std::min(n, b("standard_lambda") * std::sqrt(n));
+      return std::min(n, budgets::standard_lambda.value * std::sqrt(n));
     case accuracy_level::lenient:
       return n;
   }
@@ -123,17 +76,18 @@ double summation_factor(accuracy_level level, std::int64_t L) {
 double fold_weight_bound(double w, double gamma, double var, double eps) {
   // r̂ carries ρ = rsqrt·u relative (no reduction); γ·r̂ and W·(γ·r̂) add one rounding each.
   const double r = 1.0 / std::sqrt(var + eps);
-  return b("bound_slack") *
-         (std::fabs(w * gamma * r) * (b("rsqrt") + 2) * k_u + b("underflow") * k_eta);
+  return budgets::bound_slack.value * (std::fabs(w * gamma * r) * (budgets::rsqrt.value + 2) * k_u +
+                                       budgets::underflow.value * k_eta);
 }
 
 double fold_bias_bound(double bias, double mu, double gamma, double beta, double var, double eps) {
   // (b − μ) rounded, times γ·r̂ (ρ + 2 roundings), plus β (one rounding on each term).
   const double r = 1.0 / std::sqrt(var + eps);
   const double t = std::fabs((bias - mu) * gamma * r);
-  return b("bound_slack") * (k_u * (std::fabs(gamma) * r * (std::fabs(bias) + std::fabs(mu)) +
-                                    t * (b("rsqrt") + 3) + b("fwd_beta") * std::fabs(beta)) +
-                             b("underflow") * k_eta);
+  return budgets::bound_slack.value *
+         (k_u * (std::fabs(gamma) * r * (std::fabs(bias) + std::fabs(mu)) +
+                 t * (budgets::rsqrt.value + 3) + budgets::fwd_beta.value * std::fabs(beta)) +
+          budgets::underflow.value * k_eta);
 }
 
 syncbn_bounds syncbn_merge_bounds(std::span<const std::int64_t> counts,
@@ -167,15 +121,16 @@ syncbn_bounds syncbn_merge_bounds(std::span<const std::int64_t> counts,
     dev_abs += c * std::fabs(means[i] - mean);
   }
   const double var = m2 / n;
-  out.mean =
-      k_u * ((g + 2) * sum_abs / n + b("mean_division") * std::fabs(mean)) + b("underflow") * k_eta;
-  out.var = k_u * (g + b("var_pointwise") + 2) * var + 2 * out.mean * dev_abs / n +
-            out.mean * out.mean + b("underflow") * k_eta;
+  out.mean = k_u * ((g + 2) * sum_abs / n + budgets::mean_division.value * std::fabs(mean)) +
+             budgets::underflow.value * k_eta;
+  out.var = k_u * (g + budgets::var_pointwise.value + 2) * var + 2 * out.mean * dev_abs / n +
+            out.mean * out.mean + budgets::underflow.value * k_eta;
   const double w = var + eps;
-  out.invstd = w > 0 ? (rsqrt_perturbation(out.var / w) + b("rsqrt") * k_u) / std::sqrt(w) +
-                           b("underflow") * k_eta
-                     : std::numeric_limits<double>::infinity();
-  const double slack = b("bound_slack");
+  out.invstd = w > 0
+                   ? (rsqrt_perturbation(out.var / w) + budgets::rsqrt.value * k_u) / std::sqrt(w) +
+                         budgets::underflow.value * k_eta
+                   : std::numeric_limits<double>::infinity();
+  const double slack = budgets::bound_slack.value;
   out.mean *= slack;
   out.var *= slack;
   out.invstd *= slack;
@@ -256,19 +211,21 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
 }
 
 double error_model::mean_error(const channel_terms& t, double g) const {
-  return k_u * (g * t.mean_abs_x + b("mean_division") * std::fabs(t.mu)) + b("underflow") * k_eta;
+  return k_u * (g * t.mean_abs_x + budgets::mean_division.value * std::fabs(t.mu)) +
+         budgets::underflow.value * k_eta;
 }
 
 double error_model::var_error(const channel_terms& t, double g) const {
   const double dmu = mean_error(t, g);
   const double sigma = std::sqrt(t.var);
-  return k_u * ((g + b("var_pointwise")) * t.var +
-                b("var_mean_coupling") * g * t.mean_abs_x * sigma) +
-         dmu * dmu + b("underflow") * k_eta;
+  return k_u * ((g + budgets::var_pointwise.value) * t.var +
+                budgets::var_mean_coupling.value * g * t.mean_abs_x * sigma) +
+         dmu * dmu + budgets::underflow.value * k_eta;
 }
 
 double error_model::rsqrt_rel_error(const channel_terms& t, double g) const {
-  return rsqrt_perturbation((var_error(t, g) + b("underflow") * k_eta) / t.w) + b("rsqrt") * k_u;
+  return rsqrt_perturbation((var_error(t, g) + budgets::underflow.value * k_eta) / t.w) +
+         budgets::rsqrt.value * k_u;
 }
 
 double error_model::bound(std::string_view name, std::int64_t index, accuracy_level level) const {
@@ -296,8 +253,8 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
   const double g = tier_ == data_tier::exact ? summation_factor(accuracy_level::strict, L)
                                              : summation_factor(level, L);
   const double g_dot = summation_factor(level, L);
-  const double slack = b("bound_slack");
-  const double eta = b("underflow") * k_eta;
+  const double slack = budgets::bound_slack.value;
+  const double eta = budgets::underflow.value * k_eta;
 
   // Reductions that do not involve the statistics.
   if (name == "diff_beta") {
@@ -313,7 +270,8 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
   const double ag = std::fabs(t.gamma);
   const double dmu = training ? mean_error(t, g) : 0.0;
   const double rho =
-      training ? rsqrt_rel_error(t, g) : b("rsqrt") * k_u + 0.5 * b("underflow") * k_eta / t.w;
+      training ? rsqrt_rel_error(t, g)
+               : budgets::rsqrt.value * k_u + 0.5 * budgets::underflow.value * k_eta / t.w;
 
   if (name == "mean") return slack * dmu;
   if (name == "var") return slack * var_error(t, g);
@@ -324,39 +282,45 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
   if (name == "running_mean") {
     const double f = factor_;
     const double F = std::max(f, 1 - f);
-    return slack *
-           (f * dmu +
-            b("running_update") * k_u * (std::fabs((1 - f) * t.old_mean) + std::fabs(f * t.mu)) +
-            b("momentum_conversion") * k_u * F * (std::fabs(t.old_mean) + std::fabs(t.mu)) + eta);
+    return slack * (f * dmu +
+                    budgets::running_update.value * k_u *
+                        (std::fabs((1 - f) * t.old_mean) + std::fabs(f * t.mu)) +
+                    budgets::momentum_conversion.value * k_u * F *
+                        (std::fabs(t.old_mean) + std::fabs(t.mu)) +
+                    eta);
   }
   if (name == "running_var") {
     const double f = factor_;
     const bool unbiased = ref_->conv().running_var == variance_estimator::unbiased && t.L > 1;
     const double k = unbiased ? t.L / (t.L - 1) : 1.0;
     const double vu = k * t.var;
-    return slack *
-           (f * k * var_error(t, g) +
-            b("running_update") * k_u * (std::fabs((1 - f) * t.old_var) + std::fabs(f * vu)) +
-            b("bessel") * k_u * std::fabs(f * vu) +
-            b("momentum_conversion") * k_u * std::max(f, 1 - f) * (std::fabs(t.old_var) + vu) +
-            eta);
+    return slack * (f * k * var_error(t, g) +
+                    budgets::running_update.value * k_u *
+                        (std::fabs((1 - f) * t.old_var) + std::fabs(f * vu)) +
+                    budgets::bessel.value * k_u * std::fabs(f * vu) +
+                    budgets::momentum_conversion.value * k_u * std::max(f, 1 - f) *
+                        (std::fabs(t.old_var) + vu) +
+                    eta);
   }
   if (name == "dst") {
     const double dev = std::fabs(x - t.mu);
-    return slack * (ag * (t.r * dmu + dev * t.r * rho) +
-                    k_u * (b("fwd_apply") * ag * t.r * dev +
-                           b("fwd_scale_shift") * ag * t.r * (std::fabs(x) + std::fabs(t.mu)) +
-                           b("fwd_beta") * std::fabs(t.beta)) +
-                    eta);
+    return slack *
+           (ag * (t.r * dmu + dev * t.r * rho) +
+            k_u * (budgets::fwd_apply.value * ag * t.r * dev +
+                   budgets::fwd_scale_shift.value * ag * t.r * (std::fabs(x) + std::fabs(t.mu)) +
+                   budgets::fwd_beta.value * std::fabs(t.beta)) +
+            eta);
   }
   if (name == "diff_gamma") {
     if (training) {
       return slack * (t.L * (t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy) +
-                      k_u * (g_dot + b("bwd_dot")) * t.L * t.mean_abs_dy_xhat + eta);
+                      k_u * (g_dot + budgets::bwd_dot.value) * t.L * t.mean_abs_dy_xhat + eta);
     }
     // A NaN or Inf among x makes Σdy·(x − μ) undefined (judged by class): no magnitude claim.
     if (!std::isfinite(t.mean_abs_dy_dev)) return inf;
-    return slack * (t.L * t.mean_abs_dy_dev * t.r * (rho + k_u * (g_dot + b("bwd_dot") + 1)) + eta);
+    return slack *
+           (t.L * t.mean_abs_dy_dev * t.r * (rho + k_u * (g_dot + budgets::bwd_dot.value + 1)) +
+            eta);
   }
   if (name == "diff_src") {
     if (!training) return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) + eta);
@@ -365,11 +329,12 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
     const double am2 = std::fabs(t.m2);
     const double dm1 = k_u * (g * t.mean_abs_dy + am1);
     const double dm2 = t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy +
-                       k_u * (g_dot + b("bwd_dot")) * t.mean_abs_dy_xhat + k_u * am2;
-    return slack * (ag * t.r *
-                        (rho * (std::fabs(dy) + am1 + 2 * xhat * am2) + dm1 + am2 * t.r * dmu +
-                         xhat * dm2 + b("bwd_apply") * k_u * (std::fabs(dy) + am1 + xhat * am2)) +
-                    eta);
+                       k_u * (g_dot + budgets::bwd_dot.value) * t.mean_abs_dy_xhat + k_u * am2;
+    return slack *
+           (ag * t.r *
+                (rho * (std::fabs(dy) + am1 + 2 * xhat * am2) + dm1 + am2 * t.r * dmu + xhat * dm2 +
+                 budgets::bwd_apply.value * k_u * (std::fabs(dy) + am1 + xhat * am2)) +
+            eta);
   }
   throw std::out_of_range("error model: no bound for output '" + std::string(name) + "'");
 }

@@ -25,13 +25,16 @@ big_int shifted(const big_int& v, std::int64_t k) {
 
 dyadic to_dyadic(float x) {
   if (!std::isfinite(x)) throw std::domain_error("to_dyadic: non-finite float");
+  // The IEEE binary32 encoding: 1 sign bit, 8 exponent bits (bias 127), 23 fraction bits.
+  constexpr int fraction_bits = k_float32.precision - 1;
+  constexpr std::int64_t subnormal_exp = k_float32.min_ulp_exponent();
   const auto bits = std::bit_cast<std::uint32_t>(x);
   const bool negative = (bits >> 31U) != 0U;
-  const auto biased = static_cast<std::int64_t>((bits >> 23U) & 0xFFU);
-  std::uint64_t frac = bits & 0x7FFFFFU;
-  if (biased == 0) return make_dyadic(negative, frac, -149);
-  frac |= 0x800000U;
-  return make_dyadic(negative, frac, biased - 150);
+  const auto biased = static_cast<std::int64_t>((bits >> fraction_bits) & 0xFFU);
+  std::uint64_t frac = bits & ((1U << fraction_bits) - 1U);
+  if (biased == 0) return make_dyadic(negative, frac, subnormal_exp);
+  frac |= 1U << fraction_bits;
+  return make_dyadic(negative, frac, biased - 1 + subnormal_exp);
 }
 
 dyadic to_dyadic(double x) {
@@ -138,17 +141,25 @@ double fraction(const big_int& r, const big_int& d) {
 
 }  // namespace
 
-std::int64_t float_ulp_exponent(const big_int& num, const big_int& den, std::int64_t exp2) {
-  if (num.is_zero()) return -149;
-  return std::max<std::int64_t>(binade_exponent(mp::abs(num), den, exp2) - 23, -149);
+std::int64_t ulp_exponent(const float_format& f, const big_int& num, const big_int& den,
+                          std::int64_t exp2) {
+  if (num.is_zero()) return f.min_ulp_exponent();
+  return std::max<std::int64_t>(binade_exponent(mp::abs(num), den, exp2) - (f.precision - 1),
+                                f.min_ulp_exponent());
 }
 
-golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2) {
-  if (den.sign() <= 0) throw std::domain_error("round_to_float: non-positive denominator");
-  if (num.is_zero()) return golden{0.0, 0.0F, -149, golden_class::finite};
+std::int64_t float_ulp_exponent(const big_int& num, const big_int& den, std::int64_t exp2) {
+  return ulp_exponent(k_float32, num, den, exp2);
+}
+
+golden round_to(const float_format& f, const big_int& num, const big_int& den, std::int64_t exp2) {
+  if (den.sign() <= 0) throw std::domain_error("round_to: non-positive denominator");
+  if (num.is_zero()) {
+    return golden{0.0, 0.0F, static_cast<std::int16_t>(f.min_ulp_exponent()), golden_class::finite};
+  }
   const bool negative = num.sign() < 0;
   const big_int a = mp::abs(num);
-  const std::int64_t lsb = float_ulp_exponent(a, den, exp2);
+  const std::int64_t lsb = ulp_exponent(f, a, den, exp2);
   // q + r/D = a/den · 2^(exp2 − lsb), the exact value in units of ulp(exact).
   const std::int64_t sh = exp2 - lsb;
   big_int q;
@@ -180,20 +191,21 @@ golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2)
     q += 1;
     residual -= 1.0;
   }
-  // q <= 2^24 fits a double and a float exactly.
+  // q <= 2^p fits a double and a float exactly.
   const auto qd = q.convert_to<double>();
   const std::int64_t top = lsb + bit_length(q) - 1;  // exponent of the rounded value
-  if (top >= 128) {
-    // Overflow: report the residual relative to 2^128 in units of ulp(exact) (see golden).
+  const std::int64_t ovf = f.overflow_exponent();
+  if (top >= ovf) {
+    // Overflow: report the residual relative to 2^ovf in units of ulp(exact) (see golden).
     // exact = q + residual units (q possibly incremented, residual adjusted with it), and
-    // 2^128 = 2^(128 − lsb) units with lsb >= 104: the integer part q − 2^(128 − lsb) is exact
-    // in double (both below 2^26), so only the final addition rounds.
-    // Far beyond 2^128 (lsb > 128) the offset is a fraction of a unit, negligible against q.
+    // 2^ovf = 2^(ovf − lsb) units with lsb >= ovf − p: the integer part q − 2^(ovf − lsb) is
+    // exact in double (both below 2^(p+2)), so only the final addition rounds.
+    // Far beyond 2^ovf (lsb > ovf) the offset is a fraction of a unit, negligible against q.
     const double over =
-        lsb <= 128 ? static_cast<double>(q.convert_to<std::int64_t>() -
-                                         (std::int64_t{1} << static_cast<unsigned>(128 - lsb))) +
+        lsb <= ovf ? static_cast<double>(q.convert_to<std::int64_t>() -
+                                         (std::int64_t{1} << static_cast<unsigned>(ovf - lsb))) +
                          residual
-                   : (qd - std::ldexp(1.0, static_cast<int>(128 - lsb))) + residual;
+                   : (qd - std::ldexp(1.0, static_cast<int>(ovf - lsb))) + residual;
     const float inf = std::numeric_limits<float>::infinity();
     return golden{negative ? -over : over, negative ? -inf : inf, static_cast<std::int16_t>(lsb),
                   golden_class::overflow};
@@ -203,12 +215,24 @@ golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2)
                 static_cast<std::int16_t>(lsb), golden_class::finite};
 }
 
+golden round_to(const float_format& f, const dyadic& d) {
+  return round_to(f, d.mant, big_int(1), d.exp);
+}
+
+golden round_to(const float_format& f, const rational& q) {
+  return round_to(f, mp::numerator(q), mp::denominator(q), 0);
+}
+
+golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2) {
+  return round_to(k_float32, num, den, exp2);
+}
+
 golden round_to_float(const dyadic& d) {
-  return round_to_float(d.mant, big_int(1), d.exp);
+  return round_to(k_float32, d);
 }
 
 golden round_to_float(const rational& q) {
-  return round_to_float(mp::numerator(q), mp::denominator(q), 0);
+  return round_to(k_float32, q);
 }
 
 hp_float to_hp(const rational& q) {

@@ -133,8 +133,10 @@ golden round_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h) {
     const golden rhi = round_to_float(b.hi);
     if (!same_float(rlo.value, rhi.value)) continue;
     // The residual must be accurate to 2^-40 ulp: the enclosure must be that narrow.
-    const std::int64_t ulp_lo = std::max<std::int64_t>(binade(b.lo) - 23, -149);
-    const std::int64_t ulp_hi = std::max<std::int64_t>(binade(b.hi) - 23, -149);
+    constexpr std::int64_t fraction_bits = k_float32.precision - 1;
+    constexpr std::int64_t min_ulp = k_float32.min_ulp_exponent();
+    const std::int64_t ulp_lo = std::max<std::int64_t>(binade(b.lo) - fraction_bits, min_ulp);
+    const std::int64_t ulp_hi = std::max<std::int64_t>(binade(b.hi) - fraction_bits, min_ulp);
     // Both ends in one binade, so that ulp(exact) is known (the value is irrational, so
     // refinement separates it from any power of two).
     if (ulp_lo != ulp_hi || b.width_bits_exp > ulp_lo - 40) continue;

@@ -430,7 +430,7 @@ void prop_recovery(const context& c) {
     pc.beta[u] = beta;
     // γ·r − 1 and β − μ, from double approximations of the exact statistics: each carries at
     // most a few double roundings (budget "double_evaluation").
-    const double slack = budget_value("double_evaluation") * k_u53;
+    const double slack = budgets::double_evaluation.value * k_u53;
     delta[u] = std::fabs(static_cast<double>(gamma) / std::sqrt(w) - 1) + slack;
     dbeta[u] = std::fabs(static_cast<double>(beta) - mu[u]) + slack * std::fabs(mu[u]);
   }
@@ -471,7 +471,7 @@ void prop_gradient_sums(const context& c) {
   if (!stats.ref().refusal().empty()) discard("refused problem");
   const fwd_bwd r = forward_backward(c, pc);
   const auto lvl = c.opt.level;
-  const double dbl = budget_value("double_evaluation");
+  const double dbl = budgets::double_evaluation.value;
   for (std::int64_t ch = 0; ch < g.c(); ++ch) {
     const double mu = stats.mean(ch);
     const double var = stats.var(ch);
@@ -521,7 +521,7 @@ void prop_parameter_gradients(const context& c) {
   pc.affine = true;
   const geometry g(pc.problem);
   const auto lvl = c.opt.level;
-  const double dbl = budget_value("double_evaluation");
+  const double dbl = budgets::double_evaluation.value;
   bool any = false;
   for (const bn_mode m : {bn_mode::backward_training, bn_mode::backward_inference}) {
     if (!c.info.supports(m)) continue;

@@ -257,9 +257,9 @@ int run_conventions() {
 
 int run_budgets() {
   std::printf("%-18s %-10s %s\n", "budget", "value", "why");
-  for (const auto& b : budget_table()) {
-    std::printf("%-18s %-10g %s\n", std::string(b.name).c_str(), b.value,
-                std::string(b.why).c_str());
+  for (const budget* b : budget_table()) {
+    std::printf("%-18s %-10g %s\n", std::string(b->name).c_str(), b->value,
+                std::string(b->why).c_str());
   }
   std::printf("\nDerivations: docs/error-model.md\n");
   return k_exit_ok;

@@ -17,6 +17,7 @@
 
 #include "bnoracle/reference.hpp"
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -32,16 +33,100 @@ enum class data_tier : std::uint8_t { exact, general };
 [[nodiscard]] std::optional<accuracy_level> parse_level(std::string_view s);
 [[nodiscard]] std::string_view to_string(data_tier t);
 
-// One entry of the budget table: a count of roundings (in units of u = 2^-24) or a factor, with
-// the reason it has that value. Every constant of the model is here and nowhere else.
+// One entry of the budget table: a count of roundings (in units of u of the format) or a factor,
+// with the reason it has that value. Every constant of the model is one of the named budgets
+// below and nowhere else.
 struct budget {
   std::string_view name;
   double value;
   std::string_view why;
 };
 
-// The budget table (docs/error-model.md explains each entry).
-[[nodiscard]] std::span<const budget> budget_table();
+// The one budget table of the error model: every constant of the model is one of these named
+// objects, each with the reason it has its value (docs/error-model.md derives each). Counts are
+// numbers of roundings in the output's format (units of u) unless the name says otherwise.
+namespace budgets {
+inline constexpr budget mean_division{
+    "mean_division", 2,
+    "mu = S/L, or S*(1/L) with a rounded reciprocal: at most two roundings on |mu|"};
+inline constexpr budget var_pointwise{
+    "var_pointwise", 4,
+    "two-pass term fl(fl(x - mu)^2): subtraction and square (3u relative on each positive "
+    "term), plus the division by L"};
+inline constexpr budget var_mean_coupling{
+    "var_mean_coupling", 2,
+    "Welford/Chan updates multiply deviations by an intermediate mean whose error is "
+    "g*u*mean|x|: first-order 2*g*u*mean|x|*sigma on the variance"};
+inline constexpr budget rsqrt{
+    "rsqrt", 4,
+    "1/sqrt(v + eps): eps converted to float, the addition, then sqrt and division (or an rsqrt "
+    "of up to 2 ulp, as CUDA's rsqrtf), relative to r"};
+inline constexpr budget fwd_apply{
+    "fwd_apply", 4,
+    "y = (x - mu)*r*gamma + beta: subtraction, two products, one addition, on |gamma*xhat|"};
+inline constexpr budget fwd_scale_shift{
+    "fwd_scale_shift", 3,
+    "y = x*s + t with s = gamma*r, t = beta - mu*s (PyTorch CPU, oneDNN): the products carry "
+    "u*|gamma|*r*(|x| + |mu|)"};
+inline constexpr budget fwd_beta{"fwd_beta", 2,
+                                 "beta enters one addition in y and one in t: 2u*|beta|"};
+inline constexpr budget running_update{
+    "running_update", 3,
+    "(1 - f)*old + f*new: f rounded to float, two products and one addition, on the terms"};
+inline constexpr budget momentum_conversion{
+    "momentum_conversion", 1,
+    "the framework's momentum m is a double: a float32 kernel rounds it (u/2*m absolute) and "
+    "forms the other weight as 1 - fl(m) (another u/2 relative for m < 1/2), so each weight is "
+    "off by u*max(f, 1 - f) absolute: 4.5u relative on 1 - m at m = 0.9"};
+inline constexpr budget bessel{"bessel", 1, "L/(L - 1) or 1/(L - 1) rounded once"};
+inline constexpr budget bwd_apply{
+    "bwd_apply", 5,
+    "dx = gamma*r*(dy - m1 - xhat*m2): two subtractions and three products, on "
+    "|gamma|*r*(|dy| + |m1| + |xhat*m2|)"};
+inline constexpr budget bwd_dot{
+    "bwd_dot", 2, "each term dy*xhat of a backward reduction: xhat and the product rounded"};
+inline constexpr budget underflow{
+    "underflow", 4,
+    "absolute errors of roundings below 2^-126, in units of 2^-149: four per output covers the "
+    "chain of each formula"};
+inline constexpr budget standard_lambda{
+    "standard_lambda", 8,
+    "probabilistic bound lambda*sqrt(n)*u*sum|x| (Higham & Mary 2019): fails with probability "
+    "<= 2*exp(-lambda^2/2) = 2.5e-14 per sum for lambda = 8"};
+inline constexpr budget double_evaluation{
+    "double_evaluation", 4,
+    "properties evaluate xhat = (x - mu)*r, products and sums of kernel outputs in double: "
+    "beyond the L - 1 roundings of a recursive sum, at most four double roundings per term; "
+    "units of 2^-53 on the sum of |term| (docs/properties.md)"};
+inline constexpr budget bound_slack{
+    "bound_slack", 1.0000001,
+    "the bound itself is evaluated in double from double approximations of exact quantities: a "
+    "relative 1e-7 covers that arithmetic"};
+}  // namespace budgets
+
+// Every budget, in the order `bnoracle budgets` prints them.
+inline constexpr std::array<const budget*, 16> k_budget_table{{
+    &budgets::mean_division,
+    &budgets::var_pointwise,
+    &budgets::var_mean_coupling,
+    &budgets::rsqrt,
+    &budgets::fwd_apply,
+    &budgets::fwd_scale_shift,
+    &budgets::fwd_beta,
+    &budgets::running_update,
+    &budgets::momentum_conversion,
+    &budgets::bessel,
+    &budgets::bwd_apply,
+    &budgets::bwd_dot,
+    &budgets::underflow,
+    &budgets::standard_lambda,
+    &budgets::double_evaluation,
+    &budgets::bound_slack,
+}};
+
+// The budget table (docs/error-model.md explains each entry), and one entry by name (throws
+// std::logic_error for an unknown name).
+[[nodiscard]] std::span<const budget* const> budget_table();
 [[nodiscard]] double budget_value(std::string_view name);
 
 // g(L) of a level: the summation error of L terms in units of u·Σ|term|.

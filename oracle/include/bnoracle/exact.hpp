@@ -1,4 +1,4 @@
-// Exact numbers and the one rounding to float32.
+// Exact numbers and the one rounding to a float format (format.hpp).
 //
 // Every float32 is a dyadic rational m·2^e, so sums, products and differences of float32 values
 // are exact as big integers with a binary exponent (`dyadic`). Quotients are exact as rationals.
@@ -9,6 +9,8 @@
 
 #include <boost/multiprecision/cpp_bin_float.hpp>
 #include <boost/multiprecision/cpp_int.hpp>
+
+#include "bnoracle/format.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -73,13 +75,15 @@ enum class golden_class : std::uint8_t {
   unspecified,  // the convention does not say what this output is; any value is acceptable.
 };
 
-// One expected float32 result: the exact value rounded once to nearest-even, plus where the exact
-// value sits relative to that rounding. For `finite` and `overflow` values,
-// `exact = value + residual · ulp(exact)`, where `ulp(exact) = 2^max(e−23, −149)` for
-// `2^e <= |exact| < 2^(e+1)` (no upper clamp; for `overflow`, `value` is read as ±2^128 in that
-// formula). |residual| <= 0.5 for `finite`. The residual is accurate to 2^-40 ulp while
-// |residual| <= 2^12; an `overflow` residual can be larger (it is the distance to 2^128), and is
-// then accurate to 2^-52 relative.
+// One expected result: the exact value rounded once to nearest-even in a format F (float32 unless
+// said otherwise; the value of every format fits a float exactly), plus where the exact value
+// sits relative to that rounding. For `finite` and `overflow` values,
+// `exact = value + residual · ulp(exact)`, where `ulp(exact) = 2^max(e − p + 1, emin − p + 1)`
+// for `2^e <= |exact| < 2^(e+1)` (for float32 2^max(e−23, −149); no upper clamp; for `overflow`,
+// `value` is read as ±2^(emax+1), 2^128 for float32, in that formula). |residual| <= 0.5 for
+// `finite`. The residual is accurate to 2^-40 ulp while |residual| <= 2^12; an `overflow`
+// residual can be larger (it is the distance to 2^(emax+1)), and is then accurate to 2^-52
+// relative.
 struct golden {
   double residual = 0.0;
   float value = 0.0F;
@@ -91,13 +95,22 @@ struct golden {
   [[nodiscard]] static golden unspecified_value();
 };
 
-// Correct rounding (nearest, ties to even) of the exact rational `num / den · 2^exp2` to float32,
-// with the residual. `den` must be positive. An exact zero gives +0.
+// Correct rounding (nearest, ties to even) of the exact rational `num / den · 2^exp2` to format
+// `f`, with the residual. `den` must be positive. An exact zero gives +0.
+[[nodiscard]] golden round_to(const float_format& f, const big_int& num, const big_int& den,
+                              std::int64_t exp2);
+[[nodiscard]] golden round_to(const float_format& f, const dyadic& d);
+[[nodiscard]] golden round_to(const float_format& f, const rational& q);
+// The same for float32.
 [[nodiscard]] golden round_to_float(const big_int& num, const big_int& den, std::int64_t exp2);
 [[nodiscard]] golden round_to_float(const dyadic& d);
 [[nodiscard]] golden round_to_float(const rational& q);
 
-// The exponent of ulp(v) in float32 for an exact non-zero `num/den·2^exp2`, in the sense above.
+// The exponent of ulp(v) in format `f` for an exact non-zero `num/den·2^exp2`, in the sense
+// above; `min_ulp_exponent()` for zero.
+[[nodiscard]] std::int64_t ulp_exponent(const float_format& f, const big_int& num,
+                                        const big_int& den, std::int64_t exp2);
+// The same for float32.
 [[nodiscard]] std::int64_t float_ulp_exponent(const big_int& num, const big_int& den,
                                               std::int64_t exp2);
 
