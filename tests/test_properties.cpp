@@ -13,6 +13,7 @@
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/judge.hpp"
 #include "bnoracle/properties.hpp"
+#include "test_env.hpp"
 
 #include <gtest/gtest.h>
 
@@ -46,10 +47,7 @@ TEST_P(CorrectKernel, EveryPropertyHolds) {
   const auto [name, level] = GetParam();
   auto kernel = load_plugin(plugin(name));
   property_options o;
-  o.cases = 100;
-  if (const char* env = std::getenv("BNORACLE_PROPERTY_CASES"); env != nullptr && *env != '\0') {
-    o.cases = std::max(1, std::atoi(env));  // CI's sanitizer pass runs fewer
-  }
+  o.cases = testing_env::property_cases();
   o.level = level;
   o.seed = seed_from_env();
   o.kernel_path = plugin(name);
