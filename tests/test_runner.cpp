@@ -1,11 +1,11 @@
 // The conformance runner end to end: bundled correct kernels pass the whole catalog at their true
 // level, deliberately defective kernels fail it even at the most permissive level, reports are
 // well formed, and `identify` reads conventions back.
+#include "bnoracle/identify.hpp"
+#include "bnoracle/report.hpp"
+#include "bnoracle/runner.hpp"
+#include "bnoracle/verify.hpp"
 #include "defect_kernel.hpp"
-#include "identify.hpp"
-#include "report.hpp"
-#include "runner.hpp"
-#include "verify.hpp"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 
 #include "bnoracle/catalog.hpp"
 #include "bnoracle/properties.hpp"
-#include "runner.hpp"
+#include "bnoracle/runner.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

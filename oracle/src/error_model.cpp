@@ -229,13 +229,18 @@ double error_model::rsqrt_rel_error(const channel_terms& t, double g) const {
 }
 
 double error_model::bound(std::string_view name, std::int64_t index, accuracy_level level) const {
+  const std::optional<output_id> id = parse_output(name);
+  if (!id) throw std::out_of_range("error model: no output '" + std::string(name) + "'");
+  return bound(*id, index, level);
+}
+
+double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
   const double inf = std::numeric_limits<double>::infinity();
   const geometry& geo = ref_->geom();
-  const bool per_element = name == "dst" || name == "diff_src";
   std::int64_t c = index;
   double x = 0;
   double dy = 0;
-  if (per_element) {
+  if (per_element(id)) {
     const std::int64_t S = geo.spatial_size();
     const std::int64_t n = index / S / geo.c();
     c = index / S % geo.c();
@@ -257,14 +262,14 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
   const double eta = budgets::underflow.value * k_eta;
 
   // Reductions that do not involve the statistics.
-  if (name == "diff_beta") {
+  if (id == output_id::diff_beta) {
     return slack * (k_u * (g * t.L * t.mean_abs_dy + std::fabs(t.m1 * t.L)) + eta);  // Σdy
   }
   // The running statistics need only the batch statistics, not r: they are bounded for ε = 0
   // with a zero variance too. An empty batch has none; the running statistics are then either
   // undefined, judged by class, or — where the convention skips the update (PyTorch) — the old
   // values themselves: a copy, exact.
-  const bool running = name == "running_mean" || name == "running_var";
+  const bool running = id == output_id::running_mean || id == output_id::running_var;
   if (running && training && t.L == 0) return 0.0;
   if (running ? !t.stats_defined : !t.defined) return inf;
   const double ag = std::fabs(t.gamma);
@@ -273,13 +278,13 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
       training ? rsqrt_rel_error(t, g)
                : budgets::rsqrt.value * k_u + 0.5 * budgets::underflow.value * k_eta / t.w;
 
-  if (name == "mean") return slack * dmu;
-  if (name == "var") return slack * var_error(t, g);
+  if (id == output_id::mean) return slack * dmu;
+  if (id == output_id::var) return slack * var_error(t, g);
   // Past τ >= 1 the kernel's 1/sqrt(v + ε) is not bounded at all: nor is anything made with it.
-  const bool uses_r = name != "running_mean" && name != "running_var";
+  const bool uses_r = id != output_id::running_mean && id != output_id::running_var;
   if (uses_r && !std::isfinite(rho)) return inf;
-  if (name == "invstd" || name == "save_stat") return slack * (t.r * rho);
-  if (name == "running_mean") {
+  if (id == output_id::invstd) return slack * (t.r * rho);
+  if (id == output_id::running_mean) {
     const double f = factor_;
     const double F = std::max(f, 1 - f);
     return slack * (f * dmu +
@@ -289,7 +294,7 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
                         (std::fabs(t.old_mean) + std::fabs(t.mu)) +
                     eta);
   }
-  if (name == "running_var") {
+  if (id == output_id::running_var) {
     const double f = factor_;
     const bool unbiased = ref_->conv().running_var == variance_estimator::unbiased && t.L > 1;
     const double k = unbiased ? t.L / (t.L - 1) : 1.0;
@@ -302,7 +307,7 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
                         (std::fabs(t.old_var) + vu) +
                     eta);
   }
-  if (name == "dst") {
+  if (id == output_id::dst) {
     const double dev = std::fabs(x - t.mu);
     return slack *
            (ag * (t.r * dmu + dev * t.r * rho) +
@@ -311,7 +316,7 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
                    budgets::fwd_beta.value * std::fabs(t.beta)) +
             eta);
   }
-  if (name == "diff_gamma") {
+  if (id == output_id::diff_gamma) {
     if (training) {
       return slack * (t.L * (t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy) +
                       k_u * (g_dot + budgets::bwd_dot.value) * t.L * t.mean_abs_dy_xhat + eta);
@@ -322,7 +327,7 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
            (t.L * t.mean_abs_dy_dev * t.r * (rho + k_u * (g_dot + budgets::bwd_dot.value + 1)) +
             eta);
   }
-  if (name == "diff_src") {
+  if (id == output_id::diff_src) {
     if (!training) return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) + eta);
     const double xhat = std::fabs(x - t.mu) * t.r;
     const double am1 = std::fabs(t.m1);
@@ -336,7 +341,7 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
                  budgets::bwd_apply.value * k_u * (std::fabs(dy) + am1 + xhat * am2)) +
             eta);
   }
-  throw std::out_of_range("error model: no bound for output '" + std::string(name) + "'");
+  throw std::out_of_range("error model: no bound for output '" + std::string(to_string(id)) + "'");
 }
 
 }  // namespace bnoracle

@@ -395,30 +395,6 @@ std::vector<golden> fold_reference::bias_goldens() const {
 
 namespace {
 
-enum class output_id : std::uint8_t {
-  dst,
-  mean,
-  var,
-  invstd,
-  running_mean,
-  running_var,
-  diff_src,
-  diff_gamma,
-  diff_beta
-};
-
-constexpr std::array<std::pair<output_id, std::string_view>, 9> k_outputs{{
-    {output_id::dst, "dst"},
-    {output_id::mean, "mean"},
-    {output_id::var, "var"},
-    {output_id::invstd, "invstd"},
-    {output_id::running_mean, "running_mean"},
-    {output_id::running_var, "running_var"},
-    {output_id::diff_src, "diff_src"},
-    {output_id::diff_gamma, "diff_gamma"},
-    {output_id::diff_beta, "diff_beta"},
-}};
-
 struct channel_state {
   float gamma = 1.0F;
   float beta = 0.0F;
@@ -587,13 +563,6 @@ struct reference::impl {
     }
   }
 
-  [[nodiscard]] std::optional<output_id> find_output(std::string_view name) const {
-    for (const auto& [id, n] : k_outputs) {
-      if (n == name && has_output(id)) return id;
-    }
-    return std::nullopt;
-  }
-
   [[nodiscard]] bool has_output(output_id id) const {
     const bool affine = !in.gamma.empty();
     switch (mode) {
@@ -700,6 +669,8 @@ struct reference::impl {
       }
       case output_id::dst:
       case output_id::diff_src:
+      case output_id::weight:  // folding's outputs: has_output is false for them
+      case output_id::bias:
         break;
     }
     return exact_value::undefined();
@@ -731,31 +702,64 @@ std::int64_t reference::num_batches_tracked() const {
   return impl_->nbt_after;
 }
 
+std::vector<output_id> reference::outputs() const {
+  std::vector<output_id> ids;
+  for (const output_desc& d : k_output_table) {
+    if (impl_->has_output(d.id)) ids.push_back(d.id);
+  }
+  return ids;
+}
+
+bool reference::has_output(output_id id) const {
+  return impl_->has_output(id);
+}
+
 std::vector<std::string_view> reference::output_names() const {
   std::vector<std::string_view> names;
-  for (const auto& [id, n] : k_outputs) {
-    if (impl_->has_output(id)) names.push_back(n);
-  }
+  for (const output_id id : outputs()) names.push_back(to_string(id));
   return names;
 }
 
 namespace {
-output_id require_output(const std::optional<output_id>& id, std::string_view name) {
-  if (!id) throw std::out_of_range("reference: no output named '" + std::string(name) + "'");
+output_id require_output(const reference& ref, std::string_view name) {
+  const std::optional<output_id> id = parse_output(name);
+  if (!id || !ref.has_output(*id)) {
+    throw std::out_of_range("reference: no output named '" + std::string(name) + "'");
+  }
   return *id;
+}
+void require_output(const reference& ref, output_id id) {
+  if (!ref.has_output(id)) {
+    throw std::out_of_range("reference: this mode has no output '" + std::string(to_string(id)) +
+                            "'");
+  }
 }
 }  // namespace
 
+std::int64_t reference::output_size(output_id id) const {
+  require_output(*this, id);
+  return impl_->size_of(id);
+}
+
 std::int64_t reference::output_size(std::string_view name) const {
-  return impl_->size_of(require_output(impl_->find_output(name), name));
+  return output_size(require_output(*this, name));
+}
+
+exact_value reference::exact(output_id id, std::int64_t index) const {
+  require_output(*this, id);
+  if (index < 0 || index >= impl_->size_of(id)) {
+    throw std::out_of_range("reference: index out of range for '" + std::string(to_string(id)) +
+                            "'");
+  }
+  return impl_->element(id, index);
 }
 
 exact_value reference::exact(std::string_view name, std::int64_t index) const {
-  const output_id id = require_output(impl_->find_output(name), name);
-  if (index < 0 || index >= impl_->size_of(id)) {
-    throw std::out_of_range("reference: index out of range for '" + std::string(name) + "'");
-  }
-  return impl_->element(id, index);
+  return exact(require_output(*this, name), index);
+}
+
+golden reference::round(output_id id, std::int64_t index) const {
+  return exact(id, index).round();
 }
 
 golden reference::round(std::string_view name, std::int64_t index) const {
@@ -776,16 +780,19 @@ exact_value reference::normalizing_var(std::int64_t c) const {
 }
 
 std::vector<golden> reference::goldens(std::string_view name) const {
-  const output_id id = require_output(impl_->find_output(name), name);
+  return goldens(require_output(*this, name));
+}
+
+std::vector<golden> reference::goldens(output_id id) const {
+  require_output(*this, id);
   const std::int64_t n = impl_->size_of(id);
   std::vector<golden> out(static_cast<std::size_t>(n));
-  const bool per_element = id == output_id::dst || id == output_id::diff_src;
   const geometry& g = impl_->geom;
   // Channels are independent and each channel's scale cache is touched by one thread only, so
   // per-element outputs are computed by channel on every core. Results do not depend on the
   // number of threads: each element is computed exactly and rounded once.
   const auto threads = static_cast<std::int64_t>(std::max(1U, std::thread::hardware_concurrency()));
-  if (!per_element || threads == 1 || g.c() == 1 || n < 4096) {
+  if (!per_element(id) || threads == 1 || g.c() == 1 || n < 4096) {
     for (std::int64_t i = 0; i < n; ++i)
       out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
     return out;

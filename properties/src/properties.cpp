@@ -98,8 +98,8 @@ class exact_side {
 
   [[nodiscard]] const reference& ref() const { return *ref_; }
   [[nodiscard]] const error_model& model() const { return *model_; }
-  [[nodiscard]] double bound(std::string_view name, std::int64_t i, accuracy_level l) const {
-    return model_->bound(name, i, l);
+  [[nodiscard]] double bound(output_id id, std::int64_t i, accuracy_level l) const {
+    return model_->bound(id, i, l);
   }
   // Exact statistics of channel c in double (NaN where undefined).
   [[nodiscard]] double mean(std::int64_t c) const { return ref_->normalizing_mean(c).to_double(); }
@@ -202,13 +202,12 @@ void expect_zero(const std::string& what, double value, double tol, const std::s
 
 // Judges one output against the exact reference; fails the case with the worst element.
 void judge(const context& c, const exact_side& e, const std::string& label,
-           const std::string& shown, const std::string& golden_name, const std::string& bound_name,
-           const std::vector<float>& got) {
-  if (got.size() != static_cast<std::size_t>(e.ref().output_size(golden_name))) {
+           const std::string& shown, output_id id, const std::vector<float>& got) {
+  if (got.size() != static_cast<std::size_t>(e.ref().output_size(id))) {
     fail(label + ": " + shown + " has " + std::to_string(got.size()) + " elements");
   }
   const output_result o =
-      judge_output(shown, golden_name, bound_name, e.ref(), e.model(), c.opt.level, 1.0,
+      judge_output(shown, id, id, e.ref(), e.model(), c.opt.level, 1.0,
                    [&got](std::int64_t i) { return got[static_cast<std::size_t>(i)]; });
   const auto lvl = static_cast<std::size_t>(c.opt.level);
   if (o.passed[lvl]) return;
@@ -252,19 +251,19 @@ void prop_reference_agreement(const context& c) {
       fail("forward_training: accepted a problem the " + pc.problem.convention +
            " convention rejects: " + e.ref().refusal());
     }
-    judge(c, e, "forward_training", "dst", "dst", "dst", r.dst);
+    judge(c, e, "forward_training", "dst", output_id::dst, r.dst);
     if (c.info.saves != BNK_SAVES_NONE) {
-      judge(c, e, "forward_training", "save_mean", "mean", "mean", r.save_mean);
+      judge(c, e, "forward_training", "save_mean", output_id::mean, r.save_mean);
       const char* stat = c.info.saves == BNK_SAVES_MEAN_INVSTD ? "invstd" : "var";
-      judge(c, e, "forward_training", std::string("save_stat(") + stat + ")", stat, stat,
+      judge(c, e, "forward_training", std::string("save_stat(") + stat + ")",
+            c.info.saves == BNK_SAVES_MEAN_INVSTD ? output_id::invstd : output_id::var,
             r.save_stat);
       save_mean = r.save_mean;
       save_stat = r.save_stat;
     }
     if (track) {
-      judge(c, e, "forward_training", "running_mean", "running_mean", "running_mean",
-            r.running_mean);
-      judge(c, e, "forward_training", "running_var", "running_var", "running_var", r.running_var);
+      judge(c, e, "forward_training", "running_mean", output_id::running_mean, r.running_mean);
+      judge(c, e, "forward_training", "running_var", output_id::running_var, r.running_var);
       if (r.num_batches_tracked != e.ref().num_batches_tracked()) {
         fail("forward_training: num_batches_tracked " + std::to_string(r.num_batches_tracked) +
              ", expected " + std::to_string(e.ref().num_batches_tracked()));
@@ -282,10 +281,10 @@ void prop_reference_agreement(const context& c) {
       fail("backward_training: accepted a problem the " + pc.problem.convention +
            " convention rejects: " + e.ref().refusal());
     }
-    judge(c, e, "backward_training", "diff_src", "diff_src", "diff_src", r.diff_src);
+    judge(c, e, "backward_training", "diff_src", output_id::diff_src, r.diff_src);
     if (pc.affine) {
-      judge(c, e, "backward_training", "diff_gamma", "diff_gamma", "diff_gamma", r.diff_gamma);
-      judge(c, e, "backward_training", "diff_beta", "diff_beta", "diff_beta", r.diff_beta);
+      judge(c, e, "backward_training", "diff_gamma", output_id::diff_gamma, r.diff_gamma);
+      judge(c, e, "backward_training", "diff_beta", output_id::diff_beta, r.diff_beta);
     }
   }
   // Forward inference is element-wise: any float32 may appear, up to FLT_MAX (the reference's
@@ -309,12 +308,12 @@ void prop_reference_agreement(const context& c) {
     const call_result r = call(c, request_of(data, m, false), e.ref().refusal());
     const std::string label(to_string(m));
     if (m == bn_mode::forward_inference) {
-      judge(c, e, label, "dst", "dst", "dst", r.dst);
+      judge(c, e, label, "dst", output_id::dst, r.dst);
     } else {
-      judge(c, e, label, "diff_src", "diff_src", "diff_src", r.diff_src);
+      judge(c, e, label, "diff_src", output_id::diff_src, r.diff_src);
       if (data.affine) {
-        judge(c, e, label, "diff_gamma", "diff_gamma", "diff_gamma", r.diff_gamma);
-        judge(c, e, label, "diff_beta", "diff_beta", "diff_beta", r.diff_beta);
+        judge(c, e, label, "diff_gamma", output_id::diff_gamma, r.diff_gamma);
+        judge(c, e, label, "diff_beta", output_id::diff_beta, r.diff_beta);
       }
     }
   }
@@ -381,14 +380,15 @@ void prop_bias_invariance(const context& c) {
   for (std::int64_t i = 0; i < g.elements(); ++i) {
     const auto u = static_cast<std::size_t>(i);
     expect_close(c, where(g, "dst", i) + " with a per-channel constant added to x", r1.fwd.dst[u],
-                 r2.fwd.dst[u], e1.bound("dst", i, lvl) + e2.bound("dst", i, lvl));
+                 r2.fwd.dst[u],
+                 e1.bound(output_id::dst, i, lvl) + e2.bound(output_id::dst, i, lvl));
   }
   if (c.info.saves == BNK_SAVES_MEAN_INVSTD) {
     for (std::int64_t ch = 0; ch < g.c(); ++ch) {
       const auto u = static_cast<std::size_t>(ch);
       expect_close(c, "save_stat(invstd)[c=" + std::to_string(ch) + "] after the shift",
                    r1.fwd.save_stat[u], r2.fwd.save_stat[u],
-                   e1.bound("invstd", ch, lvl) + e2.bound("invstd", ch, lvl));
+                   e1.bound(output_id::invstd, ch, lvl) + e2.bound(output_id::invstd, ch, lvl));
     }
   }
   const exact_side b1(pc, bn_mode::backward_training, false);
@@ -397,14 +397,15 @@ void prop_bias_invariance(const context& c) {
     const auto u = static_cast<std::size_t>(i);
     expect_close(c, where(g, "diff_src", i) + " with a per-channel constant added to x",
                  r1.bwd.diff_src[u], r2.bwd.diff_src[u],
-                 b1.bound("diff_src", i, lvl) + b2.bound("diff_src", i, lvl));
+                 b1.bound(output_id::diff_src, i, lvl) + b2.bound(output_id::diff_src, i, lvl));
   }
   if (pc.affine) {
     for (std::int64_t ch = 0; ch < g.c(); ++ch) {
       const auto u = static_cast<std::size_t>(ch);
-      expect_close(c, "diff_gamma[c=" + std::to_string(ch) + "] after the shift",
-                   r1.bwd.diff_gamma[u], r2.bwd.diff_gamma[u],
-                   b1.bound("diff_gamma", ch, lvl) + b2.bound("diff_gamma", ch, lvl));
+      expect_close(
+          c, "diff_gamma[c=" + std::to_string(ch) + "] after the shift", r1.bwd.diff_gamma[u],
+          r2.bwd.diff_gamma[u],
+          b1.bound(output_id::diff_gamma, ch, lvl) + b2.bound(output_id::diff_gamma, ch, lvl));
     }
   }
 }
@@ -442,7 +443,7 @@ void prop_recovery(const context& c) {
     const auto cu = static_cast<std::size_t>(ch);
     const double x = static_cast<double>(pc.src[u]);
     const double tol =
-        e.bound("dst", i, c.opt.level) + std::fabs(x - mu[cu]) * delta[cu] + dbeta[cu];
+        e.bound(output_id::dst, i, c.opt.level) + std::fabs(x - mu[cu]) * delta[cu] + dbeta[cu];
     if (std::isinf(tol)) continue;
     const double d = std::fabs(static_cast<double>(r.dst[u]) - x);
     if (!(d <= tol)) {
@@ -494,7 +495,7 @@ void prop_gradient_sums(const context& c) {
         const double x = static_cast<double>(pc.src[u]);
         const double xhat = (x - mu) * rr;
         const double xhat_err = (std::fabs(x) + std::fabs(mu)) * rr;  // scale of x̂'s error
-        const double b = stats.bound("diff_src", i, lvl);
+        const double b = stats.bound(output_id::diff_src, i, lvl);
         if (std::isinf(b)) bounded = false;
         s1 += dx;
         s1_abs += std::fabs(dx);
@@ -554,7 +555,7 @@ void prop_parameter_gradients(const context& c) {
         }
       }
       const std::string cs = "[c=" + std::to_string(ch) + "]";
-      const double tb = e.bound("diff_beta", ch, lvl) + (L + dbl) * k_u53 * sdy_abs;
+      const double tb = e.bound(output_id::diff_beta, ch, lvl) + (L + dbl) * k_u53 * sdy_abs;
       const double db = static_cast<double>(r.diff_beta[cu]) - sdy;
       if (!(std::fabs(db) <= tb)) {
         std::ostringstream os;
@@ -562,7 +563,7 @@ void prop_parameter_gradients(const context& c) {
            << " but sum(dy) = " << sdy << ", differ by " << std::fabs(db) << " > " << tb;
         fail(os.str());
       }
-      const double tg = e.bound("diff_gamma", ch, lvl);
+      const double tg = e.bound(output_id::diff_gamma, ch, lvl);
       if (std::isinf(tg) || !std::isfinite(mu) || !std::isfinite(rr)) continue;
       const double dg = static_cast<double>(r.diff_gamma[cu]) - sdx;
       const double tgt = tg + (L + dbl) * k_u53 * sdx_abs;
@@ -629,7 +630,7 @@ void prop_eval_determinism(const context& c) {
       if (!same_value(a, b)) fail(what + ": " + hex_float(a) + " vs " + hex_float(b));
       continue;
     }
-    expect_close(c, what, a, b, 2 * e.bound("dst", i, c.opt.level));
+    expect_close(c, what, a, b, 2 * e.bound(output_id::dst, i, c.opt.level));
   }
 }
 
@@ -702,8 +703,8 @@ void prop_momentum_convention(const context& c) {
         "step " + std::to_string(t + 1) + " of " + std::to_string(steps) + " (momentum " +
         (pc.problem.momentum ? std::to_string(*pc.problem.momentum) : std::string("None")) + ", " +
         pc.problem.convention + ")";
-    judge(c, e, label, "running_mean", "running_mean", "running_mean", r.running_mean);
-    judge(c, e, label, "running_var", "running_var", "running_var", r.running_var);
+    judge(c, e, label, "running_mean", output_id::running_mean, r.running_mean);
+    judge(c, e, label, "running_var", output_id::running_var, r.running_var);
     if (r.num_batches_tracked != e.ref().num_batches_tracked()) {
       fail(label + ": num_batches_tracked " + std::to_string(r.num_batches_tracked) +
            ", expected " + std::to_string(e.ref().num_batches_tracked()));
@@ -760,7 +761,7 @@ void prop_scale_invariance(const context& c) {
   for (std::int64_t i = 0; i < g.elements(); ++i) {
     const auto u = static_cast<std::size_t>(i);
     expect_close(c, where(g, "dst", i) + by, r1.fwd.dst[u], r2.fwd.dst[u],
-                 e1.bound("dst", i, lvl) + e2.bound("dst", i, lvl));
+                 e1.bound(output_id::dst, i, lvl) + e2.bound(output_id::dst, i, lvl));
   }
   const exact_side b1(pc, bn_mode::backward_training, false);
   const exact_side b2(scaled, bn_mode::backward_training, false);
@@ -770,14 +771,15 @@ void prop_scale_invariance(const context& c) {
     expect_close(c, where(g, "diff_src", i) + by + " (times 2^" + std::to_string(k) + ")",
                  r1.bwd.diff_src[u],
                  static_cast<float>(static_cast<double>(r2.bwd.diff_src[u]) * a),
-                 b1.bound("diff_src", i, lvl) + a * b2.bound("diff_src", i, lvl));
+                 b1.bound(output_id::diff_src, i, lvl) + a * b2.bound(output_id::diff_src, i, lvl));
   }
   if (pc.affine) {
     for (std::int64_t ch = 0; ch < g.c(); ++ch) {
       const auto u = static_cast<std::size_t>(ch);
-      expect_close(c, "diff_gamma[c=" + std::to_string(ch) + "]" + by, r1.bwd.diff_gamma[u],
-                   r2.bwd.diff_gamma[u],
-                   b1.bound("diff_gamma", ch, lvl) + b2.bound("diff_gamma", ch, lvl));
+      expect_close(
+          c, "diff_gamma[c=" + std::to_string(ch) + "]" + by, r1.bwd.diff_gamma[u],
+          r2.bwd.diff_gamma[u],
+          b1.bound(output_id::diff_gamma, ch, lvl) + b2.bound(output_id::diff_gamma, ch, lvl));
     }
   }
 }
@@ -823,18 +825,20 @@ void prop_permutation(const context& c) {
       const auto i1 = static_cast<std::int64_t>(from);
       const std::string what = " of the permuted batch (from " + where(g, "x", i1) + ")";
       expect_close(c, where(g, "dst", i2) + what, r2.fwd.dst[to], r1.fwd.dst[from],
-                   e2.bound("dst", i2, lvl) + e1.bound("dst", i1, lvl));
+                   e2.bound(output_id::dst, i2, lvl) + e1.bound(output_id::dst, i1, lvl));
       expect_close(c, where(g, "diff_src", i2) + what, r2.bwd.diff_src[to], r1.bwd.diff_src[from],
-                   b2.bound("diff_src", i2, lvl) + b1.bound("diff_src", i1, lvl));
+                   b2.bound(output_id::diff_src, i2, lvl) + b1.bound(output_id::diff_src, i1, lvl));
     }
     const auto u = static_cast<std::size_t>(ch);
     if (pc.affine) {
-      expect_close(c, "diff_gamma[c=" + std::to_string(ch) + "] of the permuted batch",
-                   r2.bwd.diff_gamma[u], r1.bwd.diff_gamma[u],
-                   b2.bound("diff_gamma", ch, lvl) + b1.bound("diff_gamma", ch, lvl));
-      expect_close(c, "diff_beta[c=" + std::to_string(ch) + "] of the permuted batch",
-                   r2.bwd.diff_beta[u], r1.bwd.diff_beta[u],
-                   b2.bound("diff_beta", ch, lvl) + b1.bound("diff_beta", ch, lvl));
+      expect_close(
+          c, "diff_gamma[c=" + std::to_string(ch) + "] of the permuted batch", r2.bwd.diff_gamma[u],
+          r1.bwd.diff_gamma[u],
+          b2.bound(output_id::diff_gamma, ch, lvl) + b1.bound(output_id::diff_gamma, ch, lvl));
+      expect_close(
+          c, "diff_beta[c=" + std::to_string(ch) + "] of the permuted batch", r2.bwd.diff_beta[u],
+          r1.bwd.diff_beta[u],
+          b2.bound(output_id::diff_beta, ch, lvl) + b1.bound(output_id::diff_beta, ch, lvl));
     }
   }
 }
@@ -991,15 +995,15 @@ void prop_layout_agreement(const context& c) {
     for (std::int64_t i = 0; i < g.elements(); ++i) {
       const auto u = static_cast<std::size_t>(i);
       expect_close(c, where(g, "dst", i) + label, r.fwd.dst[u], r0.fwd.dst[u],
-                   2 * e.bound("dst", i, lvl));
+                   2 * e.bound(output_id::dst, i, lvl));
       expect_close(c, where(g, "diff_src", i) + label, r.bwd.diff_src[u], r0.bwd.diff_src[u],
-                   2 * b.bound("diff_src", i, lvl));
+                   2 * b.bound(output_id::diff_src, i, lvl));
     }
     if (pc.affine) {
       for (std::int64_t ch = 0; ch < g.c(); ++ch) {
         const auto u = static_cast<std::size_t>(ch);
         expect_close(c, "diff_gamma[c=" + std::to_string(ch) + "]" + label, r.bwd.diff_gamma[u],
-                     r0.bwd.diff_gamma[u], 2 * b.bound("diff_gamma", ch, lvl));
+                     r0.bwd.diff_gamma[u], 2 * b.bound(output_id::diff_gamma, ch, lvl));
       }
     }
   }

@@ -1,4 +1,4 @@
-#include "identify.hpp"
+#include "bnoracle/identify.hpp"
 
 #include "bnoracle/isolation.hpp"
 

@@ -1,4 +1,4 @@
-#include "report.hpp"
+#include "bnoracle/report.hpp"
 
 #include "bnoracle/text.hpp"
 

@@ -1,5 +1,5 @@
-#include "runner.hpp"
-#include "verify.hpp"
+#include "bnoracle/runner.hpp"
+#include "bnoracle/verify.hpp"
 
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/measure.hpp"
@@ -239,27 +239,24 @@ class case_runner {
     auto from = [](const std::vector<float>& v) {
       return [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; };
     };
+    auto judge = [&](const std::string& shown, output_id id, const std::vector<float>& got) {
+      r.outputs.push_back(
+          judge_output(shown, id, id, ref, model, opt_.level, opt_.mistrust_fraction, from(got)));
+    };
     if (m == bn_mode::forward_training || m == bn_mode::forward_inference) {
-      r.outputs.push_back(judge_output("dst", "dst", "dst", ref, model, opt_.level,
-                                       opt_.mistrust_fraction, from(cr.dst)));
+      judge("dst", output_id::dst, cr.dst);
     } else {
-      r.outputs.push_back(judge_output("diff_src", "diff_src", "diff_src", ref, model, opt_.level,
-                                       opt_.mistrust_fraction, from(cr.diff_src)));
+      judge("diff_src", output_id::diff_src, cr.diff_src);
       if (affine) {
-        r.outputs.push_back(judge_output("diff_gamma", "diff_gamma", "diff_gamma", ref, model,
-                                         opt_.level, opt_.mistrust_fraction, from(cr.diff_gamma)));
-        r.outputs.push_back(judge_output("diff_beta", "diff_beta", "diff_beta", ref, model,
-                                         opt_.level, opt_.mistrust_fraction, from(cr.diff_beta)));
+        judge("diff_gamma", output_id::diff_gamma, cr.diff_gamma);
+        judge("diff_beta", output_id::diff_beta, cr.diff_beta);
       }
     }
     if (m == bn_mode::forward_training && saves) {
-      r.outputs.push_back(judge_output("save_mean", "mean", "mean", ref, model, opt_.level,
-                                       opt_.mistrust_fraction, from(cr.save_mean)));
+      judge("save_mean", output_id::mean, cr.save_mean);
       const bool invstd = info.saves == BNK_SAVES_MEAN_INVSTD;
-      r.outputs.push_back(judge_output(invstd ? "save_stat(invstd)" : "save_stat(var)",
-                                       invstd ? "invstd" : "var", invstd ? "invstd" : "var", ref,
-                                       model, opt_.level, opt_.mistrust_fraction,
-                                       from(cr.save_stat)));
+      judge(invstd ? "save_stat(invstd)" : "save_stat(var)",
+            invstd ? output_id::invstd : output_id::var, cr.save_stat);
       if (step == 0) {
         state.save_mean = cr.save_mean;
         state.save_stat = cr.save_stat;
@@ -267,10 +264,8 @@ class case_runner {
       }
     }
     if (track) {
-      r.outputs.push_back(judge_output("running_mean", "running_mean", "running_mean", ref, model,
-                                       opt_.level, opt_.mistrust_fraction, from(cr.running_mean)));
-      r.outputs.push_back(judge_output("running_var", "running_var", "running_var", ref, model,
-                                       opt_.level, opt_.mistrust_fraction, from(cr.running_var)));
+      judge("running_mean", output_id::running_mean, cr.running_mean);
+      judge("running_var", output_id::running_var, cr.running_var);
       const std::int64_t nbt = cr.num_batches_tracked;
       if (nbt != ref.num_batches_tracked()) {
         output_result o;

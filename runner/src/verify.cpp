@@ -1,6 +1,6 @@
-#include "verify.hpp"
+#include "bnoracle/verify.hpp"
 
-#include "files.hpp"
+#include "bnoracle/files.hpp"
 
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/measure.hpp"
@@ -283,91 +283,54 @@ namespace {
 
 bool required_output(const fixture& f, const std::string& name) {
   if (f.kind != "batch_norm") return true;  // fold and syncbn_merge: every output
-  return name == "dst" || name == "diff_src" || name == "diff_gamma" || name == "diff_beta" ||
-         name == "running_mean" || name == "running_var";
+  // The saved batch statistics are optional (a kernel need not save them); the rest is required.
+  const std::optional<output_id> id = parse_output(name);
+  return id && *id != output_id::mean && *id != output_id::var && *id != output_id::invstd;
 }
 
-output_result judge(const fixture& f, const fixture_output& e, const std::vector<float>& got,
-                    const run_options& opt) {
-  output_result o;
-  o.name = e.name;
-  o.count = static_cast<std::int64_t>(e.values.size());
-  const auto lvl = static_cast<std::size_t>(opt.level);
-  std::int64_t judged = 0;
-  for (std::size_t i = 0; i < e.values.size(); ++i) {
-    const float v = got[i];
-    const golden_class cls = e.classes[i];
-    auto worst = [&](double ratio, double ulps, double bound_ulps) {
-      if (o.worst_index < 0 || ratio > o.worst_ratio) {
-        o.worst_ratio = ratio;
-        o.worst_index = static_cast<std::int64_t>(i);
-        o.got = v;
-        o.expected = e.values[i];
-        o.worst_ulps = ulps;
-        o.worst_bound_ulps = bound_ulps;
-      }
-    };
-    if (cls == golden_class::unspecified) continue;
-    if (cls == golden_class::undefined || cls == golden_class::infinite) {
-      golden g;
-      g.cls = cls;
-      g.value = e.values[i];
-      if (error_ulps(v, g) != 0.0) {
-        for (bool& p : o.passed) p = false;
-        if (o.class_failure.empty()) {
-          o.class_failure = e.name + "[" + std::to_string(i) + "]: expected " +
-                            (cls == golden_class::undefined ? std::string("a non-finite value")
-                                                            : hex_float(e.values[i])) +
-                            ", got " + hex_float(v);
-        }
-        worst(std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(), 0);
-      }
-      continue;
-    }
-    ++judged;
-    const hp_float exact(e.exact[i]);
-    const double ulp = std::ldexp(1.0, e.ulp_exp[i]);
-    double abs_err = std::numeric_limits<double>::infinity();
-    double ulps = std::numeric_limits<double>::infinity();
-    if (std::isinf(v) && cls == golden_class::overflow && (v < 0) == (e.values[i] < 0)) {
-      abs_err = 0;  // the correctly rounded result of an overflowing value
-      ulps = 0;
+// A fixture's stored goldens, exact values and bounds, as judge_elements reads them.
+class fixture_source {
+ public:
+  fixture_source(const fixture_output& e, const std::vector<float>& got) : e_(e), got_(got) {}
+  [[nodiscard]] std::int64_t count() const { return static_cast<std::int64_t>(e_.values.size()); }
+  [[nodiscard]] golden_class cls(std::int64_t i) const { return e_.classes[at(i)]; }
+  [[nodiscard]] float expected(std::int64_t i) const { return e_.values[at(i)]; }
+  [[nodiscard]] float got(std::int64_t i) const { return got_[at(i)]; }
+  // Measured against the stored exact value (to its full precision), not the golden.
+  [[nodiscard]] element_error measure(std::int64_t i, float v) const {
+    const std::size_t u = at(i);
+    element_error r;
+    const hp_float exact(e_.exact[u]);
+    r.ulp = std::ldexp(1.0, e_.ulp_exp[u]);
+    r.abs_err = std::numeric_limits<double>::infinity();
+    r.ulps = std::numeric_limits<double>::infinity();
+    if (std::isinf(v) && e_.classes[u] == golden_class::overflow && (v < 0) == (e_.values[u] < 0)) {
+      r.abs_err = 0;  // the correctly rounded result of an overflowing value
+      r.ulps = 0;
     } else if (std::isfinite(v)) {
       const hp_float diff = hp_float(v) - exact;
-      abs_err = mp::abs(diff).convert_to<double>();
-      ulps = (diff / ulp).convert_to<double>();
+      r.abs_err = mp::abs(diff).convert_to<double>();
+      r.ulps = (diff / r.ulp).convert_to<double>();
     }
-    o.max_ulps = std::max(o.max_ulps, std::fabs(ulps));
-    if (std::isfinite(ulps)) o.sum_sq_ulps += ulps * ulps;
-    double ratio_at = 0;
-    double bound_at = 0;
-    for (std::size_t l = 0; l < 3; ++l) {
-      const double bound = e.bound[l][i];
-      // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
-      // statistics): any result passes, NaN included, and the ratio is 0, not inf/inf.
-      const double ratio = std::isinf(bound) ? 0.0
-                           : bound > 0
-                               ? abs_err / bound
-                               : (abs_err > 0 ? std::numeric_limits<double>::infinity() : 0.0);
-      if (!(ratio <= 1.0)) o.passed[l] = false;
-      if (l == lvl) {
-        ratio_at = ratio;
-        bound_at = bound;
-      }
-    }
-    if (std::isfinite(bound_at)) ++o.judged;
-    if (cls == golden_class::finite && mp::abs(exact).convert_to<double>() <= bound_at)
-      ++o.low_signal;
-    worst(ratio_at, ulps, bound_at / ulp);
+    r.exact_magnitude = mp::abs(exact).convert_to<double>();
+    return r;
   }
-  if (o.worst_index >= 0) o.worst_where = e.name + "[" + std::to_string(o.worst_index) + "]";
-  const bool per_element = e.name == "dst" || e.name == "diff_src" || e.name == "weight";
-  o.mistrusted =
-      per_element && judged >= 8 &&
-      static_cast<double>(o.low_signal) > opt.mistrust_fraction * static_cast<double>(judged);
-  (void)f;
-  return o;
-}
+  [[nodiscard]] double bound(std::int64_t i, accuracy_level l) const {
+    return e_.bound[static_cast<std::size_t>(l)][at(i)];
+  }
+  [[nodiscard]] std::string where(std::int64_t i) const {
+    return e_.name + "[" + std::to_string(i) + "]";
+  }
+  [[nodiscard]] bool per_element() const {
+    const std::optional<output_id> id = parse_output(e_.name);
+    return id && bnoracle::per_element(*id);
+  }
+
+ private:
+  [[nodiscard]] static std::size_t at(std::int64_t i) { return static_cast<std::size_t>(i); }
+  const fixture_output& e_;
+  const std::vector<float>& got_;
+};
 
 }  // namespace
 
@@ -393,7 +356,9 @@ case_result judge_fixture(const fixture& f, const results& res, const run_option
   } else {
     for (const auto& e : f.expected) {
       const auto it = res.outputs.find(e.name);
-      if (!res.running_returned && (e.name == "running_mean" || e.name == "running_var")) continue;
+      const std::optional<output_id> id = parse_output(e.name);
+      const bool running = id == output_id::running_mean || id == output_id::running_var;
+      if (!res.running_returned && running) continue;
       if (it == res.outputs.end()) {
         if (!required_output(f, e.name)) continue;
         output_result o;
@@ -408,7 +373,8 @@ case_result judge_fixture(const fixture& f, const results& res, const run_option
                             "expected " + std::to_string(e.values.size()) + " values, got " +
                                 std::to_string(it->second.size()));
       }
-      r.outputs.push_back(judge(f, e, it->second, opt));
+      r.outputs.push_back(
+          judge_elements(e.name, fixture_source(e, it->second), opt.level, opt.mistrust_fraction));
     }
     if (f.track_running && res.running_returned && res.num_batches_tracked &&
         *res.num_batches_tracked != f.num_batches_tracked + 1) {

@@ -5,16 +5,16 @@
 // library that misbehaves while loading), 4 internal error of bnoracle, 5 nothing judged.
 #include "bnoracle/convention.hpp"
 #include "bnoracle/error_model.hpp"
+#include "bnoracle/files.hpp"
+#include "bnoracle/identify.hpp"
 #include "bnoracle/isolation.hpp"
 #include "bnoracle/properties.hpp"
 #include "bnoracle/reference.hpp"
+#include "bnoracle/report.hpp"
+#include "bnoracle/runner.hpp"
 #include "bnoracle/subprocess_kernel.hpp"
 #include "bnoracle/text.hpp"
-#include "files.hpp"
-#include "identify.hpp"
-#include "report.hpp"
-#include "runner.hpp"
-#include "verify.hpp"
+#include "bnoracle/verify.hpp"
 
 // GCC 12 reports a -Wnull-dereference false positive inside CLI11's string splitting once it is
 // inlined here (basic_string::_M_data on a moved-from temporary); the rest of this file keeps it.
@@ -206,10 +206,10 @@ int run_example(const std::string& conv_name) {
     }
     for (std::int64_t c = 0; c < p.c; ++c) {
       std::printf("  channel %lld\n", static_cast<long long>(c));
-      for (const auto name : ref.output_names()) {
-        const bool per_element = name == "dst" || name == "diff_src";
-        if (!per_element) {
-          print_value(name, ref.exact(name, c));
+      for (const output_id id : ref.outputs()) {
+        const std::string_view name = to_string(id);
+        if (!per_element(id)) {
+          print_value(name, ref.exact(id, c));
           continue;
         }
         for (std::int64_t n = 0; n < p.n; ++n) {
@@ -218,7 +218,7 @@ int run_example(const std::string& conv_name) {
             char label[48];
             std::snprintf(label, sizeof label, "%s[%lld,%lld]", std::string(name).c_str(),
                           static_cast<long long>(n), static_cast<long long>(s));
-            print_value(label, ref.exact(name, i));
+            print_value(label, ref.exact(id, i));
           }
         }
       }

@@ -13,8 +13,8 @@
 // Exit codes: 0 every expectation met (each mutant caught, no correct kernel flagged); 1 an
 // expectation failed (a mutant survived or a correct kernel was flagged); 2 usage, an unreadable
 // manifest or fixture directory, a plugin that cannot be loaded.
-#include "runner.hpp"
-#include "verify.hpp"
+#include "bnoracle/runner.hpp"
+#include "bnoracle/verify.hpp"
 
 #include "bnoracle/catalog.hpp"
 #include "bnoracle/kernel.hpp"

@@ -2,8 +2,8 @@
 #pragma once
 
 #include "bnoracle/kernel_abi.h"
+#include "bnoracle/output.hpp"
 #include "bnoracle/problem.hpp"
-#include "bnoracle/reference.hpp"
 
 #include <chrono>
 #include <cstdint>

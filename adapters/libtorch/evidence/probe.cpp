@@ -4,15 +4,15 @@
 // (one command; B=build/ci), from the repository root:
 //
 //   g++ -std=c++20 -O2 -Iadapters/include -Ifixtures/include -Ioracle/include
-//       -Iproperties/include -Itools/runner adapters/libtorch/evidence/probe.cpp -o /tmp/probe
+//       -Iproperties/include -Irunner/include adapters/libtorch/evidence/probe.cpp -o /tmp/probe
 //       $B/tools/libbnoracle_runner.a $B/properties/libbnoracle_properties.a
 //       $B/adapters/libbnoracle_adapters.a -ldl $B/fixtures/libbnoracle_fixtures.a
 //       $B/oracle/libbnoracle_oracle.a /usr/lib/x86_64-linux-gnu/librapidcheck.a
 //   /tmp/probe build/ci/adapters/libbna_libtorch.so standard [FILTER]
 #include "bnoracle/catalog.hpp"
 #include "bnoracle/kernel.hpp"
-#include "report.hpp"
-#include "runner.hpp"
+#include "bnoracle/report.hpp"
+#include "bnoracle/runner.hpp"
 
 #include <iostream>
 #include <string>

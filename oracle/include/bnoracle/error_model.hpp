@@ -154,10 +154,12 @@ class error_model {
   // `ref` and `in` must be the reference and the inputs of the case; `ref` must outlive this.
   error_model(const reference& ref, const bn_inputs& in, data_tier tier);
 
-  // Absolute bound |kernel − exact| for element `index` of output `name` ("dst", "mean", "var",
-  // "invstd", "running_mean", "running_var", "diff_src", "diff_gamma", "diff_beta"), for a golden
-  // of class finite or overflow (other classes are judged by class, not magnitude). +Inf where
-  // the statistics of the channel are not finite.
+  // Absolute bound |kernel − exact| for element `index` of output `id` (any output of a
+  // normalization mode; folding's have their own bounds below), for a golden of class finite or
+  // overflow (other classes are judged by class, not magnitude). +Inf where the statistics of
+  // the channel are not finite.
+  [[nodiscard]] double bound(output_id id, std::int64_t index, accuracy_level level) const;
+  // The same by the output's name; throws std::out_of_range for a name that is no output.
   [[nodiscard]] double bound(std::string_view name, std::int64_t index, accuracy_level level) const;
 
   // Per-channel quantities the bounds are made of (in double), exposed for reports and tests.

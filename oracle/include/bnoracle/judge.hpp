@@ -9,9 +9,17 @@
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/reference.hpp"
 
+#include "bnoracle/measure.hpp"
+#include "bnoracle/output.hpp"
+
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace bnoracle {
 
@@ -39,18 +47,196 @@ struct output_result {
 [[nodiscard]] std::string element_where(const geometry& g, const std::string& name, std::int64_t i,
                                         bool per_element);
 
-// Compares output `golden_name` of `ref` (shown as `shown`, bounded as `bound_name`) with what
-// the kernel produced, `got(i)` for element i in the reference's index order. An output is
-// mistrusted when more than `mistrust_fraction` of its judged per-element values are no larger
-// than their bound (docs/error-model.md).
+// The accuracy levels, strictest first.
+inline constexpr accuracy_level k_accuracy_levels[3] = {
+    accuracy_level::strict, accuracy_level::standard, accuracy_level::lenient};
+
+// The error of a kernel's value against an element of class finite or overflow.
+struct element_error {
+  double ulps = 0;             // signed, in ulps of the exact value (±inf: not measurable)
+  double abs_err = 0;          // |value − exact| (inf: not measurable, e.g. NaN)
+  double ulp = 0;              // ulp of the exact value in the output's format
+  double exact_magnitude = 0;  // |exact|, for the low-signal rule
+};
+
+// What an observer of judge_elements is told about each element, once the rules are applied.
+enum class element_kind : std::uint8_t {
+  unspecified,  // not judged at all
+  by_class,     // undefined or infinite: judged by class (class_ok says how it went)
+  no_claim,     // a bound of +Inf at the level: anything passes
+  measured,     // |error| over a finite bound: `ratio`
+};
+struct element_event {
+  std::int64_t index = 0;
+  element_kind kind = element_kind::unspecified;
+  bool class_ok = true;
+  double ratio = 0;  // |error|/bound at the requested level (measured elements)
+};
+
+// An observer that looks at nothing.
+struct ignore_elements {
+  void operator()(const element_event& /*unused*/) const {}
+};
+
+// The one judging loop: class rules, then |error| against the bound of every level, the worst
+// element, the low-signal count and the mistrust rule (docs/error-model.md). What differs
+// between judging against the reference (check, the campaign, the properties) and against a
+// fixture's stored goldens and bounds (verify) is the source, which provides:
+//   std::int64_t count()                       elements of the output
+//   golden_class cls(i), float expected(i)     the class and the correctly rounded value
+//   float got(i)                               the kernel's value
+//   element_error measure(i, v)                for classes finite and overflow
+//   double bound(i, accuracy_level)            the error model's bound
+//   std::string where(i)                       e.g. "dst[n=1,c=2,s=7]"
+//   bool per_element()                         one value per data element (mistrust applies)
+// `observe` sees every element (the campaign's histograms).
+template <class Source, class Observer = ignore_elements>
+[[nodiscard]] output_result judge_elements(std::string name, const Source& src,
+                                           accuracy_level level, double mistrust_fraction,
+                                           Observer&& observe = {}) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  output_result r;
+  r.name = std::move(name);
+  r.count = src.count();
+  const auto lvl = static_cast<std::size_t>(level);
+  std::int64_t judged = 0;
+  for (std::int64_t i = 0; i < r.count; ++i) {
+    const golden_class cls = src.cls(i);
+    const float v = src.got(i);
+    auto note_worst = [&](double ratio, double ulps, double bound_ulps) {
+      if (r.worst_index < 0 || ratio > r.worst_ratio) {
+        r.worst_ratio = ratio;
+        r.worst_index = i;
+        r.got = v;
+        r.expected = src.expected(i);
+        r.worst_ulps = ulps;
+        r.worst_bound_ulps = bound_ulps;
+      }
+    };
+    if (cls == golden_class::unspecified) {
+      observe(element_event{i, element_kind::unspecified, true, 0});
+      continue;
+    }
+    if (cls == golden_class::undefined || cls == golden_class::infinite) {
+      golden g;
+      g.cls = cls;
+      g.value = src.expected(i);
+      const bool ok = error_ulps(v, g) == 0.0;
+      if (!ok) {
+        if (r.class_failure.empty()) {
+          r.class_failure = src.where(i) + ": expected " +
+                            (cls == golden_class::undefined
+                                 ? std::string("a non-finite value (the exact result is undefined)")
+                                 : hex_float(g.value)) +
+                            ", got " + hex_float(v);
+        }
+        for (bool& p : r.passed) p = false;
+        note_worst(inf, inf, 0);
+      }
+      observe(element_event{i, element_kind::by_class, ok, 0});
+      continue;
+    }
+    const element_error e = src.measure(i, v);
+    ++judged;
+    if (std::isfinite(e.ulps)) {
+      r.max_ulps = std::max(r.max_ulps, std::fabs(e.ulps));
+      r.sum_sq_ulps += e.ulps * e.ulps;
+    }
+    double ratio_at_level = 0;
+    double bound_at_level = 0;
+    for (std::size_t l = 0; l < 3; ++l) {
+      const double bound = src.bound(i, k_accuracy_levels[l]);
+      // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
+      // statistics): any result passes, NaN included, and the ratio is 0, not inf/inf.
+      const double ratio = std::isinf(bound) ? 0.0
+                           : bound > 0       ? e.abs_err / bound
+                                             : (e.abs_err > 0 ? inf : 0.0);
+      if (!(ratio <= 1.0)) r.passed[l] = false;
+      if (l == lvl) {
+        ratio_at_level = ratio;
+        bound_at_level = bound;
+      }
+    }
+    const bool claim = std::isfinite(bound_at_level);
+    if (claim) ++r.judged;
+    // Low signal: the bound swamps the value itself, so agreement says little.
+    if (cls == golden_class::finite && e.exact_magnitude <= bound_at_level) ++r.low_signal;
+    note_worst(ratio_at_level, e.ulps, bound_at_level / e.ulp);
+    observe(element_event{i, claim ? element_kind::measured : element_kind::no_claim, true,
+                          ratio_at_level});
+  }
+  if (r.worst_index >= 0) r.worst_where = src.where(r.worst_index);
+  r.mistrusted =
+      src.per_element() && judged >= 8 &&
+      static_cast<double>(r.low_signal) > mistrust_fraction * static_cast<double>(judged);
+  return r;
+}
+
+// judge_elements over the reference: output `golden_id` of `ref` (shown as `shown`, bounded as
+// `bound_id`) against what the kernel produced, `got(i)` for element i in the reference's index
+// order. An output is mistrusted when more than `mistrust_fraction` of its judged per-element
+// values are no larger than their bound (docs/error-model.md).
+template <class Observer = ignore_elements>
+[[nodiscard]] output_result judge_output(const std::string& shown, output_id golden_id,
+                                         output_id bound_id, const reference& ref,
+                                         const error_model& model, accuracy_level level,
+                                         double mistrust_fraction,
+                                         const std::function<float(std::int64_t)>& got,
+                                         Observer&& observe = {});
+
+// The source judge_output gives judge_elements.
+class reference_source {
+ public:
+  reference_source(const std::string& shown, output_id golden_id, output_id bound_id,
+                   const reference& ref, const error_model& model,
+                   const std::function<float(std::int64_t)>& got)
+      : shown_(shown),
+        golden_id_(golden_id),
+        bound_id_(bound_id),
+        ref_(ref),
+        model_(model),
+        got_(got),
+        gold_(ref.goldens(golden_id)) {}
+  [[nodiscard]] std::int64_t count() const { return static_cast<std::int64_t>(gold_.size()); }
+  [[nodiscard]] golden_class cls(std::int64_t i) const { return at(i).cls; }
+  [[nodiscard]] float expected(std::int64_t i) const { return at(i).value; }
+  [[nodiscard]] float got(std::int64_t i) const { return got_(i); }
+  [[nodiscard]] element_error measure(std::int64_t i, float v) const;
+  [[nodiscard]] double bound(std::int64_t i, accuracy_level l) const {
+    return model_.bound(bound_id_, i, l);
+  }
+  [[nodiscard]] std::string where(std::int64_t i) const {
+    return element_where(ref_.geom(), shown_, i, per_element());
+  }
+  [[nodiscard]] bool per_element() const { return bnoracle::per_element(golden_id_); }
+  [[nodiscard]] const golden& at(std::int64_t i) const {
+    return gold_[static_cast<std::size_t>(i)];
+  }
+
+ private:
+  const std::string& shown_;
+  output_id golden_id_;
+  output_id bound_id_;
+  const reference& ref_;
+  const error_model& model_;
+  const std::function<float(std::int64_t)>& got_;
+  std::vector<golden> gold_;
+};
+
+template <class Observer>
+output_result judge_output(const std::string& shown, output_id golden_id, output_id bound_id,
+                           const reference& ref, const error_model& model, accuracy_level level,
+                           double mistrust_fraction, const std::function<float(std::int64_t)>& got,
+                           Observer&& observe) {
+  const reference_source src(shown, golden_id, bound_id, ref, model, got);
+  return judge_elements(shown, src, level, mistrust_fraction, std::forward<Observer>(observe));
+}
+
+// The same with the outputs named (throws std::out_of_range for a name that is no output).
 [[nodiscard]] output_result judge_output(const std::string& shown, const std::string& golden_name,
                                          const std::string& bound_name, const reference& ref,
                                          const error_model& model, accuracy_level level,
                                          double mistrust_fraction,
                                          const std::function<float(std::int64_t)>& got);
-
-// The accuracy levels, strictest first.
-inline constexpr accuracy_level k_accuracy_levels[3] = {
-    accuracy_level::strict, accuracy_level::standard, accuracy_level::lenient};
 
 }  // namespace bnoracle

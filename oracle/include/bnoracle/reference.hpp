@@ -18,6 +18,7 @@
 
 #include "bnoracle/convention.hpp"
 #include "bnoracle/exact.hpp"
+#include "bnoracle/output.hpp"
 #include "bnoracle/problem.hpp"
 #include "bnoracle/scale.hpp"
 
@@ -29,16 +30,6 @@
 #include <vector>
 
 namespace bnoracle {
-
-enum class bn_mode : std::uint8_t {
-  forward_training,
-  forward_inference,
-  backward_training,
-  backward_inference,
-};
-
-[[nodiscard]] std::string_view to_string(bn_mode m);
-[[nodiscard]] std::optional<bn_mode> parse_mode(std::string_view s);
 
 // Inputs of every mode; each mode reads only what it needs. Tensors `src` and `diff_dst` are
 // read through the problem's strides from logical element 0. Per-channel vectors have C entries.
@@ -113,12 +104,21 @@ class reference {
   // num_batches_tracked after this step (training with running statistics; else unchanged).
   [[nodiscard]] std::int64_t num_batches_tracked() const;
 
+  // The outputs this mode produces for this problem, in output_id order.
+  [[nodiscard]] std::vector<output_id> outputs() const;
+  [[nodiscard]] bool has_output(output_id id) const;
   [[nodiscard]] std::vector<std::string_view> output_names() const;
-  [[nodiscard]] std::int64_t output_size(std::string_view name) const;  // throws if unknown
+  // The accessors throw std::out_of_range for an output the mode does not produce; the names are
+  // those of the output table (output.hpp).
+  [[nodiscard]] std::int64_t output_size(output_id id) const;
+  [[nodiscard]] std::int64_t output_size(std::string_view name) const;
 
+  [[nodiscard]] exact_value exact(output_id id, std::int64_t index) const;
   [[nodiscard]] exact_value exact(std::string_view name, std::int64_t index) const;
+  [[nodiscard]] golden round(output_id id, std::int64_t index) const;
   [[nodiscard]] golden round(std::string_view name, std::int64_t index) const;
   // Every element rounded, in index order.
+  [[nodiscard]] std::vector<golden> goldens(output_id id) const;
   [[nodiscard]] std::vector<golden> goldens(std::string_view name) const;
 
   // The statistics that normalize channel c in this mode, exactly: the batch mean and biased

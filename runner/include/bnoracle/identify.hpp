@@ -1,7 +1,7 @@
 // `bnoracle identify`: infer the running-statistics convention a kernel actually follows.
 #pragma once
 
-#include "runner.hpp"
+#include "bnoracle/runner.hpp"
 
 #include <string>
 #include <vector>

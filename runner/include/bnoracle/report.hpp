@@ -1,7 +1,7 @@
 // Reports of a conformance run: text for people, JSON for tools, JUnit XML for CI systems.
 #pragma once
 
-#include "runner.hpp"
+#include "bnoracle/runner.hpp"
 
 #include <ostream>
 #include <string>

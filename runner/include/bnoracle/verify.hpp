@@ -3,7 +3,7 @@
 #pragma once
 
 #include "bnoracle/fixture.hpp"
-#include "runner.hpp"
+#include "bnoracle/runner.hpp"
 
 #include <string>
 #include <vector>

@@ -1,0 +1,4 @@
+// The former spelling of <bnoracle/identify.hpp>, kept for programs written against it.
+#pragma once
+
+#include "bnoracle/identify.hpp"

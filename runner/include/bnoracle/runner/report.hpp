@@ -1,0 +1,4 @@
+// The former spelling of <bnoracle/report.hpp>, kept for programs written against it.
+#pragma once
+
+#include "bnoracle/report.hpp"

@@ -1,0 +1,4 @@
+// The former spelling of <bnoracle/verify.hpp>, kept for programs written against it.
+#pragma once
+
+#include "bnoracle/verify.hpp"
