@@ -229,9 +229,7 @@ double error_model::rsqrt_rel_error(const channel_terms& t, double g) const {
 }
 
 double error_model::bound(std::string_view name, std::int64_t index, accuracy_level level) const {
-  const std::optional<output_id> id = parse_output(name);
-  if (!id) throw std::out_of_range("error model: no output '" + std::string(name) + "'");
-  return bound(*id, index, level);
+  return bound(output_named(name), index, level);
 }
 
 double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {

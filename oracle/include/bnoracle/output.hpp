@@ -104,6 +104,8 @@ static_assert([] {
 [[nodiscard]] constexpr bool per_element(output_id id) {
   return describe(id).extent == output_extent::element;
 }
+// The output of that name; throws std::out_of_range naming it when it is none.
+[[nodiscard]] output_id output_named(std::string_view name);
 // The output of that name, if it is one (names are those of the table, exactly).
 [[nodiscard]] constexpr std::optional<output_id> parse_output(std::string_view name) {
   for (const output_desc& d : k_output_table) {
