@@ -37,13 +37,8 @@ output_result judge_output(const std::string& shown, const std::string& golden_n
                            const std::string& bound_name, const reference& ref,
                            const error_model& model, accuracy_level level, double mistrust_fraction,
                            const std::function<float(std::int64_t)>& got) {
-  auto id = [](const std::string& name) {
-    const std::optional<output_id> o = parse_output(name);
-    if (!o) throw std::out_of_range("judge_output: no output named '" + name + "'");
-    return *o;
-  };
-  return judge_output(shown, id(golden_name), id(bound_name), ref, model, level, mistrust_fraction,
-                      got);
+  return judge_output(shown, output_named(golden_name), output_named(bound_name), ref, model, level,
+                      mistrust_fraction, got);
 }
 
 }  // namespace bnoracle
