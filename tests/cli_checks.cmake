@@ -73,3 +73,27 @@ foreach(conv pytorch keras)
   endif()
   expect_exit(0 ${BNORACLE} verify --fixtures ${WORK}/one_fixture --results ${WORK}/one_results)
 endforeach()
+
+# A convention stated by its fields. The mutant biased_running_var is PyTorch's convention with
+# the biased running variance: killed under pytorch, conformant once that convention is stated,
+# by fields or by a JSON file, and identify states what it observes in the same syntax.
+set(biased ${KERNELS}/mutants/libbnm_biased_running_var.so)
+set(stated "momentum=new,running_var=biased,cumulative=yes,l1=refuse,l0=unchanged")
+expect_exit(1 ${BNORACLE} check --kernel ${biased} --no-properties --filter exact/)
+expect_exit(0 ${BNORACLE} check --kernel ${biased} --no-properties --filter exact/
+            --convention ${stated})
+file(WRITE ${WORK}/textbook.json
+     "{\"running_var\": \"biased\", \"momentum\": \"new\", \"cumulative\": true, \"l1\": \"refuse\", \"l0\": \"unchanged\"}")
+execute_process(COMMAND ${BNORACLE} check --kernel ${biased} --no-properties
+                        --filter exact/ --convention ${WORK}/textbook.json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "judged under convention ${stated}")
+  message(FATAL_ERROR "check --convention FILE.json: exit ${rc}\n${out}\n${err}")
+endif()
+execute_process(COMMAND ${BNORACLE} identify --kernel ${biased}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "as --convention +${stated}\n")
+  message(FATAL_ERROR "identify of biased_running_var: exit ${rc}\n${out}\n${err}")
+endif()
+expect_exit(2 ${BNORACLE} check --kernel ${biased} --convention momentum=sideways,running_var=biased)
+expect_exit(2 ${BNORACLE} check --kernel ${biased} --convention ${WORK}/does-not-exist.json)

@@ -198,5 +198,113 @@ TEST(Conventions, LookupByNameAndRejectionOfUnknownNames) {
   EXPECT_THROW((void)train_step("caffe", 0.1, {0, 2}, 0, 1), invalid_problem);
 }
 
+TEST(ConventionFields, TheTextbookConventionIsStatedAndJudged) {
+  // The convention tutorials teach: momentum weighs the new value, the running variance is the
+  // biased batch variance. x = [0, 2]: mean 1, biased variance 1. From (0, 0) with momentum 0.25:
+  // mean 0.25·1 = 0.25, variance 0.25·1 = 0.25 (PyTorch's unbiased record gives 0.25·2 = 0.5).
+  const step_result r = train_step("momentum=new,running_var=biased", 0.25, {0.0F, 2.0F}, 0, 0);
+  EXPECT_TRUE(r.refusal.empty());
+  EXPECT_EQ(r.mean, 0.25F);
+  EXPECT_EQ(r.var, 0.25F);
+  // Old-weighted and unbiased, a combination no named record has: f = 0.75, variance 0.75·2.
+  const step_result o = train_step("momentum=old,running_var=unbiased", 0.25, {0.0F, 2.0F}, 0, 0);
+  EXPECT_EQ(o.mean, 0.75F);
+  EXPECT_EQ(o.var, 1.5F);
+}
+
+TEST(ConventionFields, SpellingsOfOneConventionShareOneCanonicalRecord) {
+  const convention* a = find_convention("momentum=new,running_var=biased");
+  const convention* b =
+      find_convention("running_var=biased,momentum=new,l1=compute,l0=unspecified");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a->name, "momentum=new,running_var=biased");
+  const convention* c = find_convention(
+      "l0=unchanged,l1=refuse,cumulative=yes,running_var=unbiased,momentum=new,"
+      "default_momentum=0.1,default_eps=1e-05");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->name,
+            "momentum=new,running_var=unbiased,cumulative=yes,l1=refuse,l0=unchanged,"
+            "default_momentum=0.1,default_eps=1e-05");
+  EXPECT_EQ(c->single_value, single_value_rule::refuse);
+  EXPECT_EQ(c->empty_batch, empty_batch_rule::unchanged);
+  EXPECT_TRUE(c->cumulative);
+}
+
+TEST(ConventionFields, EveryNamedRecordRestatedByItsFieldsBehavesTheSame) {
+  for (const convention& named : all_conventions()) {
+    const std::string fields = to_fields(named);
+    const convention* c = find_convention(fields);
+    ASSERT_NE(c, nullptr) << named.name << ": " << fields << ": " << convention_error(fields);
+    EXPECT_EQ(c->weighs, named.weighs) << named.name;
+    EXPECT_EQ(c->running_var, named.running_var) << named.name;
+    EXPECT_EQ(c->cumulative, named.cumulative) << named.name;
+    EXPECT_EQ(c->default_momentum, named.default_momentum) << named.name;
+    EXPECT_EQ(c->default_eps, named.default_eps) << named.name;
+    EXPECT_EQ(c->min_eps, named.min_eps) << named.name;
+    EXPECT_EQ(c->saved, named.saved) << named.name;
+    EXPECT_EQ(c->single_value, named.single_value) << named.name;
+    EXPECT_EQ(c->empty_batch, named.empty_batch) << named.name;
+    // And the same running statistics on a step that tells every field apart at L = 1 and L = 2.
+    for (const std::vector<float>& x : {std::vector<float>{0.0F, 2.0F}, std::vector<float>{7.0F}}) {
+      const step_result want = train_step(std::string(named.name), 0.25, x, 0, 4);
+      const step_result got = train_step(fields, 0.25, x, 0, 4);
+      EXPECT_EQ(want.refusal.empty(), got.refusal.empty()) << named.name;
+      EXPECT_EQ(want.mean_cls, got.mean_cls) << named.name;
+      EXPECT_EQ(want.var_cls, got.var_cls) << named.name;
+      if (want.refusal.empty() && want.var_cls == golden_class::finite) {
+        EXPECT_EQ(want.mean, got.mean) << named.name;
+        EXPECT_EQ(want.var, got.var) << named.name;
+      }
+    }
+  }
+}
+
+TEST(ConventionFields, InvalidFieldsAreRejectedWithTheReason) {
+  const std::map<std::string, std::string> bad{
+      {"momentum=new", "required"},
+      {"momentum=sideways,running_var=biased", "momentum=sideways: expected new or old"},
+      {"momentum=new,running_var=biased,colour=red", "unknown field 'colour'"},
+      {"momentum=new,momentum=old,running_var=biased", "given twice"},
+      {"momentum=new,running_var=unbiased,l1=compute", "divides by L - 1 = 0"},
+      {"momentum=new,running_var=biased,l1=no_correction", "no correction to skip"},
+      {"momentum=new,running_var=biased,default_momentum=2", "a number in [0, 1]"},
+      {"momentum=new,running_var=biased,min_eps=-1", "a finite number >= 0"},
+      {"momentum=new,running_var=biased,min_eps=nan", "a finite number >= 0"},
+      {"momentum=new,,running_var=biased", "is not field=value"},
+      {"caffe", "unknown convention 'caffe'"},
+  };
+  for (const auto& [text, why] : bad) {
+    EXPECT_EQ(find_convention(text), nullptr) << text;
+    EXPECT_NE(convention_error(text).find(why), std::string::npos)
+        << text << ": " << convention_error(text);
+    EXPECT_THROW((void)train_step(text, 0.1, {0, 2}, 0, 1), invalid_problem) << text;
+  }
+  EXPECT_EQ(convention_error("pytorch"), "");
+}
+
+TEST(ConventionFields, NoneHasNoRunningStatisticsAndComputesOneValue) {
+  const convention* none = find_convention("none");
+  ASSERT_NE(none, nullptr);
+  EXPECT_FALSE(none->running_stats);
+  EXPECT_EQ(to_fields(*none), "none");
+  // Training with L = 1 and no running statistics: no refusal (PyTorch's L = 1 rule concerns
+  // its running variance), mean 7, variance 0.
+  bn_problem p;
+  p.n = 1;
+  p.c = 1;
+  p.mem_layout = layout::nc;
+  p.convention = "none";
+  const std::vector<float> x{7.0F};
+  bn_inputs in;
+  in.src = x.data();
+  const reference ref(p, bn_mode::forward_training, in);
+  EXPECT_TRUE(ref.refusal().empty());
+  EXPECT_EQ(ref.round(output_id::mean, 0).value, 7.0F);
+  EXPECT_EQ(ref.round(output_id::var, 0).value, 0.0F);
+  // Running statistics under "none" are a contradiction.
+  EXPECT_THROW((void)train_step("none", 0.1, {0, 2}, 0, 1), invalid_problem);
+}
+
 }  // namespace
 }  // namespace bnoracle

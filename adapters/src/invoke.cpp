@@ -46,11 +46,9 @@ std::vector<float> copy_out(const guarded_arena& a, const char* name) {
 // Memory positions of a geometry that no logical element maps to.
 std::vector<bool> covered_positions(const geometry& g) {
   std::vector<bool> covered(memory_extent(g), false);
-  for (std::int64_t c = 0; c < g.c(); ++c) {
-    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t) {
-      covered[static_cast<std::size_t>(off - g.min_offset())] = true;
-    });
-  }
+  g.for_each_element([&](std::int64_t off, std::int64_t) {
+    covered[static_cast<std::size_t>(off - g.min_offset())] = true;
+  });
   return covered;
 }
 
@@ -70,21 +68,17 @@ std::string repro_options(const call_options& o) {
 
 std::vector<float> to_memory(const geometry& g, const std::vector<float>& logical, float padding) {
   std::vector<float> mem(memory_extent(g), padding);
-  for (std::int64_t c = 0; c < g.c(); ++c) {
-    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t li) {
-      mem[static_cast<std::size_t>(off - g.min_offset())] = logical[static_cast<std::size_t>(li)];
-    });
-  }
+  g.for_each_element([&](std::int64_t off, std::int64_t li) {
+    mem[static_cast<std::size_t>(off - g.min_offset())] = logical[static_cast<std::size_t>(li)];
+  });
   return mem;
 }
 
 std::vector<float> to_logical(const geometry& g, const float* element0) {
   std::vector<float> out(static_cast<std::size_t>(g.elements()));
-  for (std::int64_t c = 0; c < g.c(); ++c) {
-    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t li) {
-      out[static_cast<std::size_t>(li)] = element0[off];
-    });
-  }
+  g.for_each_element([&](std::int64_t off, std::int64_t li) {
+    out[static_cast<std::size_t>(li)] = element0[off];
+  });
   return out;
 }
 

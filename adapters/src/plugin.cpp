@@ -57,13 +57,16 @@ std::string table_problem(const bnk_kernel* table) {
   }
   const std::optional<std::string> convention =
       table->convention != nullptr ? table_string(table->convention) : std::nullopt;
-  if (!convention || find_convention(*convention) == nullptr) {
+  if (!convention) {
     return "kernel '" + valid_utf8(*name) + "' claims an unknown convention '" +
-           (table->convention == nullptr ? std::string("(null)")
-            : convention                 ? valid_utf8(*convention)
-                                         : std::string("(unterminated)")) +
+           (table->convention == nullptr ? std::string("(null)") : std::string("(unterminated)")) +
            "' (see: bnoracle conventions)";
   }
+  kernel_info claim;
+  claim.name = valid_utf8(*name);
+  claim.convention = valid_utf8(*convention);
+  claim.updates_running = table->updates_running != 0;
+  if (std::string why = settle_convention_claim(claim); !why.empty()) return why;
   if (table->saves < BNK_SAVES_NONE || table->saves > BNK_SAVES_MEAN_VAR) {
     return "the kernel table has an invalid 'saves' value " + std::to_string(table->saves);
   }
@@ -78,6 +81,8 @@ class table_kernel final : public bn_kernel {
     info_.name = valid_utf8(*table_string(table->name));
     info_.version = table->version != nullptr ? valid_utf8(*table_string(table->version)) : "";
     info_.convention = *table_string(table->convention);
+    info_.updates_running = table->updates_running != 0;
+    (void)settle_convention_claim(info_);  // accepted by table_problem: only canonicalizes
     info_.layouts = table->layouts;
     info_.updates_running = table->updates_running != 0;
     info_.supports_cumulative = table->supports_cumulative != 0;
@@ -162,6 +167,20 @@ bnk_status bn_kernel::run_fold(const bnk_fold_problem& /*problem*/,
                                const bnk_fold_buffers& /*buffers*/, std::string& message) {
   message = "folding is not provided by the kernel";
   return BNK_UNSUPPORTED;
+}
+
+std::string settle_convention_claim(kernel_info& info) {
+  const convention* c = find_convention(info.convention);
+  if (c == nullptr) {
+    return "kernel '" + info.name + "' claims an " + convention_error(info.convention) +
+           " (see: bnoracle conventions)";
+  }
+  if (!c->running_stats && info.updates_running) {
+    return "kernel '" + info.name +
+           "' claims convention none (no running statistics) but updates running statistics";
+  }
+  info.convention = std::string(c->name);
+  return "";
 }
 
 bool kernel_info::supports(layout l) const {

@@ -108,10 +108,6 @@ kernel_info parse_handshake(const std::string& line) {
     throw bad("\"name\" and \"kernel_version\" have at most 255 bytes");
   }
   info.convention = str("convention", true);
-  if (find_convention(info.convention) == nullptr) {
-    throw plugin_error("kernel '" + info.name + "' claims an unknown convention '" +
-                       info.convention + "' (see: bnoracle conventions)");
-  }
   if (!h.contains("layouts") || !h["layouts"].is_array()) throw bad("\"layouts\" must be a list");
   for (const auto& l : h["layouts"]) {
     bool known = false;
@@ -158,6 +154,7 @@ kernel_info parse_handshake(const std::string& line) {
   } else {
     throw bad("\"saves\" must be \"none\", \"mean_invstd\" or \"mean_var\"");
   }
+  if (std::string why = settle_convention_claim(info); !why.empty()) throw plugin_error(why);
   return info;
 }
 

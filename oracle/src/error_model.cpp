@@ -139,7 +139,7 @@ syncbn_bounds syncbn_merge_bounds(std::span<const std::int64_t> counts,
 
 error_model::error_model(const reference& ref, const bn_inputs& in, data_tier tier)
     : ref_(&ref), in_(in), tier_(tier), eps_(ref.problem().eps) {
-  const geometry& g = ref.geom();
+  const reduction_map& map = ref.map();
   const bn_mode mode = ref.mode();
   const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
   const bool backward = mode == bn_mode::backward_training || mode == bn_mode::backward_inference;
@@ -148,25 +148,27 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
     factor_ = new_value_factor(ref.conv(), ref.problem().momentum, in.num_batches_tracked + 1)
                   .convert_to<double>();
   }
-  terms_.resize(static_cast<std::size_t>(g.c()));
-  for (std::int64_t c = 0; c < g.c(); ++c) {
+  // One set of terms per statistic group; in batch norm a group is a channel, whose γ, β and
+  // running statistics are entry c of their vectors.
+  terms_.resize(static_cast<std::size_t>(map.groups()));
+  for (std::int64_t c = 0; c < map.groups(); ++c) {
     auto& t = terms_[static_cast<std::size_t>(c)];
     const auto u = static_cast<std::size_t>(c);
-    t.L = static_cast<double>(g.per_channel());
+    t.L = static_cast<double>(map.group_size());
     t.gamma = in.gamma.empty() ? 1.0 : static_cast<double>(in.gamma[u]);
     t.beta = in.beta.empty() ? 0.0 : static_cast<double>(in.beta[u]);
     if (has_running) {
       t.old_mean = static_cast<double>(in.running_mean[u]);
       t.old_var = static_cast<double>(in.running_var[u]);
     }
-    if (training && (!ref.refusal().empty() || g.per_channel() == 0)) continue;
+    if (training && (!ref.refusal().empty() || map.group_size() == 0)) continue;
     t.mu = ref.normalizing_mean(c).to_double();
     t.var = ref.normalizing_var(c).to_double();
     // One pass in double over the channel for the magnitudes the bounds need.
     double sum_abs_x = 0;
     double sum_dy = 0;
     double sum_abs_dy = 0;
-    g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t) {
+    map.for_each_in_group(c, [&](std::int64_t off, std::int64_t) {
       const double x = static_cast<double>(in.src[off]);
       sum_abs_x += std::fabs(x);
       if (backward) {
@@ -196,7 +198,7 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       double sum_dy_xhat = 0;
       double sum_abs_dy_xhat = 0;
       double sum_abs_dy_dev = 0;
-      g.for_each_in_channel(c, [&](std::int64_t off, std::int64_t) {
+      map.for_each_in_group(c, [&](std::int64_t off, std::int64_t) {
         const double dev = static_cast<double>(in.src[off]) - t.mu;
         const double dy = static_cast<double>(in.diff_dst[off]);
         sum_dy_xhat += dy * dev * t.r;
@@ -234,17 +236,14 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
 
 double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
   const double inf = std::numeric_limits<double>::infinity();
-  const geometry& geo = ref_->geom();
   std::int64_t c = index;
   double x = 0;
   double dy = 0;
   if (per_element(id)) {
-    const std::int64_t S = geo.spatial_size();
-    const std::int64_t n = index / S / geo.c();
-    c = index / S % geo.c();
-    const std::int64_t off = geo.offset(n, c, index % S);
-    x = static_cast<double>(in_.src[off]);
-    if (in_.diff_dst != nullptr) dy = static_cast<double>(in_.diff_dst[off]);
+    const reduction_map::position at = ref_->map().locate(index);
+    c = at.group;
+    x = static_cast<double>(in_.src[at.offset]);
+    if (in_.diff_dst != nullptr) dy = static_cast<double>(in_.diff_dst[at.offset]);
   }
   const channel_terms& t = terms_[static_cast<std::size_t>(c)];
   const bn_mode mode = ref_->mode();
@@ -252,7 +251,7 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
   // g of the statistics (Σx, Σ(x − μ)², Σdy): on exact-tier data every sum is exact in any order,
   // and what remains is the incremental rounding of update-based algorithms (Welford), bounded
   // at the strict level; reductions of rounded products (Σdy·x̂) are never exact: level's g.
-  const std::int64_t L = ref_->geom().per_channel();
+  const std::int64_t L = ref_->map().group_size();
   const double g = tier_ == data_tier::exact ? summation_factor(accuracy_level::strict, L)
                                              : summation_factor(level, L);
   const double g_dot = summation_factor(level, L);

@@ -4,23 +4,31 @@
 #include <cmath>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 
 namespace bnoracle {
 
+std::string element_where(const reduction_map& m, const std::string& name, std::int64_t i,
+                          output_extent extent) {
+  std::string where;
+  switch (extent) {
+    case output_extent::element:
+      where = m.element_name(i);
+      break;
+    case output_extent::group:
+      where = m.group_name(i);
+      break;
+    case output_extent::parameter:
+      where = m.param_name(i);
+      break;
+  }
+  return name + '[' + where + ']';
+}
+
 std::string element_where(const geometry& g, const std::string& name, std::int64_t i,
                           bool per_element) {
-  std::ostringstream os;
-  os << name << '[';
-  if (per_element) {
-    const std::int64_t S = g.spatial_size();
-    os << "n=" << i / S / g.c() << ",c=" << i / S % g.c() << ",s=" << i % S;
-  } else {
-    os << "c=" << i;
-  }
-  os << ']';
-  return os.str();
+  return element_where(reduction_map(batch_norm_op(), g), name, i,
+                       per_element ? output_extent::element : output_extent::group);
 }
 
 element_error reference_source::measure(std::int64_t i, float v) const {

@@ -181,6 +181,10 @@ std::string describe(const bn_problem& p) {
     os << " momentum=none";
   }
   os << " convention=" << p.convention;
+  // Batch norm in float32 is described as it always was, so that messages, reproduction commands
+  // and reports of existing problems do not change.
+  if (p.op != batch_norm_op()) os << " op=" << describe(p.op);
+  if (!p.types.all_float32()) os << " types=" << describe(p.types);
   return os.str();
 }
 

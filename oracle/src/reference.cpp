@@ -284,7 +284,10 @@ shard_moments merge(std::span<const shard_moments> shards) {
 syncbn_result syncbn_merge(const bn_problem& problem, std::span<const shard_stats_f32> shards,
                            float old_mean, float old_var, std::int64_t num_batches_tracked) {
   const convention* conv = find_convention(problem.convention);
-  if (conv == nullptr) throw invalid_problem("convention: unknown '" + problem.convention + "'");
+  if (conv == nullptr) throw invalid_problem("convention: " + convention_error(problem.convention));
+  if (!conv->running_stats) {
+    throw invalid_problem("convention: none keeps no running statistics for a merge to update");
+  }
   if (!std::isfinite(problem.eps) || problem.eps < 0) {
     throw invalid_problem("eps: must be finite and >= 0");
   }
@@ -420,6 +423,7 @@ struct channel_state {
 struct reference::impl {
   bn_problem problem;
   geometry geom;
+  reduction_map map;
   bn_mode mode;
   const convention* conv;
   bn_inputs in;
@@ -429,12 +433,17 @@ struct reference::impl {
   std::vector<channel_state> ch;
 
   impl(const bn_problem& p, bn_mode m, const bn_inputs& inputs)
-      : problem(p), geom(p), mode(m), conv(find_convention(p.convention)), in(inputs) {
-    if (conv == nullptr) throw invalid_problem("convention: unknown '" + p.convention + "'");
+      : problem(p),
+        geom(p),
+        map(p.op, geom),
+        mode(m),
+        conv(find_convention(p.convention)),
+        in(inputs) {
+    if (conv == nullptr) throw invalid_problem("convention: " + convention_error(p.convention));
     validate();
     nbt_after = in.num_batches_tracked;
-    ch.resize(static_cast<std::size_t>(geom.c()));
-    for (std::int64_t c = 0; c < geom.c(); ++c) analyze(c);
+    ch.resize(static_cast<std::size_t>(map.groups()));
+    for (std::int64_t g = 0; g < map.groups(); ++g) analyze(g);
   }
 
   [[nodiscard]] bool training() const {
@@ -445,21 +454,33 @@ struct reference::impl {
   }
 
   void validate() {
-    const std::int64_t C = geom.c();
+    // The descriptors describe the whole family; the exact formulas below are batch norm's, in
+    // float32.
+    if (problem.op.kind != op_kind::batch_norm) {
+      throw invalid_problem("op: the reference computes batch_norm only, got " +
+                            describe(problem.op));
+    }
+    if (!problem.types.all_float32()) {
+      throw invalid_problem("types: the reference computes float32 only, got " +
+                            describe(problem.types));
+    }
     if (geom.elements() > 0 && in.src == nullptr) throw invalid_problem("src: missing");
     if (backward() && geom.elements() > 0 && in.diff_dst == nullptr) {
       throw invalid_problem("diff_dst: missing");
     }
-    require_size(in.gamma, C, "gamma", true);
-    require_size(in.beta, C, "beta", true);
+    require_size(in.gamma, map.params(), "gamma", true);
+    require_size(in.beta, map.params(), "beta", true);
     const bool need_running = !training();
-    require_size(in.running_mean, C, "running_mean", !need_running);
-    require_size(in.running_var, C, "running_var", !need_running);
+    require_size(in.running_mean, map.groups(), "running_mean", !need_running);
+    require_size(in.running_var, map.groups(), "running_var", !need_running);
     if (in.running_mean.empty() != in.running_var.empty()) {
       throw invalid_problem("running_mean, running_var: give both or neither");
     }
     require_nonnegative_var(in.running_var, "running_var");
     has_running = mode == bn_mode::forward_training && !in.running_mean.empty();
+    if (has_running && !conv->running_stats) {
+      throw invalid_problem("running_mean: convention none keeps no running statistics");
+    }
     if (has_running && !problem.momentum && !conv->cumulative) {
       throw invalid_problem("momentum: convention " + std::string(conv->name) +
                             " has no cumulative average (momentum=None)");
@@ -467,7 +488,7 @@ struct reference::impl {
     if (in.num_batches_tracked < 0) throw invalid_problem("num_batches_tracked: must be >= 0");
     // Conventions that reject degenerate training batches reject them whatever is tracked.
     if (training()) {
-      const std::int64_t L = geom.per_channel();
+      const std::int64_t L = map.group_size();
       if (L == 1 && conv->single_value == single_value_rule::refuse) {
         refusal =
             std::string(conv->name) + ": expected more than 1 value per channel when training";
@@ -477,19 +498,21 @@ struct reference::impl {
     }
   }
 
-  void analyze(std::int64_t c) {
-    auto& s = ch[static_cast<std::size_t>(c)];
-    const auto u = static_cast<std::size_t>(c);
+  // The exact pass over statistic group g (a channel: its γ, β and running statistics are
+  // entry g of their vectors).
+  void analyze(std::int64_t g) {
+    auto& s = ch[static_cast<std::size_t>(g)];
+    const auto u = static_cast<std::size_t>(g);
     if (!in.gamma.empty()) s.gamma = in.gamma[u];
     if (!in.beta.empty()) s.beta = in.beta[u];
     s.params_finite = finite(s.gamma) && finite(s.beta);
-    const std::int64_t L = geom.per_channel();
+    const std::int64_t L = map.group_size();
     const rational eps = exact_of(problem.eps);
 
     // One exact pass over the channel's elements.
     const bool need_x = training() || mode == bn_mode::backward_inference;
     exact_sum s1, s2, sdy, sdyx;
-    geom.for_each_in_channel(c, [&](std::int64_t off, std::int64_t /*li*/) {
+    map.for_each_in_group(g, [&](std::int64_t off, std::int64_t /*li*/) {
       const float x = need_x ? in.src[off] : 0.0F;
       if (need_x && !finite(x)) s.x_finite = false;
       if (training() && finite(x)) {
@@ -581,20 +604,23 @@ struct reference::impl {
   }
 
   [[nodiscard]] std::int64_t size_of(output_id id) const {
-    return id == output_id::dst || id == output_id::diff_src ? geom.elements() : geom.c();
+    switch (describe(id).extent) {
+      case output_extent::element:
+        return geom.elements();
+      case output_extent::group:
+        return map.groups();
+      case output_extent::parameter:
+        return map.params();
+    }
+    return 0;
   }
 
   [[nodiscard]] exact_value element(output_id id, std::int64_t i) const {
     if (!refusal.empty()) return exact_value::undefined();
-    if (id == output_id::dst || id == output_id::diff_src) {
-      const std::int64_t S = geom.spatial_size();
-      const std::int64_t sp = i % S;
-      const std::int64_t t = i / S;
-      const std::int64_t c = t % geom.c();
-      const std::int64_t n = t / geom.c();
-      const std::int64_t off = geom.offset(n, c, sp);
-      const auto& s = ch[static_cast<std::size_t>(c)];
-      return id == output_id::dst ? dst(s, off) : diff_src(s, off);
+    if (per_element(id)) {
+      const reduction_map::position at = map.locate(i);
+      const auto& s = ch[static_cast<std::size_t>(at.group)];
+      return id == output_id::dst ? dst(s, at.offset) : diff_src(s, at.offset);
     }
     return per_channel(id, ch[static_cast<std::size_t>(i)]);
   }
@@ -604,8 +630,8 @@ struct reference::impl {
     if (mode == bn_mode::forward_training) {
       if (!s.stats_defined || !s.params_finite || !s.h_elem) return exact_value::undefined();
       // y = β + (L·x − Σx)·γ/(L·sqrt(w))
-      return exact_value::affine(to_dyadic(s.beta),
-                                 dy_int(geom.per_channel()) * to_dyadic(x) - s.s1, s.h_elem);
+      return exact_value::affine(to_dyadic(s.beta), dy_int(map.group_size()) * to_dyadic(x) - s.s1,
+                                 s.h_elem);
     }
     // Inference: y = β + (x − μ_run)·γ/sqrt(var_run + ε), element-wise.
     if (!s.stats_defined || !s.params_finite || !s.h_elem || !finite(x)) {
@@ -623,7 +649,7 @@ struct reference::impl {
         return exact_value::undefined();
       }
       const float x = in.src[off];
-      const dyadic L = dy_int(geom.per_channel());
+      const dyadic L = dy_int(map.group_size());
       const dyadic c = (L * to_dyadic(dy) - s.sdy) * s.p1 - (L * to_dyadic(x) - s.s1) * s.p2;
       return exact_value::affine(dy_int(0), c, s.h_elem);
     }
@@ -636,7 +662,7 @@ struct reference::impl {
   }
 
   [[nodiscard]] exact_value per_channel(output_id id, const channel_state& s) const {
-    const std::int64_t L = geom.per_channel();
+    const std::int64_t L = map.group_size();
     switch (id) {
       case output_id::mean:
         return s.stats_defined ? exact_value::of(s.mean) : exact_value::undefined();
@@ -688,6 +714,9 @@ const bn_problem& reference::problem() const {
 }
 const geometry& reference::geom() const {
   return impl_->geom;
+}
+const reduction_map& reference::map() const {
+  return impl_->map;
 }
 bn_mode reference::mode() const {
   return impl_->mode;
@@ -767,13 +796,13 @@ golden reference::round(std::string_view name, std::int64_t index) const {
 }
 
 exact_value reference::normalizing_mean(std::int64_t c) const {
-  if (c < 0 || c >= impl_->geom.c()) throw std::out_of_range("reference: channel out of range");
+  if (c < 0 || c >= impl_->map.groups()) throw std::out_of_range("reference: group out of range");
   const auto& s = impl_->ch[static_cast<std::size_t>(c)];
   return s.stats_defined ? exact_value::of(s.mean) : exact_value::undefined();
 }
 
 exact_value reference::normalizing_var(std::int64_t c) const {
-  if (c < 0 || c >= impl_->geom.c()) throw std::out_of_range("reference: channel out of range");
+  if (c < 0 || c >= impl_->map.groups()) throw std::out_of_range("reference: group out of range");
   const auto& s = impl_->ch[static_cast<std::size_t>(c)];
   return s.stats_defined ? exact_value::of(s.w - exact_of(impl_->problem.eps))
                          : exact_value::undefined();
@@ -787,12 +816,12 @@ std::vector<golden> reference::goldens(output_id id) const {
   require_output(*this, id);
   const std::int64_t n = impl_->size_of(id);
   std::vector<golden> out(static_cast<std::size_t>(n));
-  const geometry& g = impl_->geom;
-  // Channels are independent and each channel's scale cache is touched by one thread only, so
-  // per-element outputs are computed by channel on every core. Results do not depend on the
+  const reduction_map& map = impl_->map;
+  // Statistic groups are independent and each group's scale cache is touched by one thread only,
+  // so per-element outputs are computed by group on every core. Results do not depend on the
   // number of threads: each element is computed exactly and rounded once.
   const auto threads = static_cast<std::int64_t>(std::max(1U, std::thread::hardware_concurrency()));
-  if (!per_element(id) || threads == 1 || g.c() == 1 || n < 4096) {
+  if (!per_element(id) || threads == 1 || map.groups() == 1 || n < 4096) {
     for (std::int64_t i = 0; i < n; ++i)
       out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
     return out;
@@ -803,13 +832,10 @@ std::vector<golden> reference::goldens(output_id id) const {
     for (std::int64_t t = 0; t < threads; ++t) {
       pool.emplace_back([&, t] {
         try {
-          for (std::int64_t c = t; c < g.c(); c += threads) {
-            for (std::int64_t b = 0; b < g.n(); ++b) {
-              for (std::int64_t sp = 0; sp < g.spatial_size(); ++sp) {
-                const std::int64_t i = g.logical_index(b, c, sp);
-                out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
-              }
-            }
+          for (std::int64_t grp = t; grp < map.groups(); grp += threads) {
+            map.for_each_in_group(grp, [&](std::int64_t, std::int64_t i) {
+              out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
+            });
           }
         } catch (...) {
           errors[static_cast<std::size_t>(t)] = std::current_exception();

@@ -1,5 +1,6 @@
 #include "bnoracle/identify.hpp"
 
+#include "bnoracle/convention.hpp"
 #include "bnoracle/isolation.hpp"
 
 #include <cmath>
@@ -79,6 +80,7 @@ identify_result identify(bn_kernel& kernel, const run_options& opt) {
   if (!info.supports(bn_mode::forward_training) || !info.updates_running) {
     out.weighs = out.estimator = out.cumulative = out.single_value = out.empty_batch = "unknown";
     out.notes.push_back("the kernel does not update running statistics in forward training");
+    out.fields = "none";
     return out;
   }
   // x = [0, 0, 2, 2]: mean 1, biased variance 1, unbiased 4/3. From (0, 0) with momentum 0.25:
@@ -167,6 +169,19 @@ identify_result identify(bn_kernel& kernel, const run_options& opt) {
     const bool cu = (out.cumulative == "supported") == c.cumulative;
     const bool s1 = out.single_value == to_string(c.single_value);
     if (w && e && cu && s1) out.matches.emplace_back(c.name);
+  }
+  // Every observation in the field syntax, when every probe gave one a record can state. L = 0
+  // "unchanged", "undefined" and "refuse" are records' values; anything else stays unstated
+  // (unspecified: any running statistics accepted).
+  if (out.cumulative != "wrong") {
+    std::string f = "momentum=" + out.weighs + ",running_var=" + out.estimator +
+                    ",cumulative=" + (out.cumulative == "supported" ? "yes" : "no") +
+                    ",l1=" + (out.single_value == "not_applicable" ? "compute" : out.single_value);
+    if (out.empty_batch == "unchanged" || out.empty_batch == "undefined" ||
+        out.empty_batch == "refuse") {
+      f += ",l0=" + out.empty_batch;
+    }
+    if (const convention* c = find_convention(f)) out.fields = std::string(c->name);
   }
   return out;
 }

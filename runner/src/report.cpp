@@ -69,7 +69,12 @@ std::string verdict_line(const run_summary& s) {
 
 void write_text(std::ostream& os, const run_summary& s, bool verbose) {
   os << "bnoracle check: kernel '" << s.kernel.name << "' " << s.kernel.version << " (convention "
-     << s.kernel.convention << ")\n";
+     << s.kernel.convention;
+  // --convention overrides the claim: say under which convention the kernel was judged.
+  if (!s.options.convention.empty() && s.options.convention != s.kernel.convention) {
+    os << "; judged under convention " << s.options.convention;
+  }
+  os << ")\n";
   os << "gate level " << to_string(s.options.level) << ", seed " << s.options.seed
      << (s.options.filter.empty() ? "" : ", filter '" + s.options.filter + "'") << "\n\n";
   // The table: one row per case, one column per mode; a training mode with several steps shows
@@ -184,12 +189,14 @@ void write_json(std::ostream& os, const run_summary& s) {
   j["schema_version"] = 1;
   j["kernel"] = {
       {"name", s.kernel.name}, {"version", s.kernel.version}, {"convention", s.kernel.convention}};
-  j["options"] = {{"level", to_string(s.options.level)},
-                  {"seed", s.options.seed},
-                  {"catalog", s.options.catalog},
-                  {"properties", s.options.properties},
-                  {"property_cases", s.options.property_cases},
-                  {"filter", s.options.filter}};
+  j["options"] = {
+      {"level", to_string(s.options.level)},
+      {"seed", s.options.seed},
+      {"catalog", s.options.catalog},
+      {"properties", s.options.properties},
+      {"property_cases", s.options.property_cases},
+      {"filter", s.options.filter},
+      {"convention", s.options.convention.empty() ? s.kernel.convention : s.options.convention}};
   j["summary"] = {{"passed", s.passed},         {"failed", s.failed},
                   {"skipped", s.skipped},       {"mistrusted", s.mistrusted},
                   {"faults", s.faults},         {"best_level", level_name(s.best)},

@@ -414,8 +414,51 @@ void tally(run_summary& s) {
   s.unjudged = missing_evidence(s);
 }
 
-run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
-                        const run_options& options, const progress_fn& progress) {
+namespace {
+
+// A kernel judged under a convention without running statistics ("none", by --convention): its
+// running-statistics buffers are never given, whatever its own table says it keeps.
+class untracked_kernel final : public bn_kernel {
+ public:
+  explicit untracked_kernel(bn_kernel& k) : kernel_(k), info_(k.info()) {
+    info_.updates_running = false;
+    info_.supports_cumulative = false;
+  }
+  [[nodiscard]] const kernel_info& info() const override { return info_; }
+  bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
+                 std::string& message) override {
+    return kernel_.run(mode, problem, buffers, message);
+  }
+  bnk_status run_syncbn_merge(const bnk_syncbn_problem& problem, const bnk_syncbn_buffers& buffers,
+                              std::string& message) override {
+    return kernel_.run_syncbn_merge(problem, buffers, message);
+  }
+  bnk_status run_fold(const bnk_fold_problem& problem, const bnk_fold_buffers& buffers,
+                      std::string& message) override {
+    return kernel_.run_fold(problem, buffers, message);
+  }
+
+ private:
+  bn_kernel& kernel_;
+  kernel_info info_;
+};
+
+// Calls f with the kernel as the options' convention sees it.
+template <class F>
+run_summary as_judged(bn_kernel& kernel, const run_options& options, F&& f) {
+  const std::string& name =
+      options.convention.empty() ? kernel.info().convention : options.convention;
+  const convention* c = find_convention(name);
+  if (c != nullptr && !c->running_stats &&
+      (kernel.info().updates_running || kernel.info().supports_cumulative)) {
+    untracked_kernel untracked(kernel);
+    return f(static_cast<bn_kernel&>(untracked));
+  }
+  return f(kernel);
+}
+
+run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                                  const run_options& options, const progress_fn& progress) {
   run_summary s;
   s.kernel = kernel.info();
   s.options = options;
@@ -455,8 +498,29 @@ run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
   return s;
 }
 
-run_summary run_conformance(bn_kernel& kernel, const std::vector<case_spec>& cases,
+run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                                      const run_options& options, const progress_fn& progress);
+
+}  // namespace
+
+run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                        const run_options& options, const progress_fn& progress) {
+  return as_judged(kernel, options, [&](bn_kernel& judged) {
+    return run_catalog_as_judged(judged, cases, options, progress);
+  });
+}
+
+run_summary run_conformance(bn_kernel& judged, const std::vector<case_spec>& cases,
                             const run_options& options, const progress_fn& progress) {
+  return as_judged(judged, options, [&](bn_kernel& kernel) {
+    return run_conformance_as_judged(kernel, cases, options, progress);
+  });
+}
+
+namespace {
+
+run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                                      const run_options& options, const progress_fn& progress) {
   run_summary s;
   if (options.catalog) {
     s = run_catalog(kernel, cases, options, progress);
@@ -507,5 +571,7 @@ run_summary run_conformance(bn_kernel& kernel, const std::vector<case_spec>& cas
   tally(s);
   return s;
 }
+
+}  // namespace
 
 }  // namespace bnoracle

@@ -403,7 +403,7 @@ class problem_runner {
     ++rs.problems;
     if (o.mistrusted) ++rs.mistrusted;
     if (worst_at >= 0 && (rs.max_index < 0 || worst > rs.max_ratio)) {
-      rs.note_max(worst, index_, element_where(ref.geom(), shown, worst_at, per_element(out)));
+      rs.note_max(worst, index_, element_where(ref.map(), shown, worst_at, describe(out).extent));
     }
     if (verbose_ != nullptr) {
       *verbose_ << "  " << mode << ' ' << shown << ": " << (rs.judged - judged0) << " judged, "
@@ -412,7 +412,7 @@ class problem_runner {
       if (worst_at >= 0) {
         const golden g = ref.round(out, worst_at);
         const float v = got[static_cast<std::size_t>(worst_at)];
-        *verbose_ << " at " << element_where(ref.geom(), shown, worst_at, per_element(out))
+        *verbose_ << " at " << element_where(ref.map(), shown, worst_at, describe(out).extent)
                   << " got=" << hex_float(v) << " exp=" << hex_float(g.value)
                   << " err=" << error_ulps(v, g) << " ulp";
       }

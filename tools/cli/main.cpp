@@ -21,6 +21,7 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #pragma GCC diagnostic pop
 
 #include <fcntl.h>
@@ -50,6 +51,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <new>
 #include <optional>
@@ -190,6 +192,12 @@ int run_example(const std::string& conv_name) {
   in.beta = beta;
   in.running_mean = running_mean;
   in.running_var = running_var;
+  const bn_inputs no_running = [&] {
+    bn_inputs r = in;
+    r.running_mean = {};
+    r.running_var = {};
+    return r;
+  }();
 
   std::printf("bnoracle %s: exact batch-norm reference, worked example\n", BNORACLE_VERSION);
   std::printf("problem: %s\n", describe(p).c_str());
@@ -198,7 +206,9 @@ int run_example(const std::string& conv_name) {
       "exact value to 45 digits\n");
   for (const bn_mode mode : {bn_mode::forward_training, bn_mode::forward_inference,
                              bn_mode::backward_training, bn_mode::backward_inference}) {
-    const reference ref(p, mode, in);
+    // A convention without running statistics trains without them.
+    const bool untracked = mode == bn_mode::forward_training && !conv->running_stats;
+    const reference ref(p, mode, untracked ? no_running : in);
     std::printf("\n%s\n", std::string(to_string(mode)).c_str());
     if (!ref.refusal().empty()) {
       std::printf("  refused by the convention: %s\n", ref.refusal().c_str());
@@ -251,7 +261,12 @@ int run_conventions() {
   }
   std::printf(
       "\nweighs: which value the momentum parameter multiplies (the new batch statistic or "
-      "the old running value).\nSources and evidence: docs/conventions.md\n");
+      "the old running value).\nSources and evidence: docs/conventions.md\n"
+      "\nAny other convention is stated by its fields, e.g. --convention "
+      "momentum=new,running_var=biased (fields: momentum, running_var, cumulative, l1, l0, "
+      "saved, default_momentum, default_eps, min_eps; or a JSON file of them);\na kernel "
+      "without running statistics claims 'none'. `bnoracle identify` prints what it observes "
+      "in that syntax.\n");
   return k_exit_ok;
 }
 
@@ -288,10 +303,65 @@ struct cli_args {
   std::string example_convention = "pytorch";
 };
 
-std::vector<std::string> convention_names() {
-  std::vector<std::string> names;
-  for (const auto& c : all_conventions()) names.emplace_back(c.name);
-  return names;
+// A JSON object of convention fields ({"momentum": "new", "running_var": "biased", "cumulative":
+// false, "default_momentum": 0.1, "default_eps": null}) in the field syntax of convention.hpp.
+std::string convention_fields_of_json(const std::string& path, std::string& error) {
+  constexpr std::streamsize k_max_bytes = 64 * 1024;
+  std::ifstream in(path, std::ios::binary);
+  std::string text(static_cast<std::size_t>(k_max_bytes) + 1, '\0');
+  in.read(text.data(), k_max_bytes + 1);
+  if (in.bad() || (!in && !in.eof())) {
+    error = "cannot read " + path;
+    return "";
+  }
+  if (in.gcount() > k_max_bytes) {
+    error = path + ": a convention file has at most 64 KiB";
+    return "";
+  }
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    error = path + ": not a JSON object of convention fields";
+    return "";
+  }
+  std::string fields;
+  for (const auto& [key, value] : j.items()) {
+    std::string v;
+    if (value.is_string()) {
+      v = value.get<std::string>();
+    } else if (value.is_boolean()) {
+      v = value.get<bool>() ? "yes" : "no";
+    } else if (value.is_number()) {
+      v = value.dump();
+    } else if (value.is_null()) {
+      v = "none";
+    } else {
+      error = path + ": field '" + valid_utf8(key) + "' must be a string, number, boolean or null";
+      return "";
+    }
+    fields += (fields.empty() ? "" : ",") + key + "=" + v;
+  }
+  return fields;
+}
+
+// --convention's value: a named record, fields ("momentum=new,running_var=biased"), or a JSON
+// file of fields; rewritten to the record's canonical name, which is what reports print and what
+// fixtures and claims are compared by.
+CLI::Validator convention_value() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        std::string text = value;
+        if (text.size() > 5 && text.ends_with(".json")) {
+          std::string error;
+          text = convention_fields_of_json(value, error);
+          if (!error.empty()) return error;
+        }
+        const convention* c = find_convention(text);
+        if (c == nullptr) return valid_utf8(convention_error(text));
+        value = std::string(c->name);
+        return "";
+      },
+      "NAME|FIELDS|FILE.json");
 }
 
 // Seconds in [k_min_timeout_seconds, k_max_timeout_seconds].
@@ -344,8 +414,8 @@ void add_kernel_options(CLI::App& cmd, cli_args& a) {
 
 void add_convention_option(CLI::App& cmd, cli_args& a, const char* what) {
   cmd.add_option("--convention", a.convention, what)
-      ->check(CLI::IsMember(convention_names()))
-      ->type_name("NAME");
+      ->transform(convention_value())
+      ->type_name("NAME|FIELDS|FILE.json");
 }
 
 void add_report_options(CLI::App& cmd, cli_args& a) {
@@ -531,6 +601,8 @@ int run_identify(const cli_args& a) {
   std::string m;
   for (const auto& n : r.matches) m += (m.empty() ? "" : ", ") + n;
   os << "  consistent with      " << (m.empty() ? "no known convention" : m) << "\n";
+  os << "  as --convention      "
+     << (r.fields.empty() ? "(not stated: a probe gave no answer)" : r.fields) << "\n";
   for (const auto& n : r.notes) os << "  evidence: " << valid_utf8(n) << "\n";
   write_stdout(os.str());
   return r.fault ? k_exit_kernel_fault : k_exit_ok;
@@ -694,9 +766,9 @@ int run_cli(int argc, char** argv) {
   CLI::App* example_cmd =
       app.add_subcommand("example", "exact reference results for a worked example, all modes");
   example_cmd->add_option("--convention", a.example_convention, "the convention")
-      ->check(CLI::IsMember(convention_names()))
+      ->transform(convention_value())
       ->capture_default_str()
-      ->type_name("NAME");
+      ->type_name("NAME|FIELDS|FILE.json");
   CLI::App* conventions_cmd =
       app.add_subcommand("conventions", "the running-statistics conventions bnoracle knows");
   CLI::App* budgets_cmd =

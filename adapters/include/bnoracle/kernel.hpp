@@ -42,6 +42,12 @@ struct kernel_info {
   [[nodiscard]] bool supports(layout l) const;
 };
 
+// Checks the convention a kernel claims (a name or fields, convention.hpp) and rewrites it in its
+// canonical spelling, so that claims compare by name. Returns why the claim is not acceptable
+// (unknown, invalid fields, or "none" by a kernel that updates running statistics), "" when it
+// is.
+[[nodiscard]] std::string settle_convention_claim(kernel_info& info);
+
 // A kernel under test. Implementations must be callable again after any return.
 class bn_kernel {
  public:

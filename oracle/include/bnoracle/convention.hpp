@@ -2,13 +2,16 @@
 //
 // Frameworks disagree on which value the momentum weighs, on the estimator of the running
 // variance, on cumulative averaging and on degenerate batches; porting weights between them
-// silently corrupts models. Each record below states one framework's convention; the facts and
-// the source lines they come from are in docs/conventions.md.
+// silently corrupts models. Each named record states one framework's convention; the facts and
+// the source lines they come from are in docs/conventions.md. A user states any other convention
+// as its fields ("momentum=new,running_var=biased"), and a kernel that keeps no running
+// statistics claims "none".
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace bnoracle {
@@ -54,10 +57,31 @@ struct convention {
   saved_statistics saved;
   single_value_rule single_value;
   empty_batch_rule empty_batch;
+  bool running_stats = true;  // false: the "none" record, a kernel without running statistics
 };
 
+// The frameworks' named records (not "none", not records stated by fields).
 [[nodiscard]] std::span<const convention> all_conventions();
-[[nodiscard]] const convention* find_convention(std::string_view name);
+
+// A convention by name ("pytorch", "none") or by its fields, comma-separated, in any order:
+//   momentum=new|old                   which value the momentum multiplies        (required)
+//   running_var=biased|unbiased        the running variance's estimator           (required)
+//   cumulative=yes|no                  momentum=None exists                       (no)
+//   l1=refuse|no_correction|undefined|not_applicable|compute
+//                                      training with L = 1; compute means no special case and
+//                                      needs the biased estimator     (biased: compute; else
+//                                      undefined)
+//   l0=unchanged|undefined|refuse|unspecified   training with L = 0         (unspecified)
+//   saved=mean_invstd|mean_var|none    what forward training saves              (mean_invstd)
+//   default_momentum=<number>|none, default_eps=<number>|none, min_eps=<number>  (none, none, 0)
+// A record stated by fields lives as long as the process; its name is its canonical spelling
+// (to_fields), so that two spellings of one convention have the same name. nullptr when the
+// text is neither a name nor valid fields; convention_error says why.
+[[nodiscard]] const convention* find_convention(std::string_view name_or_fields);
+[[nodiscard]] std::string convention_error(std::string_view name_or_fields);
+// The canonical field spelling of a record: the required fields, then those that differ from
+// their defaults, in the order above. "none" for the record without running statistics.
+[[nodiscard]] std::string to_fields(const convention& c);
 
 [[nodiscard]] std::string_view to_string(momentum_weighs v);
 [[nodiscard]] std::string_view to_string(variance_estimator v);

@@ -43,7 +43,11 @@ struct output_result {
   bool mistrusted = false;
 };
 
-// Where element `i` of an output lies, e.g. "dst[n=1,c=2,s=7]" or "save_mean[c=3]".
+// Where element `i` of an output of that extent lies, e.g. "dst[n=1,c=2,s=7]" or
+// "save_mean[c=3]" (reduction_map's element, group and parameter names).
+[[nodiscard]] std::string element_where(const reduction_map& m, const std::string& name,
+                                        std::int64_t i, output_extent extent);
+// The same for batch norm, where groups and parameters are channels.
 [[nodiscard]] std::string element_where(const geometry& g, const std::string& name, std::int64_t i,
                                         bool per_element);
 
@@ -206,7 +210,7 @@ class reference_source {
     return model_.bound(bound_id_, i, l);
   }
   [[nodiscard]] std::string where(std::int64_t i) const {
-    return element_where(ref_.geom(), shown_, i, per_element());
+    return element_where(ref_.map(), shown_, i, describe(golden_id_).extent);
   }
   [[nodiscard]] bool per_element() const { return bnoracle::per_element(golden_id_); }
   [[nodiscard]] const golden& at(std::int64_t i) const {

@@ -1,4 +1,5 @@
-// What a batch-norm problem is: shape, memory layout, ε, momentum, convention.
+// What a normalization problem is: the op and data types, shape, memory layout, ε, momentum,
+// convention.
 //
 // A tensor is always described logically as (N, C, spatial...) with 0 to 3 spatial extents.
 // The layout only says where each logical element lives in memory: offset = Σ index_i·stride_i
@@ -7,6 +8,8 @@
 // The reference reads inputs through these strides and writes every golden tensor in the
 // canonical logical order (n, c, spatial...) row-major, so results do not depend on layout.
 #pragma once
+
+#include "bnoracle/op.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -48,6 +51,8 @@ struct bn_problem {
   double eps = 1e-5;                     // inside the square root; must be finite and >= 0
   std::optional<double> momentum = 0.1;  // the framework's own parameter; nullopt: cumulative
   std::string convention = "pytorch";    // name of a convention record (convention.hpp)
+  op_desc op;                            // which normalization (op.hpp): batch norm by default
+  data_types types;                      // per-role data types: float32 by default
 };
 
 // A validated problem's geometry.
@@ -67,11 +72,26 @@ class geometry {
   [[nodiscard]] std::int64_t min_offset() const { return min_offset_; }
   [[nodiscard]] std::int64_t max_offset() const { return max_offset_; }
 
-  // Memory offset and canonical logical index of element (n, c, s) where s is the linear
-  // spatial index in row-major order.
+  // The (n, c, s) of a canonical logical index, s being the linear spatial index in row-major
+  // order.
+  struct coordinates {
+    std::int64_t n, c, s;
+  };
+  [[nodiscard]] coordinates coordinates_of(std::int64_t logical) const {
+    const std::int64_t t = logical / spatial_size_;
+    return {t / c_, t % c_, logical % spatial_size_};
+  }
+
+  // Memory offset and canonical logical index of element (n, c, s).
   [[nodiscard]] std::int64_t offset(std::int64_t n, std::int64_t c, std::int64_t s) const;
   [[nodiscard]] std::int64_t logical_index(std::int64_t n, std::int64_t c, std::int64_t s) const {
     return (n * c_ + c) * spatial_size_ + s;
+  }
+
+  // Calls f(offset, logical_index) for every element, channel by channel.
+  template <class F>
+  void for_each_element(F&& f) const {
+    for (std::int64_t c = 0; c < c_; ++c) for_each_in_channel(c, f);
   }
 
   // Calls f(offset, logical_index) for every element of channel c, n-major then spatial.

@@ -20,6 +20,7 @@
 #include "bnoracle/exact.hpp"
 #include "bnoracle/output.hpp"
 #include "bnoracle/problem.hpp"
+#include "bnoracle/reduction.hpp"
 #include "bnoracle/scale.hpp"
 
 #include <cstdint>
@@ -95,6 +96,8 @@ class reference {
 
   [[nodiscard]] const bn_problem& problem() const;
   [[nodiscard]] const geometry& geom() const;
+  // Which elements share a statistic: statistic groups, L, and where each element lives.
+  [[nodiscard]] const reduction_map& map() const;
   [[nodiscard]] bn_mode mode() const;
   [[nodiscard]] const convention& conv() const;
 
@@ -121,10 +124,11 @@ class reference {
   [[nodiscard]] std::vector<golden> goldens(output_id id) const;
   [[nodiscard]] std::vector<golden> goldens(std::string_view name) const;
 
-  // The statistics that normalize channel c in this mode, exactly: the batch mean and biased
-  // variance in training, the running ones in inference. Undefined where they do not exist.
-  [[nodiscard]] exact_value normalizing_mean(std::int64_t c) const;
-  [[nodiscard]] exact_value normalizing_var(std::int64_t c) const;
+  // The statistics that normalize statistic group g (a channel in batch norm) in this mode,
+  // exactly: the batch mean and biased variance in training, the running ones in inference.
+  // Undefined where they do not exist.
+  [[nodiscard]] exact_value normalizing_mean(std::int64_t g) const;
+  [[nodiscard]] exact_value normalizing_var(std::int64_t g) const;
 
  private:
   struct impl;

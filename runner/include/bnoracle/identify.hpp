@@ -15,8 +15,11 @@ struct identify_result {
   std::string single_value;          // what L = 1 does: "refuse", "no_correction", "undefined", ...
   std::string empty_batch;           // what L = 0 does: "unchanged", "undefined", "refuse", ...
   std::vector<std::string> matches;  // conventions whose record agrees on every field observed
-  std::vector<std::string> notes;    // evidence, one line per probe
-  bool fault = false;                // a probe crashed or hung
+  // What was observed in the field syntax --convention takes (convention.hpp), canonical; "none"
+  // for a kernel without running statistics; empty when a probe gave no usable answer.
+  std::string fields;
+  std::vector<std::string> notes;  // evidence, one line per probe
+  bool fault = false;              // a probe crashed or hung
 };
 
 // Runs a handful of forward-training probes (isolated like `check`) and reads the running

@@ -1,0 +1,128 @@
+// Which normalization a problem is, and in which data types: the op descriptor and the per-role
+// data types (DESIGN.md §9).
+//
+// The normalization family differs in three things only: which elements share a statistic, whether
+// the mean is subtracted, and where γ and β live. An op descriptor says exactly those, plus the
+// two options some members have (a weight applied as 1 + w, running statistics). Which elements
+// share a statistic on a given shape is the reduction map's business (reduction.hpp).
+//
+// Every op is described over the logical view (n, c, spatial...) of the problem's geometry:
+//   batch norm     one statistic per channel, over (n, spatial)              γ/β per channel
+//   instance norm  one per (n, c), over spatial                              γ/β per channel
+//   group norm     one per (n, group of C/G channels), over (channels, spatial) γ/β per channel
+//   layer norm     one per index of the leading axes, over the last k axes of (c, spatial...)
+//                                                                           γ/β per normalized
+//                                                                           element
+//   RMS norm       as layer norm, the mean not subtracted
+//
+// This header is light on purpose (no Boost): kernel.hpp and adapters include it.
+#pragma once
+
+#include "bnoracle/format.hpp"
+#include "bnoracle/output.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace bnoracle {
+
+enum class op_kind : std::uint8_t { batch_norm, layer_norm, rms_norm, group_norm, instance_norm };
+
+[[nodiscard]] std::string_view to_string(op_kind k);
+[[nodiscard]] std::optional<op_kind> parse_op_kind(std::string_view s);
+
+// Where γ and β live.
+enum class param_placement : std::uint8_t {
+  none,                    // no affine parameters at all (γ = 1, β = 0 by construction)
+  per_channel,             // one per channel c
+  per_normalized_element,  // one per element of the normalized block (layer and RMS norm)
+};
+
+[[nodiscard]] std::string_view to_string(param_placement p);
+
+struct op_desc {
+  op_kind kind = op_kind::batch_norm;
+  // Layer and RMS norm: how many trailing axes of (c, spatial...) are normalized together, 1 to
+  // spatial rank + 1. Zero for the others.
+  int normalized_axes = 0;
+  // Group norm: the number of channel groups G (it divides C). Zero for the others.
+  std::int64_t groups = 0;
+  bool centred = true;  // false: the mean is not subtracted (RMS norm)
+  param_placement params = param_placement::per_channel;
+  bool weight_offset = false;  // γ is stored as w and applied as 1 + w
+  bool running_stats = true;   // the op keeps running statistics for inference
+
+  friend bool operator==(const op_desc&, const op_desc&) = default;
+};
+
+// The members of the family with their usual options.
+[[nodiscard]] constexpr op_desc batch_norm_op() {
+  return {};
+}
+[[nodiscard]] constexpr op_desc layer_norm_op(int normalized_axes = 1) {
+  return {op_kind::layer_norm,
+          normalized_axes,
+          0,
+          true,
+          param_placement::per_normalized_element,
+          false,
+          false};
+}
+[[nodiscard]] constexpr op_desc rms_norm_op(int normalized_axes = 1) {
+  return {op_kind::rms_norm,
+          normalized_axes,
+          0,
+          false,
+          param_placement::per_normalized_element,
+          false,
+          false};
+}
+[[nodiscard]] constexpr op_desc group_norm_op(std::int64_t groups) {
+  return {op_kind::group_norm, 0, groups, true, param_placement::per_channel, false, false};
+}
+[[nodiscard]] constexpr op_desc instance_norm_op(bool running_stats = false) {
+  return {op_kind::instance_norm, 0, 0, true, param_placement::per_channel, false, running_stats};
+}
+
+// Checks what an op descriptor says about itself (not about a shape: reduction_map does that).
+// Throws invalid_problem naming the field.
+void validate(const op_desc& op);
+
+// "batch_norm", or e.g. "layer_norm(axes=1)", "group_norm(groups=4)",
+// "rms_norm(axes=1,weight_offset)": the fields that differ from the kind's usual options.
+[[nodiscard]] std::string describe(const op_desc& op);
+
+// The data type of each role (output.hpp's format_role): the data (src, dst, diff_dst,
+// diff_src), the parameters (γ, β and their gradients) and the statistics (mean, variance,
+// invstd, running statistics).
+struct data_types {
+  format_id data = format_id::float32;
+  format_id parameters = format_id::float32;
+  format_id statistics = format_id::float32;
+
+  [[nodiscard]] constexpr format_id of(format_role role) const {
+    switch (role) {
+      case format_role::data:
+        return data;
+      case format_role::parameters:
+        return parameters;
+      case format_role::statistics:
+        return statistics;
+    }
+    return data;
+  }
+  [[nodiscard]] constexpr bool all_float32() const {
+    return data == format_id::float32 && parameters == format_id::float32 &&
+           statistics == format_id::float32;
+  }
+
+  friend bool operator==(const data_types&, const data_types&) = default;
+};
+
+// "float32", or "data=bfloat16,parameters=float32,statistics=float32" when the roles differ
+// from each other.
+[[nodiscard]] std::string describe(const data_types& t);
+
+}  // namespace bnoracle

@@ -1,0 +1,95 @@
+// The reduction map: which elements share a statistic, derived from an op descriptor and a
+// problem's geometry. It is the one place that decomposes an element's index: the reference, the
+// error model, the judge's messages and the generators all ask it where an element lives — its
+// statistic group, its γ/β index and its memory offset.
+//
+// Elements are numbered in canonical logical order (n, c, spatial...) row-major, as every golden
+// per-element output is. Statistic groups are numbered so that, for every op but batch norm, group
+// g is the contiguous logical range [g·L, (g+1)·L):
+//   batch norm     G = C,          group = c,                 L = N·S
+//   instance norm  G = N·C,        group = n·C + c,           L = S
+//   group norm     G = N·groups,   group = n·groups + c/(C/groups), L = (C/groups)·S
+//   layer, RMS     G = N·C·S / L,  group = index / L,         L = product of the last k extents
+//                                                             of (c, spatial...)
+// with S the spatial size.
+#pragma once
+
+#include "bnoracle/op.hpp"
+#include "bnoracle/problem.hpp"
+
+#include <cstdint>
+#include <string>
+
+namespace bnoracle {
+
+class reduction_map {
+ public:
+  // Throws invalid_problem when the op does not fit the shape (axes beyond the rank, groups that
+  // do not divide C).
+  reduction_map(const op_desc& op, const geometry& geom);
+
+  [[nodiscard]] const op_desc& op() const { return op_; }
+  [[nodiscard]] const geometry& geom() const { return geom_; }
+  // The number of statistic groups, and L: how many elements each one reduces over.
+  [[nodiscard]] std::int64_t groups() const { return groups_; }
+  [[nodiscard]] std::int64_t group_size() const { return group_size_; }
+  // The number of γ (and of β) entries; 0 when the op has none.
+  [[nodiscard]] std::int64_t params() const { return params_; }
+
+  struct position {
+    std::int64_t group;   // statistic group
+    std::int64_t param;   // γ/β index (-1 when the op has none)
+    std::int64_t offset;  // memory offset, in elements, from logical element 0
+  };
+
+  // Where the element with this canonical logical index lives.
+  [[nodiscard]] position locate(std::int64_t logical) const {
+    const geometry::coordinates at = geom_.coordinates_of(logical);
+    position p{};
+    p.offset = geom_.offset(at.n, at.c, at.s);
+    p.group = op_.kind == op_kind::batch_norm ? at.c : logical / group_size_;
+    switch (op_.params) {
+      case param_placement::per_channel:
+        p.param = at.c;
+        break;
+      case param_placement::per_normalized_element:
+        p.param = logical % group_size_;
+        break;
+      case param_placement::none:
+        p.param = -1;
+        break;
+    }
+    return p;
+  }
+
+  // Calls f(offset, logical_index) for every element of a statistic group, in logical order.
+  template <class F>
+  void for_each_in_group(std::int64_t group, F&& f) const {
+    if (op_.kind == op_kind::batch_norm) {
+      geom_.for_each_in_channel(group, f);
+      return;
+    }
+    const std::int64_t first = group * group_size_;
+    for (std::int64_t li = first; li < first + group_size_; ++li) {
+      const geometry::coordinates at = geom_.coordinates_of(li);
+      f(geom_.offset(at.n, at.c, at.s), li);
+    }
+  }
+
+  // For messages: "n=1,c=2,s=3" for an element; "c=2" for a batch-norm group, "n=1,c=2" for an
+  // instance-norm group, "n=1,g=0" for a group-norm group, "row=5" for a layer or RMS norm
+  // group.
+  [[nodiscard]] std::string element_name(std::int64_t logical) const;
+  [[nodiscard]] std::string group_name(std::int64_t group) const;
+  // "c=2" for a per-channel γ/β entry, "j=5" for a per-normalized-element one.
+  [[nodiscard]] std::string param_name(std::int64_t param) const;
+
+ private:
+  op_desc op_;
+  geometry geom_;
+  std::int64_t groups_ = 0;
+  std::int64_t group_size_ = 0;
+  std::int64_t params_ = 0;
+};
+
+}  // namespace bnoracle

@@ -1,0 +1,124 @@
+#include "bnoracle/op.hpp"
+
+#include "bnoracle/problem.hpp"
+
+#include <array>
+
+namespace bnoracle {
+
+namespace {
+
+struct kind_name {
+  op_kind kind;
+  std::string_view name;
+};
+
+constexpr std::array<kind_name, 5> k_kinds{{
+    {op_kind::batch_norm, "batch_norm"},
+    {op_kind::layer_norm, "layer_norm"},
+    {op_kind::rms_norm, "rms_norm"},
+    {op_kind::group_norm, "group_norm"},
+    {op_kind::instance_norm, "instance_norm"},
+}};
+
+// The options each kind has by default; describe() prints the fields that differ.
+op_desc usual(op_kind k, const op_desc& op) {
+  switch (k) {
+    case op_kind::batch_norm:
+      return batch_norm_op();
+    case op_kind::layer_norm:
+      return layer_norm_op(op.normalized_axes);
+    case op_kind::rms_norm:
+      return rms_norm_op(op.normalized_axes);
+    case op_kind::group_norm:
+      return group_norm_op(op.groups);
+    case op_kind::instance_norm:
+      return instance_norm_op(false);
+  }
+  return batch_norm_op();
+}
+
+}  // namespace
+
+std::string_view to_string(op_kind k) {
+  for (const auto& e : k_kinds) {
+    if (e.kind == k) return e.name;
+  }
+  return "?";
+}
+
+std::optional<op_kind> parse_op_kind(std::string_view s) {
+  for (const auto& e : k_kinds) {
+    if (e.name == s) return e.kind;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(param_placement p) {
+  switch (p) {
+    case param_placement::none:
+      return "none";
+    case param_placement::per_channel:
+      return "per_channel";
+    case param_placement::per_normalized_element:
+      return "per_normalized_element";
+  }
+  return "?";
+}
+
+void validate(const op_desc& op) {
+  const std::string kind(to_string(op.kind));
+  const bool rows = op.kind == op_kind::layer_norm || op.kind == op_kind::rms_norm;
+  if (rows != (op.normalized_axes != 0)) {
+    throw invalid_problem("op: normalized_axes must be " + std::string(rows ? ">= 1" : "0") +
+                          " for " + kind + ", got " + std::to_string(op.normalized_axes));
+  }
+  if (op.normalized_axes < 0) {
+    throw invalid_problem("op: normalized_axes must be >= 1, got " +
+                          std::to_string(op.normalized_axes));
+  }
+  if ((op.kind == op_kind::group_norm) != (op.groups != 0) || op.groups < 0) {
+    throw invalid_problem("op: groups must be " +
+                          std::string(op.kind == op_kind::group_norm ? ">= 1" : "0") + " for " +
+                          kind + ", got " + std::to_string(op.groups));
+  }
+  if (op.centred != (op.kind != op_kind::rms_norm)) {
+    throw invalid_problem("op: " + kind + (op.centred ? " subtracts no mean" : " is centred"));
+  }
+  if (op.params == param_placement::per_normalized_element && !rows) {
+    throw invalid_problem("op: " + kind + " has no per-normalized-element parameters");
+  }
+  if (op.weight_offset && op.params == param_placement::none) {
+    throw invalid_problem("op: a weight offset needs parameters");
+  }
+  if (op.running_stats && op.kind != op_kind::batch_norm && op.kind != op_kind::instance_norm) {
+    throw invalid_problem("op: " + kind + " keeps no running statistics");
+  }
+}
+
+std::string describe(const op_desc& op) {
+  std::string s(to_string(op.kind));
+  const op_desc base = usual(op.kind, op);
+  std::string fields;
+  const auto add = [&](const std::string& f) { fields += (fields.empty() ? "" : ",") + f; };
+  if (op.normalized_axes != 0) add("axes=" + std::to_string(op.normalized_axes));
+  if (op.groups != 0) add("groups=" + std::to_string(op.groups));
+  if (op.centred != base.centred) add(op.centred ? "centred" : "uncentred");
+  if (op.params != base.params) add("params=" + std::string(to_string(op.params)));
+  if (op.weight_offset) add("weight_offset");
+  if (op.running_stats != base.running_stats) {
+    add(op.running_stats ? "running_stats" : "no_running_stats");
+  }
+  return fields.empty() ? s : s + "(" + fields + ")";
+}
+
+std::string describe(const data_types& t) {
+  if (t.data == t.parameters && t.data == t.statistics) {
+    return std::string(format_of(t.data).name);
+  }
+  return "data=" + std::string(format_of(t.data).name) +
+         ",parameters=" + std::string(format_of(t.parameters).name) +
+         ",statistics=" + std::string(format_of(t.statistics).name);
+}
+
+}  // namespace bnoracle
