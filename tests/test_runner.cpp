@@ -1,11 +1,10 @@
 // The conformance runner end to end: bundled correct kernels pass the whole catalog at their true
-// level, deliberately defective kernels fail it even at the most permissive level, reports are
+// level, mutants of the mutation catalog fail it even at the most permissive level, reports are
 // well formed, and `identify` reads conventions back.
 #include "bnoracle/identify.hpp"
 #include "bnoracle/report.hpp"
 #include "bnoracle/runner.hpp"
 #include "bnoracle/verify.hpp"
-#include "defect_kernel.hpp"
 
 #include <gtest/gtest.h>
 
@@ -19,26 +18,25 @@
 namespace bnoracle {
 namespace {
 
-// The in-process test kernel and its switchable defects (tests/defect_kernel.hpp).
-using test_kernel::defect;
-using test_kernel::g_defect;
-using test_kernel::k_table;
+// A kernel of the mutation catalog (kernels/mutants, tests/mutants) by name; "parent" is the
+// correct one, the bundled two_pass kernel written out with its mutation points.
+std::unique_ptr<bn_kernel> mutant(const std::string& name) {
+  return load_plugin(std::string(BNORACLE_MUTANT_DIR) + "/libbnm_" + name + ".so");
+}
 
-run_summary run_with(defect d, accuracy_level level, const std::string& filter = "") {
-  g_defect = d;
-  auto kernel = wrap_table(&k_table);
+run_summary run_with(const std::string& name, accuracy_level level,
+                     const std::string& filter = "") {
+  auto kernel = mutant(name);
   run_options o;
   o.level = level;
   o.filter = filter;
   o.timeout = std::chrono::milliseconds(20000);
-  auto s = run_catalog(*kernel, default_catalog(1), o, nullptr);
-  g_defect = defect::none;
-  return s;
+  return run_catalog(*kernel, default_catalog(1), o, nullptr);
 }
 
-TEST(Runner, DefectFreeNaiveKernelPassesTheCatalogAtLenient) {
-  // The test kernel without a defect is an ordinary sequential float kernel: it must pass.
-  const run_summary s = run_with(defect::none, accuracy_level::lenient);
+TEST(Runner, ParentOfTheMutantsPassesTheCatalogAtStandard) {
+  // The mutants' parent is an ordinary sequential float32 kernel: it must pass the default gate.
+  const run_summary s = run_with("parent", accuracy_level::standard);
   for (const auto& r : s.results) {
     EXPECT_NE(r.result, verdict::fail)
         << r.case_name << ' ' << to_string(r.mode) << ": " << r.reason;
@@ -48,15 +46,15 @@ TEST(Runner, DefectFreeNaiveKernelPassesTheCatalogAtLenient) {
 }
 
 TEST(Runner, EveryDefectIsCaughtEvenAtTheLenientLevel) {
-  const std::map<defect, std::string> defects{
-      {defect::biased_running_var, "biased running variance"},
-      {defect::momentum_swapped, "momentum weighs the old value"},
-      {defect::one_pass_variance, "one-pass variance"},
-      {defect::eps_outside_sqrt, "eps outside the square root"},
-      {defect::backward_drops_stats, "backward without the statistics paths"},
-      {defect::eval_uses_batch_stats, "inference with batch statistics"},
-      {defect::running_not_updated, "running statistics not updated"},
-      {defect::off_by_one_percent, "a 1% bias"}};
+  const std::map<std::string, std::string> defects{
+      {"biased_running_var", "biased running variance"},
+      {"momentum_swapped", "momentum weighs the old value"},
+      {"one_pass_variance", "one-pass variance"},
+      {"eps_outside_sqrt", "eps outside the square root"},
+      {"backward_drops_stats", "backward without the statistics paths"},
+      {"eval_uses_batch_stats", "inference with batch statistics"},
+      {"running_not_updated", "running statistics not updated"},
+      {"off_by_one_percent", "a 1% bias"}};
   for (const auto& [d, what] : defects) {
     const run_summary s = run_with(d, accuracy_level::lenient);
     EXPECT_EQ(s.exit_code(), 1) << what << " was not caught";
@@ -93,8 +91,7 @@ TEST(Runner, BundledCorrectKernelsPassAtTheirTrueLevel) {
 }
 
 TEST(Runner, FailureReportsNameTheCaseTheElementAndTheReproduction) {
-  const run_summary s =
-      run_with(defect::biased_running_var, accuracy_level::standard, "exact/basic");
+  const run_summary s = run_with("biased_running_var", accuracy_level::standard, "exact/basic");
   std::ostringstream os;
   write_report(os, s, report_format::text, false);
   const std::string text = os.str();
@@ -106,8 +103,7 @@ TEST(Runner, FailureReportsNameTheCaseTheElementAndTheReproduction) {
 }
 
 TEST(Runner, JsonAndJunitReportsAreWellFormed) {
-  const run_summary s =
-      run_with(defect::momentum_swapped, accuracy_level::standard, "exact/two_values");
+  const run_summary s = run_with("momentum_swapped", accuracy_level::standard, "exact/two_values");
   std::ostringstream js;
   write_report(js, s, report_format::json, false);
   EXPECT_NE(js.str().find("\"schema\": \"bnoracle.check\""), std::string::npos);
@@ -128,23 +124,21 @@ TEST(Runner, JsonAndJunitReportsAreWellFormed) {
 }
 
 TEST(Runner, IdentifyReadsBackTheConventionAndItsDefects) {
-  g_defect = defect::none;
-  auto kernel = wrap_table(&k_table);
   run_options o;
-  identify_result r = identify(*kernel, o);
+  identify_result r = identify(*mutant("parent"), o);
   EXPECT_EQ(r.weighs, "new");
   EXPECT_EQ(r.estimator, "unbiased");
   EXPECT_EQ(r.cumulative, "supported");
   EXPECT_EQ(r.single_value, "refuse");
   ASSERT_FALSE(r.matches.empty());
   EXPECT_EQ(r.matches.front(), "pytorch");
-  g_defect = defect::momentum_swapped;
-  r = identify(*kernel, o);
+  EXPECT_EQ(r.fields, "momentum=new,running_var=unbiased,cumulative=yes,l1=refuse,l0=unchanged");
+  r = identify(*mutant("momentum_swapped"), o);
   EXPECT_EQ(r.weighs, "old");
-  g_defect = defect::biased_running_var;
-  r = identify(*kernel, o);
+  r = identify(*mutant("biased_running_var"), o);
   EXPECT_EQ(r.estimator, "biased");
-  g_defect = defect::none;
+  EXPECT_TRUE(r.matches.empty());
+  EXPECT_EQ(r.fields, "momentum=new,running_var=biased,cumulative=yes,l1=refuse,l0=unchanged");
 }
 
 // ---- results and verify: what a kernel's results are judged on --------------------------------
@@ -159,10 +153,10 @@ TEST(Verify, AKernelWithoutRunningStatisticsIsJudgedOnEveryOtherOutput) {
   // oneDNN keeps no running statistics (updates_running = 0): a fixture that tracks them is run
   // without tracking, its running statistics are omitted and not judged, and dst, mean and
   // invstd are judged as usual.
-  g_defect = defect::none;
-  bnk_kernel table = k_table;
-  table.updates_running = 0;
-  auto kernel = wrap_table(&table);
+  const auto parent = mutant("parent");
+  kernel_info untracked = parent->info();
+  untracked.updates_running = false;
+  const auto kernel = with_info(*parent, untracked);
   run_options o;
   const fixture f = corpus_fixture("convention/pytorch/nchw_2x3x2x2/forward_training_step2");
   ASSERT_TRUE(f.track_running);
@@ -203,10 +197,9 @@ TEST(Verify, RunningStatisticsFlagRejectsUnknownValues) {
 }
 
 TEST(Verify, AFixtureOfAnotherConventionIsJudgedWithoutItsRunningStatistics) {
-  // The test kernel claims pytorch. A tensorflow fixture differs only in its running statistics
+  // The parent claims pytorch. A tensorflow fixture differs only in its running statistics
   // (biased running variance) and its L = 1 rule: everything else is judged.
-  g_defect = defect::none;
-  auto kernel = wrap_table(&k_table);
+  const auto kernel = mutant("parent");
   run_options o;
   const fixture tf = corpus_fixture("convention/tensorflow/nchw_2x3x2x2/forward_training_step1");
   results r = kernel_results(*kernel, tf, o);
@@ -217,16 +210,15 @@ TEST(Verify, AFixtureOfAnotherConventionIsJudgedWithoutItsRunningStatistics) {
       << r.message;
   EXPECT_EQ(judge_fixture(tf, r, o).result, verdict::pass);
   // The same kernel with a biased running variance still fails its own convention's fixture...
-  g_defect = defect::biased_running_var;
+  const auto biased = mutant("biased_running_var");
   const fixture pt = corpus_fixture("convention/pytorch/nchw_2x3x2x2/forward_training_step1");
-  EXPECT_EQ(judge_fixture(pt, kernel_results(*kernel, pt, o), o).result, verdict::fail);
+  EXPECT_EQ(judge_fixture(pt, kernel_results(*biased, pt, o), o).result, verdict::fail);
   // ... and --convention (run_options::convention) replaces the claim: the pytorch fixture is
   // then of another convention and its running statistics are omitted.
   o.convention = "tensorflow";
-  r = kernel_results(*kernel, pt, o);
+  r = kernel_results(*biased, pt, o);
   EXPECT_FALSE(r.running_returned);
   EXPECT_EQ(judge_fixture(pt, r, o).result, verdict::pass);
-  g_defect = defect::none;
   o.convention.clear();
   // A problem the fixture's convention refuses is not the kernel's business under another claim.
   const fixture refused = corpus_fixture("edge/one_value/pytorch_nchw_1x3x1x1/forward_training");

@@ -169,6 +169,36 @@ bnk_status bn_kernel::run_fold(const bnk_fold_problem& /*problem*/,
   return BNK_UNSUPPORTED;
 }
 
+namespace {
+
+class described_kernel final : public bn_kernel {
+ public:
+  described_kernel(bn_kernel& k, kernel_info info) : kernel_(k), info_(std::move(info)) {}
+  [[nodiscard]] const kernel_info& info() const override { return info_; }
+  bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
+                 std::string& message) override {
+    return kernel_.run(mode, problem, buffers, message);
+  }
+  bnk_status run_syncbn_merge(const bnk_syncbn_problem& problem, const bnk_syncbn_buffers& buffers,
+                              std::string& message) override {
+    return kernel_.run_syncbn_merge(problem, buffers, message);
+  }
+  bnk_status run_fold(const bnk_fold_problem& problem, const bnk_fold_buffers& buffers,
+                      std::string& message) override {
+    return kernel_.run_fold(problem, buffers, message);
+  }
+
+ private:
+  bn_kernel& kernel_;
+  kernel_info info_;
+};
+
+}  // namespace
+
+std::unique_ptr<bn_kernel> with_info(bn_kernel& kernel, kernel_info info) {
+  return std::make_unique<described_kernel>(kernel, std::move(info));
+}
+
 std::string settle_convention_claim(kernel_info& info) {
   const convention* c = find_convention(info.convention);
   if (c == nullptr) {

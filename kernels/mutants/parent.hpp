@@ -99,6 +99,9 @@ enum class mutation {
   zero_variance_nan,
   accumulator_not_reset,
   nan_masked_as_padding,
+  // Test material outside the catalog (tests/mutants: not in MANIFEST.tsv, not in the kill
+  // matrix): deviations that tests need and no shipped bug imitates.
+  off_by_one_percent,
 };
 
 // ---- Narrow formats, emulated on the float32 encoding (no _Float16 or __bf16) ---------------
@@ -466,6 +469,8 @@ void normalize(const channel_view& ch, const float* x, float* y, const channel_n
     } else if constexpr (M == mutation::zero_variance_nan) {
       const float xhat = (x[o] - n.mean) / std::sqrt(n.var);  // 0/0 for a constant channel
       y[o] = n.gamma * (xhat * std::sqrt(n.var / (n.var + n.eps))) + n.beta;
+    } else if constexpr (M == mutation::off_by_one_percent) {
+      y[o] = 1.01F * ((x[o] - n.mean) * scale) + n.beta;  // a 1% bias loose tolerances hide
     } else {
       y[o] = (x[o] - n.mean) * scale + n.beta;
     }

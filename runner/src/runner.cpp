@@ -416,33 +416,6 @@ void tally(run_summary& s) {
 
 namespace {
 
-// A kernel judged under a convention without running statistics ("none", by --convention): its
-// running-statistics buffers are never given, whatever its own table says it keeps.
-class untracked_kernel final : public bn_kernel {
- public:
-  explicit untracked_kernel(bn_kernel& k) : kernel_(k), info_(k.info()) {
-    info_.updates_running = false;
-    info_.supports_cumulative = false;
-  }
-  [[nodiscard]] const kernel_info& info() const override { return info_; }
-  bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
-                 std::string& message) override {
-    return kernel_.run(mode, problem, buffers, message);
-  }
-  bnk_status run_syncbn_merge(const bnk_syncbn_problem& problem, const bnk_syncbn_buffers& buffers,
-                              std::string& message) override {
-    return kernel_.run_syncbn_merge(problem, buffers, message);
-  }
-  bnk_status run_fold(const bnk_fold_problem& problem, const bnk_fold_buffers& buffers,
-                      std::string& message) override {
-    return kernel_.run_fold(problem, buffers, message);
-  }
-
- private:
-  bn_kernel& kernel_;
-  kernel_info info_;
-};
-
 // Calls f with the kernel as the options' convention sees it.
 template <class F>
 run_summary as_judged(bn_kernel& kernel, const run_options& options, F&& f) {
@@ -451,8 +424,11 @@ run_summary as_judged(bn_kernel& kernel, const run_options& options, F&& f) {
   const convention* c = find_convention(name);
   if (c != nullptr && !c->running_stats &&
       (kernel.info().updates_running || kernel.info().supports_cumulative)) {
-    untracked_kernel untracked(kernel);
-    return f(static_cast<bn_kernel&>(untracked));
+    // Judged as a kernel keeping no running statistics: their buffers are never given.
+    kernel_info info = kernel.info();
+    info.updates_running = false;
+    info.supports_cumulative = false;
+    return f(*with_info(kernel, std::move(info)));
   }
   return f(kernel);
 }

@@ -64,6 +64,11 @@ class bn_kernel {
                               std::string& message);
 };
 
+// The same kernel described by other info: calls are forwarded to `kernel`, which must outlive
+// the result. The runner judges a kernel under a convention without running statistics this way
+// (updates_running off), whatever its own table says.
+[[nodiscard]] std::unique_ptr<bn_kernel> with_info(bn_kernel& kernel, kernel_info info);
+
 // Wraps a C table (from a plugin or linked in). Validates it; throws plugin_error.
 [[nodiscard]] std::unique_ptr<bn_kernel> wrap_table(const bnk_kernel* table,
                                                     std::shared_ptr<void> owner = nullptr);
