@@ -385,7 +385,12 @@ class CommandLine(unittest.TestCase):
     def test_an_invalid_value_lists_the_valid_ones(self):
         rc, _, err = run(["check", "--convention", "pytroch"])
         self.assertEqual(rc, 2)
-        self.assertIn("pytorch,cudnn,tensorflow,keras,onnx,flax,miopen", err)
+        self.assertIn("named ones: pytorch, cudnn, tensorflow, keras, onnx, flax, miopen, none; "
+                      "or state its fields", err)
+        # Fields are checked too, and the message says which one is wrong.
+        rc, _, err = run(["check", "--convention", "momentum=new,running_var=sideways"])
+        self.assertEqual(rc, 2)
+        self.assertIn("running_var=sideways: expected biased or unbiased", err)
         rc, _, err = run(["check", "--level", "bogus"])
         self.assertEqual(rc, 2)
         self.assertIn("strict,standard,lenient", err)
