@@ -306,7 +306,7 @@ struct cli_args {
 // A JSON object of convention fields ({"momentum": "new", "running_var": "biased", "cumulative":
 // false, "default_momentum": 0.1, "default_eps": null}) in the field syntax of convention.hpp.
 std::string convention_fields_of_json(const std::string& path, std::string& error) {
-  constexpr std::streamsize k_max_bytes = 64 * 1024;
+  constexpr std::streamsize k_max_bytes = std::streamsize{64} * 1024;
   std::ifstream in(path, std::ios::binary);
   std::string text(static_cast<std::size_t>(k_max_bytes) + 1, '\0');
   in.read(text.data(), k_max_bytes + 1);
@@ -339,7 +339,8 @@ std::string convention_fields_of_json(const std::string& path, std::string& erro
       error = path + ": field '" + valid_utf8(key) + "' must be a string, number, boolean or null";
       return "";
     }
-    fields += (fields.empty() ? "" : ",") + key + "=" + v;
+    if (!fields.empty()) fields += ',';
+    fields.append(key).append("=").append(v);
   }
   return fields;
 }
