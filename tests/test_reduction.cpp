@@ -177,6 +177,11 @@ TEST(ReductionMap, GroupsParametersAndOffsetsFollowTheDefinitions) {
         ++visited;
       });
       EXPECT_EQ(static_cast<std::int64_t>(seen.size()), m.group_size());
+      // member(grp, k) is the k-th element of the group in the order for_each_in_group visits.
+      std::int64_t k = 0;
+      m.for_each_in_group(grp, [&](std::int64_t, std::int64_t li) {
+        EXPECT_EQ(m.member(grp, k++), li) << "group " << grp;
+      });
     }
     EXPECT_EQ(visited, g.elements());
   }

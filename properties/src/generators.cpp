@@ -2,6 +2,7 @@
 
 #include "bnoracle/exact.hpp"
 #include "bnoracle/kernel.hpp"
+#include "bnoracle/reduction.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -307,12 +308,12 @@ rc::Gen<property_case> property_case_of(const case_options& o) {
     const geometry g(pc.problem);
     const std::int64_t C = g.c();
     const std::int64_t L = g.per_channel();
-    const std::int64_t S = g.spatial_size();
     const auto E = static_cast<std::size_t>(g.elements());
     pc.src.assign(E, 0.0F);
     pc.diff_dst.assign(E, 0.0F);
+    const reduction_map map(pc.problem.op, g);
     auto li = [&](std::int64_t c, std::int64_t k) {  // k-th element of channel c
-      return static_cast<std::size_t>(g.logical_index(k / S, c, k % S));
+      return static_cast<std::size_t>(map.member(c, k));
     };
     std::vector<double> var_of(static_cast<std::size_t>(C), 0.0);
     bool any_constant = false;

@@ -4,6 +4,7 @@
 #include "bnoracle/generators.hpp"
 #include "bnoracle/judge.hpp"
 #include "bnoracle/measure.hpp"
+#include "bnoracle/reduction.hpp"
 
 #include <rapidcheck.h>
 #include <rapidcheck/detail/Configuration.h>
@@ -439,7 +440,7 @@ void prop_recovery(const context& c) {
   const call_result r = call(c, request_of(pc, bn_mode::forward_training, false));
   for (std::int64_t i = 0; i < g.elements(); ++i) {
     const auto u = static_cast<std::size_t>(i);
-    const std::int64_t ch = i / g.spatial_size() % g.c();
+    const std::int64_t ch = g.coordinates_of(i).c;
     const auto cu = static_cast<std::size_t>(ch);
     const double x = static_cast<double>(pc.src[u]);
     const double tol =
@@ -790,7 +791,6 @@ void prop_permutation(const context& c) {
   const property_case pc = generate(c, c.cases());
   const geometry g(pc.problem);
   const std::int64_t L = g.per_channel();
-  const std::int64_t S = g.spatial_size();
   // One permutation of the L positions (n, s), shared by every channel.
   std::vector<std::int64_t> perm(static_cast<std::size_t>(L));
   std::iota(perm.begin(), perm.end(), std::int64_t{0});
@@ -799,8 +799,9 @@ void prop_permutation(const context& c) {
     std::swap(perm[static_cast<std::size_t>(i - 1)], perm[static_cast<std::size_t>(j)]);
   }
   property_case permuted = pc;
+  const reduction_map map(pc.problem.op, g);
   auto index = [&](std::int64_t pos, std::int64_t ch) {
-    return static_cast<std::size_t>(g.logical_index(pos / S, ch, pos % S));
+    return static_cast<std::size_t>(map.member(ch, pos));
   };
   for (std::int64_t ch = 0; ch < g.c(); ++ch) {
     for (std::int64_t p = 0; p < L; ++p) {
@@ -854,9 +855,9 @@ void prop_channel_independence(const context& c) {
   property_case changed = pc;
   const int how = *rc::gen::inRange(0, 3);  // 0: NaN one element, 1: +Inf, 2: new values
   const std::int64_t at = *rc::gen::inRange<std::int64_t>(0, g.per_channel());
+  const reduction_map map(pc.problem.op, g);
   for (std::int64_t p = 0; p < g.per_channel(); ++p) {
-    const auto u =
-        static_cast<std::size_t>(g.logical_index(p / g.spatial_size(), j, p % g.spatial_size()));
+    const auto u = static_cast<std::size_t>(map.member(j, p));
     if (how == 2) {
       changed.src[u] = changed.src[u] * -5.0F + 1.0F;
       changed.diff_dst[u] = changed.diff_dst[u] * 3.0F;
@@ -877,7 +878,7 @@ void prop_channel_independence(const context& c) {
   auto same_per_element = [&](const char* name, const std::vector<float>& a,
                               const std::vector<float>& b) {
     for (std::int64_t i = 0; i < g.elements(); ++i) {
-      if (i / g.spatial_size() % g.c() == j) continue;
+      if (g.coordinates_of(i).c == j) continue;
       const auto u = static_cast<std::size_t>(i);
       if (!bit_equal(a[u], b[u])) {
         fail(where(g, name, i) + label + ": " + hex_float(a[u]) + " then " + hex_float(b[u]));

@@ -62,6 +62,16 @@ class reduction_map {
     return p;
   }
 
+  // The logical index of the k-th element (0 <= k < L, in logical order) of a statistic group:
+  // the inverse of locate's group for code that walks or permutes a group's elements.
+  [[nodiscard]] std::int64_t member(std::int64_t group, std::int64_t k) const {
+    if (op_.kind == op_kind::batch_norm) {
+      const std::int64_t S = geom_.spatial_size();
+      return geom_.logical_index(k / S, group, k % S);
+    }
+    return group * group_size_ + k;
+  }
+
   // Calls f(offset, logical_index) for every element of a statistic group, in logical order.
   template <class F>
   void for_each_in_group(std::int64_t group, F&& f) const {
