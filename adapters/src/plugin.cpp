@@ -81,10 +81,9 @@ class table_kernel final : public bn_kernel {
     info_.name = valid_utf8(*table_string(table->name));
     info_.version = table->version != nullptr ? valid_utf8(*table_string(table->version)) : "";
     info_.convention = *table_string(table->convention);
-    info_.updates_running = table->updates_running != 0;
-    (void)settle_convention_claim(info_);  // accepted by table_problem: only canonicalizes
     info_.layouts = table->layouts;
     info_.updates_running = table->updates_running != 0;
+    (void)settle_convention_claim(info_);  // accepted by table_problem: only canonicalizes
     info_.supports_cumulative = table->supports_cumulative != 0;
     info_.saves = static_cast<bnk_saved>(table->saves);
     info_.modes[0] = table->forward_training != nullptr;

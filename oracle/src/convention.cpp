@@ -241,14 +241,24 @@ const convention* find_convention(std::string_view name) {
   }
   if (name == k_no_running.name) return &k_no_running;
   if (name.find('=') == std::string_view::npos) return nullptr;
+  stated_records& r = stated();
+  // A canonical name already stated (what reports, claims and fixtures carry once read) is found
+  // without parsing again: the reference looks its convention up for every problem.
+  const auto known = [&r](std::string_view n) -> const convention* {
+    for (const auto& [text, c] : r.records) {
+      if (*text == n) return &c;
+    }
+    return nullptr;
+  };
+  {
+    const std::lock_guard<std::mutex> hold(r.lock);
+    if (const convention* c = known(name)) return c;
+  }
   parsed p = parse_fields(name);
   if (!p.error.empty()) return nullptr;
   const std::string canonical = to_fields(p.record);
-  stated_records& r = stated();
   const std::lock_guard<std::mutex> hold(r.lock);
-  for (const auto& [n, c] : r.records) {
-    if (*n == canonical) return &c;
-  }
+  if (const convention* c = known(canonical)) return c;
   auto owned = std::make_unique<std::string>(canonical);
   p.record.name = *owned;
   r.records.emplace_back(std::move(owned), p.record);

@@ -475,31 +475,10 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
 }
 
 run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_spec>& cases,
-                                      const run_options& options, const progress_fn& progress);
-
-}  // namespace
-
-run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
-                        const run_options& options, const progress_fn& progress) {
-  return as_judged(kernel, options, [&](bn_kernel& judged) {
-    return run_catalog_as_judged(judged, cases, options, progress);
-  });
-}
-
-run_summary run_conformance(bn_kernel& judged, const std::vector<case_spec>& cases,
-                            const run_options& options, const progress_fn& progress) {
-  return as_judged(judged, options, [&](bn_kernel& kernel) {
-    return run_conformance_as_judged(kernel, cases, options, progress);
-  });
-}
-
-namespace {
-
-run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_spec>& cases,
                                       const run_options& options, const progress_fn& progress) {
   run_summary s;
   if (options.catalog) {
-    s = run_catalog(kernel, cases, options, progress);
+    s = run_catalog_as_judged(kernel, cases, options, progress);
   } else {
     s.kernel = kernel.info();
     s.options = options;
@@ -549,5 +528,19 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
 }
 
 }  // namespace
+
+run_summary run_catalog(bn_kernel& kernel, const std::vector<case_spec>& cases,
+                        const run_options& options, const progress_fn& progress) {
+  return as_judged(kernel, options, [&](bn_kernel& judged) {
+    return run_catalog_as_judged(judged, cases, options, progress);
+  });
+}
+
+run_summary run_conformance(bn_kernel& judged, const std::vector<case_spec>& cases,
+                            const run_options& options, const progress_fn& progress) {
+  return as_judged(judged, options, [&](bn_kernel& kernel) {
+    return run_conformance_as_judged(kernel, cases, options, progress);
+  });
+}
 
 }  // namespace bnoracle
