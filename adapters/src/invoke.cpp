@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 
 namespace bnoracle {
 
@@ -117,30 +118,43 @@ std::string op_result::describe() const {
 
 call_result invoke(bn_kernel& kernel, const call_request& q, const call_options& options) {
   const geometry geo(q.problem);
+  // Every value travels as a float; a float16 or bfloat16 tensor would need its own storage.
+  if (!q.problem.types.all_float32()) {
+    throw invalid_problem("invoke lays tensors out in float32 only, not " +
+                          describe(q.problem.types));
+  }
   const kernel_info& info = kernel.info();
   const bn_mode m = q.mode;
   const bool training = m == bn_mode::forward_training || m == bn_mode::backward_training;
   const bool backward = m == bn_mode::backward_training || m == bn_mode::backward_inference;
-  const bool track = m == bn_mode::forward_training && q.track_running;
-  const auto C = static_cast<std::size_t>(geo.c());
+  const bool keeps_running = q.problem.op.running_stats;
+  const bool track = m == bn_mode::forward_training && q.track_running && keeps_running;
+  const bool affine = q.affine && q.problem.op.params != param_placement::none;
+  // The extents of the per-channel, per-parameter and per-group vectors come from the reduction
+  // map (for batch norm all three are C).
+  const bnk_problem_v2 problem = to_abi_v2(q.problem, geo, affine, track);
+  const auto P = static_cast<std::size_t>(problem.parameters);
+  const auto G = static_cast<std::size_t>(problem.statistic_groups);
+  const auto R = static_cast<std::size_t>(problem.running_size);
   const auto elements = static_cast<std::size_t>(geo.elements());
   const std::size_t extent = memory_extent(geo);
   const bool saves = info.saves != BNK_SAVES_NONE;
   const bool pass_saved = m == bn_mode::backward_training && saves && !q.save_mean.empty();
+  const bool reads_running = keeps_running && (!training || track);
 
   check_size(q.src, elements, "src");
   if (backward) check_size(q.diff_dst, elements, "diff_dst");
-  if (q.affine) {
-    check_size(q.gamma, C, "gamma");
-    check_size(q.beta, C, "beta");
+  if (affine) {
+    check_size(q.gamma, P, "gamma");
+    check_size(q.beta, P, "beta");
   }
-  if (!training || track) {
-    check_size(q.running_mean, C, "running_mean");
-    check_size(q.running_var, C, "running_var");
+  if (reads_running) {
+    check_size(q.running_mean, R, "running_mean");
+    check_size(q.running_var, R, "running_var");
   }
   if (pass_saved) {
-    check_size(q.save_mean, C, "save_mean");
-    check_size(q.save_stat, C, "save_stat");
+    check_size(q.save_mean, G, "save_mean");
+    check_size(q.save_stat, G, "save_stat");
   }
 
   std::vector<buffer_spec> specs;
@@ -150,31 +164,31 @@ call_result invoke(bn_kernel& kernel, const call_request& q, const call_options&
   };
   add("src", buffer_role::input, extent);
   if (backward) add("diff_dst", buffer_role::input, extent);
-  if (q.affine) {
-    add("gamma", buffer_role::input, C);
-    add("beta", buffer_role::input, C);
+  if (affine) {
+    add("gamma", buffer_role::input, P);
+    add("beta", buffer_role::input, P);
   }
-  if (!training) {
-    add("running_mean", buffer_role::input, C);
-    add("running_var", buffer_role::input, C);
+  if (keeps_running && !training) {
+    add("running_mean", buffer_role::input, R);
+    add("running_var", buffer_role::input, R);
   } else if (track) {
-    add("running_mean", buffer_role::in_out, C);
-    add("running_var", buffer_role::in_out, C);
+    add("running_mean", buffer_role::in_out, R);
+    add("running_var", buffer_role::in_out, R);
     add("num_batches_tracked", buffer_role::in_out, 1, element_type::i64);
   }
   if (m == bn_mode::forward_training && saves) {
-    add("save_mean", buffer_role::output, C);
-    add("save_stat", buffer_role::output, C);
+    add("save_mean", buffer_role::output, G);
+    add("save_stat", buffer_role::output, G);
   }
   if (pass_saved) {
-    add("save_mean", buffer_role::input, C);
-    add("save_stat", buffer_role::input, C);
+    add("save_mean", buffer_role::input, G);
+    add("save_stat", buffer_role::input, G);
   }
   const char* out_name = backward ? "diff_src" : "dst";
   add(out_name, buffer_role::output, extent);
-  if (backward && q.affine) {
-    add("diff_gamma", buffer_role::output, C);
-    add("diff_beta", buffer_role::output, C);
+  if (backward && affine) {
+    add("diff_gamma", buffer_role::output, P);
+    add("diff_beta", buffer_role::output, P);
   }
 
   guarded_arena arena(specs);
@@ -210,14 +224,18 @@ call_result invoke(bn_kernel& kernel, const call_request& q, const call_options&
   }
 
   // The kernel sees logical element 0 of the per-element tensors, inside their buffers.
-  bnk_buffers buffers = abi_buffers(arena);
+  bnk_buffers_v2 buffers = abi_buffers_v2(arena);
   const std::ptrdiff_t shift = extent == 0 ? 0 : static_cast<std::ptrdiff_t>(-geo.min_offset());
-  auto at0 = [shift](auto* p) { return p == nullptr ? p : p + shift; };
+  const auto shift_bytes = shift * static_cast<std::ptrdiff_t>(sizeof(float));
+  auto at0 = [shift_bytes](auto* p) -> decltype(p) {
+    using byte = std::conditional_t<std::is_const_v<std::remove_pointer_t<decltype(p)>>,
+                                    const unsigned char, unsigned char>;
+    return p == nullptr ? p : static_cast<byte*>(p) + shift_bytes;
+  };
   buffers.src = at0(buffers.src);
   buffers.diff_dst = at0(buffers.diff_dst);
   buffers.dst = at0(buffers.dst);
   buffers.diff_src = at0(buffers.diff_src);
-  const bnk_problem problem = to_abi(q.problem, geo, q.affine, track);
 
   call_result r;
   const isolated_call call = kernel_call(kernel, m, problem, buffers);

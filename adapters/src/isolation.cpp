@@ -336,6 +336,29 @@ std::vector<std::pair<void*, std::size_t>> guarded_arena::input_pages() const {
   return pages;
 }
 
+bnk_buffers_v2 abi_buffers_v2(const guarded_arena& arena) {
+  bnk_buffers_v2 out{};
+  const auto f = [&arena](const char* name) -> void* {
+    const std::optional<std::size_t> i = arena.find(name);
+    return i ? arena.data(*i) : nullptr;
+  };
+  out.src = f("src");
+  out.diff_dst = f("diff_dst");
+  out.gamma = f("gamma");
+  out.beta = f("beta");
+  out.running_mean = f("running_mean");
+  out.running_var = f("running_var");
+  out.num_batches_tracked =
+      arena.contains("num_batches_tracked") ? arena.i64("num_batches_tracked") : nullptr;
+  out.save_mean = f("save_mean");
+  out.save_stat = f("save_stat");
+  out.dst = f("dst");
+  out.diff_src = f("diff_src");
+  out.diff_gamma = f("diff_gamma");
+  out.diff_beta = f("diff_beta");
+  return out;
+}
+
 bnk_buffers abi_buffers(const guarded_arena& arena) {
   bnk_buffers out{};
   const auto f = [&arena](const char* name) -> float* {
@@ -1059,11 +1082,11 @@ run_result run_inline(const isolated_call& call, guarded_arena& arena) {
   return res;
 }
 
-isolated_call kernel_call(bn_kernel& kernel, bn_mode mode, const bnk_problem& problem,
-                          const bnk_buffers& buffers) {
+isolated_call kernel_call(bn_kernel& kernel, bn_mode mode, const bnk_problem_v2& problem,
+                          const bnk_buffers_v2& buffers) {
   return [&kernel, mode, problem, buffers](char* message, std::size_t size) -> int {
     std::string text;
-    const bnk_status status = kernel.run(mode, problem, buffers, text);
+    const bnk_status status = kernel.run_v2(mode, problem, buffers, text);
     if (size > 0) {
       const std::size_t n = std::min(text.size(), size - 1);
       std::memcpy(message, text.data(), n);

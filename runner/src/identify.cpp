@@ -49,14 +49,8 @@ probe_result probe(bn_kernel& kernel, const run_options& opt, const std::vector<
   arena.f32("running_mean")[0] = old_mean;
   arena.f32("running_var")[0] = old_var;
   arena.i64("num_batches_tracked")[0] = nbt;
-  const bnk_problem problem = to_abi(p, geo, true, true);
-  const bnk_buffers buffers = abi_buffers(arena);
-  auto call = [&kernel, &problem, &buffers](char* msg, std::size_t size) -> int {
-    std::string text;
-    const bnk_status st = kernel.run(bn_mode::forward_training, problem, buffers, text);
-    std::snprintf(msg, size, "%s", text.c_str());
-    return static_cast<int>(st);
-  };
+  const isolated_call call = kernel_call(kernel, bn_mode::forward_training,
+                                         to_abi_v2(p, geo, true, true), abi_buffers_v2(arena));
   const run_result rr =
       opt.isolate ? run_isolated(call, arena, opt.timeout) : run_inline(call, arena);
   probe_result r;

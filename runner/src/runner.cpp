@@ -127,6 +127,12 @@ class case_runner {
         if (!info.supports(m)) {
           r.result = verdict::skip;
           r.reason = "the kernel does not provide this mode";
+        } else if (!info.supports(p.op.kind)) {
+          r.result = verdict::skip;
+          r.reason = "the kernel does not support " + std::string(to_string(p.op.kind));
+        } else if (!info.supports(p.types)) {
+          r.result = verdict::skip;
+          r.reason = "the kernel does not support the data types " + describe(p.types);
         } else if (!layout_ok) {
           r.result = verdict::skip;
           r.reason = "the kernel does not support layout " + std::string(to_string(p.mem_layout));

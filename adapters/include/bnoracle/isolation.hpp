@@ -191,6 +191,8 @@ class guarded_arena {
 // "save_mean", "save_stat", "dst", "diff_src", "diff_gamma", "diff_beta"), or is NULL when there
 // is none. Throws std::invalid_argument when such a buffer has the wrong element type.
 [[nodiscard]] bnk_buffers abi_buffers(const guarded_arena& arena);
+// The same for ABI version 2: untyped pointers to the same buffers (any element type).
+[[nodiscard]] bnk_buffers_v2 abi_buffers_v2(const guarded_arena& arena);
 
 struct run_result {
   outcome kind = outcome::ok;
@@ -236,9 +238,11 @@ enum class wait_method : std::uint8_t { automatic, polling };
 // page (or anything else the call does wrong) takes the process down.
 [[nodiscard]] run_result run_inline(const isolated_call& call, guarded_arena& arena);
 
-// A call of one mode of a kernel (the kernel and the arena must outlive the call).
-[[nodiscard]] isolated_call kernel_call(bn_kernel& kernel, bn_mode mode, const bnk_problem& problem,
-                                        const bnk_buffers& buffers);
+// A call of one mode of a kernel through bn_kernel::run_v2 (the kernel and the arena must
+// outlive the call).
+[[nodiscard]] isolated_call kernel_call(bn_kernel& kernel, bn_mode mode,
+                                        const bnk_problem_v2& problem,
+                                        const bnk_buffers_v2& buffers);
 
 // A kernel's message buffer on a page of its own, ending exactly at a PROT_NONE guard page and
 // preceded by one, so that a kernel writing more than `size` bytes into it faults at once, and

@@ -1,16 +1,18 @@
-/* bnoracle kernel ABI, version 1.
+/* bnoracle kernel ABI, versions 1 and 2.
  *
- * A float32 batch-normalization kernel plugs into bnoracle as a shared library that exports one
- * C function, `bnoracle_kernel_v1`, returning a table that describes the kernel and points at
- * its entry points. Plain C99: any language with a C FFI can implement it. docs/kernel-abi.md
+ * A kernel plugs into bnoracle as a shared library that exports one C function returning a
+ * table that describes the kernel and points at its entry points: `bnoracle_kernel_v2` (any
+ * member of the normalization family, in float32, float16 or bfloat16; at the end of this file)
+ * or `bnoracle_kernel_v1` (float32 batch norm, judged as it always was). Plain C99: any language with a C FFI can implement it. docs/kernel-abi.md
  * documents every field and gives a complete minimal kernel.
  *
  * Conventions of this header:
  * - Tensors travel as a pointer plus the shared shape descriptor `bnk_shape` (logical dims
  *   N, C, spatial... and a stride per logical dim, in elements; strides may be negative or 0).
  *   src, dst, diff_dst and diff_src all have the problem's shape.
- * - Per-channel vectors (gamma, beta, running statistics, saved statistics, diff_gamma,
- *   diff_beta) are dense arrays of C floats.
+ * - Version 1: per-channel vectors (gamma, beta, running statistics, saved statistics,
+ *   diff_gamma, diff_beta) are dense arrays of C floats. Version 2: dense arrays of the extents
+ *   bnk_problem_v2 gives, of their role's data type.
  * - An entry point returns a `bnk_status`; on anything but BNK_OK it may write a NUL-terminated
  *   message of at most `message_size` bytes (including the NUL) into `message`.
  * - A kernel must not write outside its outputs or modify its inputs; bnoracle checks both.
@@ -198,6 +200,128 @@ typedef struct bnk_kernel {
 /* The one exported symbol. Returns a table valid for the library's lifetime. */
 typedef const bnk_kernel* (*bnk_entry_fn)(void);
 
+/* ==== ABI version 2: the normalization family in any data type ===============================
+ *
+ * A version-2 library exports `bnoracle_kernel_v2` instead (a library exporting both is loaded
+ * as version 2). What version 2 adds to version 1:
+ * - the problem says which normalization it is (bnk_op_desc: batch, layer, RMS, group or
+ *   instance norm, with the reduced axes, the groups, whether the mean is subtracted, where γ/β
+ *   live, the weight offset) and the data type of each role (bnk_types);
+ * - tensors are untyped pointers (`void*`), each of its role's data type;
+ * - the table says which ops and data types the kernel supports, as bitsets, next to the layouts.
+ * The shape descriptor, the modes, the statuses, the saved-statistics conventions and the two
+ * batch-norm operations (SyncBN merge, fold) are those of version 1. docs/kernel-abi.md
+ * documents every field.
+ */
+
+#define BNK_ABI_VERSION_2 2
+#define BNK_ENTRY_SYMBOL_V2 "bnoracle_kernel_v2"
+
+/* The normalization (bnk_op_desc.kind) and, as BNK_OP_BIT(kind), the bits of bnk_kernel_v2.ops. */
+typedef enum bnk_op {
+  BNK_OP_BATCH_NORM = 0,   /* one statistic per channel over (N, spatial); γ/β per channel */
+  BNK_OP_LAYER_NORM = 1,   /* one per row over the last k axes of (C, spatial...) */
+  BNK_OP_RMS_NORM = 2,     /* as layer norm, the mean not subtracted */
+  BNK_OP_GROUP_NORM = 3,   /* one per (n, group of C/G channels) over (channels, spatial) */
+  BNK_OP_INSTANCE_NORM = 4 /* one per (n, c) over spatial */
+} bnk_op;
+#define BNK_OP_BIT(kind) (1u << (kind))
+
+/* Data types (bnk_types) and, as BNK_DTYPE_BIT(type), the bits of bnk_kernel_v2's type sets.
+ * float16 is IEEE 754 binary16; bfloat16 is the upper half of a float32. */
+typedef enum bnk_dtype { BNK_DTYPE_F32 = 0, BNK_DTYPE_F16 = 1, BNK_DTYPE_BF16 = 2 } bnk_dtype;
+#define BNK_DTYPE_BIT(type) (1u << (type))
+
+/* Where γ and β live (bnk_op_desc.params). */
+typedef enum bnk_params {
+  BNK_PARAMS_NONE = 0,        /* no γ/β: gamma, beta, diff_gamma and diff_beta are NULL */
+  BNK_PARAMS_PER_CHANNEL = 1, /* one per channel: C entries */
+  BNK_PARAMS_PER_ELEMENT = 2  /* one per element of the normalized block (layer, RMS norm) */
+} bnk_params;
+
+typedef struct bnk_op_desc {
+  int32_t kind;            /* a bnk_op value */
+  int32_t normalized_axes; /* layer, RMS norm: trailing axes of (C, spatial...) normalized
+                              together (1 = the last); 0 for the others */
+  int64_t groups;          /* group norm: G, which divides C; 0 for the others */
+  int32_t centred;         /* 1: the mean is subtracted (0 for RMS norm) */
+  int32_t params;          /* a bnk_params value */
+  int32_t weight_offset;   /* 1: γ is stored as w and applied as 1 + w */
+  int32_t running_stats;   /* 1: the op keeps running statistics (batch norm; instance norm
+                              with tracking) */
+} bnk_op_desc;
+
+typedef struct bnk_types {
+  int32_t data;       /* bnk_dtype of src, dst, diff_dst, diff_src */
+  int32_t parameters; /* bnk_dtype of gamma, beta, diff_gamma, diff_beta */
+  int32_t statistics; /* bnk_dtype of running and saved statistics */
+} bnk_types;
+
+typedef struct bnk_problem_v2 {
+  uint32_t struct_size; /* sizeof(bnk_problem_v2) as bnoracle was built: fields may be appended */
+  bnk_op_desc op;
+  bnk_types types;
+  bnk_shape shape;
+  /* Derived from op and shape, given so that a kernel need not derive them: */
+  int64_t statistic_groups; /* how many statistics each saved statistic has */
+  int64_t group_size;       /* L: elements each statistic reduces over */
+  int64_t parameters;       /* entries of gamma, beta, diff_gamma, diff_beta (0: none) */
+  int64_t running_size;     /* entries of running_mean, running_var (C; 0 when the op has none) */
+  double eps;               /* inside the square root */
+  double momentum;          /* in the sense of the kernel's claimed convention; unused if
+                               cumulative */
+  int32_t cumulative;       /* 1: momentum = None, factor 1/num_batches_tracked */
+  int32_t track_running;    /* forward training: 1 = update the running statistics in place */
+} bnk_problem_v2;
+
+/* The tensors of bnk_buffers, untyped: each is of its role's data type (bnk_types). Per-element
+ * tensors have the problem's shape and strides; gamma, beta, diff_gamma and diff_beta have
+ * `parameters` entries, running statistics `running_size`, saved statistics `statistic_groups`
+ * (statistic group g of the reduction documented in docs/kernel-abi.md). */
+typedef struct bnk_buffers_v2 {
+  const void* src;
+  const void* diff_dst;
+  const void* gamma;
+  const void* beta;
+  void* running_mean;
+  void* running_var;
+  int64_t* num_batches_tracked;
+  void* save_mean;
+  void* save_stat;
+  void* dst;
+  void* diff_src;
+  void* diff_gamma;
+  void* diff_beta;
+} bnk_buffers_v2;
+
+typedef int (*bnk_entry_v2)(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers,
+                            char* message, size_t message_size);
+
+typedef struct bnk_kernel_v2 {
+  uint32_t abi_version;        /* BNK_ABI_VERSION_2 */
+  uint32_t struct_size;        /* sizeof(bnk_kernel_v2) */
+  const char* name;
+  const char* version;
+  const char* convention;      /* as in version 1 ("none": no running statistics) */
+  uint32_t ops;                /* BNK_OP_BIT(kind) of every op supported */
+  uint32_t layouts;            /* BNK_LAYOUT_* bits supported */
+  uint32_t data_types;         /* BNK_DTYPE_BIT(type) of every data type of the data supported */
+  uint32_t parameter_types;    /* ... of the parameters */
+  uint32_t statistic_types;    /* ... of the statistics */
+  int32_t updates_running;
+  int32_t supports_cumulative;
+  int32_t saves;               /* a bnk_saved value */
+  /* Entry points; NULL means the mode is not supported. */
+  bnk_entry_v2 forward_training;
+  bnk_entry_v2 forward_inference;
+  bnk_entry_v2 backward_training;
+  bnk_entry_v2 backward_inference;
+  bnk_syncbn_entry syncbn_merge; /* as in version 1; NULL = not provided */
+  bnk_fold_entry fold;
+} bnk_kernel_v2;
+
+typedef const bnk_kernel_v2* (*bnk_entry_fn_v2)(void);
+
 /* Visibility of the entry symbol when a plugin is built with hidden visibility by default. */
 #ifndef BNK_PLUGIN_EXPORT
 #if defined(__GNUC__) || defined(__clang__)
@@ -210,6 +334,7 @@ typedef const bnk_kernel* (*bnk_entry_fn)(void);
 /* The entry point every kernel library defines (declared here so that a plugin compiled with
  * -Wmissing-prototypes needs no declaration of its own). bnoracle looks it up by name. */
 BNK_PLUGIN_EXPORT const bnk_kernel* bnoracle_kernel_v1(void);
+BNK_PLUGIN_EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void);
 
 #ifdef __cplusplus
 }
