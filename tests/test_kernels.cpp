@@ -522,15 +522,16 @@ TEST(BundledKernels, MalformedCallsFailWithAMessage) {
     b.running_var = rv.data();
     std::string message;
 
-    bnk_problem a = to_abi(d.p, g, true, false);
-    a.struct_size = 8;  // a caller older than ABI version 1
-    EXPECT_EQ(k->run(bn_mode::forward_inference, a, b, message), BNK_FAILED) << kb.name;
+    // The bundled kernels are version-2 plugins: a malformed call reaches them through run_v2.
+    bnk_problem_v2 a = to_abi_v2(d.p, g, true, false);
+    a.struct_size = 8;  // a caller older than the kernel's ABI version
+    EXPECT_EQ(k->run_v2(bn_mode::forward_inference, a, to_v2(b), message), BNK_FAILED) << kb.name;
     EXPECT_FALSE(message.empty());
 
     if (!kb.every_layout) continue;  // minimal (C) trusts the caller to pass what the ABI lists
-    a = to_abi(d.p, g, true, false);
+    a = to_abi_v2(d.p, g, true, false);
     b.dst = nullptr;
-    EXPECT_EQ(k->run(bn_mode::forward_inference, a, b, message), BNK_FAILED) << kb.name;
+    EXPECT_EQ(k->run_v2(bn_mode::forward_inference, a, to_v2(b), message), BNK_FAILED) << kb.name;
     EXPECT_NE(message.find("dst"), std::string::npos) << message;
   }
 }

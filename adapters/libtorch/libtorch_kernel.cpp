@@ -45,7 +45,7 @@
 // BNA_LIBTORCH_THREADS (1..256) to test PyTorch's multi-threaded code paths. FINDINGS.md records
 // runs with both settings.
 #include "bnoracle/kernel_abi.h"
-#include "common/bn_kernel.hpp"
+#include "common/norm_kernel.hpp"
 
 #include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
@@ -93,7 +93,7 @@ constexpr const char* k_single_value_refusal =
 
 // ---- Messages -------------------------------------------------------------------------------
 
-// Rejections, `missing` and the fold's checks are the bundled kernels' (common/bn_kernel.hpp).
+// Rejections, `missing` and the fold's checks are the bundled kernels' (common/norm_kernel.hpp).
 using bnoracle::kernels::fold_ready;
 using bnoracle::kernels::missing;
 using bnoracle::kernels::reject;

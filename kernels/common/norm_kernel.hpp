@@ -1,18 +1,27 @@
-// The batch-norm algorithm shared by the bundled float32 kernels, written once and instantiated
-// per reduction policy. Each kernel (kernels/correct/*.cpp) supplies only how a channel's values
-// are summed, and optionally how its mean and M2 = Σ(x − μ)² are formed; everything else — the
-// ABI glue, validation, the four modes and the PyTorch running-statistics convention — lives here.
+// The normalization algorithm shared by the bundled kernels, written once over the op (which
+// elements share a statistic, whether the mean is subtracted, where γ/β live), the storage type
+// of the data, and a reduction policy. Each kernel (kernels/correct/*.cpp) supplies only how a
+// statistic group's values are summed, and optionally how its mean and M2 = Σ(x − μ)² are
+// formed; everything else — the ABI glue (version 2), validation, the four modes and the PyTorch
+// running-statistics convention — lives here.
 //
 // A policy P provides
-//   static float P::sum(const channel_view& ch, const Term& term);
-//     Σ term(offset) over every element of the channel, in float32, in the policy's own order;
+//   static float P::sum(const group_view& g, const Term& term);
+//     Σ term(e) over every element e of the group, in float32, in the policy's own order;
 // and may provide
-//   static moments P::moments(const channel_view& ch, const float* x);
-//     the channel's mean and M2 by the policy's own algorithm (default: two passes of P::sum,
-//     mean = Σx/L, then M2 = Σ(x − mean)²).
+//   static moments P::moments(const group_view& g, const X& x);
+//     the group's mean and M2 by the policy's own algorithm, reading x[e] (default: two passes
+//     of P::sum, mean = Σx/L, then M2 = Σ(x − mean)²).
+// A group's elements are `element`s: the memory offset, and the position in the group's logical
+// order (which selects a γ/β entry where those are per normalized element).
 //
-// Every value is float32: accumulators, statistics, ε (rounded once to float) and 1/sqrt. No
-// double is used in any computation, because the oracle must judge real float32 numerics.
+// Every computed value is float32: accumulators, statistics, ε (rounded once to float) and
+// 1/sqrt. No double is used in any computation, because the oracle must judge real float32
+// numerics. Data of another storage type (`storage<T>`) is widened to float when read and rounded
+// once when written.
+//
+// Which ops and types a table declares is its own choice (make_table): the group layouts below
+// cover every op of the family, but a kernel declares only what bnoracle can judge of it.
 #pragma once
 
 #include "bnoracle/kernel_abi.h"
@@ -41,38 +50,57 @@ inline constexpr std::uint32_t k_all_layouts = BNK_LAYOUT_NC | BNK_LAYOUT_NCL | 
                                                BNK_LAYOUT_NHWC | BNK_LAYOUT_NCDHW |
                                                BNK_LAYOUT_NDHWC | BNK_LAYOUT_STRIDED;
 
-// The elements of one channel in logical order — n-major, then the spatial indices row-major —
-// read through the problem's strides. Every policy sees the same order, whatever the layout, so
-// the same logical tensor gives the same bits in every layout.
-class channel_view {
+// One element of a statistic group: where it is in memory, and its position in the group's
+// logical order (0 to L − 1).
+struct element {
+  std::int64_t offset;
+  std::int64_t index;
+  // Code that only addresses memory takes an element as its offset.
+  constexpr operator std::int64_t() const { return offset; }  // NOLINT(google-explicit-constructor)
+};
+
+// The elements of one statistic group in logical order, read through the problem's strides: up
+// to five axes (extent, stride) iterated row-major from `base`. Every policy sees the same order,
+// whatever the layout, so the same logical tensor gives the same bits in every layout.
+//   batch norm     the channel's (n, spatial...)
+//   instance norm  the (n, c) instance's spatial...
+//   group norm     the group's (channels of the group, spatial...)
+//   layer/RMS norm the row's last k axes of (c, spatial...)
+class group_view {
  public:
-  channel_view(std::int64_t base, const std::int64_t (&ext)[4], const std::int64_t (&stride)[4],
-               std::int64_t size)
+  static constexpr int k_axes = 5;
+
+  group_view(std::int64_t base, const std::int64_t* ext, const std::int64_t* stride, int axes,
+             std::int64_t size)
       : base_(base), size_(size) {
-    for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < axes && k < k_axes; ++k) {
       ext_[k] = ext[k];
       stride_[k] = stride[k];
     }
   }
+  // N and three spatial axes (a batch-norm channel).
+  group_view(std::int64_t base, const std::int64_t (&ext)[4], const std::int64_t (&stride)[4],
+             std::int64_t size)
+      : group_view(base, ext, stride, 4, size) {}
 
   // L, the number of elements.
   [[nodiscard]] std::int64_t size() const { return size_; }
 
-  // Calls f(offset) for the elements lo, lo + 1, ..., hi − 1 of the channel, in order.
+  // Calls f(element) for the elements lo, lo + 1, ..., hi − 1 of the group, in order.
   template <class F>
   void for_range(std::int64_t lo, std::int64_t hi, F&& f) const {
     if (lo >= hi) return;
-    std::int64_t idx[4];
+    std::int64_t idx[k_axes];
     std::int64_t rest = lo;
-    for (int k = 3; k >= 0; --k) {
+    for (int k = k_axes - 1; k >= 0; --k) {
       idx[k] = rest % ext_[k];
       rest /= ext_[k];
     }
     std::int64_t off = base_;
-    for (int k = 0; k < 4; ++k) off += idx[k] * stride_[k];
+    for (int k = 0; k < k_axes; ++k) off += idx[k] * stride_[k];
     for (std::int64_t j = lo; j < hi; ++j) {
-      f(off);
-      for (int k = 3; k >= 0; --k) {  // the next index, with carries
+      f(element{off, j});
+      for (int k = k_axes - 1; k >= 0; --k) {  // the next index, with carries
         off += stride_[k];
         if (++idx[k] < ext_[k]) break;
         off -= ext_[k] * stride_[k];
@@ -83,39 +111,63 @@ class channel_view {
 
  private:
   std::int64_t base_;
-  std::int64_t ext_[4] = {1, 1, 1, 1};     // N, then three spatial extents (padded with 1)
-  std::int64_t stride_[4] = {0, 0, 0, 0};  // their strides (padded with 0)
+  std::int64_t ext_[k_axes] = {1, 1, 1, 1, 1};     // padded with 1
+  std::int64_t stride_[k_axes] = {0, 0, 0, 0, 0};  // padded with 0
   std::int64_t size_;
 };
 
-// A channel's statistics: mean and M2 = Σ(x − mean)².
+// The name the batch-norm code (and the mutation catalog) uses for a channel's group.
+using channel_view = group_view;
+
+// ---- Storage types ----------------------------------------------------------------------------
+
+// How a value of storage type T is read as float and a float result stored as T (rounded once).
+// float32 is the identity; a half-precision type specializes this with its conversions.
+template <class T>
+struct storage;
+
+template <>
+struct storage<float> {
+  static float load(float v) { return v; }
+  static float store(float v) { return v; }
+  static constexpr bnk_dtype dtype = BNK_DTYPE_F32;
+};
+
+// A tensor of storage type T read as floats: x[e] is the element at e's offset, widened.
+template <class T>
+struct tensor_in {
+  const T* p;
+  [[nodiscard]] float operator[](element e) const { return storage<T>::load(p[e.offset]); }
+  [[nodiscard]] float operator[](std::int64_t i) const { return storage<T>::load(p[i]); }
+};
+
+// A group's statistics: mean and M2 = Σ(x − mean)².
 struct moments {
   float mean;
   float m2;
 };
 
-// Σ term over elements [lo, hi) of the channel, left to right in one float accumulator.
+// Σ term over elements [lo, hi) of the group, left to right in one float accumulator.
 template <class Term>
-float sequential_sum(const channel_view& ch, std::int64_t lo, std::int64_t hi, const Term& term) {
+float sequential_sum(const group_view& g, std::int64_t lo, std::int64_t hi, const Term& term) {
   float s = 0.0F;
-  ch.for_range(lo, hi, [&](std::int64_t off) { s += term(off); });
+  g.for_range(lo, hi, [&](element e) { s += term(e); });
   return s;
 }
 
 template <class P>
-concept has_moments = requires(const channel_view& ch, const float* x) {
-  { P::moments(ch, x) } -> std::same_as<moments>;
+concept has_moments = requires(const group_view& g, const tensor_in<float>& x) {
+  { P::moments(g, x) } -> std::same_as<moments>;
 };
 
-template <class P>
-moments channel_moments(const channel_view& ch, const float* x) {
+template <class P, class X>
+moments group_moments(const group_view& g, const X& x) {
   if constexpr (has_moments<P>) {
-    return P::moments(ch, x);
+    return P::moments(g, x);
   } else {
-    const float mean =
-        P::sum(ch, [x](std::int64_t o) { return x[o]; }) / static_cast<float>(ch.size());
-    const float m2 = P::sum(ch, [x, mean](std::int64_t o) {
-      const float d = x[o] - mean;
+    const float mean = P::sum(g, [&x](element e) { return x[e]; }) / static_cast<float>(g.size());
+    const float m2 = P::sum(g, [&x, mean](element e) {
+      const float d = x[e] - mean;
       return d * d;
     });
     return {mean, m2};
@@ -141,6 +193,7 @@ struct rejection {
   return false;
 }
 
+// A batch-norm problem's channels (the version-1 view, which the mutation catalog works on).
 struct geometry {
   std::int64_t c = 0;  // channels
   std::int64_t L = 0;  // elements per channel: N · spatial size
@@ -162,16 +215,11 @@ inline bool add_ok(std::int64_t a, std::int64_t b, std::int64_t& out) {
   return !__builtin_add_overflow(a, b, &out);
 }
 
-// Reads and checks the problem's shape. Supported: ranks 2 to 5 under any layout bit in
-// `layouts`, with any strides under which distinct elements have distinct addresses (outputs
-// share the strides of the inputs, so a zero or overlapping stride would make two outputs
-// collide); other strides are BNK_UNSUPPORTED.
-inline bool make_geometry(const bnk_problem& p, std::uint32_t layouts, geometry& g, rejection& r) {
-  if (p.struct_size < sizeof(bnk_problem)) {
-    return reject(r, BNK_FAILED, "bnk_problem.struct_size %u is smaller than ABI version 1's %zu",
-                  static_cast<unsigned>(p.struct_size), sizeof(bnk_problem));
-  }
-  const bnk_shape& s = p.shape;
+// Reads and checks a shape. Supported: ranks 2 to 5 under any layout bit in `layouts`, with any
+// strides under which distinct elements have distinct addresses (outputs share the strides of
+// the inputs, so a zero or overlapping stride would make two outputs collide); other strides are
+// BNK_UNSUPPORTED. Fills the batch-norm view `g`.
+inline bool check_shape(const bnk_shape& s, std::uint32_t layouts, geometry& g, rejection& r) {
   if (s.rank < 2 || s.rank > 5) {
     return reject(r, BNK_FAILED, "shape.rank %d is outside 2..5", static_cast<int>(s.rank));
   }
@@ -230,6 +278,152 @@ inline bool make_geometry(const bnk_problem& p, std::uint32_t layouts, geometry&
   return true;
 }
 
+// check_shape for a version-1 problem.
+inline bool make_geometry(const bnk_problem& p, std::uint32_t layouts, geometry& g, rejection& r) {
+  if (p.struct_size < sizeof(bnk_problem)) {
+    return reject(r, BNK_FAILED, "bnk_problem.struct_size %u is smaller than ABI version 1's %zu",
+                  static_cast<unsigned>(p.struct_size), sizeof(bnk_problem));
+  }
+  return check_shape(p.shape, layouts, g, r);
+}
+
+// The statistic groups of a version-2 problem (see group_view): how many, L, and where each
+// one's elements and γ/β entries are.
+struct group_layout {
+  bnk_op_desc op{};
+  geometry bn;              // the shape as channels (every op has them)
+  std::int64_t groups = 0;  // statistic groups
+  std::int64_t L = 0;       // elements per group
+  std::int64_t params = 0;  // γ/β entries (0: none)
+  // Axes a group iterates (row-major) and the leading axes whose coordinates number the groups.
+  int axes = 0;
+  std::int64_t ext[group_view::k_axes] = {};
+  std::int64_t stride[group_view::k_axes] = {};
+  int lead = 0;
+  std::int64_t lead_ext[group_view::k_axes] = {};
+  std::int64_t lead_stride[group_view::k_axes] = {};
+  std::int64_t channels_per_group = 1;  // group norm: C/G (the channel of position k is
+                                        // first + k / (L / channels_per_group))
+
+  [[nodiscard]] group_view group(std::int64_t g) const {
+    std::int64_t base = 0;
+    for (int k = lead - 1; k >= 0; --k) {
+      base += (g % lead_ext[k]) * lead_stride[k];
+      g /= lead_ext[k];
+    }
+    return {base, ext, stride, axes, L};
+  }
+  // The channel of group g's element at position k.
+  [[nodiscard]] std::int64_t channel(std::int64_t g, std::int64_t k) const {
+    switch (op.kind) {
+      case BNK_OP_BATCH_NORM:
+        return g;
+      case BNK_OP_INSTANCE_NORM:
+        return g % bn.c;
+      case BNK_OP_GROUP_NORM:
+        return (g % op.groups) * channels_per_group + k / (L / channels_per_group);
+      default:  // layer and RMS norm: the channel axis is normalized or leading
+        return -1;
+    }
+  }
+  // The γ/β entry of group g's element at position k.
+  [[nodiscard]] std::int64_t param(std::int64_t g, std::int64_t k) const {
+    return op.params == BNK_PARAMS_PER_ELEMENT ? k : channel(g, k);
+  }
+  // True when every element of a group shares one γ/β entry (or there are none).
+  [[nodiscard]] bool uniform_params() const {
+    return op.params == BNK_PARAMS_NONE || op.kind == BNK_OP_BATCH_NORM ||
+           op.kind == BNK_OP_INSTANCE_NORM ||
+           (op.kind == BNK_OP_GROUP_NORM && channels_per_group == 1);
+  }
+};
+
+// Reads and checks a version-2 problem's op and shape into a group_layout.
+inline bool make_layout(const bnk_problem_v2& p, std::uint32_t layouts, group_layout& out,
+                        rejection& r) {
+  if (p.struct_size < sizeof(bnk_problem_v2)) {
+    return reject(r, BNK_FAILED, "bnk_problem_v2.struct_size %u is smaller than %zu",
+                  static_cast<unsigned>(p.struct_size), sizeof(bnk_problem_v2));
+  }
+  if (!check_shape(p.shape, layouts, out.bn, r)) return false;
+  out.op = p.op;
+  const bnk_shape& s = p.shape;
+  const int rank = s.rank;
+  auto push = [](std::int64_t* e, std::int64_t* st, int& n, std::int64_t extent,
+                 std::int64_t stride) {
+    e[n] = extent;
+    st[n] = stride;
+    ++n;
+  };
+  const std::int64_t C = s.dims[1];
+  switch (p.op.kind) {
+    case BNK_OP_BATCH_NORM:
+      push(out.lead_ext, out.lead_stride, out.lead, C, s.strides[1]);
+      for (int d = 0; d < rank; ++d) {
+        if (d != 1) push(out.ext, out.stride, out.axes, s.dims[d], s.strides[d]);
+      }
+      break;
+    case BNK_OP_INSTANCE_NORM:
+      push(out.lead_ext, out.lead_stride, out.lead, s.dims[0], s.strides[0]);
+      push(out.lead_ext, out.lead_stride, out.lead, C, s.strides[1]);
+      for (int d = 2; d < rank; ++d) push(out.ext, out.stride, out.axes, s.dims[d], s.strides[d]);
+      break;
+    case BNK_OP_GROUP_NORM: {
+      const std::int64_t G = p.op.groups;
+      if (G < 1 || C % G != 0) {
+        return reject(r, BNK_FAILED, "groups %lld do not divide C = %lld",
+                      static_cast<long long>(G), static_cast<long long>(C));
+      }
+      out.channels_per_group = C / G;
+      push(out.lead_ext, out.lead_stride, out.lead, s.dims[0], s.strides[0]);
+      push(out.lead_ext, out.lead_stride, out.lead, G, out.channels_per_group * s.strides[1]);
+      push(out.ext, out.stride, out.axes, out.channels_per_group, s.strides[1]);
+      for (int d = 2; d < rank; ++d) push(out.ext, out.stride, out.axes, s.dims[d], s.strides[d]);
+      break;
+    }
+    case BNK_OP_LAYER_NORM:
+    case BNK_OP_RMS_NORM: {
+      const int k = p.op.normalized_axes;
+      if (k < 1 || k > rank - 1) {
+        return reject(r, BNK_FAILED, "normalized_axes %d is outside 1..%d", k, rank - 1);
+      }
+      for (int d = 0; d < rank - k; ++d) {
+        push(out.lead_ext, out.lead_stride, out.lead, s.dims[d], s.strides[d]);
+      }
+      for (int d = rank - k; d < rank; ++d) {
+        push(out.ext, out.stride, out.axes, s.dims[d], s.strides[d]);
+      }
+      break;
+    }
+    default:
+      return reject(r, BNK_UNSUPPORTED, "op %d is not supported by this kernel",
+                    static_cast<int>(p.op.kind));
+  }
+  // check_shape bounded N·C·spatial, so these products fit.
+  out.groups = 1;
+  for (int k = 0; k < out.lead; ++k) out.groups *= out.lead_ext[k];
+  out.L = 1;
+  for (int k = 0; k < out.axes; ++k) out.L *= out.ext[k];
+  switch (p.op.params) {
+    case BNK_PARAMS_NONE:
+      out.params = 0;
+      break;
+    case BNK_PARAMS_PER_CHANNEL:
+      out.params = C;
+      break;
+    case BNK_PARAMS_PER_ELEMENT:
+      out.params = out.L;
+      break;
+    default:
+      return reject(r, BNK_FAILED, "op.params %d is not a bnk_params value",
+                    static_cast<int>(p.op.params));
+  }
+  if (p.op.params == BNK_PARAMS_PER_CHANNEL && out.channel(0, 0) < 0) {
+    return reject(r, BNK_UNSUPPORTED, "per-channel γ/β with a normalized channel axis");
+  }
+  return true;
+}
+
 inline bool missing(const void* ptr, const char* name, rejection& r) {
   if (ptr != nullptr) return false;
   reject(r, BNK_FAILED, "buffers->%s is NULL but this mode needs it", name);
@@ -250,189 +444,346 @@ inline float inv_std(float v, float eps) {
   return 1.0F / std::sqrt(v + eps);
 }
 
-template <class P>
-struct bn {
+// The four modes of every op, for a reduction policy P and data stored as Data (γ/β and the
+// statistics in float32). Batch norm refuses one value per channel in training and keeps
+// PyTorch's running statistics; the other ops keep none here.
+template <class P, class Data = float>
+struct norm {
+  using D = storage<Data>;
+
+  struct buffers {
+    tensor_in<Data> x, dy;
+    Data* y;
+    Data* dx;
+    const float* gamma;
+    const float* beta;
+    float* running_mean;
+    float* running_var;
+    std::int64_t* nbt;
+    float* save_mean;
+    float* save_stat;
+    float* dgamma;
+    float* dbeta;
+  };
+
+  static buffers view(const bnk_buffers_v2& b) {
+    return {{static_cast<const Data*>(b.src)},       {static_cast<const Data*>(b.diff_dst)},
+            static_cast<Data*>(b.dst),               static_cast<Data*>(b.diff_src),
+            static_cast<const float*>(b.gamma),      static_cast<const float*>(b.beta),
+            static_cast<float*>(b.running_mean),     static_cast<float*>(b.running_var),
+            b.num_batches_tracked,                   static_cast<float*>(b.save_mean),
+            static_cast<float*>(b.save_stat),        static_cast<float*>(b.diff_gamma),
+            static_cast<float*>(b.diff_beta)};
+  }
+
+  // γ_eff of entry j (1 + w with the weight offset) and β of entry j; 1 and 0 without γ/β.
+  static float gamma_of(const bnk_problem_v2& p, const buffers& b, std::int64_t j) {
+    if (p.op.params == BNK_PARAMS_NONE) return 1.0F;
+    return p.op.weight_offset != 0 ? 1.0F + b.gamma[j] : b.gamma[j];
+  }
+  static float beta_of(const bnk_problem_v2& p, const buffers& b, std::int64_t j) {
+    return p.op.params == BNK_PARAMS_NONE ? 0.0F : b.beta[j];
+  }
+
+  // The group's mean (0 when the op does not centre) and M2 = Σ(x − mean)².
+  static moments stats_of(const bnk_problem_v2& p, const group_view& v, const tensor_in<Data>& x) {
+    if (p.op.centred != 0) return group_moments<P>(v, x);
+    return {0.0F, P::sum(v, [&x](element e) {
+              const float xv = x[e];
+              return xv * xv;
+            })};
+  }
+
+  static bool has_params(const bnk_problem_v2& p) { return p.op.params != BNK_PARAMS_NONE; }
+
   // y = (x − μ)·(γ·r) + β with r = 1/sqrt(σ² + ε); saves μ and r; updates the running
   // statistics under PyTorch's convention.
-  static bnk_status forward_training(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
-                                     rejection& r) {
-    const bool track = p.track_running != 0;
-    if (g.c > 0) {
-      if (g.L > 0 && (missing(b.src, "src", r) || missing(b.dst, "dst", r))) return r.status;
-      if (p.affine != 0 && (missing(b.gamma, "gamma", r) || missing(b.beta, "beta", r))) {
+  static bnk_status forward_training(const bnk_problem_v2& p, const bnk_buffers_v2& raw,
+                                     const group_layout& g, rejection& r) {
+    const buffers b = view(raw);
+    const bool bn = p.op.kind == BNK_OP_BATCH_NORM;
+    const bool track = bn && p.track_running != 0;
+    if (p.track_running != 0 && !bn) {
+      reject(r, BNK_UNSUPPORTED, "running statistics are kept for batch norm only");
+      return r.status;
+    }
+    if (g.groups > 0) {
+      if (g.L > 0 && (missing(raw.src, "src", r) || missing(raw.dst, "dst", r))) return r.status;
+      if (has_params(p) && g.params > 0 &&
+          (missing(raw.gamma, "gamma", r) || missing(raw.beta, "beta", r))) {
         return r.status;
       }
-      if (track && (missing(b.running_mean, "running_mean", r) ||
-                    missing(b.running_var, "running_var", r))) {
+      if (track && (missing(raw.running_mean, "running_mean", r) ||
+                    missing(raw.running_var, "running_var", r))) {
         return r.status;
       }
     }
-    if (track && missing(b.num_batches_tracked, "num_batches_tracked", r)) return r.status;
-    if (g.L == 1) {
+    if (track && missing(raw.num_batches_tracked, "num_batches_tracked", r)) return r.status;
+    if (bn && g.L == 1) {
       reject(r, BNK_REFUSED, "%s", k_single_value_refusal);
       return r.status;
     }
-    if (track && (*b.num_batches_tracked < 0 ||
-                  *b.num_batches_tracked == std::numeric_limits<std::int64_t>::max())) {
+    if (track && (*b.nbt < 0 || *b.nbt == std::numeric_limits<std::int64_t>::max())) {
       reject(r, BNK_FAILED, "num_batches_tracked is out of range");
       return r.status;
     }
     const float eps = static_cast<float>(p.eps);
-    const std::int64_t t = track ? *b.num_batches_tracked + 1 : 0;  // after the increment
+    const std::int64_t t = track ? *b.nbt + 1 : 0;  // after the increment
     // The weight of the new batch statistic: m, or 1/t for the cumulative average.
     const float f = !track              ? 0.0F
                     : p.cumulative != 0 ? 1.0F / static_cast<float>(t)
                                         : static_cast<float>(p.momentum);
-    for (std::int64_t c = 0; c < g.c; ++c) {
+    for (std::int64_t grp = 0; grp < g.groups; ++grp) {
       if (g.L == 0) {
         // Empty batch: no statistics exist (0/0); PyTorch leaves the running statistics as they
         // are and still counts the batch.
-        if (b.save_mean != nullptr) b.save_mean[c] = nan_f();
-        if (b.save_stat != nullptr) b.save_stat[c] = nan_f();
+        if (b.save_mean != nullptr) b.save_mean[grp] = nan_f();
+        if (b.save_stat != nullptr) b.save_stat[grp] = nan_f();
         continue;
       }
-      const channel_view ch = g.channel(c);
-      const moments m = channel_moments<P>(ch, b.src);
+      const group_view v = g.group(grp);
+      const moments m = stats_of(p, v, b.x);
       const float var = m.m2 / static_cast<float>(g.L);
       const float rstd = inv_std(var, eps);
-      if (b.save_mean != nullptr) b.save_mean[c] = m.mean;
-      if (b.save_stat != nullptr) b.save_stat[c] = rstd;
-      const float gamma = p.affine != 0 ? b.gamma[c] : 1.0F;
-      const float beta = p.affine != 0 ? b.beta[c] : 0.0F;
-      const float scale = gamma * rstd;
-      const float* x = b.src;
-      float* y = b.dst;
+      if (b.save_mean != nullptr) b.save_mean[grp] = m.mean;
+      if (b.save_stat != nullptr) b.save_stat[grp] = rstd;
       const float mean = m.mean;
-      ch.for_range(0, g.L, [&](std::int64_t o) { y[o] = (x[o] - mean) * scale + beta; });
+      if (g.uniform_params()) {
+        const std::int64_t j = g.param(grp, 0);
+        const float scale = gamma_of(p, b, j) * rstd;
+        const float beta = beta_of(p, b, j);
+        v.for_range(0, g.L, [&](element e) {
+          b.y[e.offset] = D::store((b.x[e] - mean) * scale + beta);
+        });
+      } else {
+        v.for_range(0, g.L, [&](element e) {
+          const std::int64_t j = g.param(grp, e.index);
+          b.y[e.offset] = D::store((b.x[e] - mean) * (gamma_of(p, b, j) * rstd) + beta_of(p, b, j));
+        });
+      }
       if (track) {
         // PyTorch: running = (1 − f)·running + f·batch, with the unbiased variance M2/(L − 1).
         const float unbiased = m.m2 / static_cast<float>(g.L - 1);
-        b.running_mean[c] = (1.0F - f) * b.running_mean[c] + f * m.mean;
-        b.running_var[c] = (1.0F - f) * b.running_var[c] + f * unbiased;
+        b.running_mean[grp] = (1.0F - f) * b.running_mean[grp] + f * m.mean;
+        b.running_var[grp] = (1.0F - f) * b.running_var[grp] + f * unbiased;
       }
     }
-    if (track) *b.num_batches_tracked = t;
+    if (track) *b.nbt = t;
     return BNK_OK;
   }
 
-  // y = (x − μ_run)·(γ·r) + β with r = 1/sqrt(var_run + ε), element-wise.
-  static bnk_status forward_inference(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
-                                      rejection& r) {
-    if (g.empty()) return BNK_OK;
-    if (missing(b.src, "src", r) || missing(b.dst, "dst", r) ||
-        missing(b.running_mean, "running_mean", r) || missing(b.running_var, "running_var", r)) {
+  // Batch norm: y = (x − μ_run)·(γ·r) + β with r = 1/sqrt(var_run + ε), element-wise. The ops
+  // without running statistics normalize with the batch's own, as in training.
+  static bnk_status forward_inference(const bnk_problem_v2& p, const bnk_buffers_v2& raw,
+                                      const group_layout& g, rejection& r) {
+    if (p.op.kind != BNK_OP_BATCH_NORM) return forward_training(p, raw, g, r);
+    const buffers b = view(raw);
+    if (g.bn.empty()) return BNK_OK;
+    if (missing(raw.src, "src", r) || missing(raw.dst, "dst", r) ||
+        missing(raw.running_mean, "running_mean", r) ||
+        missing(raw.running_var, "running_var", r)) {
       return r.status;
     }
-    if (p.affine != 0 && (missing(b.gamma, "gamma", r) || missing(b.beta, "beta", r))) {
+    if (has_params(p) && (missing(raw.gamma, "gamma", r) || missing(raw.beta, "beta", r))) {
       return r.status;
     }
     const float eps = static_cast<float>(p.eps);
-    for (std::int64_t c = 0; c < g.c; ++c) {
-      const float gamma = p.affine != 0 ? b.gamma[c] : 1.0F;
-      const float beta = p.affine != 0 ? b.beta[c] : 0.0F;
-      const float scale = gamma * inv_std(b.running_var[c], eps);
+    for (std::int64_t c = 0; c < g.groups; ++c) {
+      const float scale = gamma_of(p, b, c) * inv_std(b.running_var[c], eps);
+      const float beta = beta_of(p, b, c);
       const float mean = b.running_mean[c];
-      const float* x = b.src;
-      float* y = b.dst;
-      g.channel(c).for_range(0, g.L, [&](std::int64_t o) { y[o] = (x[o] - mean) * scale + beta; });
+      g.group(c).for_range(0, g.L, [&](element e) {
+        b.y[e.offset] = D::store((b.x[e] - mean) * scale + beta);
+      });
     }
     return BNK_OK;
   }
 
-  // dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂)), dγ = Σdy·x̂ = r·Σdy·(x − μ), dβ = Σdy, with μ and
-  // r from save_mean/save_stat when given, else recomputed from src.
-  static bnk_status backward_training(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
-                                      rejection& r) {
-    const bool affine = p.affine != 0;
-    if (g.c > 0) {
-      if (g.L > 0 && (missing(b.src, "src", r) || missing(b.diff_dst, "diff_dst", r) ||
-                      missing(b.diff_src, "diff_src", r))) {
+  // With g_i = γ_i·dy_i and x̂ = (x − μ)·r:  dx = r·(g − mean(g) − x̂·mean(g·x̂)),
+  // dγ_j = Σ dy·x̂ and dβ_j = Σ dy over the elements of entry j; μ and r from
+  // save_mean/save_stat when given, else recomputed from src. Without centring (RMS norm) the
+  // mean(g) term is absent. Where γ is uniform over a group (batch and instance norm) this is
+  // dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂)).
+  static bnk_status backward_training(const bnk_problem_v2& p, const bnk_buffers_v2& raw,
+                                      const group_layout& g, rejection& r) {
+    const buffers b = view(raw);
+    const bool affine = has_params(p) && g.params > 0;
+    const bool bn = p.op.kind == BNK_OP_BATCH_NORM;
+    if (g.groups > 0) {
+      if (g.L > 0 && (missing(raw.src, "src", r) || missing(raw.diff_dst, "diff_dst", r) ||
+                      missing(raw.diff_src, "diff_src", r))) {
         return r.status;
       }
-      if (affine && (missing(b.gamma, "gamma", r) || missing(b.diff_gamma, "diff_gamma", r) ||
-                     missing(b.diff_beta, "diff_beta", r))) {
+      if (affine && (missing(raw.gamma, "gamma", r) || missing(raw.diff_gamma, "diff_gamma", r) ||
+                     missing(raw.diff_beta, "diff_beta", r))) {
         return r.status;
       }
     }
-    if (g.L == 1) {
+    if (bn && g.L == 1) {
       reject(r, BNK_REFUSED, "%s", k_single_value_refusal);
       return r.status;
     }
     const float eps = static_cast<float>(p.eps);
     const bool saved = b.save_mean != nullptr && b.save_stat != nullptr;
     const float Lf = static_cast<float>(g.L);
-    for (std::int64_t c = 0; c < g.c; ++c) {
+    // Entries shared by several groups accumulate over them.
+    if (affine && !bn) {
+      for (std::int64_t j = 0; j < g.params; ++j) b.dgamma[j] = b.dbeta[j] = 0.0F;
+    }
+    for (std::int64_t grp = 0; grp < g.groups; ++grp) {
       if (g.L == 0) {  // empty sums
-        if (affine) b.diff_gamma[c] = b.diff_beta[c] = 0.0F;
+        if (affine && bn) b.dgamma[grp] = b.dbeta[grp] = 0.0F;
         continue;
       }
-      const channel_view ch = g.channel(c);
-      const float* x = b.src;
-      const float* dy = b.diff_dst;
+      const group_view v = g.group(grp);
+      const tensor_in<Data> x = b.x;
+      const tensor_in<Data> dy = b.dy;
       float mean = 0.0F;
       float rstd = 0.0F;
       if (saved) {
-        mean = b.save_mean[c];
-        rstd = b.save_stat[c];
+        mean = b.save_mean[grp];
+        rstd = b.save_stat[grp];
       } else {
-        const moments m = channel_moments<P>(ch, x);
+        const moments m = stats_of(p, v, x);
         mean = m.mean;
         rstd = inv_std(m.m2 / Lf, eps);
       }
-      const float sum_dy = P::sum(ch, [dy](std::int64_t o) { return dy[o]; });
-      const float sum_dy_xc =
-          P::sum(ch, [x, dy, mean](std::int64_t o) { return dy[o] * (x[o] - mean); });
-      const float dgamma = sum_dy_xc * rstd;  // Σ dy·x̂
-      if (affine) {
-        b.diff_gamma[c] = dgamma;
-        b.diff_beta[c] = sum_dy;
+      const bool centred = p.op.centred != 0;
+      if (g.uniform_params()) {
+        const std::int64_t j = g.param(grp, 0);
+        const float sum_dy = P::sum(v, [&dy](element e) { return dy[e]; });
+        const float sum_dy_xc =
+            P::sum(v, [&x, &dy, mean](element e) { return dy[e] * (x[e] - mean); });
+        const float dgamma = sum_dy_xc * rstd;  // Σ dy·x̂
+        if (affine) {
+          if (bn) {
+            b.dgamma[j] = dgamma;
+            b.dbeta[j] = sum_dy;
+          } else {
+            b.dgamma[j] += dgamma;
+            b.dbeta[j] += sum_dy;
+          }
+        }
+        const float scale = gamma_of(p, b, j) * rstd;
+        const float mean_dy = centred ? sum_dy / Lf : 0.0F;
+        const float mean_dy_xhat = dgamma / Lf;
+        v.for_range(0, g.L, [&](element e) {
+          const float xhat = (x[e] - mean) * rstd;
+          b.dx[e.offset] = D::store(scale * ((dy[e] - mean_dy) - xhat * mean_dy_xhat));
+        });
+      } else {
+        const float sum_g =
+            P::sum(v, [&](element e) { return gamma_of(p, b, g.param(grp, e.index)) * dy[e]; });
+        const float sum_g_xhat = P::sum(v, [&](element e) {
+          return gamma_of(p, b, g.param(grp, e.index)) * dy[e] * ((x[e] - mean) * rstd);
+        });
+        const float mean_g = centred ? sum_g / Lf : 0.0F;
+        const float mean_g_xhat = sum_g_xhat / Lf;
+        v.for_range(0, g.L, [&](element e) {
+          const std::int64_t j = g.param(grp, e.index);
+          const float xhat = (x[e] - mean) * rstd;
+          const float gi = gamma_of(p, b, j) * dy[e];
+          b.dx[e.offset] = D::store(rstd * ((gi - mean_g) - xhat * mean_g_xhat));
+          if (affine) {
+            b.dgamma[j] += dy[e] * xhat;
+            b.dbeta[j] += dy[e];
+          }
+        });
       }
-      const float gamma = affine ? b.gamma[c] : 1.0F;
-      const float scale = gamma * rstd;
-      const float mean_dy = sum_dy / Lf;
-      const float mean_dy_xhat = dgamma / Lf;
-      float* dx = b.diff_src;
-      ch.for_range(0, g.L, [&](std::int64_t o) {
-        const float xhat = (x[o] - mean) * rstd;
-        dx[o] = scale * ((dy[o] - mean_dy) - xhat * mean_dy_xhat);
-      });
     }
     return BNK_OK;
   }
 
-  // The running statistics are constants: dx = γ·r·dy, dγ = r·Σdy·(x − μ_run), dβ = Σdy.
-  static bnk_status backward_inference(const bnk_problem& p, const bnk_buffers& b,
-                                       const geometry& g, rejection& r) {
-    const bool affine = p.affine != 0;
-    if (g.c == 0) return BNK_OK;
-    if (missing(b.running_mean, "running_mean", r) || missing(b.running_var, "running_var", r)) {
+  // Batch norm: the running statistics are constants: dx = γ·r·dy, dγ = r·Σdy·(x − μ_run),
+  // dβ = Σdy. The ops without running statistics differentiate through the batch's own.
+  static bnk_status backward_inference(const bnk_problem_v2& p, const bnk_buffers_v2& raw,
+                                       const group_layout& g, rejection& r) {
+    if (p.op.kind != BNK_OP_BATCH_NORM) return backward_training(p, raw, g, r);
+    const buffers b = view(raw);
+    const bool affine = has_params(p);
+    if (g.groups == 0) return BNK_OK;
+    if (missing(raw.running_mean, "running_mean", r) ||
+        missing(raw.running_var, "running_var", r)) {
       return r.status;
     }
-    if (g.L > 0 && (missing(b.src, "src", r) || missing(b.diff_dst, "diff_dst", r) ||
-                    missing(b.diff_src, "diff_src", r))) {
+    if (g.L > 0 && (missing(raw.src, "src", r) || missing(raw.diff_dst, "diff_dst", r) ||
+                    missing(raw.diff_src, "diff_src", r))) {
       return r.status;
     }
-    if (affine && (missing(b.gamma, "gamma", r) || missing(b.diff_gamma, "diff_gamma", r) ||
-                   missing(b.diff_beta, "diff_beta", r))) {
+    if (affine && (missing(raw.gamma, "gamma", r) || missing(raw.diff_gamma, "diff_gamma", r) ||
+                   missing(raw.diff_beta, "diff_beta", r))) {
       return r.status;
     }
     const float eps = static_cast<float>(p.eps);
-    for (std::int64_t c = 0; c < g.c; ++c) {
-      const channel_view ch = g.channel(c);
-      const float* x = b.src;
-      const float* dy = b.diff_dst;
+    for (std::int64_t c = 0; c < g.groups; ++c) {
+      const group_view v = g.group(c);
+      const tensor_in<Data> x = b.x;
+      const tensor_in<Data> dy = b.dy;
       const float rstd = inv_std(b.running_var[c], eps);
-      const float scale = (affine ? b.gamma[c] : 1.0F) * rstd;
-      float* dx = b.diff_src;
-      ch.for_range(0, g.L, [&](std::int64_t o) { dx[o] = scale * dy[o]; });
+      const float scale = gamma_of(p, b, c) * rstd;
+      v.for_range(0, g.L, [&](element e) { b.dx[e.offset] = D::store(scale * dy[e]); });
       if (affine) {
         const float mean = b.running_mean[c];
-        b.diff_beta[c] = P::sum(ch, [dy](std::int64_t o) { return dy[o]; });
-        b.diff_gamma[c] =
-            P::sum(ch, [x, dy, mean](std::int64_t o) { return dy[o] * (x[o] - mean); }) * rstd;
+        b.dbeta[c] = P::sum(v, [&dy](element e) { return dy[e]; });
+        b.dgamma[c] =
+            P::sum(v, [&x, &dy, mean](element e) { return dy[e] * (x[e] - mean); }) * rstd;
       }
     }
     return BNK_OK;
+  }
+};
+
+// The version-1 modes: float32 batch norm, the same algorithm through the version-2 view. The
+// mutation catalog specializes this for its own policies.
+template <class P>
+struct bn {
+  static bnk_problem_v2 as_v2(const bnk_problem& p, const geometry& g) {
+    bnk_problem_v2 q{};
+    q.struct_size = sizeof q;
+    q.op.kind = BNK_OP_BATCH_NORM;
+    q.op.centred = 1;
+    q.op.params = p.affine != 0 ? BNK_PARAMS_PER_CHANNEL : BNK_PARAMS_NONE;
+    q.op.running_stats = 1;
+    q.shape = p.shape;
+    q.statistic_groups = g.c;
+    q.group_size = g.L;
+    q.parameters = p.affine != 0 ? g.c : 0;
+    q.running_size = g.c;
+    q.eps = p.eps;
+    q.momentum = p.momentum;
+    q.cumulative = p.cumulative;
+    q.track_running = p.track_running;
+    return q;
+  }
+  static bnk_buffers_v2 as_v2(const bnk_buffers& b) {
+    return {b.src,  b.diff_dst,           b.gamma,     b.beta,      b.running_mean,
+            b.running_var, b.num_batches_tracked, b.save_mean, b.save_stat, b.dst,
+            b.diff_src,    b.diff_gamma,          b.diff_beta};
+  }
+  template <bnk_status (*Mode)(const bnk_problem_v2&, const bnk_buffers_v2&, const group_layout&,
+                               rejection&)>
+  static bnk_status run(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
+                        rejection& r) {
+    const bnk_problem_v2 q = as_v2(p, g);
+    group_layout layout;
+    if (!make_layout(q, k_all_layouts, layout, r)) return r.status;
+    return Mode(q, as_v2(b), layout, r);
+  }
+  static bnk_status forward_training(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
+                                     rejection& r) {
+    return run<&norm<P>::forward_training>(p, b, g, r);
+  }
+  static bnk_status forward_inference(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
+                                      rejection& r) {
+    return run<&norm<P>::forward_inference>(p, b, g, r);
+  }
+  static bnk_status backward_training(const bnk_problem& p, const bnk_buffers& b, const geometry& g,
+                                      rejection& r) {
+    return run<&norm<P>::backward_training>(p, b, g, r);
+  }
+  static bnk_status backward_inference(const bnk_problem& p, const bnk_buffers& b,
+                                       const geometry& g, rejection& r) {
+    return run<&norm<P>::backward_inference>(p, b, g, r);
   }
 };
 
@@ -547,39 +898,84 @@ inline int report(char* message, std::size_t message_size, int status, const cha
   return status;
 }
 
-template <class P, bnk_mode M>
-int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
-          std::size_t message_size) noexcept {
+// Runs `body(rejection&)` with the checks and exception handling every entry point shares.
+template <class Body>
+int guarded_entry(const void* problem, const void* buffers, char* message,
+                  std::size_t message_size, const Body& body) noexcept {
   if (problem == nullptr || buffers == nullptr) {
     return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
   }
   try {
-    geometry g;
     rejection r;
-    if (!make_geometry(*problem, k_all_layouts, g, r)) {
-      return report(message, message_size, r.status, r.why);
-    }
-    bnk_status s = BNK_FAILED;
-    switch (M) {
-      case BNK_FORWARD_TRAINING:
-        s = bn<P>::forward_training(*problem, *buffers, g, r);
-        break;
-      case BNK_FORWARD_INFERENCE:
-        s = bn<P>::forward_inference(*problem, *buffers, g, r);
-        break;
-      case BNK_BACKWARD_TRAINING:
-        s = bn<P>::backward_training(*problem, *buffers, g, r);
-        break;
-      case BNK_BACKWARD_INFERENCE:
-        s = bn<P>::backward_inference(*problem, *buffers, g, r);
-        break;
-    }
+    const bnk_status s = body(r);
     return s == BNK_OK ? BNK_OK : report(message, message_size, s, r.why);
   } catch (const std::exception& e) {
     return report(message, message_size, BNK_FAILED, e.what());
   } catch (...) {
     return report(message, message_size, BNK_FAILED, "unknown exception");
   }
+}
+
+// A version-1 entry point (float32 batch norm) of policy P's mode M.
+template <class P, bnk_mode M>
+int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
+          std::size_t message_size) noexcept {
+  return guarded_entry(problem, buffers, message, message_size, [&](rejection& r) {
+    geometry g;
+    if (!make_geometry(*problem, k_all_layouts, g, r)) return r.status;
+    switch (M) {
+      case BNK_FORWARD_TRAINING:
+        return bn<P>::forward_training(*problem, *buffers, g, r);
+      case BNK_FORWARD_INFERENCE:
+        return bn<P>::forward_inference(*problem, *buffers, g, r);
+      case BNK_BACKWARD_TRAINING:
+        return bn<P>::backward_training(*problem, *buffers, g, r);
+      case BNK_BACKWARD_INFERENCE:
+        return bn<P>::backward_inference(*problem, *buffers, g, r);
+    }
+    return BNK_FAILED;
+  });
+}
+
+// A version-2 entry point of policy P's mode M, for the ops in `Ops` (BNK_OP_BIT set) and data
+// stored as Data (γ/β and statistics float32).
+template <class P, bnk_mode M, std::uint32_t Ops, class Data = float>
+int entry_v2(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers, char* message,
+             std::size_t message_size) noexcept {
+  return guarded_entry(problem, buffers, message, message_size, [&](rejection& r) {
+    const bnk_problem_v2& p = *problem;
+    if (p.struct_size < sizeof(bnk_problem_v2)) {
+      reject(r, BNK_FAILED, "bnk_problem_v2.struct_size %u is too small",
+             static_cast<unsigned>(p.struct_size));
+      return r.status;
+    }
+    if (p.op.kind < 0 || p.op.kind > 31 || (Ops & BNK_OP_BIT(p.op.kind)) == 0) {
+      reject(r, BNK_UNSUPPORTED, "op %d is not supported by this kernel",
+             static_cast<int>(p.op.kind));
+      return r.status;
+    }
+    if (p.types.data != storage<Data>::dtype || p.types.parameters != BNK_DTYPE_F32 ||
+        p.types.statistics != BNK_DTYPE_F32) {
+      reject(r, BNK_UNSUPPORTED, "data types %d/%d/%d are not supported by this kernel",
+             static_cast<int>(p.types.data), static_cast<int>(p.types.parameters),
+             static_cast<int>(p.types.statistics));
+      return r.status;
+    }
+    group_layout g;
+    if (!make_layout(p, k_all_layouts, g, r)) return r.status;
+    using N = norm<P, Data>;
+    switch (M) {
+      case BNK_FORWARD_TRAINING:
+        return N::forward_training(p, *buffers, g, r);
+      case BNK_FORWARD_INFERENCE:
+        return N::forward_inference(p, *buffers, g, r);
+      case BNK_BACKWARD_TRAINING:
+        return N::backward_training(p, *buffers, g, r);
+      case BNK_BACKWARD_INFERENCE:
+        return N::backward_inference(p, *buffers, g, r);
+    }
+    return BNK_FAILED;
+  });
 }
 
 // The entry points of the merge and the fold: the same glue as `entry` for the modes.
@@ -587,21 +983,11 @@ template <class Problem, class Buffers,
           bnk_status (*Op)(const Problem&, const Buffers&, rejection&)>
 int op_entry(const Problem* problem, const Buffers* buffers, char* message,
              std::size_t message_size) noexcept {
-  if (problem == nullptr || buffers == nullptr) {
-    return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
-  }
-  try {
-    rejection r;
-    const bnk_status s = Op(*problem, *buffers, r);
-    return s == BNK_OK ? BNK_OK : report(message, message_size, s, r.why);
-  } catch (const std::exception& e) {
-    return report(message, message_size, BNK_FAILED, e.what());
-  } catch (...) {
-    return report(message, message_size, BNK_FAILED, "unknown exception");
-  }
+  return guarded_entry(problem, buffers, message, message_size,
+                       [&](rejection& r) { return Op(*problem, *buffers, r); });
 }
 
-// The table of a bundled kernel: PyTorch convention, every layout, all four modes, saves mean
+// The version-1 table of a kernel: PyTorch convention, every layout, all four modes, saves mean
 // and invstd, updates the running statistics, supports momentum = None, merges SyncBN statistics
 // and folds.
 template <class P>
@@ -620,6 +1006,33 @@ constexpr bnk_kernel make_table(const char* name) {
       .forward_inference = &entry<P, BNK_FORWARD_INFERENCE>,
       .backward_training = &entry<P, BNK_BACKWARD_TRAINING>,
       .backward_inference = &entry<P, BNK_BACKWARD_INFERENCE>,
+      .syncbn_merge = &op_entry<bnk_syncbn_problem, bnk_syncbn_buffers, &syncbn_merge>,
+      .fold = &op_entry<bnk_fold_problem, bnk_fold_buffers, &fold>,
+  };
+}
+
+// The version-2 table of a bundled kernel: as make_table, for the ops in `Ops` with data of type
+// Data. The bundled kernels declare what bnoracle can judge of them.
+template <class P, std::uint32_t Ops = BNK_OP_BIT(BNK_OP_BATCH_NORM), class Data = float>
+constexpr bnk_kernel_v2 make_table_v2(const char* name) {
+  return bnk_kernel_v2{
+      .abi_version = BNK_ABI_VERSION_2,
+      .struct_size = static_cast<std::uint32_t>(sizeof(bnk_kernel_v2)),
+      .name = name,
+      .version = "1.0",
+      .convention = "pytorch",
+      .ops = Ops,
+      .layouts = k_all_layouts,
+      .data_types = BNK_DTYPE_BIT(storage<Data>::dtype),
+      .parameter_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+      .statistic_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+      .updates_running = 1,
+      .supports_cumulative = 1,
+      .saves = BNK_SAVES_MEAN_INVSTD,
+      .forward_training = &entry_v2<P, BNK_FORWARD_TRAINING, Ops, Data>,
+      .forward_inference = &entry_v2<P, BNK_FORWARD_INFERENCE, Ops, Data>,
+      .backward_training = &entry_v2<P, BNK_BACKWARD_TRAINING, Ops, Data>,
+      .backward_inference = &entry_v2<P, BNK_BACKWARD_INFERENCE, Ops, Data>,
       .syncbn_merge = &op_entry<bnk_syncbn_problem, bnk_syncbn_buffers, &syncbn_merge>,
       .fold = &op_entry<bnk_fold_problem, bnk_fold_buffers, &fold>,
   };

@@ -3,7 +3,7 @@
 // then added. The variance is two-pass over the halves: the mean from the combined partial sums
 // of x, then M2 from the combined partial sums of (x − μ)². The split changes the summation order
 // (two chains of L/2 instead of one of L), and the result does not depend on thread timing.
-#include "common/bn_kernel.hpp"
+#include "common/norm_kernel.hpp"
 
 #include <thread>
 
@@ -27,10 +27,10 @@ struct blocked_threads {
   }
 };
 
-constexpr bnk_kernel k_table = bnoracle::kernels::make_table<blocked_threads>("blocked_threads");
+constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<blocked_threads>("blocked_threads");
 
 }  // namespace
 
-BNK_EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
+BNK_EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void) {
   return &k_table;
 }

@@ -3,7 +3,7 @@
 // branch on magnitudes, TwoSum-style), added back at the end. The error of a sum is about
 // 2u·Σ|term| + O(L·u²), independent of L to first order. The variance is two-pass.
 // (This relies on IEEE evaluation: the project never builds with -ffast-math.)
-#include "common/bn_kernel.hpp"
+#include "common/norm_kernel.hpp"
 
 #include <cmath>
 
@@ -14,7 +14,7 @@ struct neumaier {
   static float sum(const bnoracle::kernels::channel_view& ch, const Term& term) {
     float s = 0.0F;
     float comp = 0.0F;
-    ch.for_range(0, ch.size(), [&](std::int64_t o) {
+    ch.for_range(0, ch.size(), [&](bnoracle::kernels::element o) {
       const float v = term(o);
       const float t = s + v;
       if (std::fabs(s) >= std::fabs(v)) {
@@ -28,10 +28,10 @@ struct neumaier {
   }
 };
 
-constexpr bnk_kernel k_table = bnoracle::kernels::make_table<neumaier>("compensated");
+constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<neumaier>("compensated");
 
 }  // namespace
 
-BNK_EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
+BNK_EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void) {
   return &k_table;
 }

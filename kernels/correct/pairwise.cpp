@@ -2,7 +2,7 @@
 // float32: element pairs, then pairs of pairs, ... — depth ⌈log2 L⌉, so the error of a sum grows
 // like log2(L)·u instead of L·u. Computed in one streaming pass with a stack of partial sums (a
 // binary counter): the partial at level k holds the sum of a block of 2^k consecutive elements.
-#include "common/bn_kernel.hpp"
+#include "common/norm_kernel.hpp"
 
 namespace {
 
@@ -12,7 +12,7 @@ struct pairwise {
     float level[64];  // level[i] sums 2^(bits of the count) elements; 64 levels cover int64
     int top = 0;
     std::int64_t count = 0;
-    ch.for_range(0, ch.size(), [&](std::int64_t o) {
+    ch.for_range(0, ch.size(), [&](bnoracle::kernels::element o) {
       float v = term(o);
       ++count;
       // Adding element number `count` completes one block per trailing zero bit of `count`.
@@ -27,10 +27,10 @@ struct pairwise {
   }
 };
 
-constexpr bnk_kernel k_table = bnoracle::kernels::make_table<pairwise>("pairwise");
+constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<pairwise>("pairwise");
 
 }  // namespace
 
-BNK_EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
+BNK_EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void) {
   return &k_table;
 }

@@ -1,7 +1,7 @@
 // two_pass: the textbook float32 kernel. Every reduction is one float accumulator summed left to
 // right in logical order; the variance is Σ(x − μ)²/L over a second pass (no cancellation of
 // E[x²] − E[x]²). Error of a sum of L terms: up to (L − 1)·u relative to Σ|term| (lenient level).
-#include "common/bn_kernel.hpp"
+#include "common/norm_kernel.hpp"
 
 namespace {
 
@@ -12,10 +12,10 @@ struct sequential {
   }
 };
 
-constexpr bnk_kernel k_table = bnoracle::kernels::make_table<sequential>("two_pass");
+constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<sequential>("two_pass");
 
 }  // namespace
 
-BNK_EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
+BNK_EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void) {
   return &k_table;
 }

@@ -2,7 +2,7 @@
 // one pass in logical order:
 //   k ← k + 1;  δ = x − μ;  μ ← μ + δ/k;  M2 ← M2 + δ·(x − μ)
 // The backward sums (Σdy, Σdy·(x − μ)) are plain sequential float sums.
-#include "common/bn_kernel.hpp"
+#include "common/norm_kernel.hpp"
 
 namespace {
 
@@ -14,11 +14,12 @@ struct welford {
     return bnoracle::kernels::sequential_sum(ch, 0, ch.size(), term);
   }
 
-  static bnoracle::kernels::moments moments(const channel_view& ch, const float* x) {
+  template <class X>
+  static bnoracle::kernels::moments moments(const channel_view& ch, const X& x) {
     float mean = 0.0F;
     float m2 = 0.0F;
     float k = 0.0F;  // the count, as the float the update divides by
-    ch.for_range(0, ch.size(), [&](std::int64_t o) {
+    ch.for_range(0, ch.size(), [&](bnoracle::kernels::element o) {
       k += 1.0F;
       const float delta = x[o] - mean;
       mean += delta / k;
@@ -28,10 +29,10 @@ struct welford {
   }
 };
 
-constexpr bnk_kernel k_table = bnoracle::kernels::make_table<welford>("welford");
+constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<welford>("welford");
 
 }  // namespace
 
-BNK_EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
+BNK_EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void) {
   return &k_table;
 }

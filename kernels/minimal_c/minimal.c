@@ -1,4 +1,5 @@
-/* minimal: a complete bnoracle kernel in plain C99 — the example of docs/kernel-abi.md.
+/* minimal: a complete bnoracle kernel in plain C99 — the example of docs/kernel-abi.md (ABI
+ * version 2).
  *
  * float32 batch normalization in all four modes, NCHW only, two-pass statistics (mean, then
  * Σ(x − μ)²) in float accumulators, running statistics under PyTorch's convention. Build it as a
@@ -31,10 +32,42 @@ static int say(char* message, size_t size, int status, const char* text) {
   return status;
 }
 
-/* Reads the shape. Anything but NCHW is BNK_UNSUPPORTED: a skip, not a failure. */
-static int shape_of(const bnk_problem* p, nchw* t, char* message, size_t size) {
-  if (p->struct_size < sizeof(bnk_problem)) {
-    return say(message, size, BNK_FAILED, "bnk_problem is older than ABI version 1");
+/* The tensors, as float32 (the only data type this kernel declares). */
+typedef struct tensors {
+  const float *src, *diff_dst, *gamma, *beta;
+  float *running_mean, *running_var, *save_mean, *save_stat;
+  float *dst, *diff_src, *diff_gamma, *diff_beta;
+  int64_t* num_batches_tracked;
+} tensors;
+
+static tensors float32(const bnk_buffers_v2* b) {
+  tensors t;
+  t.src = (const float*)b->src;
+  t.diff_dst = (const float*)b->diff_dst;
+  t.gamma = (const float*)b->gamma;
+  t.beta = (const float*)b->beta;
+  t.running_mean = (float*)b->running_mean;
+  t.running_var = (float*)b->running_var;
+  t.save_mean = (float*)b->save_mean;
+  t.save_stat = (float*)b->save_stat;
+  t.dst = (float*)b->dst;
+  t.diff_src = (float*)b->diff_src;
+  t.diff_gamma = (float*)b->diff_gamma;
+  t.diff_beta = (float*)b->diff_beta;
+  t.num_batches_tracked = b->num_batches_tracked;
+  return t;
+}
+
+/* Reads the problem. Anything but float32 batch norm in NCHW is BNK_UNSUPPORTED: a skip, not a
+ * failure. */
+static int shape_of(const bnk_problem_v2* p, nchw* t, char* message, size_t size) {
+  if (p->struct_size < sizeof(bnk_problem_v2)) {
+    return say(message, size, BNK_FAILED, "bnk_problem_v2 is older than this kernel");
+  }
+  if (p->op.kind != BNK_OP_BATCH_NORM || p->op.weight_offset || !p->op.centred ||
+      p->types.data != BNK_DTYPE_F32 || p->types.parameters != BNK_DTYPE_F32 ||
+      p->types.statistics != BNK_DTYPE_F32) {
+    return say(message, size, BNK_UNSUPPORTED, "minimal is float32 batch norm only");
   }
   if (p->shape.layout != BNK_LAYOUT_NCHW || p->shape.rank != 4) {
     return say(message, size, BNK_UNSUPPORTED, "minimal supports NCHW only");
@@ -80,12 +113,15 @@ static float inv_std(float var, double eps) {
   return 1.0f / sqrtf(var + (float)eps);
 }
 
-static int forward_training(const bnk_problem* p, const bnk_buffers* b, char* message,
+static int forward_training(const bnk_problem_v2* p, const bnk_buffers_v2* raw, char* message,
                             size_t size) {
   nchw t;
   int64_t c, j;
   float f = 0.0f;
   const int track = p->track_running;
+  const tensors tb = float32(raw);
+  const tensors* b = &tb;
+  const int affine = p->op.params == BNK_PARAMS_PER_CHANNEL;
   const int status = shape_of(p, &t, message, size);
   if (status != BNK_OK) return status;
   if (t.len == 1) {
@@ -109,8 +145,8 @@ static int forward_training(const bnk_problem* p, const bnk_buffers* b, char* me
     if (b->save_mean != NULL) b->save_mean[c] = mean;
     if (b->save_stat != NULL) b->save_stat[c] = rstd;
     if (t.len == 0) continue;
-    gamma = p->affine ? b->gamma[c] : 1.0f;
-    beta = p->affine ? b->beta[c] : 0.0f;
+    gamma = affine ? b->gamma[c] : 1.0f;
+    beta = affine ? b->beta[c] : 0.0f;
     for (j = 0; j < t.len; ++j) {
       const int64_t o = at(&t, c, j);
       b->dst[o] = (b->src[o] - mean) * (gamma * rstd) + beta;
@@ -123,15 +159,18 @@ static int forward_training(const bnk_problem* p, const bnk_buffers* b, char* me
   return BNK_OK;
 }
 
-static int forward_inference(const bnk_problem* p, const bnk_buffers* b, char* message,
+static int forward_inference(const bnk_problem_v2* p, const bnk_buffers_v2* raw, char* message,
                              size_t size) {
   nchw t;
   int64_t c, j;
+  const tensors tb = float32(raw);
+  const tensors* b = &tb;
+  const int affine = p->op.params == BNK_PARAMS_PER_CHANNEL;
   const int status = shape_of(p, &t, message, size);
   if (status != BNK_OK) return status;
   for (c = 0; c < t.c && t.len > 0; ++c) {
-    const float scale = (p->affine ? b->gamma[c] : 1.0f) * inv_std(b->running_var[c], p->eps);
-    const float beta = p->affine ? b->beta[c] : 0.0f;
+    const float scale = (affine ? b->gamma[c] : 1.0f) * inv_std(b->running_var[c], p->eps);
+    const float beta = affine ? b->beta[c] : 0.0f;
     for (j = 0; j < t.len; ++j) {
       const int64_t o = at(&t, c, j);
       b->dst[o] = (b->src[o] - b->running_mean[c]) * scale + beta;
@@ -140,10 +179,13 @@ static int forward_inference(const bnk_problem* p, const bnk_buffers* b, char* m
   return BNK_OK;
 }
 
-static int backward_training(const bnk_problem* p, const bnk_buffers* b, char* message,
+static int backward_training(const bnk_problem_v2* p, const bnk_buffers_v2* raw, char* message,
                              size_t size) {
   nchw t;
   int64_t c, j;
+  const tensors tb = float32(raw);
+  const tensors* b = &tb;
+  const int affine = p->op.params == BNK_PARAMS_PER_CHANNEL;
   const int status = shape_of(p, &t, message, size);
   if (status != BNK_OK) return status;
   if (t.len == 1) {
@@ -153,7 +195,7 @@ static int backward_training(const bnk_problem* p, const bnk_buffers* b, char* m
   for (c = 0; c < t.c; ++c) {
     float mean, rstd, sum_dy = 0.0f, sum_dy_xc = 0.0f, dgamma, scale, mean_dy, mean_dy_xhat;
     if (t.len == 0) { /* empty sums */
-      if (p->affine) b->diff_gamma[c] = b->diff_beta[c] = 0.0f;
+      if (affine) b->diff_gamma[c] = b->diff_beta[c] = 0.0f;
       continue;
     }
     if (b->save_mean != NULL && b->save_stat != NULL) { /* what forward training saved */
@@ -170,12 +212,12 @@ static int backward_training(const bnk_problem* p, const bnk_buffers* b, char* m
       sum_dy_xc += b->diff_dst[o] * (b->src[o] - mean);
     }
     dgamma = sum_dy_xc * rstd; /* Σ dy·x̂ */
-    if (p->affine) {
+    if (affine) {
       b->diff_gamma[c] = dgamma;
       b->diff_beta[c] = sum_dy;
     }
     /* dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂)) */
-    scale = (p->affine ? b->gamma[c] : 1.0f) * rstd;
+    scale = (affine ? b->gamma[c] : 1.0f) * rstd;
     mean_dy = sum_dy / (float)t.len;
     mean_dy_xhat = dgamma / (float)t.len;
     for (j = 0; j < t.len; ++j) {
@@ -187,15 +229,18 @@ static int backward_training(const bnk_problem* p, const bnk_buffers* b, char* m
   return BNK_OK;
 }
 
-static int backward_inference(const bnk_problem* p, const bnk_buffers* b, char* message,
+static int backward_inference(const bnk_problem_v2* p, const bnk_buffers_v2* raw, char* message,
                               size_t size) {
   nchw t;
   int64_t c, j;
+  const tensors tb = float32(raw);
+  const tensors* b = &tb;
+  const int affine = p->op.params == BNK_PARAMS_PER_CHANNEL;
   const int status = shape_of(p, &t, message, size);
   if (status != BNK_OK) return status;
   for (c = 0; c < t.c; ++c) {
     const float rstd = inv_std(b->running_var[c], p->eps);
-    const float scale = (p->affine ? b->gamma[c] : 1.0f) * rstd;
+    const float scale = (affine ? b->gamma[c] : 1.0f) * rstd;
     float sum_dy = 0.0f, sum_dy_xc = 0.0f;
     for (j = 0; j < t.len; ++j) {
       const int64_t o = at(&t, c, j);
@@ -203,7 +248,7 @@ static int backward_inference(const bnk_problem* p, const bnk_buffers* b, char* 
       sum_dy += b->diff_dst[o];
       sum_dy_xc += b->diff_dst[o] * (b->src[o] - b->running_mean[c]);
     }
-    if (p->affine) {
+    if (affine) {
       b->diff_gamma[c] = sum_dy_xc * rstd;
       b->diff_beta[c] = sum_dy;
     }
@@ -211,13 +256,17 @@ static int backward_inference(const bnk_problem* p, const bnk_buffers* b, char* 
   return BNK_OK;
 }
 
-static const bnk_kernel table = {
-    BNK_ABI_VERSION,
-    (uint32_t)sizeof(bnk_kernel),
+static const bnk_kernel_v2 table = {
+    BNK_ABI_VERSION_2,
+    (uint32_t)sizeof(bnk_kernel_v2),
     "minimal", /* name */
     "1.0",     /* version */
     "pytorch", /* convention of the running statistics */
-    BNK_LAYOUT_NCHW,
+    BNK_OP_BIT(BNK_OP_BATCH_NORM),   /* ops */
+    BNK_LAYOUT_NCHW,                 /* layouts */
+    BNK_DTYPE_BIT(BNK_DTYPE_F32),    /* data types of the data */
+    BNK_DTYPE_BIT(BNK_DTYPE_F32),    /* ... of the parameters */
+    BNK_DTYPE_BIT(BNK_DTYPE_F32),    /* ... of the statistics */
     1, /* updates_running */
     1, /* supports_cumulative */
     BNK_SAVES_MEAN_INVSTD,
@@ -229,7 +278,6 @@ static const bnk_kernel table = {
     NULL, /* fold: not provided */
 };
 
-EXPORT const bnk_kernel* bnoracle_kernel_v1(void); /* the entry symbol (BNK_ENTRY_SYMBOL) */
-EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
+EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void) { /* the entry symbol (BNK_ENTRY_SYMBOL_V2) */
   return &table;
 }

@@ -4,7 +4,7 @@
 // The parent (`mutation::none`, built as libbnm_parent.so) is the bundled `two_pass` kernel
 // written out with its mutation points: sequential float32 sums in logical order, two-pass
 // variance, PyTorch's running statistics (momentum and momentum = None), all four modes, every
-// layout through the generic strides of common/bn_kernel.hpp, saved mean and invstd, the SyncBN
+// layout through the generic strides of common/norm_kernel.hpp, saved mean and invstd, the SyncBN
 // merge and the fold. It gives the same bits as `two_pass`. Validation and the ABI glue are the
 // bundled ones (`make_geometry`, `entry`, `op_entry`, `make_table`); only the arithmetic is
 // written here, because that is where the bugs go.
@@ -15,7 +15,7 @@
 // mutant's source names the real-world bug (/work/shared/BUGS.md) and when it shows.
 #pragma once
 
-#include "common/bn_kernel.hpp"
+#include "common/norm_kernel.hpp"
 
 #include <unistd.h>  // getpid, for `nondeterministic_sum`
 
@@ -250,7 +250,7 @@ const float* diff_dst_as_read(const bnk_problem& p, const geometry& g, const flo
   return dy;
 }
 
-// The buffers a mode needs (the checks of common/bn_kernel.hpp, as one table).
+// The buffers a mode needs (the checks of common/norm_kernel.hpp, as one table).
 inline bool has_buffers(bnk_mode mode, const bnk_problem& p, const bnk_buffers& b,
                         const geometry& g, rejection& r) {
   const bool forward = mode == BNK_FORWARD_TRAINING || mode == BNK_FORWARD_INFERENCE;
@@ -792,7 +792,7 @@ struct policy {};
 
 namespace bnoracle::kernels {
 
-// `entry` and `make_table` of common/bn_kernel.hpp call bn<P>'s four modes: for a mutant's
+// `entry` and `make_table` of common/norm_kernel.hpp call bn<P>'s four modes: for a mutant's
 // policy they are the functions above.
 template <mutants::mutation M>
 struct bn<mutants::policy<M>> {

@@ -2,7 +2,7 @@
 // (tests/CMakeLists.txt). It is the bundled two-pass kernel with every reduction 1% too large,
 // so its mean, variance, dγ and dβ are wrong while nothing crashes: the campaign must fail it
 // (exit 1), which shows that the campaign is able to fail.
-#include "common/bn_kernel.hpp"
+#include "common/norm_kernel.hpp"
 
 namespace {
 
