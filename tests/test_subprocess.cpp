@@ -135,8 +135,19 @@ TEST_F(FakeKernel, StartFailures) {
   expect_error(script("exits", "sys.exit(3)\n"), "exited with status 3");
   expect_error(script("garbage", "print('hello', flush=True)\ntime.sleep(5)\n"),
                "malformed handshake");
-  expect_error(script("version2", handshake() + "HS['version'] = 2\nsend(HS)\ntime.sleep(5)\n"),
-               "protocol version 2 is not supported");
+  expect_error(script("version3", handshake() + "HS['version'] = 3\nsend(HS)\ntime.sleep(5)\n"),
+               "protocol version 3 is not supported (this bnoracle speaks versions 1 to 2)");
+  expect_error(script("v1ops", handshake() + "HS['ops'] = ['batch_norm']\nsend(HS)\n"),
+               "\"ops\" and \"types\" need protocol version 2");
+  expect_error(script("badop", handshake() + "HS['version'] = 2\nHS['ops'] = ['cube_norm']\n"
+                                             "send(HS)\n"),
+               "unknown op \"cube_norm\"");
+  expect_error(script("badtype", handshake() + "HS['version'] = 2\n"
+                                               "HS['types'] = {'data': ['float8']}\nsend(HS)\n"),
+               "unknown data type \"float8\"");
+  expect_error(script("badrole", handshake() + "HS['version'] = 2\n"
+                                               "HS['types'] = {'weights': ['float32']}\nsend(HS)\n"),
+               "unknown role");
   expect_error(script("badconv", handshake() + "HS['convention'] = 'nope'\nsend(HS)\n"),
                "unknown convention");
   expect_error(script("badmode", handshake() + "HS['modes'] = ['sideways']\nsend(HS)\n"),
@@ -256,6 +267,77 @@ TEST_F(FakeKernel, OperationsNotDeclaredAreUnsupportedAndUnknownOnesAreRefused) 
   } catch (const plugin_error& e) {
     EXPECT_NE(std::string(e.what()).find("unknown operation"), std::string::npos) << e.what();
   }
+}
+
+TEST_F(FakeKernel, VersionTwoRequestsCarryTheOpAndTheDataTypes) {
+  // A version-2 fake: it checks every request's op and types and echoes src; the fold is named in
+  // "mode", with the batch-norm op.
+  const auto argv = script("v2", handshake() + R"(
+HS['version'] = 2
+HS['ops'] = ['batch_norm', 'layer_norm']
+HS['types'] = {'data': ['float32', 'bfloat16']}
+HS['operations'] = ['fold']
+send(HS)
+BN = {'kind': 'batch_norm', 'normalized_axes': 0, 'groups': 0, 'centred': True,
+      'params': 'none', 'weight_offset': False, 'running_stats': True}
+F32 = {'data': 'float32', 'parameters': 'float32', 'statistics': 'float32'}
+for line in iter(sys.stdin.readline, ''):
+    r = json.loads(line)
+    if r['mode'] == 'fold':
+        assert 'out_channels' in r and r['op'] == dict(BN, params='per_channel'), r
+        out = {'weight': r['inputs']['weight'], 'bias': r['inputs']['beta']}
+    else:
+        assert r['mode'] == 'forward_inference' and r['op'] == BN and r['types'] == F32, r
+        assert r['affine'] is False, r
+        out = {'dst': r['inputs']['src']}
+    send({'id': r['id'], 'status': 'ok', 'outputs': out})
+)");
+  auto k = spawn_kernel(argv, 10s);
+  const kernel_info& info = k->info();
+  EXPECT_EQ(info.abi_version, 2);
+  EXPECT_TRUE(info.supports(op_kind::layer_norm));
+  EXPECT_FALSE(info.supports(op_kind::group_norm));
+  EXPECT_TRUE(info.supports(data_types{format_id::bfloat16, format_id::float32,
+                                       format_id::float32}));
+  EXPECT_FALSE(info.supports(data_types{format_id::float16, format_id::float32,
+                                        format_id::float32}));
+  call c;
+  std::string msg;
+  ASSERT_EQ(c.run(*k, msg), BNK_OK) << msg;
+  EXPECT_EQ(c.dst[3], 4.0F);
+  const float w[2] = {1, 2}, g[1] = {1}, b[1] = {0.5F}, m[1] = {0}, v[1] = {1};
+  float wo[2] = {}, bo[1] = {};
+  bnk_fold_problem fp{sizeof(bnk_fold_problem), 1, 2, 1e-5, 0};
+  bnk_fold_buffers fb{w, nullptr, g, b, m, v, wo, bo};
+  ASSERT_EQ(k->run_fold(fp, fb, msg), BNK_OK) << msg;
+  EXPECT_EQ(wo[1], 2.0F);
+  EXPECT_EQ(bo[0], 0.5F);
+}
+
+TEST_F(FakeKernel, VersionOneKernelsGetVersionOneRequestsAndOnlyFloat32BatchNorm) {
+  // A version-1 fake that fails any request with a version-2 field.
+  const auto argv = script("v1", handshake() + R"(
+send(HS)
+for line in iter(sys.stdin.readline, ''):
+    r = json.loads(line)
+    assert 'op' not in r and 'types' not in r, r
+    send({'id': r['id'], 'status': 'ok', 'outputs': {'dst': r['inputs']['src']}})
+)");
+  auto k = spawn_kernel(argv, 10s);
+  EXPECT_EQ(k->info().abi_version, 1);
+  EXPECT_TRUE(k->info().supports(op_kind::batch_norm));
+  EXPECT_FALSE(k->info().supports(op_kind::layer_norm));
+  call c;
+  std::string msg;
+  ASSERT_EQ(c.run(*k, msg), BNK_OK) << msg;
+  // A layer-norm problem never reaches it.
+  bnk_problem_v2 ln = to_v2(c.p);
+  ln.op.kind = BNK_OP_LAYER_NORM;
+  ln.op.normalized_axes = 1;
+  ln.op.running_stats = 0;
+  EXPECT_EQ(k->run_v2(bn_mode::forward_inference, ln, to_v2(c.b), msg), BNK_UNSUPPORTED);
+  EXPECT_NE(msg.find("protocol version 1"), std::string::npos) << msg;
+  ASSERT_EQ(c.run(*k, msg), BNK_OK) << msg;  // and the process is still in step
 }
 
 // ---- Hostile kernel processes: nothing they send crashes, hangs or floods bnoracle -------------

@@ -84,9 +84,22 @@ class subprocess_kernel final : public bn_kernel {
 
   [[nodiscard]] const kernel_info& info() const override { return info_; }
 
+  bnk_status run_v2(bn_mode mode, const bnk_problem_v2& problem, const bnk_buffers_v2& buffers,
+                    std::string& message) override {
+    if (info_.abi_version < 2 && !to_v1(problem)) {
+      message = "the kernel speaks protocol version 1: float32 batch norm only";
+      return BNK_UNSUPPORTED;
+    }
+    if (problem.types.data != BNK_DTYPE_F32 || problem.types.parameters != BNK_DTYPE_F32 ||
+        problem.types.statistics != BNK_DTYPE_F32) {
+      message = "bnoracle sends float32 tensors only over the subprocess protocol";
+      return BNK_UNSUPPORTED;
+    }
+    return guarded(message, [&] { return call(mode, problem, buffers, message); });
+  }
   bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
                  std::string& message) override {
-    return guarded(message, [&] { return call(mode, problem, buffers, message); });
+    return run_v2(mode, to_v2(problem), to_v2(buffers), message);
   }
   bnk_status run_syncbn_merge(const bnk_syncbn_problem& problem, const bnk_syncbn_buffers& buffers,
                               std::string& message) override {
@@ -450,7 +463,11 @@ class subprocess_kernel final : public bn_kernel {
       first_handshake_ = false;
     } else if (info.name != info_.name || info.convention != info_.convention ||
                info.layouts != info_.layouts || info.saves != info_.saves ||
-               info.syncbn_merge != info_.syncbn_merge || info.fold != info_.fold) {
+               info.syncbn_merge != info_.syncbn_merge || info.fold != info_.fold ||
+               info.abi_version != info_.abi_version || info.ops != info_.ops ||
+               info.data_type_bits != info_.data_type_bits ||
+               info.parameter_type_bits != info_.parameter_type_bits ||
+               info.statistic_type_bits != info_.statistic_type_bits) {
       throw plugin_error("the restarted kernel process declares different capabilities");
     }
   }
@@ -467,17 +484,47 @@ class subprocess_kernel final : public bn_kernel {
     return a;
   }
 
-  bnk_status call(bn_mode mode, const bnk_problem& problem, const bnk_buffers& b,
+  // An op descriptor as version 2 writes it: every field, by name.
+  static json op_json(const op_desc& op) {
+    return {{"kind", to_string(op.kind)},         {"normalized_axes", op.normalized_axes},
+            {"groups", op.groups},                {"centred", op.centred},
+            {"params", to_string(op.params)},     {"weight_offset", op.weight_offset},
+            {"running_stats", op.running_stats}};
+  }
+
+  // The SyncBN merge and the fold: version 1 names them in "op"; version 2 in "mode", with "op"
+  // the normalization they belong to (batch norm), as in a mode's request.
+  void name_operation(json& req, const char* operation) const {
+    if (info_.abi_version >= 2) {
+      req["mode"] = operation;
+      req["op"] = op_json(batch_norm_op());
+    } else {
+      req["op"] = operation;
+    }
+  }
+
+  // The request of one mode. Version 2 adds the op and the data types; a version-1 kernel gets
+  // exactly the request version 1 defines (it is only sent float32 batch norm).
+  bnk_status call(bn_mode mode, const bnk_problem_v2& problem, const bnk_buffers_v2& raw,
                   std::string& message) {
+    const bnk_buffers b = to_v1(raw);  // float32 everywhere (run_v2 checked)
     const auto m = static_cast<std::size_t>(mode);
     const bool forward = mode == bn_mode::forward_training || mode == bn_mode::forward_inference;
     const bnk_shape& shape = problem.shape;
     const std::vector<std::int64_t> offsets = logical_offsets(shape);
-    const std::int64_t channels = shape.rank >= 2 ? shape.dims[1] : 0;
-    const auto c = static_cast<std::size_t>(std::max<std::int64_t>(channels, 0));
+    const bool affine = problem.op.params != BNK_PARAMS_NONE;
+    const std::int64_t params = std::max<std::int64_t>(problem.parameters, 0);
+    const std::int64_t groups = std::max<std::int64_t>(problem.statistic_groups, 0);
+    const std::int64_t running = std::max<std::int64_t>(problem.running_size, 0);
 
     json req;
     req["mode"] = k_mode_names[m];
+    if (info_.abi_version >= 2) {
+      const std::optional<op_desc> op = from_abi(problem.op);
+      if (!op) throw protocol_error{"the problem's op descriptor is invalid", false};
+      req["op"] = op_json(*op);
+      req["types"] = {{"data", "float32"}, {"parameters", "float32"}, {"statistics", "float32"}};
+    }
     json dims = json::array();
     for (int d = 0; d < shape.rank; ++d) dims.push_back(shape.dims[d]);
     req["shape"] = dims;
@@ -488,43 +535,45 @@ class subprocess_kernel final : public bn_kernel {
     req["layout"] = layout_name;
     req["eps"] = hex_double(problem.eps);
     req["momentum"] = problem.cumulative != 0 ? json(nullptr) : json(hex_double(problem.momentum));
-    req["affine"] = problem.affine != 0;
+    req["affine"] = affine;
     req["track_running"] = problem.track_running != 0;
     json in = json::object();
     if (b.src != nullptr) in["src"] = tensor(b.src, offsets);
     if (!forward && b.diff_dst != nullptr) in["diff_dst"] = tensor(b.diff_dst, offsets);
-    if (b.gamma != nullptr) in["gamma"] = floats(b.gamma, channels);
-    if (b.beta != nullptr) in["beta"] = floats(b.beta, channels);
+    if (b.gamma != nullptr) in["gamma"] = floats(b.gamma, params);
+    if (b.beta != nullptr) in["beta"] = floats(b.beta, params);
     const bool running_in = mode != bn_mode::forward_training || problem.track_running != 0;
     if (running_in && b.running_mean != nullptr) {
-      in["running_mean"] = floats(b.running_mean, channels);
+      in["running_mean"] = floats(b.running_mean, running);
     }
-    if (running_in && b.running_var != nullptr) in["running_var"] = floats(b.running_var, channels);
+    if (running_in && b.running_var != nullptr) in["running_var"] = floats(b.running_var, running);
     if (running_in && b.num_batches_tracked != nullptr) {
       in["num_batches_tracked"] = *b.num_batches_tracked;
     }
     if (mode == bn_mode::backward_training) {
-      if (b.save_mean != nullptr) in["save_mean"] = floats(b.save_mean, channels);
-      if (b.save_stat != nullptr) in["save_stat"] = floats(b.save_stat, channels);
+      if (b.save_mean != nullptr) in["save_mean"] = floats(b.save_mean, groups);
+      if (b.save_stat != nullptr) in["save_stat"] = floats(b.save_stat, groups);
     }
     req["inputs"] = std::move(in);
     json out;
-    const bnk_status st = exchange(req, out, message, offsets.size() + 6 * c);
+    // Room for six vectors (saved and running statistics, dγ and dβ) of the longest extent.
+    const auto vectors = static_cast<std::size_t>(6 * std::max({params, groups, running}));
+    const bnk_status st = exchange(req, out, message, offsets.size() + vectors);
     if (st != BNK_OK) return st;
     auto into_tensor = [&](const char* name, float* p) {
       take(out, name, offsets.size(), [&](std::size_t i, float v) { p[offsets[i]] = v; });
     };
-    auto into_vector = [&](const char* name, float* p) {
-      take(out, name, c, [&](std::size_t i, float v) { p[i] = v; });
+    auto into_vector = [&](const char* name, float* p, std::int64_t count) {
+      take(out, name, static_cast<std::size_t>(count), [&](std::size_t i, float v) { p[i] = v; });
     };
     switch (mode) {
       case bn_mode::forward_training:
         if (b.dst != nullptr) into_tensor("dst", b.dst);
-        if (b.save_mean != nullptr) into_vector("save_mean", b.save_mean);
-        if (b.save_stat != nullptr) into_vector("save_stat", b.save_stat);
+        if (b.save_mean != nullptr) into_vector("save_mean", b.save_mean, groups);
+        if (b.save_stat != nullptr) into_vector("save_stat", b.save_stat, groups);
         if (problem.track_running != 0) {
-          if (b.running_mean != nullptr) into_vector("running_mean", b.running_mean);
-          if (b.running_var != nullptr) into_vector("running_var", b.running_var);
+          if (b.running_mean != nullptr) into_vector("running_mean", b.running_mean, running);
+          if (b.running_var != nullptr) into_vector("running_var", b.running_var, running);
           if (b.num_batches_tracked != nullptr) *b.num_batches_tracked = take_counter(out);
         }
         break;
@@ -534,8 +583,8 @@ class subprocess_kernel final : public bn_kernel {
       case bn_mode::backward_training:
       case bn_mode::backward_inference:
         if (b.diff_src != nullptr) into_tensor("diff_src", b.diff_src);
-        if (problem.affine != 0 && b.diff_gamma != nullptr) into_vector("diff_gamma", b.diff_gamma);
-        if (problem.affine != 0 && b.diff_beta != nullptr) into_vector("diff_beta", b.diff_beta);
+        if (affine && b.diff_gamma != nullptr) into_vector("diff_gamma", b.diff_gamma, params);
+        if (affine && b.diff_beta != nullptr) into_vector("diff_beta", b.diff_beta, params);
         break;
     }
     message.clear();
@@ -566,7 +615,7 @@ class subprocess_kernel final : public bn_kernel {
                          std::string& message) {
     const std::int64_t kc = p.shards * p.channels;
     json req;
-    req["op"] = "syncbn_merge";
+    name_operation(req, "syncbn_merge");
     req["channels"] = p.channels;
     json counts = json::array();
     for (std::int64_t k = 0; k < p.shards; ++k) counts.push_back(b.count[k]);
@@ -604,7 +653,7 @@ class subprocess_kernel final : public bn_kernel {
 
   bnk_status call_fold(const bnk_fold_problem& p, const bnk_fold_buffers& b, std::string& message) {
     json req;
-    req["op"] = "fold";
+    name_operation(req, "fold");
     req["out_channels"] = p.out_channels;
     req["fan_in"] = p.fan_in;
     req["eps"] = hex_double(p.eps);

@@ -82,9 +82,11 @@ kernel_info parse_handshake(const std::string& line) {
   if (!h.contains("version") || !h["version"].is_number_integer()) {
     throw bad("\"version\" must be an integer");
   }
-  if (h["version"].get<std::int64_t>() != k_subprocess_protocol_version) {
+  const std::int64_t version = h["version"].get<std::int64_t>();
+  if (version < k_subprocess_protocol_oldest || version > k_subprocess_protocol_version) {
     throw plugin_error("protocol version " + brief(h["version"]) +
-                       " is not supported (this bnoracle speaks version " +
+                       " is not supported (this bnoracle speaks versions " +
+                       std::to_string(k_subprocess_protocol_oldest) + " to " +
                        std::to_string(k_subprocess_protocol_version) + ")");
   }
   auto str = [&](const char* key, bool required) -> std::string {
@@ -101,6 +103,7 @@ kernel_info parse_handshake(const std::string& line) {
     return h[key].get<bool>();
   };
   kernel_info info;
+  info.abi_version = static_cast<int>(version);
   info.name = str("name", true);
   if (info.name.empty()) throw bad("empty \"name\"");
   info.version = str("kernel_version", false);
@@ -141,6 +144,50 @@ kernel_info parse_handshake(const std::string& line) {
         throw bad("unknown operation " + brief(o) + " (known: syncbn_merge, fold)");
       }
     }
+  }
+  if (version >= 2) {
+    // What a version-2 kernel supports beside batch norm in float32 (the defaults).
+    if (h.contains("ops")) {
+      if (!h["ops"].is_array() || h["ops"].empty()) throw bad("\"ops\" must be a non-empty list");
+      info.ops = 0;
+      for (const auto& o : h["ops"]) {
+        const std::optional<op_kind> k =
+            o.is_string() ? parse_op_kind(o.get<std::string>()) : std::nullopt;
+        if (!k) {
+          throw bad("unknown op " + brief(o) +
+                    " (known: batch_norm, layer_norm, rms_norm, group_norm, instance_norm)");
+        }
+        info.ops |= op_bit(*k);
+      }
+    }
+    if (h.contains("types")) {
+      const json& t = h["types"];
+      if (!t.is_object()) throw bad("\"types\" must be an object");
+      const std::pair<const char*, std::uint32_t*> roles[] = {
+          {"data", &info.data_type_bits},
+          {"parameters", &info.parameter_type_bits},
+          {"statistics", &info.statistic_type_bits}};
+      for (const auto& [role, bits] : roles) {
+        if (!t.contains(role)) continue;
+        if (!t[role].is_array() || t[role].empty()) {
+          throw bad(std::string("\"types\".") + role + " must be a non-empty list");
+        }
+        *bits = 0;
+        for (const auto& f : t[role]) {
+          const std::optional<format_id> id =
+              f.is_string() ? parse_format(f.get<std::string>()) : std::nullopt;
+          if (!id) throw bad("unknown data type " + brief(f) + " (known: float32, float16, bfloat16)");
+          *bits |= dtype_bit(*id);
+        }
+      }
+      for (const auto& [key, value] : t.items()) {
+        if (key != "data" && key != "parameters" && key != "statistics") {
+          throw bad("unknown role \"types\"." + key + " (known: data, parameters, statistics)");
+        }
+      }
+    }
+  } else if (h.contains("ops") || h.contains("types")) {
+    throw bad("\"ops\" and \"types\" need protocol version 2");
   }
   info.updates_running = flag("updates_running");
   info.supports_cumulative = flag("supports_cumulative");

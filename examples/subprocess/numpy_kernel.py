@@ -3,8 +3,8 @@
 
     bnoracle check --exec "/usr/bin/python3 examples/subprocess/numpy_kernel.py"
 
-The protocol (docs/subprocess-protocol.md): write a handshake line, then answer every request
-line on stdin with one response line on stdout. Tensors arrive in logical order (N, C,
+The protocol (docs/subprocess-protocol.md, version 2): write a handshake line, then answer every
+request line on stdin with one response line on stdout. Tensors arrive in logical order (N, C,
 spatial...), so every layout works without looking at strides. The numerics are those of
 examples/python/numpy_bn.py (float32 throughout, two-pass variance, PyTorch's conventions:
 momentum=None, refusal of one value per channel in training, an empty batch). It also provides
@@ -40,14 +40,14 @@ def hexes(a):
 
 
 def operation(req, convention):
-    """The SyncBN merge and the fold (requests with "op" instead of "mode")."""
-    inp, eps = req["inputs"], float.fromhex(req["eps"])
-    if req["op"] == "fold":
+    """The SyncBN merge and the fold (protocol version 2 names them in "mode")."""
+    inp, eps, what = req["inputs"], float.fromhex(req["eps"]), req["mode"]
+    if what == "fold":
         o, k = req["out_channels"], req["fan_in"]
         bias = f32(inp["bias"]) if "bias" in inp else None
         return bn.fold(f32(inp["weight"], (o, k)), bias, f32(inp["gamma"]), f32(inp["beta"]),
                        f32(inp["running_mean"]), f32(inp["running_var"]), eps)
-    if req["op"] == "syncbn_merge":
+    if what == "syncbn_merge":
         c, counts = req["channels"], req["counts"]
         momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
         shards = (len(counts), c)
@@ -62,13 +62,15 @@ def operation(req, convention):
             for k in ("running_mean", "running_var", "num_batches_tracked"):
                 out.pop(k)
         return out
-    raise bn.Unsupported("unknown operation " + req["op"])
+    raise bn.Unsupported("unknown operation " + what)
 
 
 def compute(req, convention):
-    if "op" in req:
+    mode, shape, inp = req["mode"], tuple(req.get("shape", ())), req["inputs"]
+    if mode in ("fold", "syncbn_merge"):
         return operation(req, convention)
-    mode, shape, inp = req["mode"], tuple(req["shape"]), req["inputs"]
+    if req["op"]["kind"] != "batch_norm" or set(req["types"].values()) != {"float32"}:
+        raise bn.Unsupported("float32 batch norm only")
     eps = float.fromhex(req["eps"])
     momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
     x = f32(inp["src"], shape)
@@ -115,8 +117,10 @@ def answer(req, convention):
 def main():
     convention = sys.argv[1] if len(sys.argv) > 1 else "pytorch"
     send = lambda obj: print(json.dumps(obj), flush=True)  # noqa: E731
-    send({"protocol": "bnoracle-kernel", "version": 1, "name": "numpy_ref",
+    send({"protocol": "bnoracle-kernel", "version": 2, "name": "numpy_ref",
           "kernel_version": "1.0", "convention": convention, "layouts": LAYOUTS, "modes": MODES,
+          "ops": ["batch_norm"], "types": {"data": ["float32"], "parameters": ["float32"],
+                                           "statistics": ["float32"]},
           "updates_running": True, "supports_cumulative": convention == "pytorch",
           "saves": "mean_invstd", "operations": ["syncbn_merge", "fold"]})
     for line in iter(sys.stdin.readline, ""):  # one request per line until stdin closes

@@ -41,7 +41,10 @@ namespace bnoracle {
 [[nodiscard]] std::unique_ptr<bn_kernel> spawn_kernel(const std::vector<std::string>& argv,
                                                       std::chrono::milliseconds timeout);
 
-// The version of the protocol this bnoracle speaks.
-inline constexpr int k_subprocess_protocol_version = 1;
+// The newest version of the protocol this bnoracle speaks. A kernel's handshake chooses the
+// version of the conversation: 2 (any op, data types) or 1 (float32 batch norm, requests exactly
+// as version 1 defines them).
+inline constexpr int k_subprocess_protocol_version = 2;
+inline constexpr int k_subprocess_protocol_oldest = 1;
 
 }  // namespace bnoracle
