@@ -47,13 +47,13 @@ TEST_P(CorrectKernel, EveryPropertyHolds) {
   const auto [name, level] = GetParam();
   auto kernel = load_plugin(plugin(name));
   property_options o;
-  o.cases = testing_env::property_cases();
+  o.property_cases = testing_env::property_cases();
   o.level = level;
   o.seed = seed_from_env();
   o.kernel_path = plugin(name);
   std::printf("kernel %s at %s: property seed %llu, %d cases per property\n", name,
               std::string(to_string(level)).c_str(), static_cast<unsigned long long>(o.seed),
-              o.cases);
+              o.property_cases);
   for (const auto& p : property_list()) {
     const property_result r = check_property(p.name, *kernel, o);
     EXPECT_NE(r.verdict, property_verdict::fail) << r.name << ": " << r.reason << "\n"

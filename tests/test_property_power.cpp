@@ -68,9 +68,9 @@ property_result check(std::string_view property, std::string_view kernel, std::u
   const std::unique_ptr<bn_kernel> k = mutant(kernel);
   property_options o;
   o.level = level;
-  o.cases = cases;
+  o.property_cases = cases;
   o.seed = seed;
-  o.call.isolate = true;
+  o.isolate = true;
   return check_property(property, *k, o);
 }
 

@@ -235,13 +235,8 @@ void run_property(const registration& reg, const std::string& name) {
   record("bnoracle_seed", std::to_string(reg.seed));
   const std::unique_ptr<bn_kernel> kernel = make_kernel(reg);
   if (!kernel) return;
-  property_options po;
-  po.level = reg.options.level;
-  po.cases = reg.options.property_cases;
+  property_options po = reg.options;
   po.seed = reg.seed;
-  po.call = {reg.options.isolate, reg.options.timeout};
-  po.convention = reg.options.convention;
-  po.kernel_path = reg.options.kernel_path;
   const property_result r = check_property(name, *kernel, po);
   record("bnoracle_property_cases", std::to_string(r.cases));
   {
@@ -292,12 +287,9 @@ void check_evidence(const registration& reg) {
       s = run_catalog(*kernel, reg.cases, catalog_options(reg), {});
     } else {
       s.kernel = kernel->info();
-      property_options po;
-      po.level = reg.options.level;
-      po.cases = std::min(reg.options.property_cases, k_evidence_property_cases);
+      property_options po = reg.options;
+      po.property_cases = std::min(reg.options.property_cases, k_evidence_property_cases);
       po.seed = reg.seed;
-      po.call = {reg.options.isolate, reg.options.timeout};
-      po.convention = reg.options.convention;
       for (const std::string& name : reg.properties) {
         const property_result p = check_property(name, *kernel, po);
         case_result r;

@@ -48,13 +48,14 @@ struct context {
   const kernel_info& info;
   const property_options& opt;
   std::string convention;
+  call_options call;              // isolation and timeout of every kernel call
   mutable std::string last_case;  // the case being evaluated, shown (for failure reports)
   mutable bool faulted = false;   // the evaluation failed because the kernel faulted
 
   [[nodiscard]] gen::case_options cases() const {
     gen::case_options o;
     o.shape.layouts = info.layouts;
-    o.shape.max_elements = opt.max_elements;
+    o.shape.max_elements = opt.property_max_elements;
     o.cumulative = info.supports_cumulative;
     return o;
   }
@@ -128,7 +129,7 @@ call_result judged(const context& c, const call_request& q, call_result r,
   return r;
 }
 call_result call(const context& c, const call_request& q, const std::string& refusal = {}) {
-  return judged(c, q, invoke(c.kernel, q, c.opt.call), refusal);
+  return judged(c, q, invoke(c.kernel, q, c.call), refusal);
 }
 
 // Forward training (for the saved statistics) then backward training, as a framework does.
@@ -161,7 +162,7 @@ std::optional<fwd_bwd> forward_backward_if_supported(const context& c, const pro
   c.require(bn_mode::forward_training);
   c.require(bn_mode::backward_training);
   const call_request q = request_of(pc, bn_mode::forward_training, false);
-  call_result f = invoke(c.kernel, q, c.opt.call);
+  call_result f = invoke(c.kernel, q, c.call);
   if (f.run.ok() && f.padding_written.empty() && f.status == BNK_UNSUPPORTED) return std::nullopt;
   fwd_bwd r;
   r.fwd = judged(c, q, std::move(f));  // a fault or a failure fails the case
@@ -1126,10 +1127,10 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
            : options.kernel_path.starts_with("--") ? options.kernel_path
                                                    : "--kernel " + options.kernel_path)
        << " --properties-only --filter property/" << out.name << " --seed " << options.seed
-       << " --property-cases " << options.cases << " --level " << to_string(options.level);
+       << " --property-cases " << options.property_cases << " --level " << to_string(options.level);
     if (!options.convention.empty()) os << " --convention " << options.convention;
     // --exec runs without fork isolation by design: its option already says so.
-    call_options shown = options.call;
+    call_options shown{options.isolate, options.timeout};
     if (options.kernel_path.starts_with("--exec")) shown.isolate = true;
     os << repro_options(shown);
     out.repro = os.str();
@@ -1139,6 +1140,7 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
                     kernel.info(),
                     options,
                     options.convention.empty() ? kernel.info().convention : options.convention,
+                    call_options{options.isolate, options.timeout},
                     {}};
   bool failed_once = false;
   int evaluations_after_failure = 0;
@@ -1178,8 +1180,8 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
   };
   rc::detail::TestParams params;
   params.seed = out.rapidcheck_seed;
-  params.maxSuccess = options.cases;
-  params.maxSize = options.max_size;
+  params.maxSuccess = options.property_cases;
+  params.maxSize = options.property_max_size;
   params.maxDiscardRatio = 10;
   rc::detail::TestMetadata meta;
   meta.id = out.name;

@@ -490,18 +490,11 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
     s.options = options;
   }
   if (options.properties) {
-    property_options po;
-    po.level = options.level;
-    po.cases = options.property_cases;
-    po.seed = options.seed;
-    po.call = {options.isolate, options.timeout};
-    po.convention = options.convention;
-    po.kernel_path = options.kernel_path;
     const property_progress pp = [&progress](std::size_t done, std::size_t total,
                                              const std::string& name) {
       if (progress) progress(done, total, name);
     };
-    for (const property_result& p : check_properties(kernel, po, options.filter, pp)) {
+    for (const property_result& p : check_properties(kernel, options, options.filter, pp)) {
       case_result r;
       r.case_name = "property/" + p.name;
       r.op = "property";

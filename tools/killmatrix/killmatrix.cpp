@@ -133,10 +133,11 @@ kernel_outcome run_checks(const std::string& path, accuracy_level level, const s
   properties.kind = "properties";
   property_options po;
   po.level = level;
-  po.cases = set.property_cases;
+  po.property_cases = set.property_cases;
   po.seed = set.seed;
   po.shrink_budget = 0;  // only whether a property fails matters here
-  po.call = {true, set.timeout};
+  po.isolate = true;
+  po.timeout = set.timeout;
   po.kernel_path = path;
   for (const property_result& p : check_properties(*kernel, po, "", nullptr)) {
     if (p.verdict == property_verdict::skip) continue;

@@ -17,6 +17,7 @@
 
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/kernel.hpp"
+#include "bnoracle/options.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -30,23 +31,9 @@ namespace bnoracle {
 // forked child); it may throw (the test then fails with the exception's message).
 using kernel_factory = std::function<std::unique_ptr<bn_kernel>()>;
 
-// The order of the fields is part of the interface (designated initializers in
-// BNORACLE_CONFORMANCE_SUITE_WITH_OPTIONS).
-struct conformance_options {
-  accuracy_level level = accuracy_level::standard;  // the accuracy every comparison requires
-  int property_cases = 100;                         // generated cases per property
-  std::uint64_t seed = 1;  // data and property seed; the environment variable BNORACLE_SEED
-                           // (a decimal integer) overrides it
-  bool isolate = true;     // fork per kernel call (false: in-process; a crash ends the run)
-  std::chrono::milliseconds timeout{20000};  // per kernel call (isolated calls only)
-  bool catalog = true;                       // one test per case of the conformance catalog
-  bool properties = true;                    // one test per property of the property suite
-  // Registers only the cases whose name, and the properties whose "property/<name>", matches:
-  // `*` matches any run of characters, otherwise a substring match; empty: everything.
-  std::string filter{};
-  std::string convention{};   // judge against this convention instead of the kernel's claim
-  std::string kernel_path{};  // a plugin's path: failures then add a `bnoracle check` command
-};
+// conformance_options is check_options (options.hpp): its first fields, in their order, are
+// level, property_cases, seed, isolate, timeout, catalog, properties, filter, convention,
+// kernel_path; designated initializers in BNORACLE_CONFORMANCE_SUITE_WITH_OPTIONS follow it.
 
 // Registers the conformance tests of the kernels `factory` creates as the GoogleTest test suite
 // `suite` (characters other than ASCII letters and digits become '_'; empty: BnoracleConformance):

@@ -12,6 +12,7 @@
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/generators.hpp"
 #include "bnoracle/invoke.hpp"
+#include "bnoracle/options.hpp"
 #include "bnoracle/kernel.hpp"
 
 #include <cstdint>
@@ -22,18 +23,6 @@
 #include <vector>
 
 namespace bnoracle {
-
-struct property_options {
-  accuracy_level level = accuracy_level::standard;  // tolerance of every comparison
-  int cases = 100;                                  // generated cases per property
-  std::uint64_t seed = 1;                           // with the property name, RapidCheck's seed
-  int max_size = 100;                               // RapidCheck's size: scales the shapes
-  std::int64_t max_elements = 4096;                 // largest N·C·spatial at full size
-  int shrink_budget = 300;  // property evaluations spent shrinking a failure (then it stops)
-  call_options call;        // isolation and timeout of every kernel call
-  std::string convention;   // judge against this convention instead of the kernel's claim
-  std::string kernel_path;  // reproduction commands: a plugin path or --exec "CMD"
-};
 
 struct property_info {
   std::string_view name;     // e.g. "bias_invariance"

@@ -5,6 +5,7 @@
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/judge.hpp"
 #include "bnoracle/kernel.hpp"
+#include "bnoracle/options.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -14,21 +15,6 @@
 #include <vector>
 
 namespace bnoracle {
-
-struct run_options {
-  accuracy_level level = accuracy_level::standard;  // what the gate requires
-  std::chrono::milliseconds timeout{20000};         // per kernel call
-  bool isolate = true;                              // fork per call (false: --no-isolation)
-  std::string filter;                               // case-name pattern
-  std::uint64_t seed = 1;
-  std::string kernel_path;         // reproduction commands: a plugin path or --exec "CMD"
-  std::string convention;          // override of the kernel's claim ("": none)
-  double mistrust_fraction = 0.5;  // see docs/error-model.md
-  bool catalog = true;             // run the case catalog
-  bool operations = true;          // with it, the fold and SyncBN-merge cases
-  bool properties = true;          // run the property suite (docs/properties.md)
-  int property_cases = 100;        // generated cases per property
-};
 
 enum class verdict : std::uint8_t { pass, fail, skip, mistrusted, fault };
 [[nodiscard]] std::string_view to_string(verdict v);

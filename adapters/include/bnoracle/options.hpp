@@ -1,0 +1,44 @@
+// The options of a conformance check: one struct for `bnoracle check` (run_options), the
+// property suite (property_options) and the GoogleTest integration (conformance_options), which
+// are names of it.
+//
+// The order of the first ten fields is part of the interface: BNORACLE_CONFORMANCE_SUITE_WITH_
+// OPTIONS takes designated initializers (gtest.hpp), which must follow it. Fields are only
+// appended.
+#pragma once
+
+#include "bnoracle/error_model.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace bnoracle {
+
+struct check_options {
+  accuracy_level level = accuracy_level::standard;  // the accuracy every comparison requires
+  int property_cases = 100;                         // generated cases per property
+  std::uint64_t seed = 1;  // data and property seed (GoogleTest: BNORACLE_SEED overrides it)
+  bool isolate = true;     // fork per kernel call (false: in-process; a crash ends the run)
+  std::chrono::milliseconds timeout{20000};  // per kernel call (isolated calls only)
+  bool catalog = true;                       // run the case catalog
+  bool properties = true;                    // run the property suite (docs/properties.md)
+  // Only the cases whose name, and the properties whose "property/<name>", matches: `*` matches
+  // any run of characters, otherwise a substring match; empty: everything.
+  std::string filter{};
+  std::string convention{};   // judge against this convention instead of the kernel's claim
+  std::string kernel_path{};  // reproduction commands: a plugin path or --exec "CMD"
+  bool operations = true;     // with the catalog, the fold and SyncBN-merge cases
+  double mistrust_fraction = 0.5;  // see docs/error-model.md
+  // The property suite's generators: RapidCheck's size (scales the shapes), the largest
+  // N·C·spatial at full size, and the property evaluations spent shrinking a failure.
+  int property_max_size = 100;
+  std::int64_t property_max_elements = 4096;
+  int shrink_budget = 300;
+};
+
+using run_options = check_options;
+using property_options = check_options;
+using conformance_options = check_options;
+
+}  // namespace bnoracle
