@@ -189,22 +189,32 @@ std::optional<bnk_problem> to_v1(const bnk_problem_v2& p) {
   return a;
 }
 
-bnk_buffers to_v1(const bnk_buffers_v2& b) {
-  bnk_buffers a{};
-  a.src = static_cast<const float*>(b.src);
-  a.diff_dst = static_cast<const float*>(b.diff_dst);
-  a.gamma = static_cast<const float*>(b.gamma);
-  a.beta = static_cast<const float*>(b.beta);
-  a.running_mean = static_cast<float*>(b.running_mean);
-  a.running_var = static_cast<float*>(b.running_var);
+namespace {
+
+// The same thirteen pointers in the other version's struct (float* <-> void*).
+template <class To, class From>
+To convert_buffers(const From& b) {
+  To a{};
+  a.src = static_cast<decltype(a.src)>(b.src);
+  a.diff_dst = static_cast<decltype(a.diff_dst)>(b.diff_dst);
+  a.gamma = static_cast<decltype(a.gamma)>(b.gamma);
+  a.beta = static_cast<decltype(a.beta)>(b.beta);
+  a.running_mean = static_cast<decltype(a.running_mean)>(b.running_mean);
+  a.running_var = static_cast<decltype(a.running_var)>(b.running_var);
   a.num_batches_tracked = b.num_batches_tracked;
-  a.save_mean = static_cast<float*>(b.save_mean);
-  a.save_stat = static_cast<float*>(b.save_stat);
-  a.dst = static_cast<float*>(b.dst);
-  a.diff_src = static_cast<float*>(b.diff_src);
-  a.diff_gamma = static_cast<float*>(b.diff_gamma);
-  a.diff_beta = static_cast<float*>(b.diff_beta);
+  a.save_mean = static_cast<decltype(a.save_mean)>(b.save_mean);
+  a.save_stat = static_cast<decltype(a.save_stat)>(b.save_stat);
+  a.dst = static_cast<decltype(a.dst)>(b.dst);
+  a.diff_src = static_cast<decltype(a.diff_src)>(b.diff_src);
+  a.diff_gamma = static_cast<decltype(a.diff_gamma)>(b.diff_gamma);
+  a.diff_beta = static_cast<decltype(a.diff_beta)>(b.diff_beta);
   return a;
+}
+
+}  // namespace
+
+bnk_buffers to_v1(const bnk_buffers_v2& b) {
+  return convert_buffers<bnk_buffers>(b);
 }
 
 bnk_problem_v2 to_v2(const bnk_problem& p) {
@@ -231,21 +241,7 @@ bnk_problem_v2 to_v2(const bnk_problem& p) {
 }
 
 bnk_buffers_v2 to_v2(const bnk_buffers& b) {
-  bnk_buffers_v2 a{};
-  a.src = b.src;
-  a.diff_dst = b.diff_dst;
-  a.gamma = b.gamma;
-  a.beta = b.beta;
-  a.running_mean = b.running_mean;
-  a.running_var = b.running_var;
-  a.num_batches_tracked = b.num_batches_tracked;
-  a.save_mean = b.save_mean;
-  a.save_stat = b.save_stat;
-  a.dst = b.dst;
-  a.diff_src = b.diff_src;
-  a.diff_gamma = b.diff_gamma;
-  a.diff_beta = b.diff_beta;
-  return a;
+  return convert_buffers<bnk_buffers_v2>(b);
 }
 
 bnk_status bn_kernel::run_v2(bn_mode mode, const bnk_problem_v2& problem,

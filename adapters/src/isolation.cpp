@@ -360,25 +360,14 @@ bnk_buffers_v2 abi_buffers_v2(const guarded_arena& arena) {
 }
 
 bnk_buffers abi_buffers(const guarded_arena& arena) {
-  bnk_buffers out{};
-  const auto f = [&arena](const char* name) -> float* {
-    return arena.contains(name) ? arena.f32(name) : nullptr;
-  };
-  out.src = f("src");
-  out.diff_dst = f("diff_dst");
-  out.gamma = f("gamma");
-  out.beta = f("beta");
-  out.running_mean = f("running_mean");
-  out.running_var = f("running_var");
-  out.num_batches_tracked =
-      arena.contains("num_batches_tracked") ? arena.i64("num_batches_tracked") : nullptr;
-  out.save_mean = f("save_mean");
-  out.save_stat = f("save_stat");
-  out.dst = f("dst");
-  out.diff_src = f("diff_src");
-  out.diff_gamma = f("diff_gamma");
-  out.diff_beta = f("diff_beta");
-  return out;
+  // The typed accessors throw for a buffer of another element type.
+  for (const char* name : {"src", "diff_dst", "gamma", "beta", "running_mean", "running_var",
+                           "save_mean", "save_stat", "dst", "diff_src", "diff_gamma",
+                           "diff_beta"}) {
+    if (arena.contains(name)) (void)arena.f32(name);
+  }
+  if (arena.contains("num_batches_tracked")) (void)arena.i64("num_batches_tracked");
+  return to_v1(abi_buffers_v2(arena));
 }
 
 // ---- message buffers ---------------------------------------------------------------------------
