@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Every corpus fixture validates against fixtures/schema/bnoracle.fixture.v1.schema.json, and
-the schema is not vacuous: a fixture with a wrong op, a bad hex float or an unknown class letter
-is rejected. usage: check_schema.py SCHEMA_DIR CORPUS_DIR"""
+"""Every fixture under each given folder validates against the published JSON Schema of its own
+schema_version (fixtures/schema/bnoracle.fixture.v<N>.schema.json), and the schemas are not
+vacuous: fixtures with a wrong mode, a bad hex float, an unknown class letter, another version, an
+unknown op or data type, or a strided layout without strides are rejected.
+usage: check_schema.py SCHEMA_DIR FOLDER..."""
 import copy
 import glob
 import json
@@ -12,27 +14,44 @@ import jsonschema
 
 
 def main():
-    schema_dir, corpus = sys.argv[1], sys.argv[2]
-    schema = json.load(open(os.path.join(schema_dir, "bnoracle.fixture.v1.schema.json")))
+    schema_dir, folders = sys.argv[1], sys.argv[2:]
+    validators = {}
+    for version in (1, 2):
+        path = os.path.join(schema_dir, "bnoracle.fixture.v%d.schema.json" % version)
+        validators[version] = jsonschema.Draft202012Validator(json.load(open(path)))
     json.load(open(os.path.join(schema_dir, "bnoracle.results.v1.schema.json")))  # parses
-    validator = jsonschema.Draft202012Validator(schema)
-    files = sorted(glob.glob(os.path.join(corpus, "**", "*.json"), recursive=True))
-    assert files, "no fixtures under " + corpus
-    for f in files:
-        errors = list(validator.iter_errors(json.load(open(f))))
-        assert not errors, "%s: %s at %s" % (f, errors[0].message, list(errors[0].path))
-    sample = json.load(open(files[0]))
-    broken = []
-    b = copy.deepcopy(sample); b["case"]["op"] = "forward"; broken.append(b)
-    b = copy.deepcopy(sample); b["inputs"]["src"][0] = "0x1.8p+1x"; broken.append(b)
-    b = copy.deepcopy(sample)
-    name = next(iter(b["expected"]))
-    b["expected"][name]["classes"] = "z" + b["expected"][name]["classes"][1:]
-    broken.append(b)
-    b = copy.deepcopy(sample); b["schema_version"] = 2; broken.append(b)
-    for i, b in enumerate(broken):
-        assert list(validator.iter_errors(b)), "broken fixture %d was accepted" % i
-    print("%d fixtures valid; %d broken variants rejected" % (len(files), len(broken)))
+    samples = {}
+    total = 0
+    for folder in folders:
+        files = sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True))
+        assert files, "no fixtures under " + folder
+        for f in files:
+            doc = json.load(open(f))
+            version = doc.get("schema_version")
+            assert version in validators, "%s: schema_version %r" % (f, version)
+            errors = list(validators[version].iter_errors(doc))
+            assert not errors, "%s: %s at %s" % (f, errors[0].message, list(errors[0].path))
+            samples.setdefault(version, doc)
+        total += len(files)
+    broken = []  # (version, document)
+    for version, sample in samples.items():
+        mode_key = "op" if version == 1 else "mode"
+        b = copy.deepcopy(sample); b["case"][mode_key] = "forward"; broken.append((version, b))
+        b = copy.deepcopy(sample); b["inputs"]["src"][0] = "0x1.8p+1x"; broken.append((version, b))
+        b = copy.deepcopy(sample)
+        name = next(iter(b["expected"]))
+        b["expected"][name]["classes"] = "z" + b["expected"][name]["classes"][1:]
+        broken.append((version, b))
+        b = copy.deepcopy(sample); b["schema_version"] = 3 - version; broken.append((version, b))
+        if version == 2:
+            b = copy.deepcopy(sample); b["case"]["op"]["kind"] = "cube_norm"; broken.append((2, b))
+            b = copy.deepcopy(sample); b["case"]["types"]["data"] = "float8"; broken.append((2, b))
+            b = copy.deepcopy(sample); del b["case"]["types"]; broken.append((2, b))
+            b = copy.deepcopy(sample); b["case"]["layout"] = "strided"; broken.append((2, b))
+    for i, (version, b) in enumerate(broken):
+        assert list(validators[version].iter_errors(b)), "broken fixture %d was accepted" % i
+    print("%d fixtures valid (versions %s); %d broken variants rejected"
+          % (total, sorted(samples), len(broken)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 # The checked-in corpus: (1) regenerating it is byte-identical; (2) every bundled correct kernel
-# passes `bnoracle verify` on it. Invoked by ctest with -DBNORACLE=... -DCORPUS=... -DKERNELS=...
-# -DWORK=... -DMODE=regenerate|verify [-DKERNEL=name].
+# passes `bnoracle verify` on it; (3) a copy of the corpus in fixture schema version 1 gives a
+# kernel the same inputs and the same verdicts. Invoked by ctest with -DBNORACLE=... -DCORPUS=...
+# -DKERNELS=... -DWORK=... -DMODE=regenerate|verify|same_as_v1 [-DKERNEL=name]
+# [-DKERNEL_LIB=path] [-DCORPUS_V1=folder].
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
 if(MODE STREQUAL "regenerate")
@@ -37,6 +39,50 @@ elseif(MODE STREQUAL "verify")
   endif()
   string(REGEX MATCH "[0-9]+ passed, [0-9]+ failed[^\n]*" line "${out}")
   message(STATUS "${KERNEL}: ${line}")
+elseif(MODE STREQUAL "same_as_v1")
+  # The kernel's results on each copy, then each copy's verdicts: the results files must be
+  # byte-identical (the kernel was given the same problems) and the verify reports equal but for
+  # the folder names (the same verdicts), whatever the verdict is.
+  foreach(copy v2 v1)
+    if(copy STREQUAL "v2")
+      set(fixtures ${CORPUS})
+    else()
+      set(fixtures ${CORPUS_V1})
+    endif()
+    execute_process(COMMAND ${BNORACLE} results --kernel ${KERNEL_LIB} --fixtures ${fixtures}
+                            --out ${WORK}/results_${copy} RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "results on the ${copy} corpus failed: ${rc}")
+    endif()
+    execute_process(COMMAND ${BNORACLE} verify --fixtures ${fixtures}
+                            --results ${WORK}/results_${copy}
+                    RESULT_VARIABLE verify_rc_${copy} OUTPUT_VARIABLE out ERROR_VARIABLE err)
+    string(REPLACE "${fixtures}" "<fixtures>" out "${out}")
+    string(REPLACE "${WORK}/results_${copy}" "<results>" out "${out}")
+    set(report_${copy} "${out}")
+    file(WRITE ${WORK}/verify_${copy}.txt "${out}")
+  endforeach()
+  file(GLOB_RECURSE written RELATIVE ${WORK}/results_v2 ${WORK}/results_v2/*.json)
+  file(GLOB_RECURSE written_v1 RELATIVE ${WORK}/results_v1 ${WORK}/results_v1/*.json)
+  list(SORT written)
+  list(SORT written_v1)
+  if(NOT written STREQUAL written_v1 OR written STREQUAL "")
+    message(FATAL_ERROR "the two copies gave different sets of results files")
+  endif()
+  foreach(f IN LISTS written)
+    execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${WORK}/results_v2/${f}
+                            ${WORK}/results_v1/${f} RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "${f}: the kernel's results differ between the v2 corpus and its v1 copy")
+    endif()
+  endforeach()
+  if(NOT verify_rc_v2 EQUAL verify_rc_v1 OR NOT report_v2 STREQUAL report_v1)
+    message(FATAL_ERROR "verify differs between the v2 corpus (exit ${verify_rc_v2}) and its v1 "
+                        "copy (exit ${verify_rc_v1}): see ${WORK}/verify_v2.txt, verify_v1.txt")
+  endif()
+  string(REGEX MATCH "[0-9]+ passed, [0-9]+ failed[^\n]*" line "${report_v2}")
+  list(LENGTH written n)
+  message(STATUS "${n} results identical; verify exit ${verify_rc_v2} on both: ${line}")
 else()
-  message(FATAL_ERROR "MODE must be regenerate or verify")
+  message(FATAL_ERROR "MODE must be regenerate, verify or same_as_v1")
 endif()

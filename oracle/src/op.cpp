@@ -66,6 +66,14 @@ std::string_view to_string(param_placement p) {
   return "?";
 }
 
+std::optional<param_placement> parse_param_placement(std::string_view s) {
+  for (const param_placement p : {param_placement::none, param_placement::per_channel,
+                                  param_placement::per_normalized_element}) {
+    if (to_string(p) == s) return p;
+  }
+  return std::nullopt;
+}
+
 void validate(const op_desc& op) {
   const std::string kind(to_string(op.kind));
   const bool rows = op.kind == op_kind::layer_norm || op.kind == op_kind::rms_norm;

@@ -41,6 +41,7 @@ enum class param_placement : std::uint8_t {
 };
 
 [[nodiscard]] std::string_view to_string(param_placement p);
+[[nodiscard]] std::optional<param_placement> parse_param_placement(std::string_view s);
 
 struct op_desc {
   op_kind kind = op_kind::batch_norm;
