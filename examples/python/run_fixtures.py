@@ -40,7 +40,13 @@ def hex_f32(v):
 def run_one(fx, wrong):
     """The results dict for one parsed fixture."""
     case, inputs = fx["case"], fx["inputs"]
-    op, convention = case["op"], case["convention"]
+    # Schema version 2 names what runs in "mode" and the normalization in "op"; version 1 is
+    # float32 batch norm with the mode in "op".
+    op = case["mode"] if fx["schema_version"] >= 2 else case["op"]
+    if fx["schema_version"] >= 2 and (case["op"]["kind"] != "batch_norm"
+                                      or set(case["types"].values()) != {"float32"}):
+        raise bn.Unsupported("this example is float32 batch norm only")
+    convention = case["convention"]
     shape = tuple(case["shape"])
     eps = parse_hex(case["eps"])
     momentum = None if case["momentum"] is None else parse_hex(case["momentum"])
@@ -108,8 +114,8 @@ def main(argv=None):
             rel = os.path.relpath(path, args.fixtures)
             with open(path, encoding="utf-8") as f:
                 fx = json.load(f)
-            if fx.get("schema") != "bnoracle.fixture" or fx.get("schema_version") != 1:
-                print("skipping %s: not a bnoracle.fixture v1 file" % rel, file=sys.stderr)
+            if fx.get("schema") != "bnoracle.fixture" or fx.get("schema_version") not in (1, 2):
+                print("skipping %s: not a bnoracle.fixture v1 or v2 file" % rel, file=sys.stderr)
                 continue
             rel_id = rel[: -len(".json")].replace(os.sep, "/")
             res = results_for(fx, rel_id, args.wrong)
