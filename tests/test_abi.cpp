@@ -67,12 +67,12 @@ TEST(AbiV2Table, AValidTableDescribesItsOpsAndDataTypes) {
   EXPECT_TRUE(info.supports(op_kind::rms_norm));
   EXPECT_FALSE(info.supports(op_kind::layer_norm));
   EXPECT_TRUE(info.supports(data_types{}));
-  EXPECT_TRUE(info.supports(data_types{format_id::bfloat16, format_id::float32,
-                                       format_id::float32}));
-  EXPECT_FALSE(info.supports(data_types{format_id::float16, format_id::float32,
-                                        format_id::float32}));
-  EXPECT_FALSE(info.supports(data_types{format_id::bfloat16, format_id::bfloat16,
-                                        format_id::float32}));
+  EXPECT_TRUE(
+      info.supports(data_types{format_id::bfloat16, format_id::float32, format_id::float32}));
+  EXPECT_FALSE(
+      info.supports(data_types{format_id::float16, format_id::float32, format_id::float32}));
+  EXPECT_FALSE(
+      info.supports(data_types{format_id::bfloat16, format_id::bfloat16, format_id::float32}));
   EXPECT_TRUE(info.supports(bn_mode::forward_inference));
   EXPECT_FALSE(info.supports(bn_mode::forward_training));
 }
@@ -222,14 +222,13 @@ TEST(AbiV2Translation, AVersionOneKernelGetsBatchNormAndAnswersUnsupportedToTheR
 }
 
 TEST(AbiV2Loading, BundledKernelsAreVersionTwoAndTheMutationCatalogVersionOne) {
-  for (const char* name : {"two_pass", "welford", "pairwise", "blocked_threads", "compensated",
-                           "minimal"}) {
+  for (const char* name :
+       {"two_pass", "welford", "pairwise", "blocked_threads", "compensated", "minimal"}) {
     const auto k = load_plugin(std::string(BNORACLE_KERNEL_DIR) + "/libbnk_" + name + ".so");
     EXPECT_EQ(k->info().abi_version, 2) << name;
     EXPECT_EQ(k->info().ops, BNK_OP_BIT(BNK_OP_BATCH_NORM)) << name;
   }
-  const auto parent =
-      load_plugin(std::string(BNORACLE_KERNEL_DIR) + "/mutants/libbnm_parent.so");
+  const auto parent = load_plugin(std::string(BNORACLE_KERNEL_DIR) + "/mutants/libbnm_parent.so");
   EXPECT_EQ(parent->info().abi_version, 1);
   EXPECT_TRUE(parent->info().supports(op_kind::batch_norm));
   EXPECT_FALSE(parent->info().supports(op_kind::layer_norm));
@@ -253,9 +252,8 @@ class TemplateOps : public ::testing::Test {
   static void TearDownTestSuite() { kernel_.reset(); }
 
   // Forward training and backward training (with the saved statistics) of `p` on x, dy.
-  static outputs run(const bn_problem& p, const std::vector<float>& x,
-                     const std::vector<float>& dy, const std::vector<float>& gamma = {},
-                     const std::vector<float>& beta = {}) {
+  static outputs run(const bn_problem& p, const std::vector<float>& x, const std::vector<float>& dy,
+                     const std::vector<float>& gamma = {}, const std::vector<float>& beta = {}) {
     call_request q;
     q.problem = p;
     q.affine = !gamma.empty();
@@ -390,10 +388,10 @@ TEST_F(TemplateOps, GammaTwoPerNormalizedElementDoublesTheOutputExactly) {
   const auto dy = random(3 * 12, 10);
   p.op = layer_norm_op(2);
   const std::size_t params = 6;  // the normalized block: 2 × 3
-  const outputs one = run(p, x, dy, std::vector<float>(params, 1.0F),
-                          std::vector<float>(params, 0.0F));
-  const outputs two = run(p, x, dy, std::vector<float>(params, 2.0F),
-                          std::vector<float>(params, 0.0F));
+  const outputs one =
+      run(p, x, dy, std::vector<float>(params, 1.0F), std::vector<float>(params, 0.0F));
+  const outputs two =
+      run(p, x, dy, std::vector<float>(params, 2.0F), std::vector<float>(params, 0.0F));
   ASSERT_EQ(one.y.size(), two.y.size());
   for (std::size_t i = 0; i < one.y.size(); ++i) EXPECT_EQ(two.y[i], 2.0F * one.y[i]) << i;
   ASSERT_EQ(one.dgamma.size(), params);  // dγ per normalized element, summed over rows

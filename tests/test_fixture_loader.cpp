@@ -382,12 +382,11 @@ TEST(FixtureLoader, VersionOneIsReadAsFloat32BatchNorm) {
     EXPECT_EQ(v1.expected[i].bound, v2.expected[i].bound);
   }
   // Version 1 has no field for strides, mode or types.
-  EXPECT_FIXTURE_ERROR(mutate(as_version_1(backward()),
-                              [](json& j) { j["case"]["layout"] = "strided"; }),
-                       "case.layout");
-  EXPECT_FIXTURE_ERROR(mutate(as_version_1(backward()),
-                              [](json& j) { j["case"]["op"] = "sideways"; }),
-                       "case.op");
+  EXPECT_FIXTURE_ERROR(
+      mutate(as_version_1(backward()), [](json& j) { j["case"]["layout"] = "strided"; }),
+      "case.layout");
+  EXPECT_FIXTURE_ERROR(
+      mutate(as_version_1(backward()), [](json& j) { j["case"]["op"] = "sideways"; }), "case.op");
 }
 
 TEST(FixtureLoader, AStridedViewCarriesItsStrides) {
@@ -523,9 +522,11 @@ TEST(FixtureLoader, UnknownEnumerations) {
   EXPECT_FIXTURE_ERROR(mutate(t, [](json& j) { j["case"]["mode"] = "sideways"; }), "case.mode");
   EXPECT_FIXTURE_ERROR(mutate(t, [](json& j) { j["case"]["tier"] = "Exact"; }), "case.tier");
   // A strided view needs its strides (and only a strided view has them).
-  EXPECT_FIXTURE_ERROR(mutate(t, [](json& j) { j["case"]["layout"] = "strided"; }),
-                       "case.strides");
-  EXPECT_FIXTURE_ERROR(mutate(t, [](json& j) { j["case"]["strides"] = json::array({1, 2}); }),
+  EXPECT_FIXTURE_ERROR(mutate(t, [](json& j) { j["case"]["layout"] = "strided"; }), "case.strides");
+  EXPECT_FIXTURE_ERROR(mutate(t,
+                              [](json& j) {
+                                j["case"]["strides"] = json::array({1, 2});
+                              }),
                        "case.strides");
   EXPECT_FIXTURE_ERROR(mutate(t, [](json& j) { j["case"]["layout"] = ""; }), "case.layout");
   EXPECT_FIXTURE_ERROR(mutate(t, [](json& j) { j["case"]["convention"] = "nope"; }),
@@ -844,9 +845,12 @@ TEST_F(FixtureLoaderCli, MalformedFixtureExitsTwoNamingFileAndField) {
   // A well-formed fixture of an op this bnoracle does not read yet fails closed, not judged as
   // batch norm.
   write(path, mutate(backward(), [](json& j) {
-          j["case"]["op"] = {{"kind", "layer_norm"},   {"normalized_axes", 1},
-                             {"groups", 0},            {"centred", true},
-                             {"params", "per_normalized_element"}, {"weight_offset", false},
+          j["case"]["op"] = {{"kind", "layer_norm"},
+                             {"normalized_axes", 1},
+                             {"groups", 0},
+                             {"centred", true},
+                             {"params", "per_normalized_element"},
+                             {"weight_offset", false},
                              {"running_stats", false}};
         }));
   EXPECT_EQ(verify(out), 2) << out;

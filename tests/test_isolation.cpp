@@ -599,8 +599,9 @@ struct plugin_case {
   }
 
   run_result run(bn_kernel& k, std::chrono::milliseconds limit = timeout) {
-    return run_isolated(kernel_call(k, bn_mode::forward_inference, to_v2(problem), abi_buffers_v2(arena)),
-                        arena, limit);
+    return run_isolated(
+        kernel_call(k, bn_mode::forward_inference, to_v2(problem), abi_buffers_v2(arena)), arena,
+        limit);
   }
 
   // After any fault, the well-behaved plugin still works on the same arena in this process.

@@ -145,9 +145,10 @@ TEST_F(FakeKernel, StartFailures) {
   expect_error(script("badtype", handshake() + "HS['version'] = 2\n"
                                                "HS['types'] = {'data': ['float8']}\nsend(HS)\n"),
                "unknown data type \"float8\"");
-  expect_error(script("badrole", handshake() + "HS['version'] = 2\n"
-                                               "HS['types'] = {'weights': ['float32']}\nsend(HS)\n"),
-               "unknown role");
+  expect_error(
+      script("badrole", handshake() + "HS['version'] = 2\n"
+                                      "HS['types'] = {'weights': ['float32']}\nsend(HS)\n"),
+      "unknown role");
   expect_error(script("badconv", handshake() + "HS['convention'] = 'nope'\nsend(HS)\n"),
                "unknown convention");
   expect_error(script("badmode", handshake() + "HS['modes'] = ['sideways']\nsend(HS)\n"),
@@ -297,10 +298,10 @@ for line in iter(sys.stdin.readline, ''):
   EXPECT_EQ(info.abi_version, 2);
   EXPECT_TRUE(info.supports(op_kind::layer_norm));
   EXPECT_FALSE(info.supports(op_kind::group_norm));
-  EXPECT_TRUE(info.supports(data_types{format_id::bfloat16, format_id::float32,
-                                       format_id::float32}));
-  EXPECT_FALSE(info.supports(data_types{format_id::float16, format_id::float32,
-                                        format_id::float32}));
+  EXPECT_TRUE(
+      info.supports(data_types{format_id::bfloat16, format_id::float32, format_id::float32}));
+  EXPECT_FALSE(
+      info.supports(data_types{format_id::float16, format_id::float32, format_id::float32}));
   call c;
   std::string msg;
   ASSERT_EQ(c.run(*k, msg), BNK_OK) << msg;

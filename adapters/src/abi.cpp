@@ -82,8 +82,7 @@ static_assert(static_cast<int>(op_kind::group_norm) == BNK_OP_GROUP_NORM);
 static_assert(static_cast<int>(op_kind::instance_norm) == BNK_OP_INSTANCE_NORM);
 static_assert(static_cast<int>(param_placement::none) == BNK_PARAMS_NONE);
 static_assert(static_cast<int>(param_placement::per_channel) == BNK_PARAMS_PER_CHANNEL);
-static_assert(static_cast<int>(param_placement::per_normalized_element) ==
-              BNK_PARAMS_PER_ELEMENT);
+static_assert(static_cast<int>(param_placement::per_normalized_element) == BNK_PARAMS_PER_ELEMENT);
 
 bnk_op_desc to_abi(const op_desc& op) {
   bnk_op_desc a{};
@@ -147,8 +146,7 @@ bnk_problem to_abi(const bn_problem& p, const geometry& g, bool affine, bool tra
   return a;
 }
 
-bnk_problem_v2 to_abi_v2(const bn_problem& p, const geometry& g, bool affine,
-                         bool track_running) {
+bnk_problem_v2 to_abi_v2(const bn_problem& p, const geometry& g, bool affine, bool track_running) {
   op_desc op = p.op;
   if (!affine) op.params = param_placement::none;
   const reduction_map map(op, g);

@@ -361,9 +361,9 @@ bnk_buffers_v2 abi_buffers_v2(const guarded_arena& arena) {
 
 bnk_buffers abi_buffers(const guarded_arena& arena) {
   // The typed accessors throw for a buffer of another element type.
-  for (const char* name : {"src", "diff_dst", "gamma", "beta", "running_mean", "running_var",
-                           "save_mean", "save_stat", "dst", "diff_src", "diff_gamma",
-                           "diff_beta"}) {
+  for (const char* name :
+       {"src", "diff_dst", "gamma", "beta", "running_mean", "running_var", "save_mean", "save_stat",
+        "dst", "diff_src", "diff_gamma", "diff_beta"}) {
     if (arena.contains(name)) (void)arena.f32(name);
   }
   if (arena.contains("num_batches_tracked")) (void)arena.i64("num_batches_tracked");

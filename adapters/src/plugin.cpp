@@ -221,8 +221,7 @@ class table_kernel_v2 final : public bn_kernel {
 
   bnk_status run_v2(bn_mode mode, const bnk_problem_v2& problem, const bnk_buffers_v2& buffers,
                     std::string& message) override {
-    const std::array<bnk_entry_v2, 4> entries{table_->forward_training,
-                                              table_->forward_inference,
+    const std::array<bnk_entry_v2, 4> entries{table_->forward_training, table_->forward_inference,
                                               table_->backward_training,
                                               table_->backward_inference};
     const bnk_entry_v2 entry = entries[static_cast<std::size_t>(mode)];

@@ -486,9 +486,12 @@ class subprocess_kernel final : public bn_kernel {
 
   // An op descriptor as version 2 writes it: every field, by name.
   static json op_json(const op_desc& op) {
-    return {{"kind", to_string(op.kind)},         {"normalized_axes", op.normalized_axes},
-            {"groups", op.groups},                {"centred", op.centred},
-            {"params", to_string(op.params)},     {"weight_offset", op.weight_offset},
+    return {{"kind", to_string(op.kind)},
+            {"normalized_axes", op.normalized_axes},
+            {"groups", op.groups},
+            {"centred", op.centred},
+            {"params", to_string(op.params)},
+            {"weight_offset", op.weight_offset},
             {"running_stats", op.running_stats}};
   }
 

@@ -176,7 +176,8 @@ kernel_info parse_handshake(const std::string& line) {
         for (const auto& f : t[role]) {
           const std::optional<format_id> id =
               f.is_string() ? parse_format(f.get<std::string>()) : std::nullopt;
-          if (!id) throw bad("unknown data type " + brief(f) + " (known: float32, float16, bfloat16)");
+          if (!id)
+            throw bad("unknown data type " + brief(f) + " (known: float32, float16, bfloat16)");
           *bits |= dtype_bit(*id);
         }
       }

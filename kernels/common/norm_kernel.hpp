@@ -467,12 +467,18 @@ struct norm {
   };
 
   static buffers view(const bnk_buffers_v2& b) {
-    return {{static_cast<const Data*>(b.src)},       {static_cast<const Data*>(b.diff_dst)},
-            static_cast<Data*>(b.dst),               static_cast<Data*>(b.diff_src),
-            static_cast<const float*>(b.gamma),      static_cast<const float*>(b.beta),
-            static_cast<float*>(b.running_mean),     static_cast<float*>(b.running_var),
-            b.num_batches_tracked,                   static_cast<float*>(b.save_mean),
-            static_cast<float*>(b.save_stat),        static_cast<float*>(b.diff_gamma),
+    return {{static_cast<const Data*>(b.src)},
+            {static_cast<const Data*>(b.diff_dst)},
+            static_cast<Data*>(b.dst),
+            static_cast<Data*>(b.diff_src),
+            static_cast<const float*>(b.gamma),
+            static_cast<const float*>(b.beta),
+            static_cast<float*>(b.running_mean),
+            static_cast<float*>(b.running_var),
+            b.num_batches_tracked,
+            static_cast<float*>(b.save_mean),
+            static_cast<float*>(b.save_stat),
+            static_cast<float*>(b.diff_gamma),
             static_cast<float*>(b.diff_beta)};
   }
 
@@ -552,9 +558,8 @@ struct norm {
         const std::int64_t j = g.param(grp, 0);
         const float scale = gamma_of(p, b, j) * rstd;
         const float beta = beta_of(p, b, j);
-        v.for_range(0, g.L, [&](element e) {
-          b.y[e.offset] = D::store((b.x[e] - mean) * scale + beta);
-        });
+        v.for_range(0, g.L,
+                    [&](element e) { b.y[e.offset] = D::store((b.x[e] - mean) * scale + beta); });
       } else {
         v.for_range(0, g.L, [&](element e) {
           const std::int64_t j = g.param(grp, e.index);
@@ -592,9 +597,8 @@ struct norm {
       const float scale = gamma_of(p, b, c) * inv_std(b.running_var[c], eps);
       const float beta = beta_of(p, b, c);
       const float mean = b.running_mean[c];
-      g.group(c).for_range(0, g.L, [&](element e) {
-        b.y[e.offset] = D::store((b.x[e] - mean) * scale + beta);
-      });
+      g.group(c).for_range(
+          0, g.L, [&](element e) { b.y[e.offset] = D::store((b.x[e] - mean) * scale + beta); });
     }
     return BNK_OK;
   }
@@ -756,9 +760,19 @@ struct bn {
     return q;
   }
   static bnk_buffers_v2 as_v2(const bnk_buffers& b) {
-    return {b.src,  b.diff_dst,           b.gamma,     b.beta,      b.running_mean,
-            b.running_var, b.num_batches_tracked, b.save_mean, b.save_stat, b.dst,
-            b.diff_src,    b.diff_gamma,          b.diff_beta};
+    return {b.src,
+            b.diff_dst,
+            b.gamma,
+            b.beta,
+            b.running_mean,
+            b.running_var,
+            b.num_batches_tracked,
+            b.save_mean,
+            b.save_stat,
+            b.dst,
+            b.diff_src,
+            b.diff_gamma,
+            b.diff_beta};
   }
   template <bnk_status (*Mode)(const bnk_problem_v2&, const bnk_buffers_v2&, const group_layout&,
                                rejection&)>
@@ -900,8 +914,8 @@ inline int report(char* message, std::size_t message_size, int status, const cha
 
 // Runs `body(rejection&)` with the checks and exception handling every entry point shares.
 template <class Body>
-int guarded_entry(const void* problem, const void* buffers, char* message,
-                  std::size_t message_size, const Body& body) noexcept {
+int guarded_entry(const void* problem, const void* buffers, char* message, std::size_t message_size,
+                  const Body& body) noexcept {
   if (problem == nullptr || buffers == nullptr) {
     return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
   }

@@ -27,7 +27,8 @@ struct blocked_threads {
   }
 };
 
-constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<blocked_threads>("blocked_threads");
+constexpr bnk_kernel_v2 k_table =
+    bnoracle::kernels::make_table_v2<blocked_threads>("blocked_threads");
 
 }  // namespace
 

@@ -45,7 +45,9 @@ struct kernel_info {
   std::uint32_t data_type_bits = BNK_DTYPE_BIT(BNK_DTYPE_F32);
   std::uint32_t parameter_type_bits = BNK_DTYPE_BIT(BNK_DTYPE_F32);
   std::uint32_t statistic_type_bits = BNK_DTYPE_BIT(BNK_DTYPE_F32);
-  int abi_version = 1;  // of the table or handshake the kernel came with (C++ kernels: 1 or 2)
+  // The ABI (plugins) or protocol (subprocess kernels) version the kernel was loaded with; a
+  // C++ kernel may set it. bnoracle calls every kernel through run_v2 whatever it says.
+  int abi_version = 1;
 
   [[nodiscard]] bool supports(bn_mode m) const { return modes[static_cast<int>(m)]; }
   [[nodiscard]] bool supports(layout l) const;

@@ -26,9 +26,9 @@ struct check_options {
   // Only the cases whose name, and the properties whose "property/<name>", matches: `*` matches
   // any run of characters, otherwise a substring match; empty: everything.
   std::string filter{};
-  std::string convention{};   // judge against this convention instead of the kernel's claim
-  std::string kernel_path{};  // reproduction commands: a plugin path or --exec "CMD"
-  bool operations = true;     // with the catalog, the fold and SyncBN-merge cases
+  std::string convention{};        // judge against this convention instead of the kernel's claim
+  std::string kernel_path{};       // reproduction commands: a plugin path or --exec "CMD"
+  bool operations = true;          // with the catalog, the fold and SyncBN-merge cases
   double mistrust_fraction = 0.5;  // see docs/error-model.md
   // The property suite's generators: RapidCheck's size (scales the shapes), the largest
   // N·C·spatial at full size, and the property evaluations spent shrinking a failure.

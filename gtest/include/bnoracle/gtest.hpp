@@ -53,8 +53,8 @@ void register_conformance_tests(const std::string& suite, kernel_factory factory
                                 const conformance_options& options = {},
                                 const char* file = __builtin_FILE(), int line = __builtin_LINE());
 
-// A factory that loads a kernel plugin (a shared library exporting `bnoracle_kernel_v2` or `_v1`, see
-// docs/kernel-abi.md) with load_plugin(path). Loading fails the test, not the registration.
+// A factory that loads a kernel plugin (a shared library exporting `bnoracle_kernel_v2` or `_v1`,
+// see docs/kernel-abi.md) with load_plugin(path). Loading fails the test, not the registration.
 [[nodiscard]] kernel_factory plugin_factory(std::string path);
 
 // The seed the suite runs with: BNORACLE_SEED when set (throws std::invalid_argument when it is

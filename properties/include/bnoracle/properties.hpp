@@ -12,8 +12,8 @@
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/generators.hpp"
 #include "bnoracle/invoke.hpp"
-#include "bnoracle/options.hpp"
 #include "bnoracle/kernel.hpp"
+#include "bnoracle/options.hpp"
 
 #include <cstdint>
 #include <functional>
