@@ -319,9 +319,12 @@ struct group_layout {
       case BNK_OP_BATCH_NORM:
         return g;
       case BNK_OP_INSTANCE_NORM:
-        return g % bn.c;
-      case BNK_OP_GROUP_NORM:
-        return (g % op.groups) * channels_per_group + k / (L / channels_per_group);
+        return bn.c > 0 ? g % bn.c : 0;
+      case BNK_OP_GROUP_NORM: {
+        // The elements of one channel (none when C = 0).
+        const std::int64_t spatial = channels_per_group > 0 ? L / channels_per_group : 0;
+        return (g % op.groups) * channels_per_group + (spatial > 0 ? k / spatial : 0);
+      }
       default:  // layer and RMS norm: the channel axis is normalized or leading
         return -1;
     }
@@ -418,7 +421,8 @@ inline bool make_layout(const bnk_problem_v2& p, std::uint32_t layouts, group_la
       return reject(r, BNK_FAILED, "op.params %d is not a bnk_params value",
                     static_cast<int>(p.op.params));
   }
-  if (p.op.params == BNK_PARAMS_PER_CHANNEL && out.channel(0, 0) < 0) {
+  if (p.op.params == BNK_PARAMS_PER_CHANNEL &&
+      (p.op.kind == BNK_OP_LAYER_NORM || p.op.kind == BNK_OP_RMS_NORM)) {
     return reject(r, BNK_UNSUPPORTED, "per-channel γ/β with a normalized channel axis");
   }
   return true;
