@@ -742,7 +742,8 @@ struct norm {
 };
 
 // The version-1 modes: float32 batch norm, the same algorithm through the version-2 view. The
-// mutation catalog specializes this for its own policies.
+// mutation catalog specializes this for its own policies. (as_v2 mirrors bnoracle's to_v2 in
+// adapters/src/abi.cpp: a kernel includes the ABI header only and links nothing of bnoracle.)
 template <class P>
 struct bn {
   static bnk_problem_v2 as_v2(const bnk_problem& p, const geometry& g) {
