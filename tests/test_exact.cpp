@@ -16,7 +16,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <random>
+#include <span>
+#include <vector>
 
 namespace bnoracle {
 namespace {
@@ -110,6 +113,34 @@ TEST(ExactSum, MergingTwoAccumulatorsEqualsOneAccumulator) {
   }
   a.add(b);
   EXPECT_EQ(to_rational(a.value()), to_rational(all.value()));
+}
+
+TEST(ExactSum3, EqualsRationalSumOfTripleProductsAcrossTheWholeRange) {
+  // Products of three float32 span 2^-447 to 2^384: every random triple, then the extremes.
+  std::mt19937 rng(778);
+  exact_sum3 acc;
+  rational expect = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const float a = random_float(rng);
+    const float b = random_float(rng);
+    const float c = random_float(rng);
+    acc.add_product3(a, b, c);
+    expect += to_rational(a) * to_rational(b) * to_rational(c);
+  }
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  const float huge = std::numeric_limits<float>::max();
+  acc.add_product3(tiny, tiny, -tiny);
+  acc.add_product3(huge, -huge, huge);
+  acc.add_product3(huge, huge, huge);
+  acc.add(-1.5);
+  expect += -(to_rational(tiny) * to_rational(tiny) * to_rational(tiny)) - rational(3, 2);
+  EXPECT_EQ(to_rational(acc.value()), expect) << "seed 778";
+  exact_sum3 cancel;
+  cancel.add_product3(0.1F, 0.2F, 0.3F);
+  cancel.add_product3(-0.3F, 0.1F, 0.2F);
+  EXPECT_TRUE(cancel.is_zero());
+  EXPECT_THROW(cancel.add_product3(1.0F, std::numeric_limits<float>::infinity(), 1.0F),
+               std::domain_error);
 }
 
 TEST(RoundToFloat, MatchesHardwareSumsProductsAndQuotients) {
@@ -317,6 +348,67 @@ TEST(RoundAffine, DecidesDeepCancellationAgainstAHighPrecisionCheck) {
   const wide residual = mp::ldexp(second - wide(g.value), -g.ulp_exp);
   EXPECT_LE(mp::abs(residual), wide(0.5));
   EXPECT_NEAR(residual.convert_to<double>(), g.residual, 1e-9);
+}
+
+TEST(RoundSum, OneTermIsTheAffineRounding) {
+  std::mt19937 rng(4343);
+  for (int i = 0; i < 500; ++i) {
+    const float a = random_moderate(rng, 20);
+    const float c = random_moderate(rng, 20);
+    const float w = std::fabs(random_moderate(rng, 30));
+    auto h = std::make_shared<const sqrt_scale>(rational(1), to_rational(w));
+    const std::vector<scaled_term> terms{{to_dyadic(c), h}};
+    const golden s = round_sum(to_dyadic(a), terms);
+    const golden f = round_affine(to_dyadic(a), to_dyadic(c), *h);
+    ASSERT_TRUE(same_bits(s.value, f.value)) << i;
+    ASSERT_NEAR(s.residual, f.residual, std::ldexp(1.0, -40)) << i;
+  }
+}
+
+TEST(RoundSum, AgreesWithAHighPrecisionSumOfManyTerms) {
+  // Σ c_k/sqrt(w_k) against the same sum in 600-bit binary floats (independent square roots).
+  using wide = mp::number<mp::cpp_bin_float<600, mp::digit_base_2>, mp::et_off>;
+  std::mt19937 rng(4444);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<scaled_term> terms;
+    wide expect = 0;
+    for (int k = 0; k < 1 + trial % 17; ++k) {
+      const float c = random_moderate(rng, 10);
+      const float w = std::fabs(random_moderate(rng, 10));
+      terms.push_back(
+          {to_dyadic(c), std::make_shared<const sqrt_scale>(rational(1), to_rational(w))});
+      expect += wide(c) / mp::sqrt(wide(w));
+    }
+    const golden g = round_sum(dyadic{big_int(0), 0}, terms);
+    const wide residual = mp::ldexp(expect - wide(g.value), -g.ulp_exp);
+    ASSERT_LE(mp::abs(residual), wide(0.5)) << trial;
+    ASSERT_NEAR(residual.convert_to<double>(), g.residual, 1e-9) << trial;
+    const wide hp = wide(hp_sum(dyadic{big_int(0), 0}, terms));
+    ASSERT_LT(mp::abs(hp - expect), mp::abs(expect) * mp::ldexp(wide(1), -240)) << trial;
+  }
+}
+
+TEST(RoundSum, DecidesSumsThatAreRationalOnARoundingBoundary) {
+  // 3/sqrt(2) − 6/sqrt(8) = 0 and 1/sqrt(3) − 2/sqrt(12) = 0 (commensurable square roots that
+  // cancel), plus a = 1 and a term 2^-24/sqrt(1): the sum is 1 + 2^-24, the midpoint between 1
+  // and its successor, which rounds to even.
+  const auto scale = [](std::int64_t num, std::int64_t den) {
+    return std::make_shared<const sqrt_scale>(rational(1), rational(num, den));
+  };
+  const std::vector<scaled_term> terms{{dyadic{big_int(3), 0}, scale(2, 1)},
+                                       {dyadic{big_int(-6), 0}, scale(8, 1)},
+                                       {dyadic{big_int(1), 0}, scale(3, 1)},
+                                       {dyadic{big_int(-2), 0}, scale(12, 1)},
+                                       {dyadic{big_int(1), -24}, scale(1, 1)}};
+  const golden g = round_sum(dyadic{big_int(1), 0}, terms);
+  EXPECT_TRUE(same_bits(g.value, 1.0F));
+  EXPECT_EQ(g.residual, 0.5);
+  EXPECT_EQ(hp_sum(dyadic{big_int(1), 0}, terms), hp_float(1) + mp::ldexp(hp_float(1), -24));
+  // Without a and the rational term, an exact zero: +0, residual 0.
+  const golden z = round_sum(dyadic{big_int(0), 0}, std::span(terms).first(4));
+  EXPECT_TRUE(same_bits(z.value, 0.0F));
+  EXPECT_EQ(z.residual, 0.0);
+  EXPECT_EQ(hp_sum(dyadic{big_int(0), 0}, std::span(terms).first(4)), 0);
 }
 
 TEST(HexFloat, PrintsBitExactSpellings) {

@@ -5,7 +5,9 @@
 #include <bit>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <stdexcept>
+#include <vector>
 
 namespace bnoracle {
 
@@ -85,6 +87,29 @@ hp_float sqrt_scale::to_hp() const {
   return hp_affine(dyadic{big_int(0), 0}, dyadic{big_int(1), 0}, *this);
 }
 
+rational sqrt_scale::square() const {
+  return rational(f_, g_);
+}
+
+std::optional<rational> sqrt_scale::ratio_to(const sqrt_scale& other) const {
+  if (sign_ == 0) return rational(0);
+  if (other.sign_ == 0) return std::nullopt;
+  const rational q2(f_ * other.g_, g_ * other.f_);
+  big_int rn;
+  big_int rd;
+  if (!is_square(mp::numerator(q2), rn) || !is_square(mp::denominator(q2), rd)) {
+    return std::nullopt;
+  }
+  const rational q(rn, rd);
+  return sign_ * other.sign_ < 0 ? -q : q;
+}
+
+sqrt_scale sqrt_scale::scaled(const rational& q) const {
+  if (sign_ == 0 || q.is_zero()) return sqrt_scale(rational(0), rational(1));
+  // q·h = (±q)·sqrt(f/g) = k/sqrt(w) with k = ±q and w = g/f.
+  return sqrt_scale(sign_ < 0 ? rational(-q) : q, rational(g_, f_));
+}
+
 namespace {
 
 // Bounds of a + c·h from an enclosure of |h|: [lo, hi] as dyadics, and the width exponent bound.
@@ -160,6 +185,178 @@ hp_float hp_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h) {
     return to_hp(dyadic{sum.mant, sum.exp - 1});
   }
   throw std::logic_error("hp_affine: value not isolated at 2^20 bits (internal error)");
+}
+
+// ---- sums of scaled square roots ------------------------------------------------------------
+
+namespace {
+
+// [lo, hi] ∋ Σ c_k·h_k from enclosures of relative width 2^-bits.
+struct term_bounds {
+  dyadic lo;
+  dyadic hi;
+  bool exact = true;
+};
+
+term_bounds enclose_terms(std::span<const scaled_term> terms, std::int64_t bits) {
+  term_bounds t{dyadic{big_int(0), 0}, dyadic{big_int(0), 0}, true};
+  const dyadic zero{big_int(0), 0};
+  for (const scaled_term& term : terms) {
+    const bounds b = affine_bounds(zero, term.c, term.h->sign(), term.h->enclose(bits));
+    t.lo = t.lo + b.lo;
+    t.hi = t.hi + b.hi;
+    t.exact = t.exact && b.exact;
+  }
+  return t;
+}
+
+// hi − lo < 2^result.
+std::int64_t width_exponent(const dyadic& lo, const dyadic& hi) {
+  const dyadic w = hi - lo;
+  if (w.is_zero()) return std::numeric_limits<std::int64_t>::min() / 2;
+  return bit_length(w.mant) + w.exp;
+}
+
+// The rounding of a value known to lie in [lo, hi] (rounded to rlo and rhi), when the interval
+// decides it: one float, one binade, a width below 2^-40 ulp for the residual.
+std::optional<golden> decide(const golden& rlo, int sign_lo, const golden& rhi, int sign_hi,
+                             std::int64_t width_exp) {
+  if (sign_lo == 0 || sign_hi == 0 || sign_lo != sign_hi) return std::nullopt;
+  if (!same_float(rlo.value, rhi.value) || rlo.ulp_exp != rhi.ulp_exp) return std::nullopt;
+  if (width_exp > rlo.ulp_exp - 40) return std::nullopt;
+  golden g = rlo;
+  g.residual = 0.5 * (rlo.residual + rhi.residual);
+  return g;
+}
+
+// Rungs tried on the terms as given before the reduction.
+constexpr std::int64_t k_sum_fast_rungs = 2;
+
+// The terms with their square roots made pairwise incommensurable, and a with the rational ones.
+struct reduced_sum {
+  rational a;
+  std::vector<scaled_term> terms;  // c = 1: the coefficient lives in h
+};
+
+reduced_sum reduce(const dyadic& a, std::span<const scaled_term> terms) {
+  reduced_sum r{to_rational(a), {}};
+  struct cls {
+    const sqrt_scale* rep;
+    rational coeff;
+  };
+  std::vector<cls> classes;
+  std::map<rational, std::size_t> by_square;  // h² → class, for the common case of equal scales
+  for (const scaled_term& t : terms) {
+    if (t.c.is_zero() || t.h->sign() == 0) continue;
+    const rational c = to_rational(t.c);
+    if (t.h->exact()) {
+      r.a += c * *t.h->exact();
+      continue;
+    }
+    const rational sq = t.h->square();
+    const auto found = by_square.find(sq);
+    if (found != by_square.end()) {
+      cls& k = classes[found->second];
+      k.coeff += t.h->sign() == k.rep->sign() ? c : rational(-c);
+      continue;
+    }
+    bool merged = false;
+    for (std::size_t i = 0; i < classes.size() && !merged; ++i) {
+      if (const std::optional<rational> q = t.h->ratio_to(*classes[i].rep)) {
+        classes[i].coeff += c * *q;
+        by_square.emplace(sq, i);
+        merged = true;
+      }
+    }
+    if (!merged) {
+      by_square.emplace(sq, classes.size());
+      classes.push_back({t.h.get(), c});
+    }
+  }
+  for (const cls& k : classes) {
+    if (k.coeff.is_zero()) continue;
+    r.terms.push_back(
+        {dyadic{big_int(1), 0}, std::make_shared<const sqrt_scale>(k.rep->scaled(k.coeff))});
+  }
+  return r;
+}
+
+int sign_of(const rational& q) {
+  return q.sign();
+}
+
+}  // namespace
+
+golden round_sum(const dyadic& a, std::span<const scaled_term> terms) {
+  bool any_exact = false;
+  bool any_term = false;
+  for (const scaled_term& t : terms) {
+    if (t.c.is_zero() || t.h->sign() == 0) continue;
+    any_term = true;
+    any_exact = any_exact || t.h->exact().has_value();
+  }
+  if (!any_term) return round_to_float(a);
+  if (!any_exact) {
+    std::int64_t bits = k_first_bits;
+    for (std::int64_t rung = 0; rung < k_sum_fast_rungs; ++rung, bits *= 2) {
+      const term_bounds t = enclose_terms(terms, bits);
+      const dyadic lo = a + t.lo;
+      const dyadic hi = a + t.hi;
+      if (const auto g = decide(round_to_float(lo), lo.sign(), round_to_float(hi), hi.sign(),
+                                width_exponent(lo, hi))) {
+        return *g;
+      }
+    }
+  }
+  const reduced_sum r = reduce(a, terms);
+  if (r.terms.empty()) return round_to_float(r.a);
+  for (std::int64_t bits = k_first_bits; bits <= k_max_bits; bits *= 2) {
+    const term_bounds t = enclose_terms(r.terms, bits);
+    const rational lo = r.a + to_rational(t.lo);
+    const rational hi = r.a + to_rational(t.hi);
+    if (const auto g = decide(round_to_float(lo), sign_of(lo), round_to_float(hi), sign_of(hi),
+                              width_exponent(t.lo, t.hi))) {
+      return *g;
+    }
+  }
+  throw std::logic_error("round_sum: rounding not decided at 2^20 bits (internal error)");
+}
+
+namespace {
+
+// The midpoint of [lo, hi] when its relative width is below 2^-262 (the midpoint is then within
+// 2^-263 relative of any value inside).
+std::optional<hp_float> isolated(const rational& lo, const rational& hi, std::int64_t width_exp) {
+  if (sign_of(lo) == 0 || sign_of(hi) == 0 || sign_of(lo) != sign_of(hi)) return std::nullopt;
+  int e = 0;
+  (void)mp::frexp(to_hp(lo), &e);  // |lo| >= 2^(e - 1), to within hp_float's rounding
+  if (width_exp > e - 2 - 262) return std::nullopt;
+  return to_hp(rational((lo + hi) / 2));
+}
+
+}  // namespace
+
+hp_float hp_sum(const dyadic& a, std::span<const scaled_term> terms) {
+  bool any_exact = false;
+  for (const scaled_term& t : terms) any_exact = any_exact || t.h->exact().has_value();
+  if (!any_exact) {
+    std::int64_t bits = k_first_bits * 2;
+    for (std::int64_t rung = 0; rung < k_sum_fast_rungs; ++rung, bits *= 2) {
+      const term_bounds t = enclose_terms(terms, bits);
+      const rational lo = to_rational(a + t.lo);
+      const rational hi = to_rational(a + t.hi);
+      if (const auto v = isolated(lo, hi, width_exponent(t.lo, t.hi))) return *v;
+    }
+  }
+  const reduced_sum r = reduce(a, terms);
+  if (r.terms.empty()) return to_hp(r.a);
+  for (std::int64_t bits = k_first_bits * 2; bits <= k_max_bits; bits *= 2) {
+    const term_bounds t = enclose_terms(r.terms, bits);
+    const rational lo = r.a + to_rational(t.lo);
+    const rational hi = r.a + to_rational(t.hi);
+    if (const auto v = isolated(lo, hi, width_exponent(t.lo, t.hi))) return *v;
+  }
+  throw std::logic_error("hp_sum: value not isolated at 2^20 bits (internal error)");
 }
 
 }  // namespace bnoracle

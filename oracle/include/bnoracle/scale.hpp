@@ -15,7 +15,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
+#include <span>
 
 namespace bnoracle {
 
@@ -40,6 +42,13 @@ class sqrt_scale {
   // h to the precision of hp_float.
   [[nodiscard]] hp_float to_hp() const;
 
+  // h², exactly (a canonical rational: equal squares compare equal).
+  [[nodiscard]] rational square() const;
+  // h / other as a rational when it is one (h²/other² is the square of a rational), else empty.
+  [[nodiscard]] std::optional<rational> ratio_to(const sqrt_scale& other) const;
+  // q·h.
+  [[nodiscard]] sqrt_scale scaled(const rational& q) const;
+
  private:
   int sign_ = 0;
   big_int f_;  // |h| = sqrt(f_ / g_) with f_, g_ positive integers
@@ -52,5 +61,26 @@ class sqrt_scale {
 [[nodiscard]] golden round_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h);
 // The exact real `a + c·h` to the precision of hp_float (relative error below 2^-250).
 [[nodiscard]] hp_float hp_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h);
+
+// One term c·h of a sum of scaled square roots.
+struct scaled_term {
+  dyadic c;
+  std::shared_ptr<const sqrt_scale> h;
+};
+
+// The correctly rounded float32 value of `a + Σ c_k·h_k`, with its residual, and the same sum to
+// the precision of hp_float. This is the exact value of a parameter gradient that adds up
+// statistic groups with different variances (dγ of layer, group and instance norm).
+//
+// The enclosures of the terms decide almost every sum at the first rungs. A sum can, however, be
+// rational — terms that cancel exactly, or whose square roots are rational multiples of each
+// other — and then lie exactly on a rounding boundary, where no enclosure decides. So when the
+// first rungs fail, the terms are reduced: terms whose h are rational multiples of each other are
+// merged into one (h_k/h_l rational is decided exactly), rational h are moved into a. After the
+// reduction the remaining square roots are pairwise incommensurable irrationals, which are
+// linearly independent over the rationals together with 1 (Besicovitch 1940): the sum is then
+// either exactly a (no term left) or irrational, and refinement terminates.
+[[nodiscard]] golden round_sum(const dyadic& a, std::span<const scaled_term> terms);
+[[nodiscard]] hp_float hp_sum(const dyadic& a, std::span<const scaled_term> terms);
 
 }  // namespace bnoracle
