@@ -1181,4 +1181,394 @@ TEST(IndependentRoutes, RoundingOfMidpointsTiesToEvenAndOverflowsAtTheThreshold)
   EXPECT_EQ(bnoracle::round_to_float(threshold).residual, -0.5);
 }
 
+// ---- 9. Layer, RMS, group and instance norm against the textbook formulas --------------------
+
+// The members of the family, with the statistic groups and γ/β entries written out here from
+// their definitions (not from the library's reduction map), over the logical (n, c, spatial...)
+// tensor with S the spatial size and li = (n·C + c)·S + s.
+struct family_case {
+  std::string name;
+  bnoracle::op_desc op;
+  std::int64_t n = 1, c = 1;
+  std::vector<std::int64_t> spatial;
+  double eps = 1e-5;
+  std::vector<float> x, dy, gamma, beta, run_mean, run_var;
+
+  [[nodiscard]] std::size_t S() const {
+    std::size_t s = 1;
+    for (const auto e : spatial) s *= static_cast<std::size_t>(e);
+    return s;
+  }
+  [[nodiscard]] std::size_t total() const { return static_cast<std::size_t>(n * c) * S(); }
+  // Layer and RMS norm: the product of the last k extents of (c, spatial...).
+  [[nodiscard]] std::size_t row() const {
+    std::size_t r = 1;
+    const auto rank = static_cast<int>(spatial.size());
+    for (int k = 0; k < op.normalized_axes; ++k) {
+      r *= static_cast<std::size_t>(k < rank ? spatial[static_cast<std::size_t>(rank - 1 - k)] : c);
+    }
+    return r;
+  }
+  [[nodiscard]] std::size_t group_of(std::size_t li) const {
+    const std::size_t ch = li / S() % static_cast<std::size_t>(c);
+    const std::size_t in = li / S() / static_cast<std::size_t>(c);
+    switch (op.kind) {
+      case bnoracle::op_kind::instance_norm:
+        return li / S();
+      case bnoracle::op_kind::group_norm: {
+        const auto G = static_cast<std::size_t>(op.groups);
+        return in * G + ch / (static_cast<std::size_t>(c) / G);
+      }
+      default:
+        return li / row();
+    }
+  }
+  [[nodiscard]] std::size_t param_of(std::size_t li) const {
+    if (op.params == bnoracle::param_placement::per_normalized_element) return li % row();
+    return li / S() % static_cast<std::size_t>(c);
+  }
+  [[nodiscard]] std::size_t groups() const {
+    std::size_t g = 0;
+    for (std::size_t li = 0; li < total(); ++li) g = std::max(g, group_of(li) + 1);
+    return g;
+  }
+};
+
+// Forward and backward outputs of one family case by the textbook formulas at precision F:
+// x̂ = (x − μ)/sqrt(σ² + ε) (RMS norm: x/sqrt(mean(x²) + ε)), y = γ·x̂ + β with γ applied as
+// 1 + w under the weight offset, g = γ·dy, dx = r·(g − mean(g) − x̂·mean(g·x̂)) (no mean(g)
+// for RMS norm), dγ = Σdy·x̂ and dβ = Σdy over each entry's elements.
+template <class F>
+struct family_textbook {
+  std::vector<F> dst, mean, var, invstd, diff_src, diff_gamma, diff_beta;
+
+  explicit family_textbook(const family_case& d) {
+    const std::size_t total = d.total();
+    const std::size_t G = d.groups();
+    const bool centred = d.op.centred;
+    const bool params = !d.gamma.empty();
+    const auto gamma = [&](std::size_t j) {
+      if (!params) return F(1);
+      return d.op.weight_offset ? F(1) + F(d.gamma[j]) : F(d.gamma[j]);
+    };
+    const auto beta = [&](std::size_t j) { return params ? F(d.beta[j]) : F(0); };
+    std::vector<std::vector<std::size_t>> members(G);
+    for (std::size_t li = 0; li < total; ++li) members[d.group_of(li)].push_back(li);
+    dst.resize(total);
+    diff_src.resize(total);
+    if (params) {
+      diff_gamma.assign(d.gamma.size(), F(0));
+      diff_beta.assign(d.gamma.size(), F(0));
+    }
+    std::vector<F> xhat(total);
+    for (std::size_t g = 0; g < G; ++g) {
+      const auto& idx = members[g];
+      const F L(static_cast<double>(idx.size()));
+      F mu(0);
+      if (centred) {
+        for (const auto i : idx) mu += F(d.x[i]);
+        mu /= L;
+      }
+      F v(0);
+      for (const auto i : idx) v += (F(d.x[i]) - mu) * (F(d.x[i]) - mu);
+      v /= L;
+      const F r = F(1) / mp::sqrt(v + F(d.eps));
+      mean.push_back(mu);
+      var.push_back(v);
+      invstd.push_back(r);
+      F sum_g(0);
+      F sum_g_xhat(0);
+      for (const auto i : idx) {
+        const std::size_t j = d.param_of(i);
+        xhat[i] = (F(d.x[i]) - mu) * r;
+        dst[i] = gamma(j) * xhat[i] + beta(j);
+        sum_g += gamma(j) * F(d.dy[i]);
+        sum_g_xhat += gamma(j) * F(d.dy[i]) * xhat[i];
+        if (params) {
+          diff_gamma[j] += F(d.dy[i]) * xhat[i];
+          diff_beta[j] += F(d.dy[i]);
+        }
+      }
+      const F mean_g = centred ? sum_g / L : F(0);
+      for (const auto i : idx) {
+        const F gi = gamma(d.param_of(i)) * F(d.dy[i]);
+        diff_src[i] = r * (gi - mean_g - xhat[i] * (sum_g_xhat / L));
+      }
+    }
+  }
+};
+
+family_case random_family_case(std::mt19937& rng, std::string name, bnoracle::op_desc op,
+                               std::int64_t n, std::int64_t c, std::vector<std::int64_t> spatial,
+                               bool params = true) {
+  family_case d;
+  d.name = std::move(name);
+  d.op = op;
+  d.n = n;
+  d.c = c;
+  d.spatial = std::move(spatial);
+  const std::size_t total = d.total();
+  const std::size_t G = d.groups();
+  // Groups rotate through a centred, a large-offset and a wide-exponent distribution.
+  const data_kind kinds[] = {data_kind::centered, data_kind::large_offset,
+                             data_kind::wide_exponents};
+  d.x.resize(total);
+  d.dy.resize(total);
+  for (std::size_t li = 0; li < total; ++li) {
+    const data_kind kind = kinds[d.group_of(li) % 3];
+    d.x[li] = kind == data_kind::wide_exponents
+                  ? std::ldexp(signed_away_from_zero(rng, 1.0F, 2.0F), uniform_int(rng, -8, 8))
+                  : draw(kind, rng);
+    d.dy[li] = uniform(rng, -2.0F, 2.0F);
+  }
+  if (params && op.params != bnoracle::param_placement::none) {
+    std::size_t P = 0;
+    for (std::size_t li = 0; li < total; ++li) P = std::max(P, d.param_of(li) + 1);
+    for (std::size_t j = 0; j < P; ++j) {
+      d.gamma.push_back(signed_away_from_zero(rng, 0.3F, 3.0F));
+      d.beta.push_back(signed_away_from_zero(rng, 0.5F, 4.0F));
+    }
+  }
+  (void)G;
+  return d;
+}
+
+bnoracle::bn_problem family_problem(const family_case& d) {
+  bnoracle::bn_problem p;
+  p.n = d.n;
+  p.c = d.c;
+  p.spatial = d.spatial;
+  p.mem_layout = bnoracle::dense_layout(d.spatial.size());
+  p.eps = d.eps;
+  p.op = d.op;
+  return p;
+}
+
+void expect_family_outputs_match(const family_case& d) {
+  SCOPED_TRACE(d.name + " " + bnoracle::describe(d.op));
+  const family_textbook<bf300> t300(d);
+  const family_textbook<bf600> t600(d);
+  const bnoracle::bn_problem p = family_problem(d);
+  bnoracle::bn_inputs in;
+  in.src = d.x.data();
+  in.diff_dst = d.dy.data();
+  in.gamma = d.gamma;
+  in.beta = d.beta;
+  const auto check = [](const std::vector<golden>& g, const std::vector<bf300>& a,
+                        const std::vector<bf600>& b, const char* name) {
+    ASSERT_EQ(g.size(), b.size()) << name;
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      EXPECT_TRUE(matches_golden(g[i], a[i], b[i])) << name << "[" << i << "]";
+    }
+  };
+  {
+    const bnoracle::reference ref(p, bn_mode::forward_training, in);
+    check(ref.goldens("dst"), t300.dst, t600.dst, "dst");
+    check(ref.goldens("invstd"), t300.invstd, t600.invstd, "invstd");
+    // RMS norm has no mean; its `var` is the mean square that takes the variance's place.
+    check(ref.goldens("var"), t300.var, t600.var, "var");
+    if (d.op.centred) {
+      check(ref.goldens("mean"), t300.mean, t600.mean, "mean");
+    } else {
+      EXPECT_FALSE(ref.has_output(bnoracle::output_id::mean));
+    }
+  }
+  {
+    const bnoracle::reference ref(p, bn_mode::backward_training, in);
+    check(ref.goldens("diff_src"), t300.diff_src, t600.diff_src, "diff_src");
+    if (!d.gamma.empty()) {
+      check(ref.goldens("diff_gamma"), t300.diff_gamma, t600.diff_gamma, "diff_gamma");
+      check(ref.goldens("diff_beta"), t300.diff_beta, t600.diff_beta, "diff_beta");
+    } else {
+      EXPECT_FALSE(ref.has_output(bnoracle::output_id::diff_gamma));
+    }
+  }
+}
+
+TEST(IndependentRoutes, FamilyOutputsEqualTextbookFormulasRoundedFromTwoPrecisions) {
+  constexpr std::uint32_t seed = 9009;
+  SCOPED_TRACE(seed_text(seed));
+  std::mt19937 rng(seed);
+  using bnoracle::group_norm_op;
+  using bnoracle::instance_norm_op;
+  using bnoracle::layer_norm_op;
+  using bnoracle::rms_norm_op;
+  // Rows of hidden sizes that are not multiples of a vector width, normalized shapes of one and
+  // several axes, groups of one channel, of all channels and of a non-power-of-two count.
+  expect_family_outputs_match(random_family_case(rng, "rows", layer_norm_op(1), 5, 7, {}));
+  expect_family_outputs_match(random_family_case(rng, "hidden 1", layer_norm_op(1), 4, 1, {}));
+  expect_family_outputs_match(random_family_case(rng, "2 axes", layer_norm_op(2), 3, 4, {5}));
+  expect_family_outputs_match(random_family_case(rng, "3 axes", layer_norm_op(3), 2, 2, {3, 2}));
+  expect_family_outputs_match(
+      random_family_case(rng, "no gamma", layer_norm_op(1), 3, 9, {}, false));
+  expect_family_outputs_match(random_family_case(rng, "rows", rms_norm_op(1), 6, 5, {}));
+  expect_family_outputs_match(random_family_case(rng, "2 axes", rms_norm_op(2), 2, 3, {4}));
+  bnoracle::op_desc gemma = rms_norm_op(1);
+  gemma.weight_offset = true;
+  expect_family_outputs_match(random_family_case(rng, "weight offset", gemma, 4, 6, {}));
+  expect_family_outputs_match(random_family_case(rng, "G=2", group_norm_op(2), 3, 6, {2, 2}));
+  expect_family_outputs_match(random_family_case(rng, "G=1", group_norm_op(1), 2, 3, {3}));
+  expect_family_outputs_match(random_family_case(rng, "G=C", group_norm_op(4), 2, 4, {3}));
+  expect_family_outputs_match(random_family_case(rng, "48/16", group_norm_op(16), 2, 48, {}));
+  expect_family_outputs_match(random_family_case(rng, "nchw", instance_norm_op(), 3, 4, {2, 3}));
+  expect_family_outputs_match(random_family_case(rng, "ncl", instance_norm_op(), 2, 3, {5}));
+  // ε near a group's variance.
+  family_case near = random_family_case(rng, "eps near the variance", layer_norm_op(1), 3, 6, {});
+  near.eps = family_textbook<bf300>(near).var[0].convert_to<double>() * 0.75;
+  expect_family_outputs_match(near);
+}
+
+// Instance norm's running statistics follow PyTorch: every instance (n, c) updates its copy of
+// the channel's running statistics with its own mean and Bessel-corrected variance, and the
+// copies are averaged over n. In inference it normalizes with the channel's running statistics.
+TEST(IndependentRoutes, InstanceNormRunningStatisticsAverageThePerInstanceUpdates) {
+  std::mt19937 rng(9010);
+  family_case d = random_family_case(rng, "running", bnoracle::instance_norm_op(true), 3, 2, {4});
+  d.run_mean = {0.25F, -1.5F};
+  d.run_var = {2.0F, 0.75F};
+  const bnoracle::bn_problem p = family_problem(d);
+  bnoracle::bn_inputs in;
+  in.src = d.x.data();
+  in.diff_dst = d.dy.data();
+  in.gamma = d.gamma;
+  in.beta = d.beta;
+  in.running_mean = d.run_mean;
+  in.running_var = d.run_var;
+  const bnoracle::reference train(p, bn_mode::forward_training, in);
+  const family_textbook<bf300> t300(d);
+  const family_textbook<bf600> t600(d);
+  const std::vector<golden> rm = train.goldens("running_mean");
+  const std::vector<golden> rv = train.goldens("running_var");
+  ASSERT_EQ(rm.size(), 2U);
+  const auto S = static_cast<double>(d.S());
+  for (std::size_t ch = 0; ch < 2; ++ch) {
+    bf300 m300(0), v300(0);
+    bf600 m600(0), v600(0);
+    for (std::size_t in_ = 0; in_ < 3; ++in_) {
+      const std::size_t g = in_ * 2 + ch;
+      // momentum 0.1 is a double; the update is (1 − m)·old + m·new per copy.
+      const bf600 m(0.1);
+      m600 += (1 - m) * bf600(d.run_mean[ch]) + m * t600.mean[g];
+      v600 += (1 - m) * bf600(d.run_var[ch]) + m * t600.var[g] * S / (S - 1);
+      const bf300 m3(0.1);
+      m300 += (1 - m3) * bf300(d.run_mean[ch]) + m3 * t300.mean[g];
+      v300 += (1 - m3) * bf300(d.run_var[ch]) + m3 * t300.var[g] * S / (S - 1);
+    }
+    EXPECT_TRUE(matches_golden(rm[ch], m300 / 3, m600 / 3)) << "running_mean[" << ch << "]";
+    EXPECT_TRUE(matches_golden(rv[ch], v300 / 3, v600 / 3)) << "running_var[" << ch << "]";
+  }
+  const bnoracle::reference infer(p, bn_mode::forward_inference, in);
+  const std::vector<golden> y = infer.goldens("dst");
+  for (std::size_t li = 0; li < d.total(); ++li) {
+    const std::size_t ch = li / d.S() % 2;
+    const auto value = [&](auto one) {
+      using F = decltype(one);
+      return F(d.gamma[ch]) * (F(d.x[li]) - F(d.run_mean[ch])) /
+                 mp::sqrt(F(d.run_var[ch]) + F(d.eps)) +
+             F(d.beta[ch]);
+    };
+    EXPECT_TRUE(matches_golden(y[li], value(bf300(1)), value(bf600(1)))) << "dst[" << li << "]";
+  }
+}
+
+// dγ of layer norm adds one term per row, each scaled by its row's 1/sqrt(σ² + ε). Terms can
+// cancel exactly — rows whose x̂ are equal while their variances differ by a square factor, with
+// opposite dy — and leave a rational sum that can sit on a rounding boundary, which no enclosure
+// decides. With ε = 0: row 1 is 2·row 0 (variance ×4, x̂ identical) with dy negated, so the two
+// cancel in every column; rows 2 and 3 have x̂ = ∓1 exactly, and their dy make
+// dγ_0 = (−1)(−1) + (−2^-24)(−1) = 1 + 2^-24, halfway between 1 and its successor: it must round
+// to even (1) with residual +0.5, and the other columns to +0 with residual 0.
+TEST(IndependentRoutes, LayerNormGammaGradientOfCancellingRowsIsDecidedExactly) {
+  family_case d;
+  d.name = "cancelling rows";
+  d.op = bnoracle::layer_norm_op(1);
+  d.n = 4;
+  d.c = 4;
+  d.eps = 0.0;
+  d.x = {0.3F, 1.7F, -0.9F, 0.5F};
+  for (std::size_t k = 0; k < 4; ++k) d.x.push_back(2 * d.x[k]);
+  d.x.insert(d.x.end(), {3.0F, 5.0F, 3.0F, 5.0F, 0.0F, 2.0F, 0.0F, 2.0F});
+  d.dy = {0.75F,
+          -1.25F,
+          0.5F,
+          0.25F,
+          -0.75F,
+          1.25F,
+          -0.5F,
+          -0.25F,
+          -1.0F,
+          0.0F,
+          0.0F,
+          0.0F,
+          -std::ldexp(1.0F, -24),
+          0.0F,
+          0.0F,
+          0.0F};
+  d.gamma.assign(4, 1.0F);
+  d.beta.assign(4, 0.0F);
+  bnoracle::bn_inputs in;
+  in.src = d.x.data();
+  in.diff_dst = d.dy.data();
+  in.gamma = d.gamma;
+  in.beta = d.beta;
+  const bnoracle::reference ref(family_problem(d), bn_mode::backward_training, in);
+  const family_textbook<bf600> t(d);
+  ASSERT_TRUE(t.diff_gamma[0] == bf600(1) + mp::ldexp(bf600(1), -24));
+  const golden g0 = ref.round("diff_gamma", 0);
+  EXPECT_EQ(g0.cls, golden_class::finite);
+  EXPECT_TRUE(same_bits(g0.value, 1.0F)) << hexf(g0.value);
+  EXPECT_EQ(g0.residual, 0.5);
+  for (std::int64_t j = 1; j < 4; ++j) {
+    const golden g = ref.round("diff_gamma", j);
+    EXPECT_EQ(g.cls, golden_class::finite);
+    EXPECT_TRUE(same_bits(g.value, 0.0F)) << j << ": " << hexf(g.value);
+    EXPECT_EQ(g.residual, 0.0) << j;
+    EXPECT_EQ(ref.exact("diff_gamma", j).hp(), 0) << j;
+  }
+}
+
+// Group norm with one channel per group is instance norm, and with one group is layer norm over
+// (c, spatial...): the goldens of every output agree bit for bit.
+TEST(IndependentRoutes, GroupNormAtItsLimitsEqualsInstanceAndLayerNorm) {
+  std::mt19937 rng(9011);
+  const family_case d = random_family_case(rng, "limits", bnoracle::group_norm_op(3), 2, 3, {2, 2});
+  bnoracle::bn_inputs in;
+  in.src = d.x.data();
+  in.diff_dst = d.dy.data();
+  in.gamma = d.gamma;
+  in.beta = d.beta;
+  const auto goldens = [&](const bnoracle::op_desc& op, bn_mode mode, const char* out) {
+    family_case e = d;
+    e.op = op;
+    return bnoracle::reference(family_problem(e), mode, in).goldens(out);
+  };
+  const auto same = [](const std::vector<golden>& a, const std::vector<golden>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (!same_bits(a[i].value, b[i].value) || a[i].residual != b[i].residual) return false;
+    }
+    return true;
+  };
+  for (const char* out : {"dst", "mean", "invstd"}) {
+    EXPECT_TRUE(same(goldens(bnoracle::group_norm_op(3), bn_mode::forward_training, out),
+                     goldens(bnoracle::instance_norm_op(), bn_mode::forward_training, out)))
+        << out;
+  }
+  for (const char* out : {"diff_src", "diff_gamma", "diff_beta"}) {
+    EXPECT_TRUE(same(goldens(bnoracle::group_norm_op(3), bn_mode::backward_training, out),
+                     goldens(bnoracle::instance_norm_op(), bn_mode::backward_training, out)))
+        << out;
+  }
+  // G = 1 against layer norm over all three axes without γ/β (layer norm's γ is per element).
+  in.gamma = {};
+  in.beta = {};
+  for (const char* out : {"dst", "mean", "var", "invstd"}) {
+    EXPECT_TRUE(same(goldens(bnoracle::group_norm_op(1), bn_mode::forward_training, out),
+                     goldens(bnoracle::layer_norm_op(3), bn_mode::forward_training, out)))
+        << out;
+  }
+  EXPECT_TRUE(same(goldens(bnoracle::group_norm_op(1), bn_mode::backward_training, "diff_src"),
+                   goldens(bnoracle::layer_norm_op(3), bn_mode::backward_training, "diff_src")));
+}
+
 }  // namespace

@@ -253,20 +253,31 @@ TEST(DataTypes, OneTypePerRole) {
   EXPECT_EQ(describe(t), "data=bfloat16,parameters=float32,statistics=float32");
 }
 
-TEST(ReductionMap, ReferenceComputesBatchNormInFloat32Only) {
-  // The descriptors describe the whole family; the reference's formulas are batch norm's in
-  // float32 and refuse anything else rather than compute it as batch norm.
+TEST(ReductionMap, ReferenceRefusesOtherTypesAndInferenceWithoutRunningStatistics) {
+  // The reference computes every op in float32; it refuses other data types rather than compute
+  // them as float32, and the inference modes of an op that keeps no running statistics.
   bn_problem p = shape(2, 2, {2});
   std::vector<float> x(8, 1.0F);
   bn_inputs in;
   in.src = x.data();
-  p.op = layer_norm_op(1);
-  EXPECT_THROW(reference(p, bn_mode::forward_training, in), invalid_problem);
-  p.op = batch_norm_op();
+  in.diff_dst = x.data();
   p.types.data = format_id::float16;
   EXPECT_THROW(reference(p, bn_mode::forward_training, in), invalid_problem);
   p.types = data_types{};
+  p.op = layer_norm_op(1);
   EXPECT_NO_THROW(reference(p, bn_mode::forward_training, in));
+  EXPECT_NO_THROW(reference(p, bn_mode::backward_training, in));
+  EXPECT_THROW(reference(p, bn_mode::forward_inference, in), invalid_problem);
+  EXPECT_THROW(reference(p, bn_mode::backward_inference, in), invalid_problem);
+  p.op = instance_norm_op(true);
+  const std::vector<float> rm(2, 0.0F);
+  const std::vector<float> rv(2, 1.0F);
+  in.running_mean = rm;
+  in.running_var = rv;
+  EXPECT_NO_THROW(reference(p, bn_mode::forward_inference, in));
+  EXPECT_EQ(reference(p, bn_mode::forward_training, in).output_size(output_id::running_mean), 2);
+  p.op = instance_norm_op(false);
+  EXPECT_THROW(reference(p, bn_mode::forward_training, in), invalid_problem);
 }
 
 }  // namespace

@@ -21,6 +21,9 @@ std::string element_where(const reduction_map& m, const std::string& name, std::
     case output_extent::parameter:
       where = m.param_name(i);
       break;
+    case output_extent::running:
+      where = "c=" + std::to_string(i);
+      break;
   }
   return name + '[' + where + ']';
 }

@@ -32,6 +32,16 @@ exact_value exact_value::affine(dyadic a, dyadic c, std::shared_ptr<const sqrt_s
   return v;
 }
 
+exact_value exact_value::sum(dyadic a, std::vector<scaled_term> terms) {
+  if (terms.empty()) return of(a);
+  if (terms.size() == 1) return affine(std::move(a), std::move(terms[0].c), terms[0].h);
+  exact_value v;
+  v.kind_ = kind::sum;
+  v.a_ = std::move(a);
+  v.terms_ = std::make_shared<const std::vector<scaled_term>>(std::move(terms));
+  return v;
+}
+
 exact_value exact_value::infinite(int sign) {
   exact_value v;
   v.kind_ = kind::infinite;
@@ -55,6 +65,8 @@ golden exact_value::round() const {
       return round_to_float(q_);
     case kind::affine:
       return round_affine(a_, c_, *h_);
+    case kind::sum:
+      return round_sum(a_, *terms_);
     case kind::infinite:
       return golden::infinity(sign_);
     case kind::undefined:
@@ -75,6 +87,8 @@ hp_float exact_value::hp() const {
       return to_hp(q_);
     case kind::affine:
       return hp_affine(a_, c_, *h_);
+    case kind::sum:
+      return hp_sum(a_, *terms_);
     case kind::infinite:
       return sign_ < 0 ? -std::numeric_limits<hp_float>::infinity()
                        : std::numeric_limits<hp_float>::infinity();
@@ -394,28 +408,34 @@ std::vector<golden> fold_reference::bias_goldens() const {
   return out;
 }
 
-// ---- the batch-norm reference ---------------------------------------------------------------
+// ---- the reference of every op --------------------------------------------------------------
 
 namespace {
 
-struct channel_state {
-  float gamma = 1.0F;
-  float beta = 0.0F;
-  bool params_finite = true;
-  // Exact sums over the channel (training statistics and backward reductions).
+// The exact state of one statistic group.
+struct group_state {
   bool x_finite = true;
   bool dy_finite = true;
-  dyadic s1, s2, sdy, sdyx;
-  // The statistics that normalize: batch (training) or running (inference).
+  bool gamma_finite = true;  // every γ the group's elements use (backward couples them via Σg)
+  // Exact sums over the group: Σx and Σx² (training statistics), Σg and Σg·x with g = γ·dy, γ as
+  // applied (1 + w with the weight offset); Σdy and Σdy·x when γ is uniform over the group.
+  dyadic s1, s2, sg, sgx, sdy, sdyx;
+  // The statistics that normalize: the group's own (training) or the running ones (inference).
   bool stats_defined = false;  // finite and, in training, L >= 1
-  float run_mean = 0.0F;       // inference only
-  float run_var = 1.0F;        // inference only
-  rational mean;
-  rational w;                                // var + ε
+  // RMS norm over data with ±Inf and no NaN: the mean square is +Inf. In the extended reals
+  // 1/sqrt(+Inf) = 0 and x̂ = x·0 = 0 for every finite x, which is what a kernel summing x²
+  // computes; a kernel whose sum meets Inf − Inf (compensated sums) gets NaN instead. Both are
+  // sound, so the group's statistics and the outputs of its finite x are `unspecified`.
+  bool stats_infinite = false;
+  bool x_nan = false;
+  float run_mean = 0.0F;  // inference only
+  float run_var = 1.0F;   // inference only
+  rational mean;          // 0 for an op that does not centre
+  rational w;             // var + ε (mean square + ε for an op that does not centre)
   std::shared_ptr<const sqrt_scale> h_elem;  // scale of dst / diff_src
-  std::shared_ptr<const sqrt_scale> h_stat;  // 1/sqrt(w) (invstd), or 1/(L·sqrt(w)) (diff_gamma)
+  std::shared_ptr<const sqrt_scale> h_stat;  // 1/sqrt(w) (invstd, inference dγ), 1/(L·sqrt(w))
+                                             // (training dγ)
   dyadic p1, p2;                             // backward training constants (see diff_src)
-  running_result running;
 };
 
 }  // namespace
@@ -430,7 +450,10 @@ struct reference::impl {
   std::string refusal;
   std::int64_t nbt_after = 0;
   bool has_running = false;
-  std::vector<channel_state> ch;
+  bool centred = true;
+  bool uniform = true;  // every element of a group has the same γ/β (or there are none)
+  std::vector<group_state> grp;
+  std::vector<running_result> running;  // per running entry, after the update
 
   impl(const bn_problem& p, bn_mode m, const bn_inputs& inputs)
       : problem(p),
@@ -438,12 +461,15 @@ struct reference::impl {
         map(p.op, geom),
         mode(m),
         conv(find_convention(p.convention)),
-        in(inputs) {
+        in(inputs),
+        centred(p.op.centred),
+        uniform(map.uniform_params() || inputs.gamma.empty()) {
     if (conv == nullptr) throw invalid_problem("convention: " + convention_error(p.convention));
     validate();
     nbt_after = in.num_batches_tracked;
-    ch.resize(static_cast<std::size_t>(map.groups()));
+    grp.resize(static_cast<std::size_t>(map.groups()));
     for (std::int64_t g = 0; g < map.groups(); ++g) analyze(g);
+    if (has_running) update_running_entries();
   }
 
   [[nodiscard]] bool training() const {
@@ -452,17 +478,47 @@ struct reference::impl {
   [[nodiscard]] bool backward() const {
     return mode == bn_mode::backward_training || mode == bn_mode::backward_inference;
   }
+  [[nodiscard]] bool affine() const {
+    return problem.op.params != param_placement::none && !in.gamma.empty();
+  }
+  [[nodiscard]] op_kind kind() const { return problem.op.kind; }
+
+  // γ of entry j as raw input (1 without γ/β), γ as applied, exactly (1 + w with the weight
+  // offset), and β (0 without).
+  [[nodiscard]] float gamma_raw(std::int64_t j) const {
+    return j < 0 || in.gamma.empty() ? 1.0F : in.gamma[static_cast<std::size_t>(j)];
+  }
+  [[nodiscard]] dyadic gamma_of(std::int64_t j) const {
+    if (j < 0 || in.gamma.empty()) return dy_int(1);
+    const dyadic w = to_dyadic(in.gamma[static_cast<std::size_t>(j)]);
+    return problem.op.weight_offset ? dy_int(1) + w : w;
+  }
+  [[nodiscard]] double gamma_double(std::int64_t j) const {
+    const double w = static_cast<double>(gamma_raw(j));
+    return problem.op.weight_offset && !in.gamma.empty() ? 1.0 + w : w;
+  }
+  [[nodiscard]] float beta_raw(std::int64_t j) const {
+    return j < 0 || in.beta.empty() ? 0.0F : in.beta[static_cast<std::size_t>(j)];
+  }
+  [[nodiscard]] bool params_finite(std::int64_t j) const {
+    return finite(gamma_raw(j)) && finite(beta_raw(j));
+  }
+  // The γ/β entry of a group whose elements share one (uniform ops).
+  [[nodiscard]] std::int64_t group_param(std::int64_t g) const {
+    if (problem.op.params == param_placement::none) return -1;
+    return kind() == op_kind::batch_norm ? g : g % geom.c();
+  }
 
   void validate() {
-    // The descriptors describe the whole family; the exact formulas below are batch norm's, in
-    // float32.
-    if (problem.op.kind != op_kind::batch_norm) {
-      throw invalid_problem("op: the reference computes batch_norm only, got " +
-                            describe(problem.op));
-    }
     if (!problem.types.all_float32()) {
       throw invalid_problem("types: the reference computes float32 only, got " +
                             describe(problem.types));
+    }
+    if (!training() && map.running_size() == 0) {
+      throw invalid_problem(
+          "mode: " + std::string(to_string(mode)) + ": " + describe(problem.op) +
+          " keeps no running statistics, so it has no inference mode; its passes are "
+          "forward_training and backward_training (the statistics of the input)");
     }
     if (geom.elements() > 0 && in.src == nullptr) throw invalid_problem("src: missing");
     if (backward() && geom.elements() > 0 && in.diff_dst == nullptr) {
@@ -470,11 +526,18 @@ struct reference::impl {
     }
     require_size(in.gamma, map.params(), "gamma", true);
     require_size(in.beta, map.params(), "beta", true);
+    if (problem.op.params == param_placement::none && (!in.gamma.empty() || !in.beta.empty())) {
+      throw invalid_problem("gamma, beta: " + describe(problem.op) + " has no γ/β");
+    }
     const bool need_running = !training();
-    require_size(in.running_mean, map.groups(), "running_mean", !need_running);
-    require_size(in.running_var, map.groups(), "running_var", !need_running);
+    require_size(in.running_mean, map.running_size(), "running_mean", !need_running);
+    require_size(in.running_var, map.running_size(), "running_var", !need_running);
     if (in.running_mean.empty() != in.running_var.empty()) {
       throw invalid_problem("running_mean, running_var: give both or neither");
+    }
+    if (!in.running_mean.empty() && map.running_size() == 0) {
+      throw invalid_problem("running_mean: " + describe(problem.op) +
+                            " keeps no running statistics");
     }
     require_nonnegative_var(in.running_var, "running_var");
     has_running = mode == bn_mode::forward_training && !in.running_mean.empty();
@@ -486,118 +549,163 @@ struct reference::impl {
                             " has no cumulative average (momentum=None)");
     }
     if (in.num_batches_tracked < 0) throw invalid_problem("num_batches_tracked: must be >= 0");
-    // Conventions that reject degenerate training batches reject them whatever is tracked.
+    // Conventions that reject degenerate training batches reject them whatever is tracked: a
+    // channel of one value (batch norm) or one spatial element (instance norm).
     if (training()) {
       const std::int64_t L = map.group_size();
-      if (L == 1 && conv->single_value == single_value_rule::refuse) {
-        refusal =
-            std::string(conv->name) + ": expected more than 1 value per channel when training";
-      } else if (L == 0 && conv->empty_batch == empty_batch_rule::refuse) {
-        refusal = std::string(conv->name) + ": an empty batch is an error";
+      if (kind() == op_kind::batch_norm) {
+        if (L == 1 && conv->single_value == single_value_rule::refuse) {
+          refusal =
+              std::string(conv->name) + ": expected more than 1 value per channel when training";
+        } else if (L == 0 && conv->empty_batch == empty_batch_rule::refuse) {
+          refusal = std::string(conv->name) + ": an empty batch is an error";
+        }
+      } else if (kind() == op_kind::instance_norm && L == 1 && geom.elements() > 0 &&
+                 conv->single_value == single_value_rule::refuse) {
+        refusal = std::string(conv->name) + ": expected more than 1 spatial element when training";
       }
     }
   }
 
-  // The exact pass over statistic group g (a channel: its γ, β and running statistics are
-  // entry g of their vectors).
+  // The exact pass over statistic group g.
   void analyze(std::int64_t g) {
-    auto& s = ch[static_cast<std::size_t>(g)];
-    const auto u = static_cast<std::size_t>(g);
-    if (!in.gamma.empty()) s.gamma = in.gamma[u];
-    if (!in.beta.empty()) s.beta = in.beta[u];
-    s.params_finite = finite(s.gamma) && finite(s.beta);
+    auto& s = grp[static_cast<std::size_t>(g)];
     const std::int64_t L = map.group_size();
     const rational eps = exact_of(problem.eps);
-
-    // One exact pass over the channel's elements.
     const bool need_x = training() || mode == bn_mode::backward_inference;
+    const bool offset = problem.op.weight_offset && !in.gamma.empty();
+    const std::int64_t ju = uniform ? group_param(g) : -1;
+    if (uniform && !finite(gamma_raw(ju))) s.gamma_finite = false;
+
     exact_sum s1, s2, sdy, sdyx;
-    map.for_each_in_group(g, [&](std::int64_t off, std::int64_t /*li*/) {
+    exact_sum3 sg, sgx;  // γ varies inside the group: products of three floats
+    map.for_each_in_group(g, [&](std::int64_t off, std::int64_t li) {
       const float x = need_x ? in.src[off] : 0.0F;
       if (need_x && !finite(x)) s.x_finite = false;
+      if (need_x && std::isnan(x)) s.x_nan = true;
       if (training() && finite(x)) {
         s1.add(static_cast<double>(x));
         s2.add_product(x, x);
       }
-      if (backward()) {
-        const float dy = in.diff_dst[off];
-        if (!finite(dy)) {
-          s.dy_finite = false;
-        } else {
-          sdy.add(static_cast<double>(dy));
-          if (finite(x)) sdyx.add_product(dy, x);
-        }
+      if (!backward()) return;
+      const float dy = in.diff_dst[off];
+      if (!finite(dy)) {
+        s.dy_finite = false;
+        return;
       }
+      if (uniform) {
+        sdy.add(static_cast<double>(dy));
+        if (finite(x)) sdyx.add_product(dy, x);
+        return;
+      }
+      const float gj = gamma_raw(map.param_of(li));
+      if (!finite(gj)) {
+        s.gamma_finite = false;
+        return;
+      }
+      // g = γ·dy, or (1 + w)·dy = dy + w·dy with the weight offset.
+      if (offset) {
+        sg.add(static_cast<double>(dy));
+        if (finite(x)) sgx.add_product(dy, x);
+      }
+      sg.add_product(gj, dy);
+      if (finite(x)) sgx.add_product3(gj, dy, x);
     });
     s.s1 = s1.value();
     s.s2 = s2.value();
-    s.sdy = sdy.value();
-    s.sdyx = sdyx.value();
+    if (uniform) {
+      s.sdy = sdy.value();
+      s.sdyx = sdyx.value();
+      const dyadic gu = gamma_of(ju);
+      s.sg = gu * s.sdy;
+      s.sgx = gu * s.sdyx;
+    } else {
+      s.sg = sg.value();
+      s.sgx = sgx.value();
+    }
 
     if (training()) {
       s.stats_defined = L >= 1 && s.x_finite;
-      if (s.stats_defined) {
-        const rational S1 = to_rational(s.s1);
-        s.mean = S1 / L;
-        const rational var = (to_rational(s.s2) * L - S1 * S1) / (rational(L) * L);
-        s.w = var + eps;
-        if (!s.w.is_zero()) {
-          s.h_stat = std::make_shared<sqrt_scale>(
-              rational(1, mode == bn_mode::backward_training ? L : 1), s.w);
-          if (mode == bn_mode::forward_training) {
-            s.h_elem = std::make_shared<sqrt_scale>(to_rational(s.gamma) / L, s.w);
-          } else {
-            // diff_src = γ/(L³·wn·sqrt(w)) · [(L·dy − Σdy)·L²·wn − (L·x − Σx)·J·wd]
-            // with w = wn/wd and J = L·Σdy·x − Σx·Σdy; derivation in docs/reference.md.
-            const big_int& wn = mp::numerator(s.w);
-            const big_int& wd = mp::denominator(s.w);
-            const dyadic J = dy_int(L) * s.sdyx - s.s1 * s.sdy;
-            s.p1 = dyadic{big_int(L) * L * wn, 0};
-            s.p2 = J * dyadic{wd, 0};
-            const rational k = to_rational(s.gamma) / (rational(L) * L * L * rational(wn));
-            s.h_elem = std::make_shared<sqrt_scale>(k, s.w);
-          }
-        }
+      s.stats_infinite = !centred && L >= 1 && !s.x_finite && !s.x_nan;
+      if (!s.stats_defined) return;
+      const rational S1 = to_rational(s.s1);
+      const rational var =
+          centred ? (to_rational(s.s2) * L - S1 * S1) / (rational(L) * L) : to_rational(s.s2) / L;
+      s.mean = centred ? rational(S1 / L) : rational(0);
+      s.w = var + eps;
+      if (s.w.is_zero()) return;
+      s.h_stat = std::make_shared<sqrt_scale>(
+          rational(1, mode == bn_mode::backward_training ? L : 1), s.w);
+      if (mode == bn_mode::forward_training) {
+        s.h_elem = std::make_shared<sqrt_scale>(rational(1, L), s.w);
+        return;
       }
-      if (has_running) {
-        batch_moments b{L, s.x_finite, rational(0), rational(0)};
-        if (s.stats_defined) {
-          b.mean = s.mean;
-          b.var = s.w - eps;
-        }
-        s.running = update_running(*conv, problem.momentum, in.running_mean[u], in.running_var[u],
-                                   in.num_batches_tracked, b);
-        nbt_after = s.running.num_batches_tracked;
-        if (!s.running.refusal.empty() && refusal.empty()) refusal = s.running.refusal;
+      // diff_src = 1/(L³·wn·sqrt(w)) · [(L·g − Σg)·L²·wn − (L·x − Σx)·J·wd] with g = γ·dy,
+      // w = wn/wd and J = L·Σg·x − Σx·Σg (Σx and Σg taken as 0 for an op that does not
+      // centre); derivation in docs/reference.md.
+      const big_int& wn = mp::numerator(s.w);
+      const big_int& wd = mp::denominator(s.w);
+      const dyadic J = centred ? dy_int(L) * s.sgx - s.s1 * s.sg : dy_int(L) * s.sgx;
+      s.p1 = dyadic{big_int(L) * L * wn, 0};
+      s.p2 = J * dyadic{wd, 0};
+      s.h_elem =
+          std::make_shared<sqrt_scale>(rational(1) / (rational(L) * L * L * rational(wn)), s.w);
+      return;
+    }
+    const auto e = static_cast<std::size_t>(map.running_entry(g));
+    s.run_mean = in.running_mean[e];
+    s.run_var = in.running_var[e];
+    s.stats_defined = finite(s.run_mean) && finite(s.run_var);
+    if (!s.stats_defined) return;
+    s.mean = to_rational(s.run_mean);
+    s.w = to_rational(s.run_var) + eps;
+    if (s.w.is_zero()) return;
+    s.h_elem = std::make_shared<sqrt_scale>(rational(1), s.w);
+    s.h_stat = s.h_elem;
+  }
+
+  // Batch norm updates entry c with its channel's statistics; instance norm with the mean over
+  // the examples of each instance's statistics (PyTorch updates every instance's copy of the
+  // running statistics, Bessel-corrected with its own count, then averages the copies).
+  void update_running_entries() {
+    const std::int64_t R = map.running_size();
+    const std::int64_t L = map.group_size();
+    const rational eps = exact_of(problem.eps);
+    running.resize(static_cast<std::size_t>(R));
+    const std::int64_t copies = kind() == op_kind::batch_norm ? 1 : geom.n();
+    for (std::int64_t e = 0; e < R; ++e) {
+      batch_moments b{copies == 0 ? 0 : L, true, rational(0), rational(0)};
+      for (std::int64_t k = 0; k < copies; ++k) {
+        const std::int64_t g = kind() == op_kind::batch_norm ? e : k * geom.c() + e;
+        const auto& s = grp[static_cast<std::size_t>(g)];
+        if (!s.x_finite) b.finite = false;
+        if (!s.stats_defined) continue;
+        b.mean += s.mean;
+        b.var += s.w - eps;
       }
-    } else {
-      s.run_mean = in.running_mean[u];
-      const float rv = in.running_var[u];
-      s.run_var = rv;
-      s.stats_defined = finite(s.run_mean) && finite(rv);
-      if (s.stats_defined) {
-        s.mean = to_rational(s.run_mean);
-        s.w = to_rational(rv) + eps;
-        if (!s.w.is_zero()) {
-          s.h_elem = std::make_shared<sqrt_scale>(to_rational(s.gamma), s.w);
-          s.h_stat = std::make_shared<sqrt_scale>(rational(1), s.w);
-        }
+      if (copies > 0) {
+        b.mean /= copies;
+        b.var /= copies;
       }
+      const auto u = static_cast<std::size_t>(e);
+      running[u] = update_running(*conv, problem.momentum, in.running_mean[u], in.running_var[u],
+                                  in.num_batches_tracked, b);
+      nbt_after = running[u].num_batches_tracked;
+      if (!running[u].refusal.empty() && refusal.empty()) refusal = running[u].refusal;
     }
   }
 
   [[nodiscard]] bool has_output(output_id id) const {
-    const bool affine = !in.gamma.empty();
     switch (mode) {
       case bn_mode::forward_training:
         if (id == output_id::running_mean || id == output_id::running_var) return has_running;
-        return id == output_id::dst || id == output_id::mean || id == output_id::var ||
-               id == output_id::invstd;
+        if (id == output_id::mean) return centred;
+        return id == output_id::dst || id == output_id::var || id == output_id::invstd;
       case bn_mode::forward_inference:
         return id == output_id::dst;
       case bn_mode::backward_training:
       case bn_mode::backward_inference:
-        if (id == output_id::diff_gamma || id == output_id::diff_beta) return affine;
+        if (id == output_id::diff_gamma || id == output_id::diff_beta) return affine();
         return id == output_id::diff_src;
     }
     return false;
@@ -611,95 +719,182 @@ struct reference::impl {
         return map.groups();
       case output_extent::parameter:
         return map.params();
+      case output_extent::running:
+        return map.running_size();
     }
     return 0;
   }
 
   [[nodiscard]] exact_value element(output_id id, std::int64_t i) const {
     if (!refusal.empty()) return exact_value::undefined();
-    if (per_element(id)) {
-      const reduction_map::position at = map.locate(i);
-      const auto& s = ch[static_cast<std::size_t>(at.group)];
-      return id == output_id::dst ? dst(s, at.offset) : diff_src(s, at.offset);
+    switch (describe(id).extent) {
+      case output_extent::element: {
+        const reduction_map::position at = map.locate(i);
+        const auto& s = grp[static_cast<std::size_t>(at.group)];
+        return id == output_id::dst ? dst(s, at.offset, at.param)
+                                    : diff_src(s, at.offset, at.param);
+      }
+      case output_extent::group:
+        return per_group(id, grp[static_cast<std::size_t>(i)]);
+      case output_extent::running: {
+        const auto& r = running[static_cast<std::size_t>(i)];
+        return id == output_id::running_mean ? r.mean : r.var;
+      }
+      case output_extent::parameter:
+        return id == output_id::diff_beta ? diff_beta(i) : diff_gamma(i);
     }
-    return per_channel(id, ch[static_cast<std::size_t>(i)]);
+    return exact_value::undefined();
   }
 
-  [[nodiscard]] exact_value dst(const channel_state& s, std::int64_t off) const {
+  [[nodiscard]] dyadic centred_x(const group_state& s, float x) const {
+    const dyadic Lx = dy_int(map.group_size()) * to_dyadic(x);
+    return centred ? Lx - s.s1 : Lx;
+  }
+
+  [[nodiscard]] exact_value dst(const group_state& s, std::int64_t off, std::int64_t j) const {
     const float x = in.src[off];
     if (mode == bn_mode::forward_training) {
-      if (!s.stats_defined || !s.params_finite || !s.h_elem) return exact_value::undefined();
+      if (s.stats_infinite && finite(x) && params_finite(j)) return exact_value::unspecified();
+      if (!s.stats_defined || !params_finite(j) || !s.h_elem) return exact_value::undefined();
       // y = β + (L·x − Σx)·γ/(L·sqrt(w))
-      return exact_value::affine(to_dyadic(s.beta), dy_int(map.group_size()) * to_dyadic(x) - s.s1,
-                                 s.h_elem);
+      return exact_value::affine(to_dyadic(beta_raw(j)), centred_x(s, x) * gamma_of(j), s.h_elem);
     }
     // Inference: y = β + (x − μ_run)·γ/sqrt(var_run + ε), element-wise.
-    if (!s.stats_defined || !s.params_finite || !s.h_elem || !finite(x)) {
+    if (!s.stats_defined || !params_finite(j) || !s.h_elem || !finite(x)) {
       const double r = ieee_rsqrt(s.run_var, problem.eps);
       const double t = (static_cast<double>(x) - static_cast<double>(s.run_mean)) * r;
-      return ieee_classified(static_cast<double>(s.beta) + static_cast<double>(s.gamma) * t);
+      return ieee_classified(static_cast<double>(beta_raw(j)) + gamma_double(j) * t);
     }
-    return exact_value::affine(to_dyadic(s.beta), to_dyadic(x) - to_dyadic(s.run_mean), s.h_elem);
+    return exact_value::affine(to_dyadic(beta_raw(j)),
+                               (to_dyadic(x) - to_dyadic(s.run_mean)) * gamma_of(j), s.h_elem);
   }
 
-  [[nodiscard]] exact_value diff_src(const channel_state& s, std::int64_t off) const {
+  [[nodiscard]] exact_value diff_src(const group_state& s, std::int64_t off, std::int64_t j) const {
     const float dy = in.diff_dst[off];
     if (mode == bn_mode::backward_training) {
-      if (!s.stats_defined || !s.dy_finite || !finite(s.gamma) || !s.h_elem) {
+      if (!s.stats_defined || !s.dy_finite || !s.gamma_finite || !s.h_elem) {
         return exact_value::undefined();
       }
-      const float x = in.src[off];
       const dyadic L = dy_int(map.group_size());
-      const dyadic c = (L * to_dyadic(dy) - s.sdy) * s.p1 - (L * to_dyadic(x) - s.s1) * s.p2;
+      const dyadic Lg = L * gamma_of(j) * to_dyadic(dy);
+      const dyadic c = (centred ? Lg - s.sg : Lg) * s.p1 - centred_x(s, in.src[off]) * s.p2;
       return exact_value::affine(dy_int(0), c, s.h_elem);
     }
     // Inference: dx = γ·dy/sqrt(var_run + ε), element-wise.
-    if (!s.stats_defined || !finite(s.gamma) || !s.h_elem || !finite(dy)) {
+    if (!s.stats_defined || !finite(gamma_raw(j)) || !s.h_elem || !finite(dy)) {
       const double r = ieee_rsqrt(s.run_var, problem.eps);
-      return ieee_classified(static_cast<double>(s.gamma) * (r * static_cast<double>(dy)));
+      return ieee_classified(gamma_double(j) * (r * static_cast<double>(dy)));
     }
-    return exact_value::affine(dy_int(0), to_dyadic(dy), s.h_elem);
+    return exact_value::affine(dy_int(0), gamma_of(j) * to_dyadic(dy), s.h_elem);
   }
 
-  [[nodiscard]] exact_value per_channel(output_id id, const channel_state& s) const {
-    const std::int64_t L = map.group_size();
+  [[nodiscard]] exact_value per_group(output_id id, const group_state& s) const {
     switch (id) {
       case output_id::mean:
         return s.stats_defined ? exact_value::of(s.mean) : exact_value::undefined();
       case output_id::var:
+        if (s.stats_infinite) return exact_value::unspecified();
         return s.stats_defined ? exact_value::of(s.w - exact_of(problem.eps))
                                : exact_value::undefined();
       case output_id::invstd:
+        if (s.stats_infinite) return exact_value::unspecified();
         if (!s.stats_defined) return exact_value::undefined();
         if (!s.h_stat) return exact_value::infinite(1);
         return exact_value::affine(dy_int(0), dy_int(1), s.h_stat);
-      case output_id::running_mean:
-        return s.running.mean;
-      case output_id::running_var:
-        return s.running.var;
-      case output_id::diff_beta:
-        return s.dy_finite ? exact_value::of(s.sdy) : exact_value::undefined();
-      case output_id::diff_gamma: {
-        if (!s.dy_finite || !s.x_finite) return exact_value::undefined();
-        if (mode == bn_mode::backward_training) {
-          if (L == 0) return exact_value::of(rational(0));  // an empty sum
-          if (!s.h_stat) return exact_value::undefined();   // Σ dy·0·Inf
-          // Σ dy·x̂ = (L·Σdy·x − Σx·Σdy)/(L·sqrt(w))
-          return exact_value::affine(dy_int(0), dy_int(L) * s.sdyx - s.s1 * s.sdy, s.h_stat);
-        }
-        if (!s.stats_defined || !s.h_stat) {
-          return L == 0 ? exact_value::of(rational(0)) : exact_value::undefined();
-        }
-        // Σ dy·(x − μ_run)/sqrt(w) = (Σdy·x − μ_run·Σdy)/sqrt(w)
-        return exact_value::affine(dy_int(0), s.sdyx - to_dyadic(s.run_mean) * s.sdy, s.h_stat);
-      }
-      case output_id::dst:
-      case output_id::diff_src:
-      case output_id::weight:  // folding's outputs: has_output is false for them
-      case output_id::bias:
+      default:
         break;
     }
     return exact_value::undefined();
+  }
+
+  // Calls f(group, Σdy, Σdy·x, dy_finite, x_finite) for each statistic group holding elements
+  // of entry j, the sums taken over those elements (exactly); the flags say whether all their dy
+  // and all their x are finite.
+  template <class F>
+  void for_each_param_group(std::int64_t j, F&& f) const {
+    if (uniform) {
+      const std::int64_t copies = kind() == op_kind::batch_norm ? 1 : geom.n();
+      for (std::int64_t k = 0; k < copies; ++k) {
+        const std::int64_t g = kind() == op_kind::batch_norm ? j : k * geom.c() + j;
+        const auto& s = grp[static_cast<std::size_t>(g)];
+        f(g, s.sdy, s.sdyx, s.dy_finite, s.x_finite);
+      }
+      return;
+    }
+    std::int64_t current = -1;
+    exact_sum sdy, sdyx;
+    bool ok = true;
+    bool x_ok = true;
+    const auto flush = [&] {
+      if (current >= 0) f(current, sdy.value(), sdyx.value(), ok, x_ok);
+      sdy = exact_sum{};
+      sdyx = exact_sum{};
+      ok = true;
+      x_ok = true;
+    };
+    map.for_each_of_param(j, [&](std::int64_t off, std::int64_t li) {
+      const std::int64_t g = li / map.group_size();
+      if (g != current) {
+        flush();
+        current = g;
+      }
+      const float dy = in.diff_dst[off];
+      const float x = in.src[off];
+      if (!finite(x)) x_ok = false;
+      if (!finite(dy)) {
+        ok = false;
+        return;
+      }
+      sdy.add(static_cast<double>(dy));
+      if (finite(x)) sdyx.add_product(dy, x);
+    });
+    flush();
+  }
+
+  [[nodiscard]] exact_value diff_beta(std::int64_t j) const {
+    dyadic total{big_int(0), 0};
+    bool ok = true;
+    for_each_param_group(j, [&](std::int64_t, const dyadic& sdy, const dyadic&, bool fin, bool) {
+      ok = ok && fin;
+      total = total + sdy;
+    });
+    return ok ? exact_value::of(total) : exact_value::undefined();
+  }
+
+  // dγ_j = Σ over the groups k holding entry j of Σ_(j,k) dy·x̂: in training
+  // (L·Σdy·x − Σx·Σdy)/(L·sqrt(w_k)), in inference (Σdy·x − μ_run·Σdy)/sqrt(w_k); a sum of
+  // scaled square roots when entry j spans several groups.
+  [[nodiscard]] exact_value diff_gamma(std::int64_t j) const {
+    const bool train = mode == bn_mode::backward_training;
+    const std::int64_t L = map.group_size();
+    std::vector<scaled_term> terms;
+    bool undefined = false;
+    bool unspecified = false;
+    for_each_param_group(
+        j, [&](std::int64_t g, const dyadic& sdy, const dyadic& sdyx, bool fin, bool x_fin) {
+          const auto& s = grp[static_cast<std::size_t>(g)];
+          // RMS norm over ±Inf: x̂ is 0 or NaN for finite x (see group_state).
+          if (s.stats_infinite && fin && x_fin) {
+            unspecified = true;
+            return;
+          }
+          if (!fin || !s.x_finite) {
+            undefined = true;
+            return;
+          }
+          if (L == 0) return;  // an empty sum
+          if (!s.stats_defined || !s.h_stat) {
+            undefined = true;  // Σ dy·0·Inf
+            return;
+          }
+          dyadic c = train ? dy_int(L) * sdyx : sdyx;
+          if (train && centred) c = c - s.s1 * sdy;
+          if (!train) c = c - to_dyadic(s.run_mean) * sdy;
+          if (!c.is_zero()) terms.push_back({std::move(c), s.h_stat});
+        });
+    if (undefined) return exact_value::undefined();
+    if (unspecified) return exact_value::unspecified();
+    return exact_value::sum(dy_int(0), std::move(terms));
   }
 };
 
@@ -797,13 +992,14 @@ golden reference::round(std::string_view name, std::int64_t index) const {
 
 exact_value reference::normalizing_mean(std::int64_t c) const {
   if (c < 0 || c >= impl_->map.groups()) throw std::out_of_range("reference: group out of range");
-  const auto& s = impl_->ch[static_cast<std::size_t>(c)];
+  const auto& s = impl_->grp[static_cast<std::size_t>(c)];
   return s.stats_defined ? exact_value::of(s.mean) : exact_value::undefined();
 }
 
 exact_value reference::normalizing_var(std::int64_t c) const {
   if (c < 0 || c >= impl_->map.groups()) throw std::out_of_range("reference: group out of range");
-  const auto& s = impl_->ch[static_cast<std::size_t>(c)];
+  const auto& s = impl_->grp[static_cast<std::size_t>(c)];
+  if (s.stats_infinite) return exact_value::infinite(1);
   return s.stats_defined ? exact_value::of(s.w - exact_of(impl_->problem.eps))
                          : exact_value::undefined();
 }

@@ -49,6 +49,7 @@ enum class output_extent : std::uint8_t {
   element,    // one per element of the data tensor (or of the folded weight)
   group,      // one per statistic group: a channel in batch norm
   parameter,  // one per γ/β entry: a channel in batch norm
+  running,    // one per running-statistic entry: a channel (batch norm, instance norm)
 };
 
 // Which of the problem's data types an output's values take (DESIGN.md §9, "data types"): the
@@ -74,9 +75,9 @@ inline constexpr std::array<output_desc, 11> k_output_table{{
     {output_id::var, "var", output_extent::group, format_role::statistics, k_training_forward},
     {output_id::invstd, "invstd", output_extent::group, format_role::statistics,
      k_training_forward},
-    {output_id::running_mean, "running_mean", output_extent::group, format_role::statistics,
+    {output_id::running_mean, "running_mean", output_extent::running, format_role::statistics,
      k_training_forward},
-    {output_id::running_var, "running_var", output_extent::group, format_role::statistics,
+    {output_id::running_var, "running_var", output_extent::running, format_role::statistics,
      k_training_forward},
     {output_id::diff_src, "diff_src", output_extent::element, format_role::data, k_backward},
     {output_id::diff_gamma, "diff_gamma", output_extent::parameter, format_role::parameters,

@@ -35,6 +35,18 @@ class reduction_map {
   [[nodiscard]] std::int64_t group_size() const { return group_size_; }
   // The number of γ (and of β) entries; 0 when the op has none.
   [[nodiscard]] std::int64_t params() const { return params_; }
+  // The number of running-statistic entries (C when the op keeps running statistics, else 0) and
+  // the entry that statistic group g updates and, in inference, normalizes with: its channel.
+  [[nodiscard]] std::int64_t running_size() const { return op_.running_stats ? geom_.c() : 0; }
+  [[nodiscard]] std::int64_t running_entry(std::int64_t group) const {
+    return op_.kind == op_kind::batch_norm ? group : group % geom_.c();
+  }
+  // Whether every element of a statistic group has the same γ/β entry (batch and instance norm,
+  // and every op without γ/β).
+  [[nodiscard]] bool uniform_params() const {
+    return op_.params == param_placement::none || op_.kind == op_kind::batch_norm ||
+           op_.kind == op_kind::instance_norm;
+  }
 
   struct position {
     std::int64_t group;   // statistic group
@@ -60,6 +72,34 @@ class reduction_map {
         break;
     }
     return p;
+  }
+
+  // The γ/β index of the element with this canonical logical index (-1 when the op has none).
+  [[nodiscard]] std::int64_t param_of(std::int64_t logical) const {
+    switch (op_.params) {
+      case param_placement::per_channel:
+        return logical / geom_.spatial_size() % geom_.c();
+      case param_placement::per_normalized_element:
+        return logical % group_size_;
+      case param_placement::none:
+        break;
+    }
+    return -1;
+  }
+
+  // Calls f(offset, logical_index) for every element whose γ/β index is `param`, in logical
+  // order (so the elements of one statistic group come together).
+  template <class F>
+  void for_each_of_param(std::int64_t param, F&& f) const {
+    if (op_.params == param_placement::per_channel) {
+      geom_.for_each_in_channel(param, f);
+      return;
+    }
+    if (group_size_ == 0) return;
+    for (std::int64_t li = param; li < geom_.elements(); li += group_size_) {
+      const geometry::coordinates at = geom_.coordinates_of(li);
+      f(geom_.offset(at.n, at.c, at.s), li);
+    }
   }
 
   // The logical index of the k-th element (0 <= k < L, in logical order) of a statistic group:

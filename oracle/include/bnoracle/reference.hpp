@@ -47,12 +47,14 @@ struct bn_inputs {
 // The exact value of one output element, kept symbolically. Cheap to copy.
 class exact_value {
  public:
-  enum class kind : std::uint8_t { rational_value, affine, infinite, undefined, unspecified };
+  enum class kind : std::uint8_t { rational_value, affine, sum, infinite, undefined, unspecified };
 
   static exact_value of(rational q);
   static exact_value of(const dyadic& d);
   // a + c·h
   static exact_value affine(dyadic a, dyadic c, std::shared_ptr<const sqrt_scale> h);
+  // a + Σ c_k·h_k (scale.hpp's round_sum): one affine value when there is a single term.
+  static exact_value sum(dyadic a, std::vector<scaled_term> terms);
   static exact_value infinite(int sign);
   static exact_value undefined();
   static exact_value unspecified();
@@ -71,6 +73,7 @@ class exact_value {
   dyadic a_;
   dyadic c_;
   std::shared_ptr<const sqrt_scale> h_;
+  std::shared_ptr<const std::vector<scaled_term>> terms_;
   int sign_ = 0;
 };
 
