@@ -140,53 +140,62 @@ syncbn_bounds syncbn_merge_bounds(std::span<const std::int64_t> counts,
 error_model::error_model(const reference& ref, const bn_inputs& in, data_tier tier)
     : ref_(&ref), in_(in), tier_(tier), eps_(ref.problem().eps) {
   const reduction_map& map = ref.map();
+  const op_desc& op = ref.problem().op;
   const bn_mode mode = ref.mode();
   const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
   const bool backward = mode == bn_mode::backward_training || mode == bn_mode::backward_inference;
   const bool has_running = !in.running_mean.empty();
+  centred_ = op.centred;
+  uniform_ = map.uniform_params() || in.gamma.empty();
   if (training && has_running && ref.refusal().empty()) {
     factor_ = new_value_factor(ref.conv(), ref.problem().momentum, in.num_batches_tracked + 1)
                   .convert_to<double>();
   }
-  // One set of terms per statistic group; in batch norm a group is a channel, whose γ, β and
-  // running statistics are entry c of their vectors.
+  // One set of terms per statistic group. Where γ is uniform over a group (batch and instance
+  // norm) the backward magnitudes are of dy and γ multiplies the bounds; where it varies (layer,
+  // RMS and group norm) they are of g = γ·dy and γ is inside them.
   terms_.resize(static_cast<std::size_t>(map.groups()));
   for (std::int64_t c = 0; c < map.groups(); ++c) {
     auto& t = terms_[static_cast<std::size_t>(c)];
-    const auto u = static_cast<std::size_t>(c);
     t.L = static_cast<double>(map.group_size());
-    t.gamma = in.gamma.empty() ? 1.0 : static_cast<double>(in.gamma[u]);
-    t.beta = in.beta.empty() ? 0.0 : static_cast<double>(in.beta[u]);
+    if (uniform_) {
+      const std::int64_t j = op.params == param_placement::none ? -1
+                             : op.kind == op_kind::batch_norm   ? c
+                                                                : c % map.geom().c();
+      t.gamma = gamma_of(j);
+      t.beta = beta_of(j);
+    }
     if (has_running) {
-      t.old_mean = static_cast<double>(in.running_mean[u]);
-      t.old_var = static_cast<double>(in.running_var[u]);
+      const auto e = static_cast<std::size_t>(map.running_entry(c));
+      t.old_mean = static_cast<double>(in.running_mean[e]);
+      t.old_var = static_cast<double>(in.running_var[e]);
     }
     if (training && (!ref.refusal().empty() || map.group_size() == 0)) continue;
     t.mu = ref.normalizing_mean(c).to_double();
     t.var = ref.normalizing_var(c).to_double();
-    // One pass in double over the channel for the magnitudes the bounds need.
+    // One pass in double over the group for the magnitudes the bounds need.
     double sum_abs_x = 0;
     double sum_dy = 0;
     double sum_abs_dy = 0;
-    map.for_each_in_group(c, [&](std::int64_t off, std::int64_t) {
+    map.for_each_in_group(c, [&](std::int64_t off, std::int64_t li) {
       const double x = static_cast<double>(in.src[off]);
       sum_abs_x += std::fabs(x);
       if (backward) {
-        const double dy = static_cast<double>(in.diff_dst[off]);
+        const double dy = static_cast<double>(in.diff_dst[off]) * element_gamma(li);
         sum_dy += dy;
         sum_abs_dy += std::fabs(dy);
       }
     });
     t.w = t.var + eps_;
     // Σdy and Σ|dy| bound diff_beta, which does not depend on the statistics: keep them even for
-    // a channel whose statistics are undefined (NaN in src, ε = 0 with zero variance).
+    // a group whose statistics are undefined (NaN in src, ε = 0 with zero variance).
     if (backward && t.L > 0) {
       t.mean_abs_dy = sum_abs_dy / t.L;
       t.m1 = sum_dy / t.L;
     }
     // In training the statistics are the batch's, and Σ|x| bounds their rounding. In inference
     // they are the running statistics (inputs): y and dx are element-wise and their bounds need
-    // no Σ|x|, so a NaN or Inf elsewhere in the channel (judged by class where it sits) must not
+    // no Σ|x|, so a NaN or Inf elsewhere in the group (judged by class where it sits) must not
     // lift the bound of the finite elements.
     t.stats_defined =
         std::isfinite(t.mu) && std::isfinite(t.var) && (!training || std::isfinite(sum_abs_x));
@@ -198,9 +207,9 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       double sum_dy_xhat = 0;
       double sum_abs_dy_xhat = 0;
       double sum_abs_dy_dev = 0;
-      map.for_each_in_group(c, [&](std::int64_t off, std::int64_t) {
+      map.for_each_in_group(c, [&](std::int64_t off, std::int64_t li) {
         const double dev = static_cast<double>(in.src[off]) - t.mu;
-        const double dy = static_cast<double>(in.diff_dst[off]);
+        const double dy = static_cast<double>(in.diff_dst[off]) * element_gamma(li);
         sum_dy_xhat += dy * dev * t.r;
         sum_abs_dy_xhat += std::fabs(dy * dev * t.r);
         sum_abs_dy_dev += std::fabs(dy * dev);
@@ -212,7 +221,23 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
   }
 }
 
+double error_model::gamma_of(std::int64_t j) const {
+  if (j < 0 || in_.gamma.empty()) return 1.0;
+  const double w = static_cast<double>(in_.gamma[static_cast<std::size_t>(j)]);
+  return ref_->problem().op.weight_offset ? 1.0 + w : w;
+}
+
+double error_model::beta_of(std::int64_t j) const {
+  return j < 0 || in_.beta.empty() ? 0.0
+                                   : static_cast<double>(in_.beta[static_cast<std::size_t>(j)]);
+}
+
+double error_model::element_gamma(std::int64_t logical) const {
+  return uniform_ ? 1.0 : gamma_of(ref_->map().param_of(logical));
+}
+
 double error_model::mean_error(const channel_terms& t, double g) const {
+  if (!centred_) return 0.0;  // RMS norm subtracts no mean
   return k_u * (g * t.mean_abs_x + budgets::mean_division.value * std::fabs(t.mu)) +
          budgets::underflow.value * k_eta;
 }
@@ -220,8 +245,8 @@ double error_model::mean_error(const channel_terms& t, double g) const {
 double error_model::var_error(const channel_terms& t, double g) const {
   const double dmu = mean_error(t, g);
   const double sigma = std::sqrt(t.var);
-  return k_u * ((g + budgets::var_pointwise.value) * t.var +
-                budgets::var_mean_coupling.value * g * t.mean_abs_x * sigma) +
+  const double coupling = centred_ ? budgets::var_mean_coupling.value : 0.0;
+  return k_u * ((g + budgets::var_pointwise.value) * t.var + coupling * g * t.mean_abs_x * sigma) +
          dmu * dmu + budgets::underflow.value * k_eta;
 }
 
@@ -234,18 +259,159 @@ double error_model::bound(std::string_view name, std::int64_t index, accuracy_le
   return bound(output_named(name), index, level);
 }
 
+double error_model::stat_factor(accuracy_level level, std::int64_t n) const {
+  return tier_ == data_tier::exact ? summation_factor(accuracy_level::strict, n)
+                                   : summation_factor(level, n);
+}
+
+double error_model::rho_of(const channel_terms& t, double g) const {
+  const bn_mode mode = ref_->mode();
+  const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
+  return training ? rsqrt_rel_error(t, g)
+                  : budgets::rsqrt.value * k_u + 0.5 * budgets::underflow.value * k_eta / t.w;
+}
+
+double error_model::running_mean_bound(const channel_terms& t, double g) const {
+  const double f = factor_;
+  const double F = std::max(f, 1 - f);
+  return budgets::bound_slack.value *
+         (f * mean_error(t, g) +
+          budgets::running_update.value * k_u *
+              (std::fabs((1 - f) * t.old_mean) + std::fabs(f * t.mu)) +
+          budgets::momentum_conversion.value * k_u * F * (std::fabs(t.old_mean) + std::fabs(t.mu)) +
+          budgets::underflow.value * k_eta);
+}
+
+double error_model::running_var_bound(const channel_terms& t, double g) const {
+  const double f = factor_;
+  const bool unbiased = ref_->conv().running_var == variance_estimator::unbiased && t.L > 1;
+  const double k = unbiased ? t.L / (t.L - 1) : 1.0;
+  const double vu = k * t.var;
+  return budgets::bound_slack.value * (f * k * var_error(t, g) +
+                                       budgets::running_update.value * k_u *
+                                           (std::fabs((1 - f) * t.old_var) + std::fabs(f * vu)) +
+                                       budgets::bessel.value * k_u * std::fabs(f * vu) +
+                                       budgets::momentum_conversion.value * k_u *
+                                           std::max(f, 1 - f) * (std::fabs(t.old_var) + vu) +
+                                       budgets::underflow.value * k_eta);
+}
+
+// Instance norm: entry c is the mean over n of the N updated copies, each bounded as batch
+// norm's running statistic of group (n, c), then summed and divided by N.
+double error_model::averaged_running_bound(output_id id, std::int64_t c,
+                                           accuracy_level level) const {
+  const std::int64_t N = ref_->map().geom().n();
+  const std::int64_t C = ref_->map().geom().c();
+  const std::int64_t L = ref_->map().group_size();
+  if (N == 0 || L == 0) return 0.0;  // no update: the old values, copied
+  const double g = stat_factor(level, L);
+  const double f = factor_;
+  double copies = 0;
+  double sum_abs = 0;
+  for (std::int64_t n = 0; n < N; ++n) {
+    const channel_terms& t = terms_[static_cast<std::size_t>(n * C + c)];
+    if (!t.stats_defined) return std::numeric_limits<double>::infinity();
+    if (id == output_id::running_mean) {
+      copies += running_mean_bound(t, g);
+      sum_abs += std::fabs((1 - f) * t.old_mean) + std::fabs(f * t.mu);
+    } else {
+      const bool unbiased = ref_->conv().running_var == variance_estimator::unbiased && t.L > 1;
+      copies += running_var_bound(t, g);
+      sum_abs += std::fabs((1 - f) * t.old_var) +
+                 std::fabs(f * t.var * (unbiased ? t.L / (t.L - 1) : 1.0));
+    }
+  }
+  const auto n = static_cast<double>(N);
+  return budgets::bound_slack.value *
+         (copies / n +
+          k_u * (summation_factor(level, N) + budgets::copies_average.value) * sum_abs / n);
+}
+
+// dγ and dβ of an op whose entry j spans several statistic groups (layer, RMS, group and
+// instance norm): the sum over the M elements of entry j, which a kernel may take in one
+// reduction (g(M)) or per group and then across the K groups (g(M/K) + g(K)); each term dy·x̂
+// carries the error of its own group's x̂.
+double error_model::param_bound(output_id id, std::int64_t j, accuracy_level level) const {
+  const reduction_map& map = ref_->map();
+  const std::int64_t L = map.group_size();
+  const double g = stat_factor(level, L);
+  std::int64_t M = 0;
+  std::int64_t K = 0;
+  std::int64_t current = -1;
+  double sum_dy = 0;
+  double sum_abs_dy = 0;
+  double sum_abs_dy_xhat = 0;
+  double stat_term = 0;  // Σ |dy|·(|x̂|·ρ_k + r_k·δμ_k)
+  bool undefined = false;
+  map.for_each_of_param(j, [&](std::int64_t off, std::int64_t li) {
+    const std::int64_t k = map.locate(li).group;
+    if (k != current) {
+      ++K;
+      current = k;
+    }
+    ++M;
+    const double dy = static_cast<double>(in_.diff_dst[off]);
+    sum_dy += dy;
+    sum_abs_dy += std::fabs(dy);
+    if (id != output_id::diff_gamma) return;
+    const channel_terms& t = terms_[static_cast<std::size_t>(k)];
+    if (!t.defined) {
+      undefined = true;
+      return;
+    }
+    const bn_mode mode = ref_->mode();
+    const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
+    const double xhat = std::fabs(static_cast<double>(in_.src[off]) - t.mu) * t.r;
+    const double dmu = training ? mean_error(t, g) : 0.0;
+    stat_term += std::fabs(dy) * (xhat * rho_of(t, g) + t.r * dmu);
+    sum_abs_dy_xhat += std::fabs(dy) * xhat;
+  });
+  const double slack = budgets::bound_slack.value;
+  const double eta = budgets::underflow.value * k_eta;
+  const std::int64_t per_group = K > 0 ? M / K : 0;
+  const auto two_level = [&](double (*factor)(accuracy_level, std::int64_t), accuracy_level lv) {
+    return std::max(factor(lv, M), factor(lv, per_group) + factor(lv, K));
+  };
+  if (id == output_id::diff_beta) {
+    const accuracy_level lv = tier_ == data_tier::exact ? accuracy_level::strict : level;
+    return slack * (k_u * (two_level(summation_factor, lv) * sum_abs_dy + std::fabs(sum_dy)) + eta);
+  }
+  if (undefined) return std::numeric_limits<double>::infinity();
+  const bn_mode mode = ref_->mode();
+  const double inference_product = mode == bn_mode::backward_inference ? 1.0 : 0.0;
+  return slack *
+         (stat_term +
+          k_u * (two_level(summation_factor, level) + budgets::bwd_dot.value + inference_product) *
+              sum_abs_dy_xhat +
+          eta);
+}
+
 double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
   const double inf = std::numeric_limits<double>::infinity();
+  const output_extent extent = describe(id).extent;
+  if (ref_->problem().op.kind != op_kind::batch_norm) {
+    if (extent == output_extent::parameter) return param_bound(id, index, level);
+    if (extent == output_extent::running) return averaged_running_bound(id, index, level);
+  }
   std::int64_t c = index;
   double x = 0;
   double dy = 0;
+  // γ and β of the element: the group's where they are uniform over it.
+  double gamma = 0;
+  double beta = 0;
   if (per_element(id)) {
     const reduction_map::position at = ref_->map().locate(index);
     c = at.group;
     x = static_cast<double>(in_.src[at.offset]);
     if (in_.diff_dst != nullptr) dy = static_cast<double>(in_.diff_dst[at.offset]);
+    gamma = uniform_ ? terms_[static_cast<std::size_t>(c)].gamma : gamma_of(at.param);
+    beta = uniform_ ? terms_[static_cast<std::size_t>(c)].beta : beta_of(at.param);
   }
   const channel_terms& t = terms_[static_cast<std::size_t>(c)];
+  if (!per_element(id)) {
+    gamma = t.gamma;
+    beta = t.beta;
+  }
   const bn_mode mode = ref_->mode();
   const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
   // g of the statistics (Σx, Σ(x − μ)², Σdy): on exact-tier data every sum is exact in any order,
@@ -269,11 +435,10 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
   const bool running = id == output_id::running_mean || id == output_id::running_var;
   if (running && training && t.L == 0) return 0.0;
   if (running ? !t.stats_defined : !t.defined) return inf;
-  const double ag = std::fabs(t.gamma);
+  if (per_element(id) && (!std::isfinite(gamma) || !std::isfinite(beta))) return inf;
+  const double ag = std::fabs(gamma);
   const double dmu = training ? mean_error(t, g) : 0.0;
-  const double rho =
-      training ? rsqrt_rel_error(t, g)
-               : budgets::rsqrt.value * k_u + 0.5 * budgets::underflow.value * k_eta / t.w;
+  const double rho = rho_of(t, g);
 
   if (id == output_id::mean) return slack * dmu;
   if (id == output_id::var) return slack * var_error(t, g);
@@ -281,36 +446,15 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
   const bool uses_r = id != output_id::running_mean && id != output_id::running_var;
   if (uses_r && !std::isfinite(rho)) return inf;
   if (id == output_id::invstd) return slack * (t.r * rho);
-  if (id == output_id::running_mean) {
-    const double f = factor_;
-    const double F = std::max(f, 1 - f);
-    return slack * (f * dmu +
-                    budgets::running_update.value * k_u *
-                        (std::fabs((1 - f) * t.old_mean) + std::fabs(f * t.mu)) +
-                    budgets::momentum_conversion.value * k_u * F *
-                        (std::fabs(t.old_mean) + std::fabs(t.mu)) +
-                    eta);
-  }
-  if (id == output_id::running_var) {
-    const double f = factor_;
-    const bool unbiased = ref_->conv().running_var == variance_estimator::unbiased && t.L > 1;
-    const double k = unbiased ? t.L / (t.L - 1) : 1.0;
-    const double vu = k * t.var;
-    return slack * (f * k * var_error(t, g) +
-                    budgets::running_update.value * k_u *
-                        (std::fabs((1 - f) * t.old_var) + std::fabs(f * vu)) +
-                    budgets::bessel.value * k_u * std::fabs(f * vu) +
-                    budgets::momentum_conversion.value * k_u * std::max(f, 1 - f) *
-                        (std::fabs(t.old_var) + vu) +
-                    eta);
-  }
+  if (id == output_id::running_mean) return running_mean_bound(t, g);
+  if (id == output_id::running_var) return running_var_bound(t, g);
   if (id == output_id::dst) {
     const double dev = std::fabs(x - t.mu);
     return slack *
            (ag * (t.r * dmu + dev * t.r * rho) +
             k_u * (budgets::fwd_apply.value * ag * t.r * dev +
                    budgets::fwd_scale_shift.value * ag * t.r * (std::fabs(x) + std::fabs(t.mu)) +
-                   budgets::fwd_beta.value * std::fabs(t.beta)) +
+                   budgets::fwd_beta.value * std::fabs(beta)) +
             eta);
   }
   if (id == output_id::diff_gamma) {
@@ -326,17 +470,21 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
   }
   if (id == output_id::diff_src) {
     if (!training) return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) + eta);
+    // Where γ varies inside the group the terms are of g = γ·dy (γ is inside them, and each
+    // product γ·dy is one more rounding); without centring there is no mean(g) to subtract.
+    const double gp = uniform_ ? 0.0 : budgets::gamma_product.value;
+    const double scale = uniform_ ? ag : 1.0;
+    const double dyv = uniform_ ? std::fabs(dy) : std::fabs(gamma * dy);
     const double xhat = std::fabs(x - t.mu) * t.r;
-    const double am1 = std::fabs(t.m1);
+    const double am1 = centred_ ? std::fabs(t.m1) : 0.0;
     const double am2 = std::fabs(t.m2);
-    const double dm1 = k_u * (g * t.mean_abs_dy + am1);
+    const double dm1 = centred_ ? k_u * ((g + gp) * t.mean_abs_dy + am1) : 0.0;
     const double dm2 = t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy +
-                       k_u * (g_dot + budgets::bwd_dot.value) * t.mean_abs_dy_xhat + k_u * am2;
-    return slack *
-           (ag * t.r *
-                (rho * (std::fabs(dy) + am1 + 2 * xhat * am2) + dm1 + am2 * t.r * dmu + xhat * dm2 +
-                 budgets::bwd_apply.value * k_u * (std::fabs(dy) + am1 + xhat * am2)) +
-            eta);
+                       k_u * (g_dot + budgets::bwd_dot.value + gp) * t.mean_abs_dy_xhat + k_u * am2;
+    return slack * (scale * t.r *
+                        (rho * (dyv + am1 + 2 * xhat * am2) + dm1 + am2 * t.r * dmu + xhat * dm2 +
+                         budgets::bwd_apply.value * k_u * (dyv + am1 + xhat * am2)) +
+                    eta);
   }
   throw std::out_of_range("error model: no bound for output '" + std::string(to_string(id)) + "'");
 }

@@ -85,6 +85,14 @@ inline constexpr budget bwd_apply{
     "|gamma|*r*(|dy| + |m1| + |xhat*m2|)"};
 inline constexpr budget bwd_dot{
     "bwd_dot", 2, "each term dy*xhat of a backward reduction: xhat and the product rounded"};
+inline constexpr budget gamma_product{
+    "gamma_product", 1,
+    "layer, RMS and group norm: g = gamma*dy rounded once per element before the backward "
+    "reductions and dx, where gamma varies inside a statistic group"};
+inline constexpr budget copies_average{
+    "copies_average", 1,
+    "instance norm's running statistics: the N updated copies of a channel are summed (g(N)) "
+    "and divided by N once"};
 inline constexpr budget underflow{
     "underflow", 4,
     "absolute errors of roundings below 2^-126, in units of 2^-149: four per output covers the "
@@ -105,7 +113,7 @@ inline constexpr budget bound_slack{
 }  // namespace budgets
 
 // Every budget, in the order `bnoracle budgets` prints them.
-inline constexpr std::array<const budget*, 16> k_budget_table{{
+inline constexpr std::array<const budget*, 18> k_budget_table{{
     &budgets::mean_division,
     &budgets::var_pointwise,
     &budgets::var_mean_coupling,
@@ -118,6 +126,8 @@ inline constexpr std::array<const budget*, 16> k_budget_table{{
     &budgets::bessel,
     &budgets::bwd_apply,
     &budgets::bwd_dot,
+    &budgets::gamma_product,
+    &budgets::copies_average,
     &budgets::underflow,
     &budgets::standard_lambda,
     &budgets::double_evaluation,
@@ -185,6 +195,16 @@ class error_model {
   }
 
  private:
+  [[nodiscard]] double stat_factor(accuracy_level level, std::int64_t n) const;
+  [[nodiscard]] double rho_of(const channel_terms& t, double g) const;
+  [[nodiscard]] double running_mean_bound(const channel_terms& t, double g) const;
+  [[nodiscard]] double running_var_bound(const channel_terms& t, double g) const;
+  [[nodiscard]] double averaged_running_bound(output_id id, std::int64_t c,
+                                              accuracy_level level) const;
+  [[nodiscard]] double param_bound(output_id id, std::int64_t j, accuracy_level level) const;
+  [[nodiscard]] double gamma_of(std::int64_t j) const;  // γ as applied (1 + w: weight offset)
+  [[nodiscard]] double beta_of(std::int64_t j) const;
+  [[nodiscard]] double element_gamma(std::int64_t logical) const;  // 1 where γ is uniform
   [[nodiscard]] double mean_error(const channel_terms& t, double g) const;
   [[nodiscard]] double var_error(const channel_terms& t, double g) const;
   [[nodiscard]] double rsqrt_rel_error(const channel_terms& t, double g) const;
@@ -194,6 +214,8 @@ class error_model {
   data_tier tier_;
   double eps_;
   double factor_ = 0;  // weight of the new value in the running update
+  bool centred_ = true;
+  bool uniform_ = true;  // γ is the same over every statistic group (or absent)
   std::vector<channel_terms> terms_;
 };
 
