@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
+#include <vector>
 
 // The one symbol a plugin exports; the build hides everything else.
 #if defined(__GNUC__)
@@ -436,6 +437,8 @@ inline bool missing(const void* ptr, const char* name, rejection& r) {
 
 // ---- The algorithm --------------------------------------------------------------------------
 
+inline const char* const k_single_spatial_refusal =
+    "pytorch: expected more than 1 spatial element when training";
 inline const char* const k_single_value_refusal =
     "pytorch: expected more than 1 value per channel when training";
 
@@ -495,13 +498,20 @@ struct norm {
     return p.op.params == BNK_PARAMS_NONE ? 0.0F : b.beta[j];
   }
 
-  // The group's mean (0 when the op does not centre) and M2 = Σ(x − mean)².
+  // The group's mean and M2 = Σ(x − mean)²; without centring (RMS norm) a mean of 0 and the
+  // mean square itself as Σ x·(x/L), whose terms stay finite wherever the mean square does
+  // (Σx² overflows for |x| near sqrt(FLT_MAX)).
   static moments stats_of(const bnk_problem_v2& p, const group_view& v, const tensor_in<Data>& x) {
     if (p.op.centred != 0) return group_moments<P>(v, x);
-    return {0.0F, P::sum(v, [&x](element e) {
+    const float Lf = static_cast<float>(v.size());
+    return {0.0F, P::sum(v, [&x, Lf](element e) {
               const float xv = x[e];
-              return xv * xv;
+              return xv * (xv / Lf);
             })};
+  }
+  // σ² (the mean square without centring) from stats_of's moments.
+  static float variance_of(const bnk_problem_v2& p, const moments& m, std::int64_t L) {
+    return p.op.centred != 0 ? m.m2 / static_cast<float>(L) : m.m2;
   }
 
   static bool has_params(const bnk_problem_v2& p) { return p.op.params != BNK_PARAMS_NONE; }
@@ -512,11 +522,17 @@ struct norm {
                                      const group_layout& g, rejection& r) {
     const buffers b = view(raw);
     const bool bn = p.op.kind == BNK_OP_BATCH_NORM;
-    const bool track = bn && p.track_running != 0;
-    if (p.track_running != 0 && !bn) {
-      reject(r, BNK_UNSUPPORTED, "running statistics are kept for batch norm only");
+    const bool in = p.op.kind == BNK_OP_INSTANCE_NORM;
+    const bool track = (bn || in) && p.track_running != 0;
+    if (p.track_running != 0 && !bn && !in) {
+      reject(r, BNK_UNSUPPORTED, "running statistics are kept for batch and instance norm only");
       return r.status;
     }
+    // Instance norm (PyTorch): every instance (n, c) updates its own copy of channel c's running
+    // statistics; the copies are then averaged over n. The sums of the copies live here.
+    const std::int64_t channels = in ? p.running_size : 0;
+    std::vector<float> copies_mean(static_cast<std::size_t>(track ? channels : 0), 0.0F);
+    std::vector<float> copies_var(copies_mean.size(), 0.0F);
     if (g.groups > 0) {
       if (g.L > 0 && (missing(raw.src, "src", r) || missing(raw.dst, "dst", r))) return r.status;
       if (has_params(p) && g.params > 0 &&
@@ -531,6 +547,10 @@ struct norm {
     if (track && missing(raw.num_batches_tracked, "num_batches_tracked", r)) return r.status;
     if (bn && g.L == 1) {
       reject(r, BNK_REFUSED, "%s", k_single_value_refusal);
+      return r.status;
+    }
+    if (in && g.L == 1 && g.groups > 0) {
+      reject(r, BNK_REFUSED, "%s", k_single_spatial_refusal);
       return r.status;
     }
     if (track && (*b.nbt < 0 || *b.nbt == std::numeric_limits<std::int64_t>::max())) {
@@ -553,7 +573,7 @@ struct norm {
       }
       const group_view v = g.group(grp);
       const moments m = stats_of(p, v, b.x);
-      const float var = m.m2 / static_cast<float>(g.L);
+      const float var = variance_of(p, m, g.L);
       const float rstd = inv_std(var, eps);
       if (b.save_mean != nullptr) b.save_mean[grp] = m.mean;
       if (b.save_stat != nullptr) b.save_stat[grp] = rstd;
@@ -573,8 +593,21 @@ struct norm {
       if (track) {
         // PyTorch: running = (1 − f)·running + f·batch, with the unbiased variance M2/(L − 1).
         const float unbiased = m.m2 / static_cast<float>(g.L - 1);
-        b.running_mean[grp] = (1.0F - f) * b.running_mean[grp] + f * m.mean;
-        b.running_var[grp] = (1.0F - f) * b.running_var[grp] + f * unbiased;
+        if (bn) {
+          b.running_mean[grp] = (1.0F - f) * b.running_mean[grp] + f * m.mean;
+          b.running_var[grp] = (1.0F - f) * b.running_var[grp] + f * unbiased;
+        } else {
+          const auto c = static_cast<std::size_t>(grp % channels);
+          copies_mean[c] += (1.0F - f) * b.running_mean[c] + f * m.mean;
+          copies_var[c] += (1.0F - f) * b.running_var[c] + f * unbiased;
+        }
+      }
+    }
+    if (track && in && g.groups > 0 && g.L > 0) {
+      const auto copies = static_cast<float>(g.groups / channels);
+      for (std::size_t c = 0; c < copies_mean.size(); ++c) {
+        b.running_mean[c] = copies_mean[c] / copies;
+        b.running_var[c] = copies_var[c] / copies;
       }
     }
     if (track) *b.nbt = t;
@@ -585,7 +618,7 @@ struct norm {
   // without running statistics normalize with the batch's own, as in training.
   static bnk_status forward_inference(const bnk_problem_v2& p, const bnk_buffers_v2& raw,
                                       const group_layout& g, rejection& r) {
-    if (p.op.kind != BNK_OP_BATCH_NORM) return forward_training(p, raw, g, r);
+    if (!uses_running(p)) return forward_training(p, raw, g, r);
     const buffers b = view(raw);
     if (g.bn.empty()) return BNK_OK;
     if (missing(raw.src, "src", r) || missing(raw.dst, "dst", r) ||
@@ -597,11 +630,12 @@ struct norm {
       return r.status;
     }
     const float eps = static_cast<float>(p.eps);
-    for (std::int64_t c = 0; c < g.groups; ++c) {
+    for (std::int64_t grp = 0; grp < g.groups; ++grp) {
+      const std::int64_t c = g.channel(grp, 0);  // the running entry and the γ/β entry
       const float scale = gamma_of(p, b, c) * inv_std(b.running_var[c], eps);
       const float beta = beta_of(p, b, c);
       const float mean = b.running_mean[c];
-      g.group(c).for_range(
+      g.group(grp).for_range(
           0, g.L, [&](element e) { b.y[e.offset] = D::store((b.x[e] - mean) * scale + beta); });
     }
     return BNK_OK;
@@ -631,6 +665,10 @@ struct norm {
       reject(r, BNK_REFUSED, "%s", k_single_value_refusal);
       return r.status;
     }
+    if (p.op.kind == BNK_OP_INSTANCE_NORM && g.L == 1 && g.groups > 0) {
+      reject(r, BNK_REFUSED, "%s", k_single_spatial_refusal);
+      return r.status;
+    }
     const float eps = static_cast<float>(p.eps);
     const bool saved = b.save_mean != nullptr && b.save_stat != nullptr;
     const float Lf = static_cast<float>(g.L);
@@ -654,7 +692,7 @@ struct norm {
       } else {
         const moments m = stats_of(p, v, x);
         mean = m.mean;
-        rstd = inv_std(m.m2 / Lf, eps);
+        rstd = inv_std(variance_of(p, m, g.L), eps);
       }
       const bool centred = p.op.centred != 0;
       if (g.uniform_params()) {
@@ -706,7 +744,7 @@ struct norm {
   // dβ = Σdy. The ops without running statistics differentiate through the batch's own.
   static bnk_status backward_inference(const bnk_problem_v2& p, const bnk_buffers_v2& raw,
                                        const group_layout& g, rejection& r) {
-    if (p.op.kind != BNK_OP_BATCH_NORM) return backward_training(p, raw, g, r);
+    if (!uses_running(p)) return backward_training(p, raw, g, r);
     const buffers b = view(raw);
     const bool affine = has_params(p);
     if (g.groups == 0) return BNK_OK;
@@ -723,8 +761,14 @@ struct norm {
       return r.status;
     }
     const float eps = static_cast<float>(p.eps);
-    for (std::int64_t c = 0; c < g.groups; ++c) {
-      const group_view v = g.group(c);
+    // Instance norm: channel c's entries accumulate over the examples' groups.
+    const bool bn = p.op.kind == BNK_OP_BATCH_NORM;
+    if (affine && !bn) {
+      for (std::int64_t j = 0; j < g.params; ++j) b.dgamma[j] = b.dbeta[j] = 0.0F;
+    }
+    for (std::int64_t grp = 0; grp < g.groups; ++grp) {
+      const std::int64_t c = g.channel(grp, 0);  // the running entry and the γ/β entry
+      const group_view v = g.group(grp);
       const tensor_in<Data> x = b.x;
       const tensor_in<Data> dy = b.dy;
       const float rstd = inv_std(b.running_var[c], eps);
@@ -732,12 +776,20 @@ struct norm {
       v.for_range(0, g.L, [&](element e) { b.dx[e.offset] = D::store(scale * dy[e]); });
       if (affine) {
         const float mean = b.running_mean[c];
-        b.dbeta[c] = P::sum(v, [&dy](element e) { return dy[e]; });
-        b.dgamma[c] =
+        const float dbeta = P::sum(v, [&dy](element e) { return dy[e]; });
+        const float dgamma =
             P::sum(v, [&x, &dy, mean](element e) { return dy[e] * (x[e] - mean); }) * rstd;
+        b.dbeta[c] = bn ? dbeta : b.dbeta[c] + dbeta;
+        b.dgamma[c] = bn ? dgamma : b.dgamma[c] + dgamma;
       }
     }
     return BNK_OK;
+  }
+
+  // Batch norm, and instance norm with running statistics, normalize with those in inference.
+  static bool uses_running(const bnk_problem_v2& p) {
+    return p.op.kind == BNK_OP_BATCH_NORM ||
+           (p.op.kind == BNK_OP_INSTANCE_NORM && p.op.running_stats != 0);
   }
 };
 
@@ -1029,6 +1081,11 @@ constexpr bnk_kernel make_table(const char* name) {
       .fold = &op_entry<bnk_fold_problem, bnk_fold_buffers, &fold>,
   };
 }
+
+// Every op of the family.
+inline constexpr std::uint32_t k_all_ops =
+    BNK_OP_BIT(BNK_OP_BATCH_NORM) | BNK_OP_BIT(BNK_OP_LAYER_NORM) | BNK_OP_BIT(BNK_OP_RMS_NORM) |
+    BNK_OP_BIT(BNK_OP_GROUP_NORM) | BNK_OP_BIT(BNK_OP_INSTANCE_NORM);
 
 // The version-2 table of a bundled kernel: as make_table, for the ops in `Ops` with data of type
 // Data. The bundled kernels declare what bnoracle can judge of them.

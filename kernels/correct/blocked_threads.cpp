@@ -28,7 +28,8 @@ struct blocked_threads {
 };
 
 constexpr bnk_kernel_v2 k_table =
-    bnoracle::kernels::make_table_v2<blocked_threads>("blocked_threads");
+    bnoracle::kernels::make_table_v2<blocked_threads, bnoracle::kernels::k_all_ops>(
+        "blocked_threads");
 
 }  // namespace
 

@@ -28,7 +28,8 @@ struct neumaier {
   }
 };
 
-constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<neumaier>("compensated");
+constexpr bnk_kernel_v2 k_table =
+    bnoracle::kernels::make_table_v2<neumaier, bnoracle::kernels::k_all_ops>("compensated");
 
 }  // namespace
 

@@ -27,7 +27,8 @@ struct pairwise {
   }
 };
 
-constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<pairwise>("pairwise");
+constexpr bnk_kernel_v2 k_table =
+    bnoracle::kernels::make_table_v2<pairwise, bnoracle::kernels::k_all_ops>("pairwise");
 
 }  // namespace
 

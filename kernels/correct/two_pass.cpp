@@ -12,7 +12,8 @@ struct sequential {
   }
 };
 
-constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<sequential>("two_pass");
+constexpr bnk_kernel_v2 k_table =
+    bnoracle::kernels::make_table_v2<sequential, bnoracle::kernels::k_all_ops>("two_pass");
 
 }  // namespace
 

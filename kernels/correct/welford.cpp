@@ -29,7 +29,8 @@ struct welford {
   }
 };
 
-constexpr bnk_kernel_v2 k_table = bnoracle::kernels::make_table_v2<welford>("welford");
+constexpr bnk_kernel_v2 k_table =
+    bnoracle::kernels::make_table_v2<welford, bnoracle::kernels::k_all_ops>("welford");
 
 }  // namespace
 

@@ -13,12 +13,8 @@ struct sequential {
   }
 };
 
-constexpr std::uint32_t k_all_ops = BNK_OP_BIT(BNK_OP_BATCH_NORM) | BNK_OP_BIT(BNK_OP_LAYER_NORM) |
-                                    BNK_OP_BIT(BNK_OP_RMS_NORM) | BNK_OP_BIT(BNK_OP_GROUP_NORM) |
-                                    BNK_OP_BIT(BNK_OP_INSTANCE_NORM);
-
 constexpr bnk_kernel_v2 k_table =
-    bnoracle::kernels::make_table_v2<sequential, k_all_ops>("all_ops");
+    bnoracle::kernels::make_table_v2<sequential, bnoracle::kernels::k_all_ops>("all_ops");
 
 // A version-1 table as well: a library exporting both is loaded as version 2.
 constexpr bnk_kernel k_table_v1 = bnoracle::kernels::make_table<sequential>("all_ops_v1");
