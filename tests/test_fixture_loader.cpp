@@ -350,13 +350,14 @@ TEST(FixtureLoader, VersionTwoReadsTheOpAndTheDataTypes) {
       {"case.types.data", [](json& j) { j["case"]["types"]["data"] = "float8"; }},
       {"case.types.statistics", [](json& j) { j["case"]["types"].erase("statistics"); }},
       {"case.types", [](json& j) { j["case"]["types"] = "float32"; }},
-      // Defined by the schema, not read by this bnoracle yet: refused, not read as batch norm.
+      // An op that does not fit the shape: 2 groups of the 3 channels.
       {"case.op",
        [](json& j) {
          j["case"]["op"]["kind"] = "group_norm";
-         j["case"]["op"]["groups"] = 1;
+         j["case"]["op"]["groups"] = 2;
          j["case"]["op"]["running_stats"] = false;
        }},
+      // Defined by the schema, not read by this bnoracle yet: refused, not read as float32.
       {"case.types", [](json& j) { j["case"]["types"]["data"] = "bfloat16"; }},
       // The fixture gives γ/β, but the op has none.
       {"case.affine", [](json& j) { j["case"]["op"]["params"] = "none"; }},
@@ -365,6 +366,14 @@ TEST(FixtureLoader, VersionTwoReadsTheOpAndTheDataTypes) {
     SCOPED_TRACE(field);
     EXPECT_FIXTURE_ERROR(mutate(t, edit), field);
   }
+  // An inference mode of an op that keeps no running statistics does not exist.
+  EXPECT_FIXTURE_ERROR(mutate(inference(),
+                              [](json& j) {
+                                j["case"]["op"]["kind"] = "group_norm";
+                                j["case"]["op"]["groups"] = 3;
+                                j["case"]["op"]["running_stats"] = false;
+                              }),
+                       "case.mode");
 }
 
 TEST(FixtureLoader, VersionOneIsReadAsFloat32BatchNorm) {
@@ -842,11 +851,10 @@ TEST_F(FixtureLoaderCli, MalformedFixtureExitsTwoNamingFileAndField) {
   EXPECT_NE(out.find(path.string()), std::string::npos) << out;
   EXPECT_NE(out.find("case.op"), std::string::npos) << out;
 
-  // A well-formed fixture of an op this bnoracle does not read yet fails closed, not judged as
-  // batch norm.
+  // A layer norm over more axes than the (n, c) shape has: refused, naming the descriptor.
   write(path, mutate(backward(), [](json& j) {
           j["case"]["op"] = {{"kind", "layer_norm"},
-                             {"normalized_axes", 1},
+                             {"normalized_axes", 2},
                              {"groups", 0},
                              {"centred", true},
                              {"params", "per_normalized_element"},
@@ -854,9 +862,7 @@ TEST_F(FixtureLoaderCli, MalformedFixtureExitsTwoNamingFileAndField) {
                              {"running_stats", false}};
         }));
   EXPECT_EQ(verify(out), 2) << out;
-  EXPECT_NE(out.find("case.op: a layer_norm fixture: this bnoracle reads batch-norm fixtures only"),
-            std::string::npos)
-      << out;
+  EXPECT_NE(out.find("case.op: op: normalized_axes=2 exceeds"), std::string::npos) << out;
 
   write(path, mutate(backward(), [](json& j) {
           j["case"]["shape"] = json::array({std::int64_t{1} << 62, 1});

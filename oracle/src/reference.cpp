@@ -514,7 +514,7 @@ struct reference::impl {
       throw invalid_problem("types: the reference computes float32 only, got " +
                             describe(problem.types));
     }
-    if (!training() && map.running_size() == 0) {
+    if (!has_mode(problem.op, mode) || (!training() && map.running_size() == 0)) {
       throw invalid_problem(
           "mode: " + std::string(to_string(mode)) + ": " + describe(problem.op) +
           " keeps no running statistics, so it has no inference mode; its passes are "

@@ -118,14 +118,9 @@ class case_runner {
     state.running_mean = first.running_mean;
     state.running_var = first.running_var;
     state.nbt = first.num_batches_tracked;
-    // An op that keeps no running statistics has no inference modes: its passes are the
-    // training ones, which normalize with the statistics of the input.
-    const bool has_inference = p.op.kind == op_kind::batch_norm || p.op.running_stats;
     for (const bn_mode m : {bn_mode::forward_training, bn_mode::backward_training,
                             bn_mode::forward_inference, bn_mode::backward_inference}) {
-      const bool inference_mode =
-          m == bn_mode::forward_inference || m == bn_mode::backward_inference;
-      if (inference_mode && !has_inference) continue;
+      if (!has_mode(p.op, m)) continue;  // an op without running statistics has no inference
       const int steps = m == bn_mode::forward_training ? spec.steps : 1;
       for (int step = 0; step < steps; ++step) {
         case_result r = base(m, step);
@@ -453,11 +448,13 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
   s.options = options;
   std::vector<const case_spec*> selected;
   for (const auto& c : cases) {
-    if (name_matches(c.name, options.filter)) selected.push_back(&c);
+    const bool op_ok = !options.op || c.problem.op.kind == *options.op;
+    if (op_ok && name_matches(c.name, options.filter)) selected.push_back(&c);
   }
   // The fold and SyncBN-merge cases, as fixtures made for this seed and convention claim.
   std::vector<fixture> operations;
-  if (options.operations) {
+  const bool batch_norm = !options.op || *options.op == op_kind::batch_norm;
+  if (options.operations && batch_norm) {
     const std::string& claim =
         options.convention.empty() ? s.kernel.convention : options.convention;
     for (const fixture_file& file : make_operation_cases(options.seed, claim)) {
@@ -496,7 +493,7 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
     s.kernel = kernel.info();
     s.options = options;
   }
-  if (options.properties) {
+  if (options.properties && (!options.op || *options.op == op_kind::batch_norm)) {
     const property_progress pp = [&progress](std::size_t done, std::size_t total,
                                              const std::string& name) {
       if (progress) progress(done, total, name);

@@ -160,6 +160,12 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
   // The convention the kernel is judged under: its claim, or the override of --convention.
   const std::string& claim = opt.convention.empty() ? info.convention : opt.convention;
   if (f.kind != "batch_norm") return operation_results(kernel, f, claim, co);
+  if (!info.supports(f.problem.op.kind)) {
+    r.status = "unsupported";
+    r.message = "the kernel does not support " + std::string(to_string(f.problem.op.kind));
+    return r;
+  }
+
   const bool backward = f.op == bn_mode::backward_training || f.op == bn_mode::backward_inference;
   const bool training = f.op == bn_mode::forward_training || f.op == bn_mode::backward_training;
   // A fixture of another convention differs from the claim only in its running statistics and
@@ -248,7 +254,7 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
       }
     }
     if (f.op == bn_mode::forward_training && saves) {
-      r.outputs["mean"] = cr.save_mean;
+      if (f.problem.op.centred) r.outputs["mean"] = cr.save_mean;  // RMS norm has no mean
       r.outputs[info.saves == BNK_SAVES_MEAN_INVSTD ? "invstd" : "var"] = cr.save_stat;
     }
     if (q.track_running) {

@@ -270,6 +270,32 @@ int run_conventions() {
   return k_exit_ok;
 }
 
+int run_ops() {
+  std::printf("%-14s %-44s %-24s %-9s %s\n", "op", "statistic group", "gamma/beta", "running",
+              "modes");
+  const char* groups[] = {
+      "(c): every n and spatial element",  "(row): the last k axes of (c, spatial...)",
+      "(row): as layer norm, no mean",     "(n, group of C/G channels): their spatial",
+      "(n, c): the spatial elements",
+  };
+  const char* params[] = {"per channel", "per normalized element", "per normalized element",
+                          "per channel", "per channel"};
+  const char* running[] = {"yes", "no", "no", "no", "optional"};
+  for (const op_kind k : {op_kind::batch_norm, op_kind::layer_norm, op_kind::rms_norm,
+                          op_kind::group_norm, op_kind::instance_norm}) {
+    const auto i = static_cast<std::size_t>(k);
+    const bool inference = k == op_kind::batch_norm || k == op_kind::instance_norm;
+    std::printf("%-14s %-44s %-24s %-9s %s\n", std::string(to_string(k)).c_str(), groups[i],
+                params[i], running[i],
+                inference ? "all four (inference with running statistics)" : "the two training");
+  }
+  std::printf(
+      "\nOptions: layer_norm(axes=k), rms_norm(axes=k, weight_offset: gamma applied as 1 + w), "
+      "group_norm(groups=G), instance_norm(running_stats); any op without gamma/beta.\n"
+      "`bnoracle check --op NAME` runs the cases of one op. Semantics: docs/reference.md\n");
+  return k_exit_ok;
+}
+
 int run_budgets() {
   std::printf("%-18s %-10s %s\n", "budget", "value", "why");
   for (const budget* b : budget_table()) {
@@ -290,6 +316,7 @@ struct cli_args {
   std::string report = "text";
   std::string output;
   std::string filter;
+  std::string op;
   std::uint64_t seed = 1;
   int property_cases = 100;
   bool no_properties = false;
@@ -453,6 +480,7 @@ run_options to_run_options(const cli_args& a) {
   o.timeout = std::chrono::milliseconds(std::llround(a.timeout * 1000));
   o.isolate = !a.no_isolation;
   o.filter = a.filter;
+  if (!a.op.empty()) o.op = parse_op_kind(a.op);
   o.seed = a.seed;
   o.convention = a.convention;
   o.catalog = !a.properties_only;
@@ -546,11 +574,13 @@ int run_check(const cli_args& a) {
   if (a.list) {
     std::string text;
     for (const auto& c : cases) {
-      if (o.catalog && name_matches(c.name, o.filter)) text += c.name + "\n";
+      const bool op_ok = !o.op || c.problem.op.kind == *o.op;
+      if (o.catalog && op_ok && name_matches(c.name, o.filter)) text += c.name + "\n";
     }
     for (const auto& p : property_list()) {
       const std::string name = "property/" + std::string(p.name);
-      if (!o.properties || !name_matches(name, o.filter)) continue;
+      const bool bn_props = !o.op || *o.op == op_kind::batch_norm;
+      if (!o.properties || !bn_props || !name_matches(name, o.filter)) continue;
       char line[256];
       std::snprintf(line, sizeof line, "%-36s %s\n", name.c_str(), std::string(p.summary).c_str());
       text += line;
@@ -714,6 +744,12 @@ int run_cli(int argc, char** argv) {
                         "kernel's claim");
   add_report_options(*check, a);
   add_filter_option(*check, a);
+  check
+      ->add_option("--op", a.op,
+                   "only the cases of this op (batch_norm, layer_norm, rms_norm, group_norm, "
+                   "instance_norm); the fold, the SyncBN merge and the properties are batch norm's")
+      ->check(CLI::IsMember({"batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"}))
+      ->type_name("NAME");
   add_seed_option(*check, a);
   check->add_option("--property-cases", a.property_cases, "generated cases per property")
       ->check(CLI::Range(1, 1'000'000))
@@ -772,6 +808,8 @@ int run_cli(int argc, char** argv) {
       ->type_name("NAME|FIELDS|FILE.json");
   CLI::App* conventions_cmd =
       app.add_subcommand("conventions", "the running-statistics conventions bnoracle knows");
+  CLI::App* ops_cmd =
+      app.add_subcommand("ops", "the normalizations bnoracle judges: groups, gamma/beta, modes");
   CLI::App* budgets_cmd =
       app.add_subcommand("budgets", "the error model's budget table, with reasons");
   CLI::App* version_cmd = app.add_subcommand("version", "print the version");
@@ -823,6 +861,7 @@ int run_cli(int argc, char** argv) {
   }
   if (*conventions_cmd) return run_conventions();
   if (*budgets_cmd) return run_budgets();
+  if (*ops_cmd) return run_ops();
   if (*example_cmd) return run_example(a.example_convention);
   if (*check) return run_check(a);
   if (*identify_cmd) return run_identify(a);

@@ -10,6 +10,7 @@
 #include "bnoracle/error_model.hpp"
 
 #include <chrono>
+#include <optional>
 #include <cstdint>
 #include <string>
 
@@ -26,6 +27,9 @@ struct check_options {
   // Only the cases whose name, and the properties whose "property/<name>", matches: `*` matches
   // any run of characters, otherwise a substring match; empty: everything.
   std::string filter{};
+  // Only the cases of this op (the fold and SyncBN merge, and the property suite, are batch
+  // norm's); empty: every op.
+  std::optional<op_kind> op{};
   std::string convention{};        // judge against this convention instead of the kernel's claim
   std::string kernel_path{};       // reproduction commands: a plugin path or --exec "CMD"
   bool operations = true;          // with the catalog, the fold and SyncBN-merge cases

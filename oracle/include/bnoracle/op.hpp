@@ -87,6 +87,14 @@ struct op_desc {
   return {op_kind::instance_norm, 0, 0, true, param_placement::per_channel, false, running_stats};
 }
 
+// Whether the op has this mode: every op has the training modes, which normalize with the
+// statistics of the input; the inference modes normalize with running statistics, so only batch
+// norm and an op that keeps running statistics (instance norm's track_running_stats) have them.
+[[nodiscard]] constexpr bool has_mode(const op_desc& op, bn_mode m) {
+  const bool inference = m == bn_mode::forward_inference || m == bn_mode::backward_inference;
+  return !inference || op.kind == op_kind::batch_norm || op.running_stats;
+}
+
 // Checks what an op descriptor says about itself (not about a shape: reduction_map does that).
 // Throws invalid_problem naming the field.
 void validate(const op_desc& op);
