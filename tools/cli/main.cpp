@@ -274,8 +274,8 @@ int run_ops() {
   std::printf("%-14s %-44s %-24s %-9s %s\n", "op", "statistic group", "gamma/beta", "running",
               "modes");
   const char* groups[] = {
-      "(c): every n and spatial element",  "(row): the last k axes of (c, spatial...)",
-      "(row): as layer norm, no mean",     "(n, group of C/G channels): their spatial",
+      "(c): every n and spatial element", "(row): the last k axes of (c, spatial...)",
+      "(row): as layer norm, no mean",    "(n, group of C/G channels): their spatial",
       "(n, c): the spatial elements",
   };
   const char* params[] = {"per channel", "per normalized element", "per normalized element",
@@ -748,7 +748,8 @@ int run_cli(int argc, char** argv) {
       ->add_option("--op", a.op,
                    "only the cases of this op (batch_norm, layer_norm, rms_norm, group_norm, "
                    "instance_norm); the fold, the SyncBN merge and the properties are batch norm's")
-      ->check(CLI::IsMember({"batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"}))
+      ->check(
+          CLI::IsMember({"batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"}))
       ->type_name("NAME");
   add_seed_option(*check, a);
   check->add_option("--property-cases", a.property_cases, "generated cases per property")

@@ -10,8 +10,8 @@
 #include "bnoracle/error_model.hpp"
 
 #include <chrono>
-#include <optional>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace bnoracle {
