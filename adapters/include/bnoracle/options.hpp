@@ -27,9 +27,6 @@ struct check_options {
   // Only the cases whose name, and the properties whose "property/<name>", matches: `*` matches
   // any run of characters, otherwise a substring match; empty: everything.
   std::string filter{};
-  // Only the cases of this op (the fold and SyncBN merge, and the property suite, are batch
-  // norm's); empty: every op.
-  std::optional<op_kind> op{};
   std::string convention{};        // judge against this convention instead of the kernel's claim
   std::string kernel_path{};       // reproduction commands: a plugin path or --exec "CMD"
   bool operations = true;          // with the catalog, the fold and SyncBN-merge cases
@@ -39,6 +36,9 @@ struct check_options {
   int property_max_size = 100;
   std::int64_t property_max_elements = 4096;
   int shrink_budget = 300;
+  // Only the cases of this op (the fold and SyncBN merge, and the property suite, are batch
+  // norm's); empty: every op.
+  std::optional<op_kind> op{};
 };
 
 using run_options = check_options;
