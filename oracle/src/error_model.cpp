@@ -355,7 +355,10 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
     sum_abs_dy += std::fabs(dy);
     if (id != output_id::diff_gamma) return;
     const channel_terms& t = terms_[static_cast<std::size_t>(k)];
-    if (!t.defined) {
+    // Past τ >= 1 the kernel's 1/sqrt(v + ε) of group k is not bounded at all (rho is +Inf):
+    // nor is a sum with a term made with it, even a term whose x̂ is 0.
+    const double rho = t.defined ? rho_of(t, g) : 0.0;
+    if (!t.defined || !std::isfinite(rho)) {
       undefined = true;
       return;
     }
@@ -363,7 +366,7 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
     const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
     const double xhat = std::fabs(static_cast<double>(in_.src[off]) - t.mu) * t.r;
     const double dmu = training ? mean_error(t, g) : 0.0;
-    stat_term += std::fabs(dy) * (xhat * rho_of(t, g) + t.r * dmu);
+    stat_term += std::fabs(dy) * (xhat * rho + t.r * dmu);
     sum_abs_dy_xhat += std::fabs(dy) * xhat;
   });
   const double slack = budgets::bound_slack.value;
@@ -450,12 +453,15 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
   if (id == output_id::running_var) return running_var_bound(t, g);
   if (id == output_id::dst) {
     const double dev = std::fabs(x - t.mu);
+    // An intermediate that underflows ((x − μ), x̂ = (x − μ)·r, r·γ) carries its absolute error
+    // η through the factors applied after it: r, |γ|, both, or |x − μ|.
+    const double eta_y = eta * ((1 + ag) * (1 + t.r) + dev);
     return slack *
            (ag * (t.r * dmu + dev * t.r * rho) +
             k_u * (budgets::fwd_apply.value * ag * t.r * dev +
                    budgets::fwd_scale_shift.value * ag * t.r * (std::fabs(x) + std::fabs(t.mu)) +
                    budgets::fwd_beta.value * std::fabs(beta)) +
-            eta);
+            eta_y);
   }
   if (id == output_id::diff_gamma) {
     if (training) {
@@ -469,7 +475,9 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
             eta);
   }
   if (id == output_id::diff_src) {
-    if (!training) return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) + eta);
+    if (!training) {
+      return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) + eta * (1 + ag) * (1 + t.r));
+    }
     // Where γ varies inside the group the terms are of g = γ·dy (γ is inside them, and each
     // product γ·dy is one more rounding); without centring there is no mean(g) to subtract.
     const double gp = uniform_ ? 0.0 : budgets::gamma_product.value;
@@ -481,10 +489,14 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
     const double dm1 = centred_ ? k_u * ((g + gp) * t.mean_abs_dy + am1) : 0.0;
     const double dm2 = t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy +
                        k_u * (g_dot + budgets::bwd_dot.value + gp) * t.mean_abs_dy_xhat + k_u * am2;
+    // An underflowing intermediate (γ·dy, dy·x̂_j, their means, x̂·m2) carries its absolute error
+    // η through the factors after it: x̂_j (|x̂_j| <= √L, as Σx̂² <= L), x̂, r, γ, or some of them.
+    const double eta_dx = eta * (1 + 2 * (1 + scale) * (1 + t.r) * (1 + xhat) *
+                                         (1 + std::sqrt(static_cast<double>(t.L))));
     return slack * (scale * t.r *
                         (rho * (dyv + am1 + 2 * xhat * am2) + dm1 + am2 * t.r * dmu + xhat * dm2 +
                          budgets::bwd_apply.value * k_u * (dyv + am1 + xhat * am2)) +
-                    eta);
+                    eta_dx);
   }
   throw std::out_of_range("error model: no bound for output '" + std::string(to_string(id)) + "'");
 }

@@ -96,7 +96,8 @@ inline constexpr budget copies_average{
 inline constexpr budget underflow{
     "underflow", 4,
     "absolute errors of roundings below 2^-126, in units of 2^-149: four per output covers the "
-    "chain of each formula"};
+    "chain of each formula; y and dx carry it through the factors applied after an underflowing "
+    "intermediate (r, |gamma|, |x - mean|, xhat, sqrt(L))"};
 inline constexpr budget standard_lambda{
     "standard_lambda", 8,
     "probabilistic bound lambda*sqrt(n)*u*sum|x| (Higham & Mary 2019): fails with probability "
