@@ -1,4 +1,4 @@
-// The power of the property suite: each of the twelve properties fails against at least one
+// The power of the property suite: each property fails against at least one
 // deliberately wrong kernel, and passes the same kernel without its defect (the parent).
 //
 // The kernels are the mutation catalog's (kernels/mutants): its correct parent and mutants, each a
@@ -53,6 +53,19 @@ constexpr power_entry k_power[] = {
     {"permutation_equivariance", "vector_tail_dropped", "of the permuted batch"},
     {"channel_independence", "accumulator_not_reset", "changed when channel"},
     {"layout_agreement", "ignores_strides", " in nhwc "},
+    {"family_reference_agreement", "fam_eps_outside_sqrt", "ulp (bound"},
+    {"family_shift_invariance", "fam_one_pass_variance", "with a constant added to each"},
+    {"family_scale_invariance", "rms_eps_dropped", "scaled by 2^"},
+    {"family_gradient_sums", "rms_centred", "sum of diff_src"},
+    {"family_parameter_gradients", "fam_dgamma_terms_in_bf16", "diff_gamma"},
+    {"family_group_independence", "gn_stats_of_first_example", "changed when statistic group"},
+    {"family_permutation_equivariance", "fam_dgamma_accumulated_in_bf16",
+     "of the permuted problem"},
+    {"family_layout_agreement", "channels_last_dropped", " in nhwc "},
+    {"family_reproducibility", "fam_nondeterministic_sum",
+     "changed when the same call was repeated"},
+    {"rms_norm_sign_symmetry", "rms_overflow_guard_signed", " of -x"},
+    {"group_norm_limits", "fam_one_pass_variance", " vs "},
 };
 
 const power_entry& entry(std::string_view property, std::string_view name) {
@@ -117,12 +130,12 @@ TEST(PropertyPower, EveryPropertyHasADefectItCatches) {
 }
 
 TEST(PropertyPower, ParentPassesEveryPropertyAtStandard) {
-  // The mutants' parent without a mutation (the bundled two_pass kernel written out): correct at
-  // the level the catches below are shown at. Every case must pass, so the sanitizer pass may
-  // sample (BNORACLE_PROPERTY_CASES).
+  // The mutants' parents without a mutation (the bundled two_pass kernel written out, for batch
+  // norm and for the rest of the family): correct at the level the catches below are shown at.
+  // Every case must pass, so the sanitizer pass may sample (BNORACLE_PROPERTY_CASES).
   for (const auto& p : property_list()) {
-    const property_result r =
-        check(p.name, "parent", 1, accuracy_level::standard, testing_env::property_cases());
+    const property_result r = check(p.name, p.family ? "family_parent" : "parent", 1,
+                                    accuracy_level::standard, testing_env::property_cases());
     EXPECT_EQ(r.verdict, property_verdict::pass) << r.name << ": " << r.reason << "\n"
                                                  << r.counterexample << "\nrepro: " << r.repro;
     std::printf("%-26s %s %3d cases %.2f s\n", r.name.c_str(),
@@ -179,6 +192,42 @@ TEST(PropertyPower, PropertyChannelIndependenceCatchesDefectAccumulatorNotReset)
 }
 TEST(PropertyPower, PropertyLayoutAgreementCatchesDefectIgnoresStrides) {
   expect_caught("layout_agreement", "ignores_strides");
+}
+
+// ---- the family's properties (layer, RMS, group and instance norm) --------------------------
+
+TEST(PropertyPower, PropertyFamilyReferenceAgreementCatchesDefectFamEpsOutsideSqrt) {
+  expect_caught("family_reference_agreement", "fam_eps_outside_sqrt");
+}
+TEST(PropertyPower, PropertyFamilyShiftInvarianceCatchesDefectFamOnePassVariance) {
+  expect_caught("family_shift_invariance", "fam_one_pass_variance");
+}
+TEST(PropertyPower, PropertyFamilyScaleInvarianceCatchesDefectRmsEpsDropped) {
+  expect_caught("family_scale_invariance", "rms_eps_dropped");
+}
+TEST(PropertyPower, PropertyFamilyGradientSumsCatchesDefectRmsCentred) {
+  expect_caught("family_gradient_sums", "rms_centred");
+}
+TEST(PropertyPower, PropertyFamilyParameterGradientsCatchesDefectFamDgammaTermsInBf16) {
+  expect_caught("family_parameter_gradients", "fam_dgamma_terms_in_bf16");
+}
+TEST(PropertyPower, PropertyFamilyGroupIndependenceCatchesDefectGnStatsOfFirstExample) {
+  expect_caught("family_group_independence", "gn_stats_of_first_example");
+}
+TEST(PropertyPower, PropertyFamilyPermutationEquivarianceCatchesDefectFamDgammaAccumulatedInBf16) {
+  expect_caught("family_permutation_equivariance", "fam_dgamma_accumulated_in_bf16");
+}
+TEST(PropertyPower, PropertyFamilyLayoutAgreementCatchesDefectChannelsLastDropped) {
+  expect_caught("family_layout_agreement", "channels_last_dropped");
+}
+TEST(PropertyPower, PropertyFamilyReproducibilityCatchesDefectFamNondeterministicSum) {
+  expect_caught("family_reproducibility", "fam_nondeterministic_sum");
+}
+TEST(PropertyPower, PropertyRmsNormSignSymmetryCatchesDefectRmsOverflowGuardSigned) {
+  expect_caught("rms_norm_sign_symmetry", "rms_overflow_guard_signed");
+}
+TEST(PropertyPower, PropertyGroupNormLimitsCatchesDefectFamOnePassVariance) {
+  expect_caught("group_norm_limits", "fam_one_pass_variance");
 }
 
 // ---- the same, from other seeds --------------------------------------------------------------

@@ -557,6 +557,10 @@ struct norm {
       reject(r, BNK_FAILED, "num_batches_tracked is out of range");
       return r.status;
     }
+    if (track && in && p.cumulative != 0) {
+      reject(r, BNK_UNSUPPORTED, "instance norm has no cumulative average (momentum=None)");
+      return r.status;
+    }
     const float eps = static_cast<float>(p.eps);
     const std::int64_t t = track ? *b.nbt + 1 : 0;  // after the increment
     // The weight of the new batch statistic: m, or 1/t for the cumulative average.
@@ -610,7 +614,8 @@ struct norm {
         b.running_var[c] = copies_var[c] / copies;
       }
     }
-    if (track) *b.nbt = t;
+    // PyTorch's InstanceNorm never advances num_batches_tracked: only batch norm counts steps.
+    if (track && bn) *b.nbt = t;
     return BNK_OK;
   }
 

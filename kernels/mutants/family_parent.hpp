@@ -17,9 +17,12 @@
 
 #include "parent.hpp"  // to_half, to_bf16: narrow formats emulated on the float32 encoding
 
+#include <unistd.h>  // getpid, for `fam_nondeterministic_sum`
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace bnoracle::kernels::mutants {
@@ -32,6 +35,7 @@ enum class family_mutation {
   fam_eps_outside_sqrt,
   rms_centred,
   rms_eps_dropped,
+  rms_overflow_guard_signed,
   // family_low_precision
   fam_sums_in_half,
   rms_square_in_half,
@@ -67,6 +71,8 @@ enum class family_mutation {
   in_running_batch_stats,
   in_eval_uses_input_stats,
   in_single_spatial_not_refused,
+  // determinism
+  fam_nondeterministic_sum,
 };
 
 template <family_mutation M>
@@ -107,6 +113,19 @@ struct family {
       if (statistic) hi -= hi % 8;  // the statistics reduce whole 8-lane vectors only
     }
     float s = 0.0F;
+    if constexpr (is(family_mutation::fam_nondeterministic_sum)) {
+      // Three blocks' partial sums added atomically in the order the blocks finish: here the
+      // process id decides, as the scheduler would.
+      const std::int64_t cut[4] = {0, hi / 3, 2 * hi / 3, hi};
+      const auto first = static_cast<int>(getpid() % 3);
+      for (int i = 0; i < 3; ++i) {
+        const int k = (first + i) % 3;
+        float part = 0.0F;
+        v.for_range(cut[k], cut[k + 1], [&](element e) { part += term(e); });
+        s += part;
+      }
+      return s;
+    }
     v.for_range(0, hi, [&](element e) {
       s += term(e);
       if constexpr (is(family_mutation::fam_sums_in_half)) {
@@ -165,6 +184,21 @@ struct family {
       if constexpr (is(family_mutation::fam_unbiased_variance)) divisor = Lf - 1.0F;
       s.var = s.m2 / divisor;
     } else {
+      if constexpr (is(family_mutation::rms_overflow_guard_signed)) {
+        // The fast path Σx²/L is taken unless the row's largest value could overflow a square;
+        // the guard looks at the largest value instead of the largest magnitude, so a row whose
+        // huge values are negative squares them directly and overflows.
+        float largest = -std::numeric_limits<float>::infinity();
+        v.for_range(0, L, [&](element e) { largest = std::max(largest, x[e]); });
+        if (largest < 0x1p60F) {
+          s.var = sum(
+                      v, [x](element e) { return x[e] * x[e]; }, true) /
+                  Lf;
+          s.m2 = s.var * Lf;
+          s.rstd = rstd_of(p, s.var);
+          return s;
+        }
+      }
       s.var = sum(
           v,
           [x, Lf](element e) {
@@ -276,6 +310,10 @@ struct family {
       return r.status;
     }
     if (refuses_single_spatial(p, g0, r)) return r.status;
+    if (track && p.cumulative != 0) {
+      reject(r, BNK_UNSUPPORTED, "instance norm has no cumulative average (momentum=None)");
+      return r.status;
+    }
     group_layout dense;
     bool all_dense = false;
     bool normalize_dense = false;
@@ -339,8 +377,7 @@ struct family {
         }
       }
     }
-    if (track) *b.nbt += 1;
-    return BNK_OK;
+    return BNK_OK;  // instance norm does not advance num_batches_tracked (PyTorch)
   }
 
   // Instance norm with running statistics: (x − μ_run[c])·γ·r + β per instance.

@@ -544,6 +544,11 @@ struct reference::impl {
     if (has_running && !conv->running_stats) {
       throw invalid_problem("running_mean: convention none keeps no running statistics");
     }
+    if (has_running && !problem.momentum && kind() == op_kind::instance_norm) {
+      throw invalid_problem(
+          "momentum: instance norm has no cumulative average (PyTorch's instance_norm takes a "
+          "number)");
+    }
     if (has_running && !problem.momentum && !conv->cumulative) {
       throw invalid_problem("momentum: convention " + std::string(conv->name) +
                             " has no cumulative average (momentum=None)");
@@ -690,7 +695,10 @@ struct reference::impl {
       const auto u = static_cast<std::size_t>(e);
       running[u] = update_running(*conv, problem.momentum, in.running_mean[u], in.running_var[u],
                                   in.num_batches_tracked, b);
-      nbt_after = running[u].num_batches_tracked;
+      // PyTorch's InstanceNorm keeps the counter of _NormBase but never advances it: only
+      // batch norm counts its steps.
+      nbt_after =
+          kind() == op_kind::batch_norm ? running[u].num_batches_tracked : in.num_batches_tracked;
       if (!running[u].refusal.empty() && refusal.empty()) refusal = running[u].refusal;
     }
   }

@@ -301,105 +301,211 @@ rc::Gen<std::optional<double>> momentum(bool cumulative) {
   });
 }
 
+namespace {
+
+// Draws the L values of one statistic group, and its dy, into pc.src and pc.diff_dst at logical
+// indexes at(0..L-1); returns the group's variance in double (its mean square when the op does
+// not subtract the mean), NaN or 0 where the group is degenerate.
+template <class At>
+double draw_group(property_case& pc, const case_options& o, std::int64_t L, bool centred, At at) {
+  const channel_plan plan = plan_channel();
+  std::vector<float> x(static_cast<std::size_t>(L));
+  for (std::int64_t k = 0; k < L; ++k) x[static_cast<std::size_t>(k)] = value_of(plan, k, L);
+  if (o.grid_bits > 0) {
+    double max_abs = 0;
+    for (const float v : x) max_abs = std::max(max_abs, std::fabs(static_cast<double>(v)));
+    const double q = grid_quantum(max_abs, o.grid_bits);
+    for (float& v : x) v = static_cast<float>(std::nearbyint(static_cast<double>(v) / q) * q);
+  }
+  if (o.domain == data_domain::any && L > 0 && coin(4)) {
+    const auto k = static_cast<std::size_t>(*rc::gen::inRange<std::int64_t>(0, L));
+    x[k] = *special_float32();
+  }
+  double mean = 0;
+  if (centred) {
+    for (const float v : x) mean += static_cast<double>(v);
+    mean = L > 0 ? mean / static_cast<double>(L) : 0.0;
+  }
+  double var = 0;
+  for (const float v : x) var += (static_cast<double>(v) - mean) * (static_cast<double>(v) - mean);
+  var = L > 0 ? var / static_cast<double>(L) : 0.0;
+  for (std::int64_t k = 0; k < L; ++k) pc.src[at(k)] = x[static_cast<std::size_t>(k)];
+  // dy: centred or offset, its own scale; sometimes constant.
+  const int dy_exp = int_toward(-12, 12, 0);
+  const double dy_offset = coin(4) ? std::ldexp(1.0, dy_exp + 2) : 0.0;
+  const bool dy_constant = coin(8);
+  for (std::int64_t k = 0; k < L; ++k) {
+    const double z = dy_constant ? 1.0 : static_cast<double>(*float32(-6, 1));
+    pc.diff_dst[at(k)] = static_cast<float>(dy_offset + std::ldexp(z, dy_exp));
+  }
+  if (o.domain == data_domain::any && L > 0 && coin(8)) {
+    const std::int64_t k = *rc::gen::inRange<std::int64_t>(0, L);
+    pc.diff_dst[at(k)] = *special_float32();
+  }
+  return var;
+}
+
+// γ away from 1, β away from 0.
+float draw_gamma() {
+  return coin(8) ? 1.0F : make_float(coin(4), int_toward(-6, 6, 0), mantissa());
+}
+float draw_beta() {
+  return coin(6) ? 0.0F : make_float(coin(2), int_toward(-10, 10, 0), mantissa());
+}
+
+// A running variance near `var` (or near 1 where var is degenerate).
+float draw_running_var(double var) {
+  const double rv =
+      (var > 0 && std::isfinite(var) ? var : 1.0) *
+      std::ldexp(1.0 + static_cast<double>(mantissa()) * 0x1p-23, int_toward(-3, 3, 0));
+  return static_cast<float>(std::min(rv, 1e30));
+}
+
+// ε: the common defaults, or near the variance of one statistic group, or far from it.
+double draw_eps(const std::vector<double>& var_of, bool any_constant) {
+  double eps = 1e-5;
+  switch (*rc::gen::inRange(0, 6)) {
+    case 0:
+      break;
+    case 1:
+      eps = 1e-3;
+      break;
+    case 2:
+    case 3: {
+      const auto c = static_cast<std::size_t>(
+          *rc::gen::inRange<std::int64_t>(0, static_cast<std::int64_t>(var_of.size())));
+      const double v = var_of[c] > 0 && std::isfinite(var_of[c]) ? var_of[c] : 1.0;
+      eps = static_cast<double>(static_cast<float>(v * std::ldexp(1.0, int_toward(-3, 3, 0))));
+      break;
+    }
+    case 4:
+      eps = static_cast<double>(make_float(false, int_toward(-40, 4, -17), mantissa()));
+      break;
+    case 5:
+      // ε = 0 only where every group has a nonzero variance (else y is 0/0, by design).
+      eps = any_constant ? 1e-5 : 0.0;
+      break;
+    default:
+      break;
+  }
+  if (!(eps < std::numeric_limits<double>::infinity())) eps = 1e-5;
+  return eps;
+}
+
+// The op of a family case for the drawn shape.
+op_desc draw_op(const std::vector<op_kind>& ops, const bn_problem& p) {
+  const op_kind k =
+      ops[static_cast<std::size_t>(*rc::gen::inRange(0, static_cast<int>(ops.size())))];
+  const int rank = static_cast<int>(p.spatial.size());
+  switch (k) {
+    case op_kind::layer_norm:
+      return layer_norm_op(int_toward(1, rank + 1, 1));
+    case op_kind::rms_norm: {
+      op_desc op = rms_norm_op(int_toward(1, rank + 1, 1));
+      op.weight_offset = coin(3);
+      return op;
+    }
+    case op_kind::group_norm: {
+      std::vector<std::int64_t> divisors;
+      for (std::int64_t d = 1; d <= p.c; ++d) {
+        if (p.c % d == 0) divisors.push_back(d);
+      }
+      return group_norm_op(divisors[static_cast<std::size_t>(
+          *rc::gen::inRange(0, static_cast<int>(divisors.size())))]);
+    }
+    case op_kind::instance_norm:
+      return instance_norm_op(coin(2));
+    case op_kind::batch_norm:
+      break;
+  }
+  return batch_norm_op();
+}
+
+property_case family_case(const case_options& o) {
+  property_case pc;
+  pc.problem = *problem(o.shape);
+  pc.problem.op = draw_op(o.ops, pc.problem);
+  const geometry g(pc.problem);
+  const reduction_map map(pc.problem.op, g);
+  const auto E = static_cast<std::size_t>(g.elements());
+  pc.src.assign(E, 0.0F);
+  pc.diff_dst.assign(E, 0.0F);
+  const std::int64_t L = map.group_size();
+  std::vector<double> var_of;
+  bool any_constant = false;
+  for (std::int64_t grp = 0; grp < map.groups(); ++grp) {
+    const double var = draw_group(pc, o, L, pc.problem.op.centred, [&](std::int64_t k) {
+      return static_cast<std::size_t>(map.member(grp, k));
+    });
+    var_of.push_back(var);
+    if (!(var > 0)) any_constant = true;
+  }
+  if (var_of.empty()) var_of.push_back(1.0);
+  pc.affine = !coin(10);
+  for (std::int64_t j = 0; j < map.params(); ++j) {
+    pc.gamma.push_back(pc.affine ? draw_gamma() : 1.0F);
+    pc.beta.push_back(pc.affine ? draw_beta() : 0.0F);
+  }
+  pc.problem.op.weight_offset = pc.problem.op.weight_offset && pc.affine;  // needs γ
+  for (std::int64_t r = 0; r < map.running_size(); ++r) {
+    const double var = var_of[static_cast<std::size_t>(r) % var_of.size()];
+    const double sd = var > 0 && std::isfinite(var) ? std::sqrt(var) : 1.0;
+    pc.running_mean.push_back(static_cast<float>(sd * static_cast<double>(*float32(-4, 1))));
+    pc.running_var.push_back(draw_running_var(var));
+  }
+  pc.problem.eps = draw_eps(var_of, any_constant);
+  // Instance norm's running statistics have no cumulative average (momentum=None).
+  pc.problem.momentum = *momentum(o.cumulative && !pc.problem.op.running_stats);
+  pc.num_batches_tracked = pick<std::int64_t>({0, 1, 5, 1000});
+  return pc;
+}
+
+}  // namespace
+
 rc::Gen<property_case> property_case_of(const case_options& o) {
   return rc::gen::exec([o]() {
+    if (!o.ops.empty()) return family_case(o);
     property_case pc;
     pc.problem = *problem(o.shape);
     const geometry g(pc.problem);
     const std::int64_t C = g.c();
-    const std::int64_t L = g.per_channel();
     const auto E = static_cast<std::size_t>(g.elements());
     pc.src.assign(E, 0.0F);
     pc.diff_dst.assign(E, 0.0F);
     const reduction_map map(pc.problem.op, g);
-    auto li = [&](std::int64_t c, std::int64_t k) {  // k-th element of channel c
-      return static_cast<std::size_t>(map.member(c, k));
-    };
+    const std::int64_t L = map.group_size();
     std::vector<double> var_of(static_cast<std::size_t>(C), 0.0);
     bool any_constant = false;
     for (std::int64_t c = 0; c < C; ++c) {
-      const channel_plan plan = plan_channel();
-      std::vector<float> x(static_cast<std::size_t>(L));
-      for (std::int64_t k = 0; k < L; ++k) x[static_cast<std::size_t>(k)] = value_of(plan, k, L);
-      if (o.grid_bits > 0) {
-        double max_abs = 0;
-        for (const float v : x) max_abs = std::max(max_abs, std::fabs(static_cast<double>(v)));
-        const double q = grid_quantum(max_abs, o.grid_bits);
-        for (float& v : x) v = static_cast<float>(std::nearbyint(static_cast<double>(v) / q) * q);
-      }
-      if (o.domain == data_domain::any && L > 0 && coin(4)) {
-        const auto at = static_cast<std::size_t>(*rc::gen::inRange<std::int64_t>(0, L));
-        x[at] = *special_float32();
-      }
+      // The channel's data, and its mean (for the running mean below).
       double mean = 0;
-      for (const float v : x) mean += static_cast<double>(v);
+      const double var = draw_group(pc, o, L, true, [&](std::int64_t k) {
+        return static_cast<std::size_t>(map.member(c, k));
+      });
+      for (std::int64_t k = 0; k < L; ++k) {
+        mean += static_cast<double>(pc.src[static_cast<std::size_t>(map.member(c, k))]);
+      }
       mean = L > 0 ? mean / static_cast<double>(L) : 0.0;
-      double var = 0;
-      for (const float v : x)
-        var += (static_cast<double>(v) - mean) * (static_cast<double>(v) - mean);
-      var = L > 0 ? var / static_cast<double>(L) : 0.0;
       var_of[static_cast<std::size_t>(c)] = var;
       if (!(var > 0)) any_constant = true;
-      for (std::int64_t k = 0; k < L; ++k) pc.src[li(c, k)] = x[static_cast<std::size_t>(k)];
-      // dy: centred or offset, its own scale; sometimes constant.
-      const int dy_exp = int_toward(-12, 12, 0);
-      const double dy_offset = coin(4) ? std::ldexp(1.0, dy_exp + 2) : 0.0;
-      const bool dy_constant = coin(8);
-      for (std::int64_t k = 0; k < L; ++k) {
-        const double z = dy_constant ? 1.0 : static_cast<double>(*float32(-6, 1));
-        pc.diff_dst[li(c, k)] = static_cast<float>(dy_offset + std::ldexp(z, dy_exp));
-      }
-      if (o.domain == data_domain::any && L > 0 && coin(8)) {
-        const std::int64_t at = *rc::gen::inRange<std::int64_t>(0, L);
-        pc.diff_dst[li(c, at)] = *special_float32();
-      }
-      // γ away from 1, β away from 0; running statistics away from 0 and 1.
       pc.affine = true;
-      const float gamma = coin(8) ? 1.0F : make_float(coin(4), int_toward(-6, 6, 0), mantissa());
-      const float beta = coin(6) ? 0.0F : make_float(coin(2), int_toward(-10, 10, 0), mantissa());
+      const float gamma = draw_gamma();
+      const float beta = draw_beta();
       pc.gamma.push_back(gamma);
       pc.beta.push_back(beta);
+      // Running statistics away from 0 and 1.
       const double sd = var > 0 && std::isfinite(var) ? std::sqrt(var) : 1.0;
       pc.running_mean.push_back(
           static_cast<float>(mean * (1.0 + std::ldexp(static_cast<double>(*float32(-8, -1)), 0)) +
                              sd * static_cast<double>(*float32(-4, 1))));
-      const double rv =
-          (var > 0 && std::isfinite(var) ? var : 1.0) *
-          std::ldexp(1.0 + static_cast<double>(mantissa()) * 0x1p-23, int_toward(-3, 3, 0));
-      pc.running_var.push_back(static_cast<float>(std::min(rv, 1e30)));
+      pc.running_var.push_back(draw_running_var(var));
     }
     if (coin(10)) {
       pc.affine = false;
       std::fill(pc.gamma.begin(), pc.gamma.end(), 1.0F);
       std::fill(pc.beta.begin(), pc.beta.end(), 0.0F);
     }
-    // ε: the common defaults, or near the variance of one channel, or far from it.
-    double eps = 1e-5;
-    switch (*rc::gen::inRange(0, 6)) {
-      case 0:
-        break;
-      case 1:
-        eps = 1e-3;
-        break;
-      case 2:
-      case 3: {
-        const auto c = static_cast<std::size_t>(*rc::gen::inRange<std::int64_t>(0, C));
-        const double v = var_of[c] > 0 && std::isfinite(var_of[c]) ? var_of[c] : 1.0;
-        eps = static_cast<double>(static_cast<float>(v * std::ldexp(1.0, int_toward(-3, 3, 0))));
-        break;
-      }
-      case 4:
-        eps = static_cast<double>(make_float(false, int_toward(-40, 4, -17), mantissa()));
-        break;
-      case 5:
-        // ε = 0 only where every channel has a nonzero variance (else y is 0/0, by design).
-        eps = any_constant ? 1e-5 : 0.0;
-        break;
-      default:
-        break;
-    }
-    if (!(eps < std::numeric_limits<double>::infinity())) eps = 1e-5;
-    pc.problem.eps = eps;
+    pc.problem.eps = draw_eps(var_of, any_constant);
     pc.problem.momentum = *momentum(o.cumulative);
     pc.num_batches_tracked = pick<std::int64_t>({0, 1, 5, 1000});
     return pc;

@@ -6,6 +6,8 @@
 #include "bnoracle/measure.hpp"
 #include "bnoracle/reduction.hpp"
 
+#include "support.hpp"
+
 #include <rapidcheck.h>
 #include <rapidcheck/detail/Configuration.h>
 #include <rapidcheck/detail/TestListenerAdapter.h>
@@ -31,208 +33,8 @@ namespace bnoracle {
 
 namespace {
 
+using namespace property_support;  // NOLINT(google-build-using-namespace)
 using rc::detail::CaseResult;
-
-[[noreturn]] void fail(const std::string& why) {
-  throw CaseResult(CaseResult::Type::Failure, why);
-}
-[[noreturn]] void discard(const std::string& why) {
-  throw CaseResult(CaseResult::Type::Discard, why);
-}
-
-constexpr double k_u53 = 0x1p-53;  // unit roundoff of double
-
-// What the properties need of the run.
-struct context {
-  bn_kernel& kernel;
-  const kernel_info& info;
-  const property_options& opt;
-  std::string convention;
-  call_options call;              // isolation and timeout of every kernel call
-  mutable std::string last_case;  // the case being evaluated, shown (for failure reports)
-  mutable bool faulted = false;   // the evaluation failed because the kernel faulted
-
-  [[nodiscard]] gen::case_options cases() const {
-    gen::case_options o;
-    o.shape.layouts = info.layouts;
-    o.shape.max_elements = opt.property_max_elements;
-    o.cumulative = info.supports_cumulative;
-    return o;
-  }
-  void require(bn_mode m) const {
-    if (!info.supports(m)) {
-      discard("the kernel does not provide " + std::string(to_string(m)));
-    }
-  }
-};
-
-bool is_training(bn_mode m) {
-  return m == bn_mode::forward_training || m == bn_mode::backward_training;
-}
-bool is_backward(bn_mode m) {
-  return m == bn_mode::backward_training || m == bn_mode::backward_inference;
-}
-
-// The exact side of one call: the reference and the error model on the case's logical data.
-// The reference keeps pointers into the copies held here, so this object never moves.
-class exact_side {
- public:
-  exact_side(const property_case& pc, bn_mode mode, bool track) : pc_(pc), problem_(pc.problem) {
-    problem_.mem_layout = dense_layout(problem_.spatial.size());
-    problem_.strides.clear();
-    bn_inputs in;
-    in.src = pc_.src.data();
-    if (is_backward(mode)) in.diff_dst = pc_.diff_dst.data();
-    if (pc_.affine) {
-      in.gamma = pc_.gamma;
-      in.beta = pc_.beta;
-    }
-    if (!is_training(mode) || track) {
-      in.running_mean = pc_.running_mean;
-      in.running_var = pc_.running_var;
-    }
-    in.num_batches_tracked = pc_.num_batches_tracked;
-    ref_ = std::make_unique<reference>(problem_, mode, in);
-    model_ = std::make_unique<error_model>(*ref_, in, data_tier::general);
-  }
-  exact_side(const exact_side&) = delete;
-  exact_side& operator=(const exact_side&) = delete;
-
-  [[nodiscard]] const reference& ref() const { return *ref_; }
-  [[nodiscard]] const error_model& model() const { return *model_; }
-  [[nodiscard]] double bound(output_id id, std::int64_t i, accuracy_level l) const {
-    return model_->bound(id, i, l);
-  }
-  // Exact statistics of channel c in double (NaN where undefined).
-  [[nodiscard]] double mean(std::int64_t c) const { return ref_->normalizing_mean(c).to_double(); }
-  [[nodiscard]] double var(std::int64_t c) const { return ref_->normalizing_var(c).to_double(); }
-
- private:
-  property_case pc_;
-  bn_problem problem_;
-  std::unique_ptr<reference> ref_;
-  std::unique_ptr<error_model> model_;
-};
-
-// Calls the kernel; a fault or a failure fails the case, an unsupported problem discards it.
-// With `refusal` non-empty (the convention rejects the problem) a refusal discards it too.
-call_result judged(const context& c, const call_request& q, call_result r,
-                   const std::string& refusal = {}) {
-  const std::string mode(to_string(q.mode));
-  if (!r.run.ok() || !r.padding_written.empty()) {
-    c.faulted = true;
-    fail(mode + ": kernel fault: " + r.describe());
-  }
-  if (r.status == BNK_UNSUPPORTED) discard(mode + ": " + r.describe());
-  if (r.status == BNK_REFUSED && !refusal.empty()) discard(mode + ": refused as required");
-  if (r.status != BNK_OK) fail(mode + ": " + r.describe() + " on a valid problem");
-  return r;
-}
-call_result call(const context& c, const call_request& q, const std::string& refusal = {}) {
-  return judged(c, q, invoke(c.kernel, q, c.call), refusal);
-}
-
-// Forward training (for the saved statistics) then backward training, as a framework does.
-struct fwd_bwd {
-  call_result fwd, bwd;
-};
-// The backward-training call that follows forward-training result `fwd`.
-call_result backward_after(const context& c, const property_case& pc, const call_result& fwd) {
-  call_request q = request_of(pc, bn_mode::backward_training, false);
-  if (c.info.saves != BNK_SAVES_NONE) {
-    q.save_mean = fwd.save_mean;
-    q.save_stat = fwd.save_stat;
-  }
-  return call(c, q);
-}
-
-fwd_bwd forward_backward(const context& c, const property_case& pc) {
-  c.require(bn_mode::forward_training);
-  c.require(bn_mode::backward_training);
-  fwd_bwd r;
-  r.fwd = call(c, request_of(pc, bn_mode::forward_training, false));
-  r.bwd = backward_after(c, pc, r.fwd);
-  return r;
-}
-
-// forward_backward for one of several views of a problem: a view the kernel answers UNSUPPORTED
-// for (oneDNN cannot express a negative stride) is left out (nullopt) instead of discarding the
-// whole generated case, so that the views the kernel does take are still compared.
-std::optional<fwd_bwd> forward_backward_if_supported(const context& c, const property_case& pc) {
-  c.require(bn_mode::forward_training);
-  c.require(bn_mode::backward_training);
-  const call_request q = request_of(pc, bn_mode::forward_training, false);
-  call_result f = invoke(c.kernel, q, c.call);
-  if (f.run.ok() && f.padding_written.empty() && f.status == BNK_UNSUPPORTED) return std::nullopt;
-  fwd_bwd r;
-  r.fwd = judged(c, q, std::move(f));  // a fault or a failure fails the case
-  r.bwd = backward_after(c, pc, r.fwd);
-  return r;
-}
-
-std::string level_name(const context& c) {
-  return std::string(to_string(c.opt.level));
-}
-
-// Two kernel outputs whose exact values are equal may differ by the sum of their bounds.
-void expect_close(const context& c, const std::string& what, float a, float b, double tol) {
-  if (std::isinf(tol)) return;  // the error model makes no claim here (undefined statistics)
-  if (std::isnan(tol)) fail("internal error: NaN tolerance for " + what + " (a bug of bnoracle)");
-  const double d = std::fabs(static_cast<double>(a) - static_cast<double>(b));
-  if (!(d <= tol)) {
-    std::ostringstream os;
-    os << what << ": " << hex_float(a) << " vs " << hex_float(b) << " differ by " << d
-       << ", more than the sum of their error bounds " << tol << " at " << level_name(c);
-    fail(os.str());
-  }
-}
-
-std::string where(const geometry& g, const char* name, std::int64_t i) {
-  return element_where(g, name, i, true);
-}
-
-// A relation r that is exactly 0 in real arithmetic, missed by at most `tol`.
-void expect_zero(const std::string& what, double value, double tol, const std::string& level) {
-  if (std::isnan(tol)) fail("internal error: NaN tolerance for " + what + " (a bug of bnoracle)");
-  if (!(std::fabs(value) <= tol)) {
-    std::ostringstream os;
-    os << what << " = " << value << ", should be 0 within " << tol
-       << " (sum of the error bounds of its terms at " << level << ")";
-    fail(os.str());
-  }
-}
-
-// Judges one output against the exact reference; fails the case with the worst element.
-void judge(const context& c, const exact_side& e, const std::string& label,
-           const std::string& shown, output_id id, const std::vector<float>& got) {
-  if (got.size() != static_cast<std::size_t>(e.ref().output_size(id))) {
-    fail(label + ": " + shown + " has " + std::to_string(got.size()) + " elements");
-  }
-  const output_result o =
-      judge_output(shown, id, id, e.ref(), e.model(), c.opt.level, 1.0,
-                   [&got](std::int64_t i) { return got[static_cast<std::size_t>(i)]; });
-  const auto lvl = static_cast<std::size_t>(c.opt.level);
-  if (o.passed[lvl]) return;
-  std::ostringstream os;
-  os << label << ": ";
-  if (!o.class_failure.empty()) {
-    os << o.class_failure;
-  } else {
-    os << o.worst_where << " got=" << hex_float(o.got) << " exp=" << hex_float(o.expected)
-       << " err=" << o.worst_ulps << " ulp (bound " << o.worst_bound_ulps << " ulp at "
-       << level_name(c) << ")";
-  }
-  fail(os.str());
-}
-
-property_case generate(const context& c, const gen::case_options& o) {
-  property_case pc = *gen::property_case_of(o);
-  pc.problem.convention = c.convention;
-  std::ostringstream os;
-  showValue(pc, os);
-  c.last_case = os.str();
-  return pc;
-}
 
 // ---- agreement with the exact reference ------------------------------------------------------
 
@@ -327,26 +129,9 @@ void prop_reference_agreement(const context& c) {
 // The largest power of two dividing every value of channel c, and max |x| in units of it.
 std::pair<double, double> channel_grid(const property_case& pc, std::int64_t ch) {
   const geometry g(pc.problem);
-  double q = std::numeric_limits<double>::infinity();
-  double max_abs = 0;
-  for (std::int64_t n = 0; n < g.n(); ++n) {
-    for (std::int64_t s = 0; s < g.spatial_size(); ++s) {
-      const double x =
-          static_cast<double>(pc.src[static_cast<std::size_t>(g.logical_index(n, ch, s))]);
-      max_abs = std::max(max_abs, std::fabs(x));
-      if (x == 0) continue;
-      int e = 0;
-      double m = std::frexp(x, &e);  // x = m·2^e, 0.5 <= |m| < 1
-      int low = e;
-      while (m != std::trunc(m)) {  // find the lowest set bit
-        m *= 2;
-        --low;
-      }
-      q = std::min(q, std::ldexp(1.0, low));
-    }
-  }
-  if (std::isinf(q)) q = 1;  // all zero
-  return {q, max_abs / q};
+  std::vector<std::int64_t> members;
+  g.for_each_in_channel(ch, [&members](std::int64_t, std::int64_t li) { members.push_back(li); });
+  return grid_of(pc.src, members);
 }
 
 void prop_bias_invariance(const context& c) {
@@ -638,36 +423,12 @@ void prop_eval_determinism(const context& c) {
 
 // ---- run-to-run reproducibility ---------------------------------------------------------------
 
-// Every output of two identical calls, bit for bit.
-void expect_same_bits(const std::string& mode, const char* name, const std::vector<float>& a,
-                      const std::vector<float>& b) {
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    if (!bit_equal(a[i], b[i])) {
-      fail(mode + ": " + name + "[" + std::to_string(i) +
-           "] changed when the same call was repeated: " + hex_float(a[i]) + " then " +
-           hex_float(b[i]));
-    }
-  }
-}
-
-void expect_same_call(bn_mode m, const call_result& a, const call_result& b) {
-  const std::string mode(to_string(m));
-  expect_same_bits(mode, "dst", a.dst, b.dst);
-  expect_same_bits(mode, "diff_src", a.diff_src, b.diff_src);
-  expect_same_bits(mode, "diff_gamma", a.diff_gamma, b.diff_gamma);
-  expect_same_bits(mode, "diff_beta", a.diff_beta, b.diff_beta);
-  expect_same_bits(mode, "save_mean", a.save_mean, b.save_mean);
-  expect_same_bits(mode, "save_stat", a.save_stat, b.save_stat);
-  expect_same_bits(mode, "running_mean", a.running_mean, b.running_mean);
-  expect_same_bits(mode, "running_var", a.running_var, b.running_var);
-}
-
-void prop_reproducibility(const context& c) {
-  const property_case pc = generate(c, c.cases());
+void reproducibility(const context& c, const gen::case_options& o) {
+  const property_case pc = generate(c, o);
   bool any = false;
   for (const bn_mode m : {bn_mode::forward_training, bn_mode::forward_inference,
                           bn_mode::backward_training, bn_mode::backward_inference}) {
-    if (!c.info.supports(m)) continue;
+    if (!c.info.supports(m) || !has_mode(pc.problem.op, m)) continue;
     any = true;
     call_request q = request_of(pc, m, c.info.updates_running);
     if (m == bn_mode::backward_training && c.info.saves != BNK_SAVES_NONE &&
@@ -723,9 +484,10 @@ void prop_momentum_convention(const context& c) {
 
 // ---- positive scale invariance ---------------------------------------------------------------
 
-void prop_scale_invariance(const context& c) {
-  const property_case pc = generate(c, c.cases());
+void scale_invariance(const context& c, const gen::case_options& o) {
+  const property_case pc = generate(c, o);
   const geometry g(pc.problem);
+  const reduction_map map(pc.problem.op, g);
   // a = 2^k keeps every nonzero |x| within [2^-60, 2^60] and ε·a² a normal float or 0.
   double lo = std::numeric_limits<double>::infinity(), hi = 0;
   for (const float v : pc.src) {
@@ -776,12 +538,12 @@ void prop_scale_invariance(const context& c) {
                  b1.bound(output_id::diff_src, i, lvl) + a * b2.bound(output_id::diff_src, i, lvl));
   }
   if (pc.affine) {
-    for (std::int64_t ch = 0; ch < g.c(); ++ch) {
-      const auto u = static_cast<std::size_t>(ch);
+    for (std::int64_t j = 0; j < map.params(); ++j) {
+      const auto u = static_cast<std::size_t>(j);
       expect_close(
-          c, "diff_gamma[c=" + std::to_string(ch) + "]" + by, r1.bwd.diff_gamma[u],
+          c, "diff_gamma[" + map.param_name(j) + "]" + by, r1.bwd.diff_gamma[u],
           r2.bwd.diff_gamma[u],
-          b1.bound(output_id::diff_gamma, ch, lvl) + b2.bound(output_id::diff_gamma, ch, lvl));
+          b1.bound(output_id::diff_gamma, j, lvl) + b2.bound(output_id::diff_gamma, j, lvl));
     }
   }
 }
@@ -948,8 +710,8 @@ std::vector<std::int64_t> channels_last(const bn_problem& p) {
   return st;
 }
 
-void prop_layout_agreement(const context& c) {
-  const property_case pc = generate(c, c.cases());
+void layout_agreement(const context& c, const gen::case_options& o) {
+  const property_case pc = generate(c, o);
   const std::size_t rank = pc.problem.spatial.size();
   // The same logical problem in every layout the kernel takes for this rank.
   std::vector<bn_problem> views;
@@ -1002,21 +764,17 @@ void prop_layout_agreement(const context& c) {
                    2 * b.bound(output_id::diff_src, i, lvl));
     }
     if (pc.affine) {
-      for (std::int64_t ch = 0; ch < g.c(); ++ch) {
-        const auto u = static_cast<std::size_t>(ch);
-        expect_close(c, "diff_gamma[c=" + std::to_string(ch) + "]" + label, r.bwd.diff_gamma[u],
-                     r0.bwd.diff_gamma[u], 2 * b.bound(output_id::diff_gamma, ch, lvl));
+      const reduction_map map(pc.problem.op, g);
+      for (std::int64_t j = 0; j < map.params(); ++j) {
+        const auto u = static_cast<std::size_t>(j);
+        expect_close(c, "diff_gamma[" + map.param_name(j) + "]" + label, r.bwd.diff_gamma[u],
+                     r0.bwd.diff_gamma[u], 2 * b.bound(output_id::diff_gamma, j, lvl));
       }
     }
   }
 }
 
 // ---- the table -------------------------------------------------------------------------------
-
-struct property_entry {
-  property_info info;
-  void (*body)(const context&);
-};
 
 constexpr property_entry k_properties[] = {
     {{"reference_agreement",
@@ -1041,14 +799,14 @@ constexpr property_entry k_properties[] = {
     {{"reproducibility",
       "every mode called twice on the same inputs gives bit-identical outputs (no run-to-run "
       "variation, pytorch #53691)"},
-     prop_reproducibility},
+     [](const context& c) { reproducibility(c, c.cases()); }},
     {{"momentum_convention",
       "running statistics over 2-4 steps follow the claimed convention (momentum, estimator, "
       "cumulative average)"},
      prop_momentum_convention},
     {{"scale_invariance",
       "x scaled by 2^k with eps scaled by 4^k leaves y unchanged and scales dx by 2^-k"},
-     prop_scale_invariance},
+     [](const context& c) { scale_invariance(c, c.cases()); }},
     {{"permutation_equivariance",
       "permuting batch and spatial positions permutes y and dx alike, leaves dgamma, dbeta"},
      prop_permutation},
@@ -1057,7 +815,7 @@ constexpr property_entry k_properties[] = {
      prop_channel_independence},
     {{"layout_agreement",
       "the same problem in NCHW, channels-last and a padded reversed strided view agrees"},
-     prop_layout_agreement},
+     [](const context& c) { layout_agreement(c, c.cases()); }},
 };
 
 // RapidCheck reads RC_PARAMS once and prints "Using configuration: seed=<random>" on stderr.
@@ -1084,6 +842,9 @@ const property_entry& find_property(std::string_view name) {
   for (const auto& p : k_properties) {
     if (p.info.name == name) return p;
   }
+  for (const auto& p : family_property_entries()) {
+    if (p.info.name == name) return p;
+  }
   throw std::invalid_argument("unknown property '" + std::string(name) + "'");
 }
 
@@ -1093,6 +854,7 @@ std::span<const property_info> property_list() {
   static const std::vector<property_info> list = [] {
     std::vector<property_info> v;
     for (const auto& p : k_properties) v.push_back(p.info);
+    for (const auto& p : family_property_entries()) v.push_back(p.info);
     return v;
   }();
   return list;
@@ -1135,11 +897,18 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
     os << repro_options(shown);
     out.repro = os.str();
   }
-  // The properties are batch norm's relations, generated as batch-norm problems: a kernel that
-  // does not declare batch norm has none of them to satisfy.
-  if (!kernel.info().supports(op_kind::batch_norm)) {
+  // Batch norm's properties are generated as batch-norm problems, the family's as problems of
+  // the other ops the kernel declares: a kernel without them has nothing to satisfy.
+  if (!entry.info.family && !kernel.info().supports(op_kind::batch_norm)) {
     out.verdict = property_verdict::skip;
-    out.reason = "the kernel does not support batch_norm (the property suite is batch norm's)";
+    out.reason = "the kernel does not support batch_norm (the property is batch norm's)";
+    return out;
+  }
+  if (entry.info.family && family_ops_of(kernel.info()).empty()) {
+    out.verdict = property_verdict::skip;
+    out.reason =
+        "the kernel supports none of layer_norm, rms_norm, group_norm, instance_norm (the "
+        "property is theirs)";
     return out;
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -1240,6 +1009,20 @@ std::vector<property_result> check_properties(bn_kernel& kernel, const property_
   return out;
 }
 
+namespace property_support {
+
+void prop_reproducibility(const context& c, const gen::case_options& o) {
+  reproducibility(c, o);
+}
+void prop_scale_invariance(const context& c, const gen::case_options& o) {
+  scale_invariance(c, o);
+}
+void prop_layout_agreement(const context& c, const gen::case_options& o) {
+  layout_agreement(c, o);
+}
+
+}  // namespace property_support
+
 call_request request_of(const property_case& pc, bn_mode mode, bool track) {
   call_request q;
   q.mode = mode;
@@ -1252,7 +1035,7 @@ call_request request_of(const property_case& pc, bn_mode mode, bool track) {
     q.gamma = pc.gamma;
     q.beta = pc.beta;
   }
-  if (!is_training(mode) || q.track_running) {
+  if (pc.problem.op.running_stats && (!is_training(mode) || q.track_running)) {
     q.running_mean = pc.running_mean;
     q.running_var = pc.running_var;
     q.num_batches_tracked = pc.num_batches_tracked;

@@ -28,13 +28,15 @@
 namespace bnoracle {
 
 // One generated problem with its data, tensors in canonical logical order (n, c, spatial...).
+// For the ops other than batch norm γ/β have one entry per parameter (reduction_map::params) and
+// the running statistics one per channel where the op keeps them.
 struct property_case {
   bn_problem problem;  // convention: set from the kernel's claim when the case runs
   bool affine = true;
   std::vector<float> src;
   std::vector<float> diff_dst;
   std::vector<float> gamma, beta;                // C each (all ones/zeros when not affine)
-  std::vector<float> running_mean, running_var;  // C each: the state before the step
+  std::vector<float> running_mean, running_var;  // C each: the state before the step (or none)
   std::int64_t num_batches_tracked = 0;
 };
 
@@ -81,6 +83,12 @@ struct case_options {
   // `grid_bits` significant bits (0: unrestricted). Properties that shift data by a constant
   // use this so that the shifted input is exact in float32.
   int grid_bits = 0;
+  // The ops to draw from (layer_norm, rms_norm, group_norm, instance_norm); empty: batch norm.
+  // Layer and RMS norm get 1 to rank + 1 normalized axes and RMS norm sometimes the weight
+  // offset; group norm a G dividing C (1 and C included); instance norm running statistics
+  // half of the time. Data, dy and the ε choice are drawn per statistic group, γ and β per
+  // parameter entry.
+  std::vector<op_kind> ops{};
 };
 [[nodiscard]] rc::Gen<property_case> property_case_of(const case_options& options);
 

@@ -27,6 +27,9 @@ namespace bnoracle {
 struct property_info {
   std::string_view name;     // e.g. "bias_invariance"
   std::string_view summary;  // one line
+  // Generated as problems of layer, RMS, group and instance norm (a kernel that declares none
+  // of them skips it); otherwise as batch-norm problems.
+  bool family = false;
 };
 
 // Every property, in the order `check` runs them.
