@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""A float32 numpy batch-norm kernel behind bnoracle's subprocess protocol.
+"""A float32 numpy normalization kernel behind bnoracle's subprocess protocol.
 
     bnoracle check --exec "/usr/bin/python3 examples/subprocess/numpy_kernel.py"
 
 The protocol (docs/subprocess-protocol.md, version 2): write a handshake line, then answer every
 request line on stdin with one response line on stdout. Tensors arrive in logical order (N, C,
-spatial...), so every layout works without looking at strides. The numerics are those of
-examples/python/numpy_bn.py (float32 throughout, two-pass variance, PyTorch's conventions:
+spatial...), so every layout works without looking at strides. Batch norm's numerics are those
+of examples/python/numpy_bn.py (float32 throughout, two-pass variance, PyTorch's conventions:
 momentum=None, refusal of one value per channel in training, an empty batch). It also provides
 the protocol's two operations, the fold and the SyncBN merge (numpy_bn.fold, syncbn_merge).
+Layer, RMS, group and instance norm are examples/python/numpy_norms.py, in the same style: the
+training modes, and for instance norm with running statistics the inference modes and the
+running update under the claimed convention.
 
 Optional argument: the convention to claim (default pytorch; see `bnoracle conventions`).
 Only the protocol goes to stdout; diagnostics belong on stderr.
@@ -22,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import numpy_bn as bn  # noqa: E402
+import numpy_norms as norms  # noqa: E402
 
 F32 = np.float32
 MODES = ["forward_training", "forward_inference", "backward_training", "backward_inference"]
@@ -69,8 +73,10 @@ def compute(req, convention):
     mode, shape, inp = req["mode"], tuple(req.get("shape", ())), req["inputs"]
     if mode in ("fold", "syncbn_merge"):
         return operation(req, convention)
-    if req["op"]["kind"] != "batch_norm" or set(req["types"].values()) != {"float32"}:
-        raise bn.Unsupported("float32 batch norm only")
+    if set(req["types"].values()) != {"float32"}:
+        raise bn.Unsupported("float32 only")
+    if req["op"]["kind"] != "batch_norm":
+        return family(req, convention)
     eps = float.fromhex(req["eps"])
     momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
     x = f32(inp["src"], shape)
@@ -99,6 +105,39 @@ def compute(req, convention):
     raise bn.Unsupported("unknown mode " + mode)
 
 
+def family(req, convention):
+    """Layer, RMS, group and instance norm (numpy_norms): training modes, and for instance norm
+    with running statistics the inference modes and the running update."""
+    op, mode, shape, inp = req["op"], req["mode"], tuple(req["shape"]), req["inputs"]
+    if op["kind"] not in norms.KINDS:
+        raise bn.Unsupported("op " + op["kind"])
+    eps = float.fromhex(req["eps"])
+    x = f32(inp["src"], shape)
+    gamma = f32(inp["gamma"]) if req["affine"] else None
+    beta = f32(inp["beta"]) if req["affine"] and "beta" in inp else None
+    if mode == "forward_training":
+        running = None
+        if req["track_running"]:
+            running = (f32(inp["running_mean"]), f32(inp["running_var"]),
+                       int(inp["num_batches_tracked"]))
+        momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
+        r = norms.forward_training(x, op, gamma, beta, eps, convention, momentum, running)
+        out = {"dst": r["dst"], "save_mean": r["mean"], "save_stat": r["invstd"]}
+        if running is not None:
+            out.update(running_mean=r["running_mean"], running_var=r["running_var"],
+                       num_batches_tracked=r["num_batches_tracked"])
+        return out
+    if mode == "backward_training":
+        return norms.backward_training(x, f32(inp["diff_dst"], shape), op, gamma, eps, convention)
+    if mode not in ("forward_inference", "backward_inference"):
+        raise bn.Unsupported("unknown mode " + mode)
+    norms.require_running(op)
+    rm, rv = f32(inp["running_mean"]), f32(inp["running_var"])
+    if mode == "forward_inference":
+        return norms.forward_inference(x, op, gamma, beta, eps, rm, rv)
+    return norms.backward_inference(x, f32(inp["diff_dst"], shape), op, gamma, eps, rm, rv)
+
+
 def answer(req, convention):
     res = {"id": req.get("id"), "status": "ok"}
     try:
@@ -119,8 +158,8 @@ def main():
     send = lambda obj: print(json.dumps(obj), flush=True)  # noqa: E731
     send({"protocol": "bnoracle-kernel", "version": 2, "name": "numpy_ref",
           "kernel_version": "1.0", "convention": convention, "layouts": LAYOUTS, "modes": MODES,
-          "ops": ["batch_norm"], "types": {"data": ["float32"], "parameters": ["float32"],
-                                           "statistics": ["float32"]},
+          "ops": ["batch_norm"] + list(norms.KINDS),
+          "types": {"data": ["float32"], "parameters": ["float32"], "statistics": ["float32"]},
           "updates_running": True, "supports_cumulative": convention == "pytorch",
           "saves": "mean_invstd", "operations": ["syncbn_merge", "fold"]})
     for line in iter(sys.stdin.readline, ""):  # one request per line until stdin closes

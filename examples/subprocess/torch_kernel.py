@@ -1,24 +1,35 @@
 #!/usr/bin/env python3
-"""PyTorch's own CPU batch norm behind bnoracle's subprocess protocol.
+"""PyTorch's own CPU normalizations behind bnoracle's subprocess protocol.
 
     bnoracle check --exec "/usr/bin/python3 examples/subprocess/torch_kernel.py"
 
-Calls torch.ops.aten.native_batch_norm and native_batch_norm_backward (what
+Batch norm calls torch.ops.aten.native_batch_norm and native_batch_norm_backward (what
 torch.nn.BatchNorm*d runs) on float32 tensors, one thread. What nn.BatchNorm does around them is
 done here the same way: the refusal of one value per channel in training (F.batch_norm's
 ValueError), num_batches_tracked += 1 and momentum=None as the factor 1/num_batches_tracked.
 The fold is torch.nn.utils.fusion's; the SyncBN merge is not offered (no CPU implementation).
-Protocol: docs/subprocess-protocol.md. Only the protocol goes to stdout.
+
+Layer, group and instance norm are torch.nn.functional's layer_norm (normalized_shape: the
+trailing normalized axes), group_norm and instance_norm (running statistics updated in place,
+use_input_stats in training, as nn.InstanceNorm*d calls it); RMS norm, which PyTorch 1.13 does
+not have, is HuggingFace transformers' LlamaRMSNorm in float32 (GemmaRMSNorm's 1 + w with the
+weight offset). Their saved statistics are those the autograd graph keeps, and the backward
+modes differentiate the forward with torch.autograd. nn.InstanceNorm keeps num_batches_tracked
+at its value and has no momentum=None; so does this kernel.
+Protocol: docs/subprocess-protocol.md (version 2). Only the protocol goes to stdout.
 """
 
 import json
+import math
 import sys
 
 import torch
+import torch.nn.functional as F
 
 torch.set_num_threads(1)
 MODES = ["forward_training", "forward_inference", "backward_training", "backward_inference"]
 LAYOUTS = ["nc", "ncl", "nchw", "nhwc", "ncdhw", "ndhwc", "strided"]
+OPS = ["batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"]
 
 
 def t(values, shape=None):
@@ -34,7 +45,7 @@ def hexes(a):
 def in_layout(a, layout):
     """Tensors arrive in logical order; a channels-last case is run in PyTorch's channels-last
     memory format, as a model converted with .to(memory_format=torch.channels_last) runs it
-    (PyTorch's batch norm takes another code path there: docs/real-kernels.md)."""
+    (PyTorch's batch norm and group norm take other code paths there: docs/real-kernels.md)."""
     if layout == "nhwc":
         return a.contiguous(memory_format=torch.channels_last)
     if layout == "ndhwc":
@@ -56,10 +67,14 @@ def fold(req):
 
 
 def compute(req):
-    if req.get("op") == "fold":
+    if req["mode"] == "fold":
         return "ok", fold(req)
-    if "op" in req:  # SyncBatchNorm's merge has no CPU implementation in PyTorch 1.13
-        return "unsupported", "operation %s is not provided" % req["op"]
+    if req["mode"] == "syncbn_merge":  # SyncBatchNorm's merge has no CPU implementation in 1.13
+        return "unsupported", "operation %s is not provided" % req["mode"]
+    if set(req["types"].values()) != {"float32"}:
+        return "unsupported", "float32 only"
+    if req["op"]["kind"] != "batch_norm":
+        return family(req)
     mode, shape, inp = req["mode"], tuple(req["shape"]), req["inputs"]
     eps = float.fromhex(req["eps"])
     momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
@@ -122,6 +137,123 @@ def empty_batch(req, mode, shape):
     return out
 
 
+# ---- Layer, RMS, group and instance norm ------------------------------------------------------
+
+
+def rms_norm(x, weight, bias, eps, k, offset):
+    """HuggingFace transformers' LlamaRMSNorm (PyTorch 1.13 has no RMS norm op), in float32,
+    over the last k axes flattened into one hidden axis; with the weight offset, GemmaRMSNorm's
+    x * (1 + w). LlamaRMSNorm has no bias: beta, when given, is added to its output. Returns the
+    output and rsqrt(mean(x^2) + eps), the statistic the graph saves."""
+    lead = tuple(x.shape[:x.dim() - k])
+    hidden = x.reshape(lead + (math.prod(x.shape[x.dim() - k:]),))
+    variance = hidden.pow(2).mean(-1, keepdim=True)
+    rstd = torch.rsqrt(variance + eps)
+    hidden = hidden * rstd
+    if weight is not None:
+        hidden = hidden * (1.0 + weight) if offset else weight * hidden
+        hidden = hidden + bias
+    return hidden.reshape(x.shape), rstd
+
+
+def saved_statistics(y, groups):
+    """What the autograd graph of y saved for backward: the mean and the inverse standard
+    deviation of every statistic group (native_layer_norm's, native_group_norm's, and for
+    instance norm those of the native_batch_norm it runs on the (1, N*C, spatial...) view).
+    An instance norm of no element never reaches native_batch_norm and saves nothing: NaN."""
+    node = y.grad_fn
+    while node is not None and not hasattr(node, "_saved_result2"):
+        # Instance norm: through the view back to its shape to the batch norm.
+        node = node.next_functions[0][0] if node.next_functions else None
+    if node is None:
+        nan = torch.full((groups,), float("nan"))
+        return nan, nan.clone()
+    return node._saved_result1.reshape(-1), node._saved_result2.reshape(-1)
+
+
+def family_forward(req, x, weight, bias, running, training, saved=False):
+    """The op of the request through torch.nn.functional (RMS norm: rms_norm above). Returns
+    the output and, when `saved`, the saved mean and inverse standard deviation (the graph must
+    be recorded: x requires grad)."""
+    op, eps = req["op"], float.fromhex(req["eps"])
+    kind = op["kind"]
+    if kind == "rms_norm":
+        k = op["normalized_axes"]
+        y, rstd = rms_norm(x, weight, bias, eps, k, op["weight_offset"])
+        return (y, torch.zeros(rstd.numel()), rstd.reshape(-1)) if saved else (y, None, None)
+    if kind == "layer_norm":
+        shape = tuple(x.shape[x.dim() - op["normalized_axes"]:])
+        w = weight.reshape(shape) if weight is not None else None
+        b = bias.reshape(shape) if bias is not None else None
+        y = F.layer_norm(x, shape, w, b, eps)
+    elif kind == "group_norm":
+        y = F.group_norm(x, op["groups"], weight, bias, eps)
+    elif kind == "instance_norm":
+        # nn.InstanceNorm*d: use_input_stats in training (or without running statistics).
+        rm, rv = running if running is not None else (None, None)
+        momentum = 0.1 if req["momentum"] is None else float.fromhex(req["momentum"])
+        y = F.instance_norm(x, rm, rv, weight, bias, training, momentum, eps)
+    else:
+        raise ValueError("unknown op " + kind)
+    if not saved:
+        return y, None, None
+    save_mean, save_stat = saved_statistics(y, x.shape[0] * x.shape[1])
+    return y, save_mean, save_stat
+
+
+def family(req):
+    """Layer norm, RMS norm, group norm and instance norm, forward and backward through
+    autograd: the backward recomputes the forward (the statistics it saves are those forward
+    training returned) and differentiates it, as training a model does."""
+    op, mode, shape, inp = req["op"], req["mode"], tuple(req["shape"]), req["inputs"]
+    training = mode in ("forward_training", "backward_training")
+    kind = op["kind"]
+    if not training and not (kind == "instance_norm" and op["running_stats"]):
+        return "unsupported", "%s keeps no running statistics: no inference mode" % kind
+    if kind == "instance_norm" and training and req.get("track_running") \
+            and req["momentum"] is None:
+        # nn.InstanceNorm passes its momentum to F.instance_norm, which takes a float only.
+        return "unsupported", "instance_norm has no cumulative average (momentum=None)"
+    backward = mode in ("backward_training", "backward_inference")
+    x = in_layout(t(inp["src"], shape), req["layout"]).requires_grad_(backward)
+    weight = t(inp["gamma"]).requires_grad_(backward) if req["affine"] else None
+    bias = None
+    if req["affine"]:  # beta does not change a gradient; backward requests may leave it out
+        bias = t(inp["beta"]) if "beta" in inp else torch.zeros(weight.shape)
+        bias.requires_grad_(backward)
+    running = None
+    if "running_mean" in inp and (not training or req["track_running"]):
+        running = (t(inp["running_mean"]), t(inp["running_var"]))
+    try:
+        with torch.enable_grad():
+            if not backward:
+                saved = mode == "forward_training"
+                x.requires_grad_(saved)  # the graph keeps the saved statistics
+                y, save_mean, save_stat = family_forward(req, x, weight, bias, running, training,
+                                                         saved)
+                out = {"dst": y.detach()}
+                if saved:
+                    out.update(save_mean=save_mean.detach(), save_stat=save_stat.detach())
+                if running is not None and saved:
+                    # Updated in place; nn.InstanceNorm does not count batches.
+                    out.update(running_mean=running[0], running_var=running[1],
+                               num_batches_tracked=int(inp["num_batches_tracked"]))
+                return "ok", out
+            y, _, _ = family_forward(req, x, weight, bias, running, training)
+            dy = in_layout(t(inp["diff_dst"], shape), req["layout"])
+            wanted = [x] + ([weight, bias] if req["affine"] else [])
+            grads = torch.autograd.grad(y, wanted, dy, allow_unused=True)
+    except ValueError as e:  # F.instance_norm's refusal of one spatial element in training
+        if str(e).startswith("Expected more than 1 spatial element when training"):
+            return "refused", str(e)
+        raise
+    grads = [torch.zeros(v.shape) if g is None else g for g, v in zip(grads, wanted)]
+    out = {"diff_src": grads[0]}
+    if req["affine"]:
+        out.update(diff_gamma=grads[1], diff_beta=grads[2])
+    return "ok", out
+
+
 def answer(req):
     try:
         with torch.no_grad():
@@ -136,9 +268,9 @@ def answer(req):
 
 def main():
     send = lambda obj: print(json.dumps(obj), flush=True)  # noqa: E731
-    send({"protocol": "bnoracle-kernel", "version": 1, "name": "torch_native_batch_norm",
+    send({"protocol": "bnoracle-kernel", "version": 2, "name": "torch",
           "kernel_version": torch.__version__, "convention": "pytorch", "layouts": LAYOUTS,
-          "modes": MODES, "updates_running": True, "supports_cumulative": True,
+          "modes": MODES, "ops": OPS, "updates_running": True, "supports_cumulative": True,
           "saves": "mean_invstd", "operations": ["fold"]})
     for line in iter(sys.stdin.readline, ""):
         send(answer(json.loads(line)))
