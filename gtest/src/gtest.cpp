@@ -408,17 +408,17 @@ void register_conformance_tests(const std::string& suite, kernel_factory factory
       for (int k = 2; !names.insert(name).second; ++k) name = base + "_" + std::to_string(k);
       return name;
     };
+    // Only the cases and properties of the ops the kernel declares (a batch-norm kernel gets no
+    // layer-norm tests to skip): one kernel from the factory says which. A factory that fails
+    // here is a configuration error, reported as the suite's one failing test.
+    const std::unique_ptr<bn_kernel> probe = reg->factory();
+    if (!probe) throw std::invalid_argument("the kernel factory returned no kernel");
+    const kernel_info& info = probe->info();
+    auto wanted = [&](op_kind k) { return info.supports(k) && (!options.op || *options.op == k); };
     if (options.catalog) {
-      // Only the cases of the ops the kernel declares (a batch-norm kernel gets no layer-norm
-      // tests to skip): one kernel from the factory says which. A factory that fails here is a
-      // configuration error, reported as the suite's one failing test.
-      const std::unique_ptr<bn_kernel> probe = reg->factory();
-      if (!probe) throw std::invalid_argument("the kernel factory returned no kernel");
-      const kernel_info& info = probe->info();
       for (const case_spec& spec : default_catalog(reg->seed)) {
         if (!name_matches(spec.name, options.filter)) continue;
-        if (!info.supports(spec.problem.op.kind)) continue;
-        if (options.op && spec.problem.op.kind != *options.op) continue;
+        if (!wanted(spec.problem.op.kind)) continue;
         register_one(*reg, unique(gtest_name(spec.name)),
                      guarded(reg, [reg, spec] { run_case(*reg, spec); }));
         reg->cases.push_back(spec);
@@ -429,6 +429,7 @@ void register_conformance_tests(const std::string& suite, kernel_factory factory
       for (const property_info& p : property_list()) {
         const std::string name(p.name);
         if (!name_matches("property/" + name, options.filter)) continue;
+        if (!property_applies(p, &info, options.op)) continue;
         register_one(*reg, unique("property_" + gtest_name(name)),
                      guarded(reg, [reg, name] { run_property(*reg, name); }));
         reg->properties.push_back(name);

@@ -410,6 +410,29 @@ std::vector<golden> fold_reference::bias_goldens() const {
 
 // ---- the reference of every op --------------------------------------------------------------
 
+// Conventions that reject degenerate training batches reject them whatever is tracked: a channel
+// of one value (batch norm) or one spatial element (instance norm); an empty batch where the
+// convention calls it an error (batch norm).
+std::string training_refusal(const bn_problem& problem) {
+  const convention* conv = find_convention(problem.convention);
+  if (conv == nullptr) return {};
+  const geometry geom(problem);
+  const reduction_map map(problem.op, geom);
+  const std::int64_t L = map.group_size();
+  if (problem.op.kind == op_kind::batch_norm) {
+    if (L == 1 && conv->single_value == single_value_rule::refuse) {
+      return std::string(conv->name) + ": expected more than 1 value per channel when training";
+    }
+    if (L == 0 && conv->empty_batch == empty_batch_rule::refuse) {
+      return std::string(conv->name) + ": an empty batch is an error";
+    }
+  } else if (problem.op.kind == op_kind::instance_norm && L == 1 && geom.elements() > 0 &&
+             conv->single_value == single_value_rule::refuse) {
+    return std::string(conv->name) + ": expected more than 1 spatial element when training";
+  }
+  return {};
+}
+
 namespace {
 
 // The exact state of one statistic group.
@@ -554,22 +577,7 @@ struct reference::impl {
                             " has no cumulative average (momentum=None)");
     }
     if (in.num_batches_tracked < 0) throw invalid_problem("num_batches_tracked: must be >= 0");
-    // Conventions that reject degenerate training batches reject them whatever is tracked: a
-    // channel of one value (batch norm) or one spatial element (instance norm).
-    if (training()) {
-      const std::int64_t L = map.group_size();
-      if (kind() == op_kind::batch_norm) {
-        if (L == 1 && conv->single_value == single_value_rule::refuse) {
-          refusal =
-              std::string(conv->name) + ": expected more than 1 value per channel when training";
-        } else if (L == 0 && conv->empty_batch == empty_batch_rule::refuse) {
-          refusal = std::string(conv->name) + ": an empty batch is an error";
-        }
-      } else if (kind() == op_kind::instance_norm && L == 1 && geom.elements() > 0 &&
-                 conv->single_value == single_value_rule::refuse) {
-        refusal = std::string(conv->name) + ": expected more than 1 spatial element when training";
-      }
-    }
+    if (training()) refusal = training_refusal(problem);
   }
 
   // The exact pass over statistic group g.

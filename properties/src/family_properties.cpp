@@ -22,6 +22,14 @@ namespace bnoracle::property_support {
 
 namespace {
 
+// Joins message parts with += (one allocation growing, no temporaries).
+template <class... Parts>
+std::string cat(const Parts&... parts) {
+  std::string s;
+  ((s += parts), ...);
+  return s;
+}
+
 constexpr bn_mode k_modes[] = {bn_mode::forward_training, bn_mode::forward_inference,
                                bn_mode::backward_training, bn_mode::backward_inference};
 
@@ -335,8 +343,8 @@ void prop_family_group_independence(const context& c) {
       const auto u = static_cast<std::size_t>(grp);
       if (grp == j || a.size() <= u || b.size() <= u) continue;
       if (!bit_equal(a[u], b[u])) {
-        fail(name + group_label(map, grp) + label + ": " + hex_float(a[u]) + " then " +
-             hex_float(b[u]));
+        fail(cat(name, group_label(map, grp), label, ": ", hex_float(a[u]), " then ",
+                 hex_float(b[u])));
       }
     }
   };
@@ -508,10 +516,10 @@ void prop_rms_norm_sign_symmetry(const context& c) {
   for (std::int64_t j = 0; j < map.params(); ++j) {
     const auto u = static_cast<std::size_t>(j);
     const std::string js = "[" + map.param_name(j) + "]";
-    expect_close(c, "diff_gamma" + js + by + " (negated)", -r2.bwd.diff_gamma[u],
+    expect_close(c, cat("diff_gamma", js, by, " (negated)"), -r2.bwd.diff_gamma[u],
                  r1.bwd.diff_gamma[u],
                  b1.bound(output_id::diff_gamma, j, lvl) + b2.bound(output_id::diff_gamma, j, lvl));
-    expect_close(c, "diff_beta" + js + by, r2.bwd.diff_beta[u], r1.bwd.diff_beta[u],
+    expect_close(c, cat("diff_beta", js, by), r2.bwd.diff_beta[u], r1.bwd.diff_beta[u],
                  b1.bound(output_id::diff_beta, j, lvl) + b2.bound(output_id::diff_beta, j, lvl));
   }
 }
@@ -589,9 +597,9 @@ void prop_group_norm_limits(const context& c) {
     const auto u = static_cast<std::size_t>(ch);
     const std::string cs = "[c=" + std::to_string(ch) + "]";
     expect_close(
-        c, "diff_gamma" + cs + vs, r1.bwd.diff_gamma[u], r2.bwd.diff_gamma[u],
+        c, cat("diff_gamma", cs, vs), r1.bwd.diff_gamma[u], r2.bwd.diff_gamma[u],
         b1.bound(output_id::diff_gamma, ch, lvl) + b2.bound(output_id::diff_gamma, ch, lvl));
-    expect_close(c, "diff_beta" + cs + vs, r1.bwd.diff_beta[u], r2.bwd.diff_beta[u],
+    expect_close(c, cat("diff_beta", cs, vs), r1.bwd.diff_beta[u], r2.bwd.diff_beta[u],
                  b1.bound(output_id::diff_beta, ch, lvl) + b2.bound(output_id::diff_beta, ch, lvl));
   }
 }

@@ -41,6 +41,7 @@ std::vector<op_kind> family_ops_of(const kernel_info& info) {
 gen::case_options context::family_cases() const {
   gen::case_options o = cases();
   o.ops = family_ops_of(info);
+  if (opt.op) std::erase_if(o.ops, [&](op_kind k) { return k != *opt.op; });  // check --op
   return o;
 }
 
@@ -114,8 +115,11 @@ call_result backward_after(const context& c, const property_case& pc, const call
 fwd_bwd forward_backward(const context& c, const property_case& pc) {
   c.require(bn_mode::forward_training);
   c.require(bn_mode::backward_training);
+  // A problem the convention refuses (instance norm of one spatial element under PyTorch) has no
+  // outputs to relate: a kernel's refusal discards the case.
+  const std::string refusal = training_refusal(pc.problem);
   fwd_bwd r;
-  r.fwd = call(c, request_of(pc, bn_mode::forward_training, false));
+  r.fwd = call(c, request_of(pc, bn_mode::forward_training, false), refusal);
   r.bwd = backward_after(c, pc, r.fwd);
   return r;
 }
@@ -130,7 +134,8 @@ std::optional<fwd_bwd> forward_backward_if_supported(const context& c, const pro
   call_result f = invoke(c.kernel, q, c.call);
   if (f.run.ok() && f.padding_written.empty() && f.status == BNK_UNSUPPORTED) return std::nullopt;
   fwd_bwd r;
-  r.fwd = judged(c, q, std::move(f));  // a fault or a failure fails the case
+  // A fault or a failure fails the case; a refusal the convention requires discards it.
+  r.fwd = judged(c, q, std::move(f), training_refusal(pc.problem));
   r.bwd = backward_after(c, pc, r.fwd);
   return r;
 }

@@ -493,7 +493,7 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
     s.kernel = kernel.info();
     s.options = options;
   }
-  if (options.properties && (!options.op || *options.op == op_kind::batch_norm)) {
+  if (options.properties) {
     const property_progress pp = [&progress](std::size_t done, std::size_t total,
                                              const std::string& name) {
       if (progress) progress(done, total, name);

@@ -579,8 +579,8 @@ int run_check(const cli_args& a) {
     }
     for (const auto& p : property_list()) {
       const std::string name = "property/" + std::string(p.name);
-      const bool bn_props = !o.op || *o.op == op_kind::batch_norm;
-      if (!o.properties || !bn_props || !name_matches(name, o.filter)) continue;
+      if (!o.properties || !property_applies(p, nullptr, o.op)) continue;
+      if (!name_matches(name, o.filter)) continue;
       char line[256];
       std::snprintf(line, sizeof line, "%-36s %s\n", name.c_str(), std::string(p.summary).c_str());
       text += line;

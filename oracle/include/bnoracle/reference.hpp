@@ -138,6 +138,11 @@ class reference {
   std::unique_ptr<impl> impl_;
 };
 
+// The refusal a convention requires of a training pass (forward or backward) of `problem`, or ""
+// when it takes it: what reference::refusal() reports in a training mode, without the exact pass.
+// "" too for an unknown convention (the reference throws invalid_problem for it).
+[[nodiscard]] std::string training_refusal(const bn_problem& problem);
+
 // ---- Running statistics ---------------------------------------------------------------------
 
 // Exact moments of one channel's batch: count, mean and biased variance (undefined when the

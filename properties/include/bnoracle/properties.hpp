@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,6 +35,12 @@ struct property_info {
 
 // Every property, in the order `check` runs them.
 [[nodiscard]] std::span<const property_info> property_list();
+
+// Whether property `p` concerns a kernel that declares the ops of `info`, restricted to `op` when
+// set: batch norm's properties need batch_norm, the family's one of layer, RMS, group or instance
+// norm. Without a kernel (`info` null: a listing) only `op` decides.
+[[nodiscard]] bool property_applies(const property_info& p, const kernel_info* info,
+                                    std::optional<op_kind> op);
 
 enum class property_verdict : std::uint8_t { pass, fail, skip };
 
