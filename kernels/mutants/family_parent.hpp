@@ -16,8 +16,7 @@
 #pragma once
 
 #include "parent.hpp"  // to_half, to_bf16: narrow formats emulated on the float32 encoding
-
-#include <unistd.h>  // getpid, for `fam_nondeterministic_sum`
+#include "scheduling.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -115,9 +114,9 @@ struct family {
     float s = 0.0F;
     if constexpr (is(family_mutation::fam_nondeterministic_sum)) {
       // Three blocks' partial sums added atomically in the order the blocks finish: here the
-      // process id decides, as the scheduler would.
+      // scheduler decides (scheduling.hpp).
       const std::int64_t cut[4] = {0, hi / 3, 2 * hi / 3, hi};
-      const auto first = static_cast<int>(getpid() % 3);
+      const auto first = first_block_to_finish();
       for (int i = 0; i < 3; ++i) {
         const int k = (first + i) % 3;
         float part = 0.0F;

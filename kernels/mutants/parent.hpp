@@ -16,8 +16,7 @@
 #pragma once
 
 #include "common/norm_kernel.hpp"
-
-#include <unistd.h>  // getpid, for `nondeterministic_sum`
+#include "scheduling.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -338,9 +337,9 @@ float reduce(const channel_view& ch, sum_of what, const Term& term, float init =
   }
   if constexpr (M == mutation::nondeterministic_sum) {
     // Three blocks' partial sums added atomically in the order the blocks finish: here the
-    // process id decides, as the scheduler would.
+    // scheduler decides (scheduling.hpp).
     const std::int64_t cut[4] = {0, L / 3, 2 * L / 3, L};
-    const auto first = static_cast<int>(getpid() % 3);
+    const auto first = first_block_to_finish();
     for (int i = 0; i < 3; ++i) {
       const int k = (first + i) % 3;
       s += sequential_sum(ch, cut[k], cut[k + 1], term);

@@ -22,9 +22,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -63,6 +66,10 @@ struct settings {
   int property_cases = 100;
   accuracy_level mutant_level = accuracy_level::lenient;
   std::chrono::milliseconds timeout{20000};
+  // The properties in-process in one child process (property_verdicts), given this long before
+  // they run again with a process per call; false: a process per call from the start.
+  bool one_process = true;
+  std::chrono::seconds one_process_deadline{300};
 };
 
 // One kind of check on one kernel.
@@ -94,6 +101,98 @@ void count(check_outcome& out, const case_result& r, std::size_t keep) {
     if (r.op.empty()) name += " " + std::string(to_string(r.mode));
     out.caught.push_back(name);
   }
+}
+
+// The judged properties of a kernel and whether each failed, as `bnoracle check` with per-call
+// isolation finds them. The suite makes thousands of kernel calls, and a fork per call (several
+// milliseconds on a virtual machine, most of it page faults) is most of a kill-matrix run; so the
+// properties first run in-process in one child process of this one, where a crash or a hang of
+// the kernel ends only that child. A child that does not end with its results within the
+// deadline (the kernel crashed, hung or exited) is not trusted: the suite then runs again with a
+// process per call, which says which call faulted. The two ways give the same verdicts for every
+// kernel of the catalog: a mutant keeps no state across calls that isolation would reset, and
+// the nondeterministic ones vary with the call as well as with the process
+// (docs/mutation-testing.md).
+std::vector<std::pair<std::string, bool>> property_verdicts(bn_kernel& kernel, property_options po,
+                                                            const settings& set) {
+  auto collect = [&](bool isolate) {
+    po.isolate = isolate;
+    std::vector<std::pair<std::string, bool>> out;
+    for (const property_result& p : check_properties(kernel, po, "", nullptr)) {
+      if (p.verdict != property_verdict::skip) {
+        out.emplace_back(p.name, p.verdict == property_verdict::fail);
+      }
+    }
+    return out;
+  };
+  if (!set.one_process) return collect(true);
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return collect(true);
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return collect(true);
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    int rc = 0;
+    try {
+      const std::string text = json(collect(false)).dump();
+      std::size_t done = 0;
+      while (done < text.size()) {
+        const ssize_t n = write(fds[1], text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+      rc = done == text.size() ? 0 : 1;
+    } catch (...) {
+      rc = 1;
+    }
+    std::fflush(nullptr);
+    _exit(rc);
+  }
+  close(fds[1]);
+  std::string text;
+  bool complete = false;
+  const auto deadline = std::chrono::steady_clock::now() + set.one_process_deadline;
+  for (;;) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fds[0], POLLIN, 0};
+    const int r = poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    char buffer[65536];
+    const ssize_t n = read(fds[0], buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      complete = n == 0;  // end of file: the child closed the pipe (it exited)
+      break;
+    }
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fds[0]);
+  if (!complete) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (complete && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    try {
+      return json::parse(text).get<std::vector<std::pair<std::string, bool>>>();
+    } catch (const json::exception&) {
+      // Falls through to the isolated run.
+    }
+  }
+  std::cerr << "bnoracle_killmatrix: " << kernel.info().name
+            << ": the in-process property run did not end with results; running the properties "
+               "again with a process per call\n";
+  return collect(true);
 }
 
 // The three kinds of check on one kernel, at one level.
@@ -136,15 +235,13 @@ kernel_outcome run_checks(const std::string& path, accuracy_level level, const s
   po.property_cases = set.property_cases;
   po.seed = set.seed;
   po.shrink_budget = 0;  // only whether a property fails matters here
-  po.isolate = true;
   po.timeout = set.timeout;
   po.kernel_path = path;
-  for (const property_result& p : check_properties(*kernel, po, "", nullptr)) {
-    if (p.verdict == property_verdict::skip) continue;
+  for (const auto& [name, failed] : property_verdicts(*kernel, po, set)) {
     ++properties.judged;
-    if (p.verdict == property_verdict::fail) {
+    if (failed) {
       ++properties.flagged;
-      properties.caught.push_back(p.name);
+      properties.caught.push_back(name);
     }
   }
   k.checks.push_back(properties);
@@ -230,6 +327,7 @@ std::vector<std::string> job_args(const std::string& self, const job& j, const s
           set.fixtures,
           "--json",
           json_out.string(),
+          set.one_process ? "--quiet" : "--isolate-every-call",
           "--quiet"};
 }
 
@@ -341,7 +439,9 @@ std::string markdown(const std::vector<mutant_entry>& manifest,
      << "- **catalog**: the conformance catalog of `bnoracle check` (seed " << set.seed
      << "), including the fold and SyncBN-merge cases;\n"
      << "- **properties**: the property suite, " << set.property_cases
-     << " generated cases per property (seed " << set.seed << ").\n\n"
+     << " generated cases per property (seed " << set.seed
+     << "), run in-process in one child process per kernel (`--isolate-every-call`: a process "
+        "per call, as `bnoracle check` isolates them; the same verdicts, slower).\n\n"
      << "Mutants are judged at the **" << to_string(set.mutant_level)
      << "** level, the most permissive gate; the correct kernels at the level their algorithm "
         "guarantees. A cell reads *flagged/judged* (skipped results are not counted); **✗** "
@@ -446,6 +546,10 @@ arguments parse(int argc, char** argv) {
       a.quiet = true;
       continue;
     }
+    if (k == "--isolate-every-call") {
+      a.set.one_process = false;
+      continue;
+    }
     if (k == "--help" || k == "-h") throw usage_error("");
     if (i + 1 >= argc) throw usage_error(k + " needs a value");
     const std::string v = argv[++i];
@@ -499,7 +603,9 @@ constexpr const char* k_usage =
     "  bnoracle_killmatrix --assemble DIR --manifest MANIFEST.tsv [--correct K.so[:LEVEL]]...\n"
     "                      --markdown FILE\n"
     "      the document from the JSON files of earlier single-kernel runs in DIR\n"
-    "common: --fixtures DIR (default the source corpus), --seed S (1), --property-cases N (100)\n"
+    "common: --fixtures DIR (default the source corpus), --seed S (1), --property-cases N (100),\n"
+    "  --isolate-every-call (the properties with a process per kernel call, as bnoracle check\n"
+    "  runs them, instead of in-process in one child process: slower, the same verdicts)\n"
     "exit codes: 0 expectations met, 1 a mutant survived or a correct kernel was flagged,\n"
     "            2 usage or input error\n";
 
