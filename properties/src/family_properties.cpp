@@ -63,6 +63,21 @@ std::string group_label(const reduction_map& map, std::int64_t grp) {
   return "[" + map.group_name(grp) + "]";
 }
 
+// The saved invstd of every statistic group of two forward runs with equal exact values, where
+// the kernel saves invstd (labels "save_stat(invstd)[<group>]" + suffix).
+void expect_invstd_close(const context& c, const reduction_map& map, const std::string& suffix,
+                         const call_result& a, const call_result& b, const exact_side& ea,
+                         const exact_side& eb) {
+  if (c.info.saves != BNK_SAVES_MEAN_INVSTD) return;
+  const auto lvl = c.opt.level;
+  for (std::int64_t grp = 0; grp < map.groups(); ++grp) {
+    const auto u = static_cast<std::size_t>(grp);
+    expect_close(c, "save_stat(invstd)" + group_label(map, grp) + suffix, a.save_stat[u],
+                 b.save_stat[u],
+                 ea.bound(output_id::invstd, grp, lvl) + eb.bound(output_id::invstd, grp, lvl));
+  }
+}
+
 // Saved statistics are compared where the kernel saves them: mean (RMS norm: absent or 0) and
 // invstd or var.
 output_id saved_stat_id(const context& c) {
@@ -158,14 +173,7 @@ void prop_family_shift_invariance(const context& c) {
     expect_close(c, where(g, "dst", i) + by, r1.fwd.dst[u], r2.fwd.dst[u],
                  e1.bound(output_id::dst, i, lvl) + e2.bound(output_id::dst, i, lvl));
   }
-  if (c.info.saves == BNK_SAVES_MEAN_INVSTD) {
-    for (std::int64_t grp = 0; grp < map.groups(); ++grp) {
-      const auto u = static_cast<std::size_t>(grp);
-      expect_close(c, "save_stat(invstd)" + group_label(map, grp) + by, r1.fwd.save_stat[u],
-                   r2.fwd.save_stat[u],
-                   e1.bound(output_id::invstd, grp, lvl) + e2.bound(output_id::invstd, grp, lvl));
-    }
-  }
+  expect_invstd_close(c, map, by, r1.fwd, r2.fwd, e1, e2);
   const exact_side b1(pc, bn_mode::backward_training, false);
   const exact_side b2(shifted, bn_mode::backward_training, false);
   for (std::int64_t i = 0; i < g.elements(); ++i) {
@@ -173,15 +181,7 @@ void prop_family_shift_invariance(const context& c) {
     expect_close(c, where(g, "diff_src", i) + by, r1.bwd.diff_src[u], r2.bwd.diff_src[u],
                  b1.bound(output_id::diff_src, i, lvl) + b2.bound(output_id::diff_src, i, lvl));
   }
-  if (pc.affine) {
-    for (std::int64_t j = 0; j < map.params(); ++j) {
-      const auto u = static_cast<std::size_t>(j);
-      expect_close(
-          c, "diff_gamma[" + map.param_name(j) + "]" + by, r1.bwd.diff_gamma[u],
-          r2.bwd.diff_gamma[u],
-          b1.bound(output_id::diff_gamma, j, lvl) + b2.bound(output_id::diff_gamma, j, lvl));
-    }
-  }
+  if (pc.affine) expect_diff_gamma_close(c, map, by, r1.bwd, r2.bwd, b1, b2);
 }
 
 // ---- Σdx = 0 (centred ops) and Σdx·x̂ = r·ε/(w)·Σγdy·x̂ per statistic group -------------------
@@ -504,14 +504,7 @@ void prop_rms_norm_sign_symmetry(const context& c) {
     expect_close(c, where(g, "diff_src", i) + by, r2.bwd.diff_src[u], r1.bwd.diff_src[u],
                  b1.bound(output_id::diff_src, i, lvl) + b2.bound(output_id::diff_src, i, lvl));
   }
-  if (c.info.saves == BNK_SAVES_MEAN_INVSTD) {
-    for (std::int64_t grp = 0; grp < map.groups(); ++grp) {
-      const auto u = static_cast<std::size_t>(grp);
-      expect_close(c, "save_stat(invstd)" + group_label(map, grp) + by, r2.fwd.save_stat[u],
-                   r1.fwd.save_stat[u],
-                   e1.bound(output_id::invstd, grp, lvl) + e2.bound(output_id::invstd, grp, lvl));
-    }
-  }
+  expect_invstd_close(c, map, by, r2.fwd, r1.fwd, e1, e2);
   if (!pc.affine) return;
   for (std::int64_t j = 0; j < map.params(); ++j) {
     const auto u = static_cast<std::size_t>(j);

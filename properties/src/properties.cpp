@@ -540,15 +540,7 @@ void scale_invariance(const context& c, const gen::case_options& o) {
                  static_cast<float>(static_cast<double>(r2.bwd.diff_src[u]) * a),
                  b1.bound(output_id::diff_src, i, lvl) + a * b2.bound(output_id::diff_src, i, lvl));
   }
-  if (pc.affine) {
-    for (std::int64_t j = 0; j < map.params(); ++j) {
-      const auto u = static_cast<std::size_t>(j);
-      expect_close(
-          c, "diff_gamma[" + map.param_name(j) + "]" + by, r1.bwd.diff_gamma[u],
-          r2.bwd.diff_gamma[u],
-          b1.bound(output_id::diff_gamma, j, lvl) + b2.bound(output_id::diff_gamma, j, lvl));
-    }
-  }
+  if (pc.affine) expect_diff_gamma_close(c, map, by, r1.bwd, r2.bwd, b1, b2);
 }
 
 // ---- permutation equivariance over the batch and spatial positions --------------------------

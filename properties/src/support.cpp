@@ -140,6 +140,18 @@ std::optional<fwd_bwd> forward_backward_if_supported(const context& c, const pro
   return r;
 }
 
+void expect_diff_gamma_close(const context& c, const reduction_map& map, const std::string& suffix,
+                             const call_result& a, const call_result& b, const exact_side& ea,
+                             const exact_side& eb) {
+  const auto lvl = c.opt.level;
+  for (std::int64_t j = 0; j < map.params(); ++j) {
+    const auto u = static_cast<std::size_t>(j);
+    expect_close(c, "diff_gamma[" + map.param_name(j) + "]" + suffix, a.diff_gamma[u],
+                 b.diff_gamma[u],
+                 ea.bound(output_id::diff_gamma, j, lvl) + eb.bound(output_id::diff_gamma, j, lvl));
+  }
+}
+
 std::string level_name(const context& c) {
   return std::string(to_string(c.opt.level));
 }

@@ -96,6 +96,11 @@ std::optional<fwd_bwd> forward_backward_if_supported(const context& c, const pro
 
 // Two kernel outputs whose exact values are equal may differ by the sum of their bounds.
 void expect_close(const context& c, const std::string& what, float a, float b, double tol);
+// expect_close for every γ entry of diff_gamma of two backward runs with equal exact values
+// (labels "diff_gamma[<entry>]" + suffix), each within the sum of its two bounds.
+void expect_diff_gamma_close(const context& c, const reduction_map& map, const std::string& suffix,
+                             const call_result& a, const call_result& b, const exact_side& ea,
+                             const exact_side& eb);
 // "dst[n=1,c=2,s=3]" for messages.
 [[nodiscard]] std::string where(const geometry& g, const char* name, std::int64_t i);
 // A relation r that is exactly 0 in real arithmetic, missed by at most `tol`.
