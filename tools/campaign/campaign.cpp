@@ -69,7 +69,11 @@ void print_usage(std::ostream& os) {
         "\n"
         "options:\n"
         "  --kernel PATH[:LEVEL]  a kernel plugin, optionally with its level (repeatable)\n"
-        "  --problems N           problems per kernel (default 1000)\n"
+        "  --problems N           batch-norm problems per kernel (default 1000)\n"
+        "  --family-problems N    problems of each other op the kernel declares (default: as\n"
+        "                         many as --problems)\n"
+        "  --op OP                only OP's problems (batch_norm, layer_norm, rms_norm,\n"
+        "                         group_norm, instance_norm)\n"
         "  --seed S               campaign seed (default 1)\n"
         "  --level L              strict|standard|lenient for every kernel without its own\n"
         "                         (default: the level the kernel's algorithm guarantees, for the\n"
@@ -78,7 +82,8 @@ void print_usage(std::ostream& os) {
         "  --no-isolation         call kernels in-process instead of a forked child per call\n"
         "  --timeout SECONDS      per isolated kernel call (default 20)\n"
         "  --max-elements N       largest N*C*spatial of a problem (default 4096)\n"
-        "  --only INDEX           run problem INDEX alone and show it (reproduces a report)\n"
+        "  --only INDEX           run problem INDEX of each op alone and show it (reproduces a\n"
+        "                         report's problem with --op)\n"
         "  --markdown FILE        write the report as Markdown (deterministic)\n"
         "  --json FILE            write the report as JSON\n"
         "  --help                 this text\n";
@@ -132,6 +137,15 @@ settings parse_args(int argc, char** argv) {
       s.kernels.push_back(k);
     } else if (a == "--problems") {
       s.problems = parse_number<std::int64_t>(a, value(), 1, std::int64_t{1} << 40);
+    } else if (a == "--family-problems") {
+      s.family_problems = parse_number<std::int64_t>(a, value(), 1, std::int64_t{1} << 40);
+    } else if (a == "--op") {
+      const std::string_view v = value();
+      s.op = parse_op_kind(v);
+      if (!s.op) {
+        throw usage_error("--op: unknown op '" + std::string(v) +
+                          "' (batch_norm, layer_norm, rms_norm, group_norm, instance_norm)");
+      }
     } else if (a == "--seed") {
       s.seed =
           parse_number<std::uint64_t>(a, value(), 0, std::numeric_limits<std::uint64_t>::max());
@@ -157,6 +171,7 @@ settings parse_args(int argc, char** argv) {
   }
   if (!s.help && s.kernels.empty()) throw usage_error("no --kernel given");
   if (s.only && *s.only >= s.problems) s.problems = *s.only + 1;
+  if (s.only && *s.only >= problems_of(s, op_kind::layer_norm)) s.family_problems = *s.only + 1;
   return s;
 }
 
@@ -219,13 +234,18 @@ std::uint64_t splitmix64(std::uint64_t z) {
   return z ^ (z >> 31U);
 }
 
-// The RapidCheck seed of problem `index` (documented: stable across releases).
-std::uint64_t problem_seed(std::uint64_t seed, std::int64_t index) {
-  return splitmix64(splitmix64(seed) ^ static_cast<std::uint64_t>(index));
+// The RapidCheck seed of problem `index` of an op's stream (documented: stable across releases;
+// batch norm's is the stream of the campaign before the other ops joined it).
+std::uint64_t problem_seed(std::uint64_t seed, std::int64_t index, op_kind op) {
+  const std::uint64_t bn = splitmix64(splitmix64(seed) ^ static_cast<std::uint64_t>(index));
+  if (op == op_kind::batch_norm) return bn;
+  return splitmix64(bn ^ splitmix64(static_cast<std::uint64_t>(op)));
 }
 
-campaign_problem make_problem(const kernel_info& info, const settings& s, std::int64_t index) {
+campaign_problem make_problem(const kernel_info& info, const settings& s, std::int64_t index,
+                              op_kind op) {
   gen::case_options o;
+  if (op != op_kind::batch_norm) o.ops = {op};
   o.shape.layouts = info.layouts;
   o.shape.max_elements = s.max_elements;
   o.shape.min_per_channel = 1;  // L = 1: a refusal under PyTorch's convention
@@ -236,7 +256,7 @@ campaign_problem make_problem(const kernel_info& info, const settings& s, std::i
     p.any_domain = o.domain == gen::data_domain::any;
     p.pc = *gen::property_case_of(o);
     p.inference = p.pc;
-    if (p.any_domain) {
+    if (p.any_domain && has_mode(p.pc.problem.op, bn_mode::forward_inference)) {
       for (float& x : p.inference.src) {
         if (*rc::gen::inRange(0, 8) == 0) x = *gen::any_float32();
       }
@@ -244,7 +264,7 @@ campaign_problem make_problem(const kernel_info& info, const settings& s, std::i
     return p;
   });
   const int size = static_cast<int>(index % 101);  // RapidCheck's size: 0 to 100 in turn
-  campaign_problem p = generator(rc::Random(problem_seed(s.seed, index)), size).value();
+  campaign_problem p = generator(rc::Random(problem_seed(s.seed, index, op)), size).value();
   p.pc.problem.convention = info.convention;
   p.inference.problem.convention = info.convention;
   return p;
@@ -304,7 +324,7 @@ class exact_case {
 // Runs one problem through every mode of one kernel and records what it finds.
 class problem_runner {
  public:
-  problem_runner(kernel_run& k, const settings& s, std::int64_t index, kernel_stats& stats,
+  problem_runner(const kernel_run& k, const settings& s, std::int64_t index, kernel_stats& stats,
                  std::ostream* verbose)
       : k_(k), info_(k.kernel->info()), index_(index), stats_(stats), verbose_(verbose) {
     call_.isolate = s.isolate;
@@ -330,10 +350,18 @@ class problem_runner {
  private:
   void fail(std::string what) { failures_.push_back(std::move(what)); }
 
+  // The mode as failures name it: "forward_training", or "forward_training of layer_norm(axes=2)"
+  // for the other ops.
+  [[nodiscard]] std::string label(bn_mode m) const {
+    std::string text(to_string(m));
+    if (op_.kind != op_kind::batch_norm) text += " of " + describe(op_);
+    return text;
+  }
+
   // Whether the outputs of a call are to be judged; records faults, refusals and skips.
   bool accept(const call_result& r, const std::string& refusal, bn_mode m) {
     ++stats_.calls;
-    const std::string mode(to_string(m));
+    const std::string mode = label(m);
     if (!r.run.ok() || !r.padding_written.empty()) {
       fail(mode + ": kernel fault: " + r.describe());
       return false;
@@ -364,7 +392,7 @@ class problem_runner {
   // Judges one output with judge_output, whose observer records the ratio of every element.
   void judge(row id, const exact_case& e, const std::string& shown, output_id out,
              const std::vector<float>& got) {
-    const std::string mode(to_string(k_rows[id].mode));
+    const std::string mode = label(k_rows[id].mode);
     const reference& ref = e.ref();
     if (got.size() != static_cast<std::size_t>(ref.output_size(out))) {
       fail(mode + " " + shown + ": " + std::to_string(got.size()) + " elements, expected " +
@@ -432,18 +460,26 @@ class problem_runner {
     }
   }
 
+  // Whether the kernel provides mode m and the problem's op has it.
+  [[nodiscard]] bool runs(bn_mode m) const { return info_.supports(m) && has_mode(op_, m); }
+
   void run_modes(const campaign_problem& p) {
     const property_case& pc = p.pc;
+    op_ = pc.problem.op;
     std::vector<float> save_mean, save_stat;
-    if (info_.supports(bn_mode::forward_training)) {
+    if (runs(bn_mode::forward_training)) {
       const bn_mode m = bn_mode::forward_training;
-      const bool track = info_.updates_running;
+      // Batch norm and instance norm with track_running_stats keep running statistics.
+      const bool track = info_.updates_running && op_.running_stats;
       const exact_case e(pc, m, track);
       const call_result r = invoke(*k_.kernel, request_of(pc, m, track), call_);
       if (accept(r, e.ref().refusal(), m)) {
         judge(fwd_dst, e, "dst", output_id::dst, r.dst);
         if (info_.saves != BNK_SAVES_NONE) {
-          judge(fwd_save_mean, e, "save_mean", output_id::mean, r.save_mean);
+          // RMS norm has no mean: what a kernel saves there is not judged.
+          if (e.ref().has_output(output_id::mean)) {
+            judge(fwd_save_mean, e, "save_mean", output_id::mean, r.save_mean);
+          }
           const output_id stat =
               info_.saves == BNK_SAVES_MEAN_INVSTD ? output_id::invstd : output_id::var;
           judge(fwd_save_stat, e, "save_stat(" + std::string(to_string(stat)) + ")", stat,
@@ -455,13 +491,13 @@ class problem_runner {
           judge(fwd_running_mean, e, "running_mean", output_id::running_mean, r.running_mean);
           judge(fwd_running_var, e, "running_var", output_id::running_var, r.running_var);
           if (r.num_batches_tracked != e.ref().num_batches_tracked()) {
-            fail("forward_training: num_batches_tracked " + std::to_string(r.num_batches_tracked) +
+            fail(label(m) + ": num_batches_tracked " + std::to_string(r.num_batches_tracked) +
                  ", expected " + std::to_string(e.ref().num_batches_tracked()));
           }
         }
       }
     }
-    if (info_.supports(bn_mode::backward_training)) {
+    if (runs(bn_mode::backward_training)) {
       // With what the kernel's own forward training saved, as a framework calls it.
       const bn_mode m = bn_mode::backward_training;
       const exact_case e(pc, m, false);
@@ -477,13 +513,13 @@ class problem_runner {
         }
       }
     }
-    if (info_.supports(bn_mode::forward_inference)) {
+    if (runs(bn_mode::forward_inference)) {
       const bn_mode m = bn_mode::forward_inference;
       const exact_case e(p.inference, m, false);
       const call_result r = invoke(*k_.kernel, request_of(p.inference, m, false), call_);
       if (accept(r, e.ref().refusal(), m)) judge(inf_dst, e, "dst", output_id::dst, r.dst);
     }
-    if (info_.supports(bn_mode::backward_inference)) {
+    if (runs(bn_mode::backward_inference)) {
       const bn_mode m = bn_mode::backward_inference;
       const exact_case e(pc, m, false);
       const call_result r = invoke(*k_.kernel, request_of(pc, m, false), call_);
@@ -497,21 +533,22 @@ class problem_runner {
     }
   }
 
-  kernel_run& k_;
+  const kernel_run& k_;
   const kernel_info& info_;
   std::int64_t index_;
   kernel_stats& stats_;
   std::ostream* verbose_;
   call_options call_;
   std::size_t lvl_ = 0;
+  op_desc op_;  // the problem's op
   std::vector<std::string> failures_;
 };
 
-void run_problem(kernel_run& k, const settings& s, std::int64_t index, kernel_stats& stats,
-                 std::ostream* verbose) {
+void run_problem(const kernel_run& k, const settings& s, op_kind op, std::int64_t index,
+                 kernel_stats& stats, std::ostream* verbose) {
   campaign_problem p;
   try {
-    p = make_problem(k.kernel->info(), s, index);
+    p = make_problem(k.kernel->info(), s, index, op);
   } catch (const std::exception& e) {
     ++stats.problems;
     ++stats.failed_problems;
@@ -525,21 +562,21 @@ void run_problem(kernel_run& k, const settings& s, std::int64_t index, kernel_st
 
 // ---- Workers ---------------------------------------------------------------------------------
 
-// Problems first, first + step, ... below s.problems; `current` (if any) holds the index being run.
-kernel_stats run_share(kernel_run& k, const settings& s, std::int64_t first, std::int64_t step,
-                       volatile std::int64_t* current) {
+// Problems first, first + step, ... of op's stream; `current` (if any) holds the index being run.
+kernel_stats run_share(const kernel_run& k, const settings& s, op_kind op, std::int64_t first,
+                       std::int64_t step, volatile std::int64_t* current) {
   kernel_stats st;
-  for (std::int64_t i = first; i < s.problems; i += step) {
+  for (std::int64_t i = first; i < problems_of(s, op); i += step) {
     if (current != nullptr) *current = i;
-    run_problem(k, s, i, st, nullptr);
+    run_problem(k, s, op, i, st, nullptr);
   }
   return st;
 }
 
-// Runs the campaign of one kernel in s.jobs forked workers over interleaved indices, each
+// Runs one op's stream of one kernel in s.jobs forked workers over interleaved indices, each
 // handing its statistics back as JSON in a temporary file. A worker that dies (a kernel crash
 // with --no-isolation) is a failure at the problem it was running.
-kernel_stats run_workers(kernel_run& k, const settings& s) {
+kernel_stats run_workers(const kernel_run& k, const settings& s, op_kind op) {
   const auto jobs = static_cast<std::size_t>(s.jobs);
   void* shared = mmap(nullptr, jobs * sizeof(std::int64_t), PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -578,7 +615,7 @@ kernel_stats run_workers(kernel_run& k, const settings& s) {
     if (w.pid == 0) {
       int rc = 0;
       try {
-        const kernel_stats st = run_share(k, s, static_cast<std::int64_t>(j),
+        const kernel_stats st = run_share(k, s, op, static_cast<std::int64_t>(j),
                                           static_cast<std::int64_t>(jobs), &current[j]);
         const std::string text = to_json(st).dump();
         if (std::fwrite(text.data(), 1, text.size(), w.out) != text.size()) rc = 4;
@@ -638,32 +675,33 @@ kernel_stats run_workers(kernel_run& k, const settings& s) {
 
 // ---- Output ----------------------------------------------------------------------------------
 
-std::string repro_command(const kernel_run& k, const settings& s, std::int64_t index) {
+std::string repro_command(const kernel_run& k, const settings& s, op_kind op, std::int64_t index) {
   std::ostringstream os;
   os << s.program << " --kernel " << k.arg.path << ':' << to_string(k.level) << " --seed " << s.seed
-     << " --only " << index;
+     << " --op " << to_string(op) << " --only " << index;
   if (s.max_elements != settings{}.max_elements) os << " --max-elements " << s.max_elements;
   if (!s.isolate) os << " --no-isolation";
   return os.str();
 }
 
-void print_kernel(std::ostream& os, const kernel_run& k, const settings& s) {
-  const kernel_stats& st = k.stats;
+void print_op(std::ostream& os, const kernel_run& k, const op_run& o, const settings& s) {
+  const kernel_stats& st = o.stats;
   const row_stats t = st.total();
-  os << k.name << " at " << to_string(k.level) << " (" << k.level_source << "): " << st.problems
+  const std::string name = k.name + " " + std::string(to_string(o.op));
+  os << name << " at " << to_string(k.level) << " (" << k.level_source << "): " << st.problems
      << " problems, " << st.calls << " calls, " << t.judged << " elements judged, "
      << t.class_judged << " by class, " << st.refusals_matched << " refusals matched; max ratio "
      << format_ratio(t.max_ratio);
   if (t.max_index >= 0) os << " (problem " << t.max_index << ", " << t.max_where << ")";
   os << "; " << st.failed_problems << " failing problems\n";
   for (const failure& f : st.failures) {
-    os << "\nFAIL " << k.name << " problem " << f.index << ":\n" << f.what << '\n';
+    os << "\nFAIL " << name << " problem " << f.index << ":\n" << f.what << '\n';
     if (!f.problem.empty()) os << "problem: " << f.problem << '\n';
-    if (f.index >= 0) os << "reproduce: " << repro_command(k, s, f.index) << '\n';
+    if (f.index >= 0) os << "reproduce: " << repro_command(k, s, o.op, f.index) << '\n';
   }
   if (st.failed_problems > static_cast<std::int64_t>(st.failures.size())) {
     os << "... and " << st.failed_problems - static_cast<std::int64_t>(st.failures.size())
-       << " more failing problems of " << k.name << " (not shown)\n";
+       << " more failing problems of " << name << " (not shown)\n";
   }
   if (!st.failures.empty()) os << '\n';
 }
@@ -684,31 +722,51 @@ int run(const settings& s) {
     for (const auto& other : runs) same += other.kernel->info().name == k.name ? 1 : 0;
     if (same > 0) k.name += "#" + std::to_string(same + 1);
     choose_level(k, s);
+    // Every op the kernel declares, in the report's order (or --op alone).
+    for (const op_title& t : k_op_titles) {
+      if (k.kernel->info().supports(t.op) && (!s.op || *s.op == t.op)) {
+        op_run o;
+        o.op = t.op;
+        k.ops.push_back(std::move(o));
+      }
+    }
+    if (k.ops.empty()) {
+      std::cerr << "bnoracle_campaign: kernel '" << k.name << "' does not declare "
+                << (s.op ? std::string(to_string(*s.op)) : std::string("any op")) << '\n';
+      return k_exit_usage;
+    }
     runs.push_back(std::move(k));
   }
   if (s.only) {
     for (kernel_run& k : runs) {
-      std::cout << "== " << k.name << " at " << to_string(k.level) << '\n';
-      run_problem(k, s, *s.only, k.stats, &std::cout);
-      print_kernel(std::cout, k, s);
+      for (op_run& o : k.ops) {
+        std::cout << "== " << k.name << ' ' << to_string(o.op) << " at " << to_string(k.level)
+                  << '\n';
+        run_problem(k, s, o.op, *s.only, o.stats, &std::cout);
+        print_op(std::cout, k, o, s);
+      }
     }
   } else {
     for (kernel_run& k : runs) {
-      const auto t0 = std::chrono::steady_clock::now();
-      k.stats = run_workers(k, s);
-      k.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      print_kernel(std::cout, k, s);
-      std::cout.flush();
-      std::fprintf(stderr, "%s: %lld problems in %.1f s: %.1f problems/s (%d job%s, %s)\n",
-                   k.name.c_str(), static_cast<long long>(k.stats.problems), k.seconds,
-                   static_cast<double>(k.stats.problems) / std::max(k.seconds, 1e-9), s.jobs,
-                   s.jobs == 1 ? "" : "s", s.isolate ? "isolated" : "no isolation");
+      for (op_run& o : k.ops) {
+        const auto t0 = std::chrono::steady_clock::now();
+        o.stats = run_workers(k, s, o.op);
+        o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        print_op(std::cout, k, o, s);
+        std::cout.flush();
+        std::fprintf(stderr, "%s %s: %lld problems in %.1f s: %.1f problems/s (%d job%s, %s)\n",
+                     k.name.c_str(), std::string(to_string(o.op)).c_str(),
+                     static_cast<long long>(o.stats.problems), o.seconds,
+                     static_cast<double>(o.stats.problems) / std::max(o.seconds, 1e-9), s.jobs,
+                     s.jobs == 1 ? "" : "s", s.isolate ? "isolated" : "no isolation");
+      }
     }
   }
   std::int64_t failed = 0, problems = 0;
   for (const kernel_run& k : runs) {
-    failed += k.stats.failed_problems;
-    problems += k.stats.problems;
+    const kernel_stats all = k.total();
+    failed += all.failed_problems;
+    problems += all.problems;
   }
   if (!s.markdown.empty()) {
     std::ofstream f(s.markdown, std::ios::binary);

@@ -1,11 +1,14 @@
 # The false-positive campaign's own tests (tests/CMakeLists.txt), run with cmake -P:
 #   -DCAMPAIGN=<bnoracle_campaign> -DKERNELS=<dir of libbnk_*.so> -DWORK=<scratch dir>
-#   -DMODE=pass|fail|usage|deterministic  [-DPROBLEMS=N] [-DWRONG=<wrong kernel .so>]
+#   -DMODE=pass|fail|usage|deterministic  [-DPROBLEMS=N] [-DFAMILY_PROBLEMS=N]
+#   [-DWRONG=<wrong kernel .so>]
 #
-# pass           every bundled correct kernel passes N problems at its guaranteed level (exit 0),
-#                and the Markdown and JSON reports are written
-# fail           a deliberately wrong kernel fails (exit 1), with the problem in hex and a
-#                reproduction command, which itself fails again
+# pass           every bundled correct kernel passes N batch-norm problems and FAMILY_PROBLEMS of
+#                each other op it declares at its guaranteed level (exit 0), and the Markdown and
+#                JSON reports are written with every declared op
+# fail           a deliberately wrong kernel fails (exit 1) in batch norm's stream and in layer
+#                norm's, with the problem in hex and a reproduction command, which itself fails
+#                again
 # usage          usage errors and an unloadable plugin exit 2 with a message
 # deterministic  the Markdown and JSON do not depend on --jobs
 cmake_minimum_required(VERSION 3.25)
@@ -17,10 +20,14 @@ endforeach()
 if(NOT DEFINED PROBLEMS)
   set(PROBLEMS 100)
 endif()
+if(NOT DEFINED FAMILY_PROBLEMS)
+  set(FAMILY_PROBLEMS ${PROBLEMS})
+endif()
 # A sample for the sanitizer pass (.ci/run), which looks for memory errors, not for the rare
 # problem that a full campaign would find; the fail mode keeps its count, which it needs to fail.
 if(MODE STREQUAL "pass" AND DEFINED ENV{BNORACLE_CAMPAIGN_PROBLEMS})
   set(PROBLEMS $ENV{BNORACLE_CAMPAIGN_PROBLEMS})
+  math(EXPR FAMILY_PROBLEMS "(${PROBLEMS} + 4) / 5")
 endif()
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
@@ -50,7 +57,8 @@ if(MODE STREQUAL "pass")
   foreach(k IN LISTS correct)
     list(APPEND args --kernel ${KERNELS}/libbnk_${k}.so)
   endforeach()
-  run(0 ${args} --problems ${PROBLEMS} --seed 1 --jobs 2 --markdown campaign.md --json campaign.json)
+  run(0 ${args} --problems ${PROBLEMS} --family-problems ${FAMILY_PROBLEMS} --seed 1 --jobs 2
+      --markdown campaign.md --json campaign.json)
   message("${OUT}")
   message("${ERR}")
   expect_in("${OUT}" "campaign: PASS")
@@ -63,32 +71,65 @@ if(MODE STREQUAL "pass")
   foreach(i RANGE ${last})
     string(JSON name GET "${json}" kernels ${i} name)
     string(JSON failed GET "${json}" kernels ${i} failed_problems)
-    string(JSON problems GET "${json}" kernels ${i} problems)
-    if(NOT failed EQUAL 0 OR NOT problems EQUAL PROBLEMS)
-      message(FATAL_ERROR "${name}: ${failed} failing problems of ${problems}")
+    string(JSON nops LENGTH "${json}" kernels ${i} ops)
+    # The C kernel declares batch norm only; the five others every op of the family.
+    if(name STREQUAL "minimal")
+      set(expected_ops batch_norm)
+    else()
+      set(expected_ops batch_norm layer_norm rms_norm group_norm instance_norm)
     endif()
+    list(LENGTH expected_ops n)
+    if(NOT failed EQUAL 0 OR NOT nops EQUAL n)
+      message(FATAL_ERROR "${name}: ${failed} failing problems, ${nops} ops (expected ${n})")
+    endif()
+    math(EXPR last_op "${n} - 1")
+    foreach(o RANGE ${last_op})
+      list(GET expected_ops ${o} want)
+      string(JSON op GET "${json}" kernels ${i} ops ${o} op)
+      string(JSON problems GET "${json}" kernels ${i} ops ${o} problems)
+      string(JSON judged GET "${json}" kernels ${i} ops ${o} rows 0 judged)
+      if(want STREQUAL "batch_norm")
+        set(want_problems ${PROBLEMS})
+      else()
+        set(want_problems ${FAMILY_PROBLEMS})
+      endif()
+      if(NOT op STREQUAL want OR NOT problems EQUAL want_problems OR judged EQUAL 0)
+        message(FATAL_ERROR "${name}: op ${o} is ${op} with ${problems} problems and ${judged} "
+                            "dst elements judged (expected ${want}, ${want_problems}, some)")
+      endif()
+    endforeach()
   endforeach()
   file(READ ${WORK}/campaign.md md)
   expect_in("${md}" "**Result: 0 failing problems**")
-  expect_in("${md}" "## compensated (strict)")
+  expect_in("${md}" "### compensated (strict)")
+  expect_in("${md}" "## Group norm")
 elseif(MODE STREQUAL "fail")
   if(NOT DEFINED WRONG)
     message(FATAL_ERROR "campaign_checks: -DWRONG=... is required for MODE=fail")
   endif()
-  run(1 --kernel ${WRONG}:lenient --problems ${PROBLEMS} --jobs 2 --markdown wrong.md)
-  expect_in("${OUT}" "FAIL biased_sum problem")
+  run(1 --kernel ${WRONG}:lenient --problems ${PROBLEMS} --family-problems 20 --jobs 2
+      --markdown wrong.md)
+  expect_in("${OUT}" "FAIL biased_sum batch_norm problem")
   expect_in("${OUT}" "campaign: FAIL")
   expect_in("${OUT}" "src = [0x")  # the problem in hex floats
   expect_in("${OUT}" "save_mean")
+  foreach(op layer_norm rms_norm group_norm instance_norm)
+    expect_in("${OUT}" "FAIL biased_sum ${op} problem")
+  endforeach()
   file(READ ${WORK}/wrong.md md)
   expect_in("${md}" "## Failures")
-  # The first reproduction command printed fails again on its own.
-  string(REGEX MATCH "reproduce: bnoracle_campaign [^\n]*--only ([0-9]+)" repro "${OUT}")
-  if(NOT repro)
-    message(FATAL_ERROR "no reproduction command in:\n${OUT}")
-  endif()
-  run(1 --kernel ${WRONG}:lenient --seed 1 --only ${CMAKE_MATCH_1})
-  expect_in("${OUT}" "FAIL biased_sum problem ${CMAKE_MATCH_1}")
+  # The first reproduction command printed for batch norm and for layer norm fails again alone.
+  set(campaign_out "${OUT}")
+  foreach(op batch_norm layer_norm)
+    string(REGEX MATCH "reproduce: bnoracle_campaign [^\n]*--op ${op} --only ([0-9]+)" repro
+           "${campaign_out}")
+    if(NOT repro)
+      message(FATAL_ERROR "no reproduction command for ${op} in:\n${campaign_out}")
+    endif()
+    set(index ${CMAKE_MATCH_1})
+    run(1 --kernel ${WRONG}:lenient --seed 1 --op ${op} --only ${index})
+    expect_in("${OUT}" "FAIL biased_sum ${op} problem ${index}")
+  endforeach()
 elseif(MODE STREQUAL "usage")
   set(k ${KERNELS}/libbnk_two_pass.so)
   run(2 --kernel ${k} --frobnicate)
@@ -104,11 +145,15 @@ elseif(MODE STREQUAL "usage")
   expect_in("${ERR}" "--problems")
   run(2 --kernel ${k} --jobs)
   expect_in("${ERR}" "--jobs needs a value")
+  run(2 --kernel ${k} --op batchnorm)
+  expect_in("${ERR}" "--op: unknown op 'batchnorm'")
+  run(2 --kernel ${KERNELS}/libbnk_minimal.so --op layer_norm)
+  expect_in("${ERR}" "does not declare layer_norm")
   run(0 --help)
   expect_in("${OUT}" "usage: bnoracle_campaign")
 elseif(MODE STREQUAL "deterministic")
   set(args --kernel ${KERNELS}/libbnk_welford.so --kernel ${KERNELS}/libbnk_pairwise.so
-           --problems ${PROBLEMS} --seed 3)
+           --problems ${PROBLEMS} --family-problems ${FAMILY_PROBLEMS} --seed 3)
   run(0 ${args} --jobs 1 --markdown report.md --json report.json)
   file(RENAME ${WORK}/report.md ${WORK}/jobs1.md)
   file(RENAME ${WORK}/report.json ${WORK}/jobs1.json)

@@ -5,6 +5,7 @@
 
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/kernel.hpp"
+#include "bnoracle/op.hpp"
 #include "stats.hpp"
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bnoracle::campaign {
@@ -28,7 +30,9 @@ struct kernel_arg {
 
 struct settings {
   std::vector<kernel_arg> kernels;
-  std::int64_t problems = 1000;  // per kernel
+  std::int64_t problems = 1000;                 // per kernel: batch norm's stream
+  std::optional<std::int64_t> family_problems;  // each other op's stream (default: `problems`)
+  std::optional<op_kind> op;                    // --op: that op's stream only
   std::uint64_t seed = 1;
   std::optional<accuracy_level> level;  // --level, for kernels without their own
   int jobs = 1;
@@ -41,14 +45,50 @@ struct settings {
   bool help = false;
 };
 
+// The problems of one stream: how many problems of an op each kernel runs.
+[[nodiscard]] inline std::int64_t problems_of(const settings& s, op_kind op) {
+  return op == op_kind::batch_norm ? s.problems : s.family_problems.value_or(s.problems);
+}
+
+// One kernel's problems of one op (a stream of its own: problem i of layer norm and problem i of
+// batch norm are unrelated).
+struct op_run {
+  op_kind op = op_kind::batch_norm;
+  kernel_stats stats;
+  double seconds = 0;  // stderr only
+};
+
 struct kernel_run {
   kernel_arg arg;
   std::unique_ptr<bn_kernel> kernel;
   std::string name;  // the kernel's table name (made unique within a run)
   accuracy_level level = accuracy_level::standard;
   std::string level_source;  // why this level
-  kernel_stats stats;
-  double seconds = 0;  // stderr only
+  std::vector<op_run> ops;   // every op the kernel declares (or --op), batch norm first
+
+  [[nodiscard]] const op_run* find(op_kind op) const {
+    for (const op_run& o : ops) {
+      if (o.op == op) return &o;
+    }
+    return nullptr;
+  }
+  // Counts over every op.
+  [[nodiscard]] kernel_stats total() const {
+    kernel_stats t;
+    for (const op_run& o : ops) t.merge(o.stats);
+    return t;
+  }
+};
+
+// The ops of the family in the report's order, with their section titles.
+struct op_title {
+  op_kind op;
+  std::string_view title;
+};
+inline constexpr op_title k_op_titles[] = {
+    {op_kind::batch_norm, "Batch norm"},       {op_kind::layer_norm, "Layer norm"},
+    {op_kind::rms_norm, "RMS norm"},           {op_kind::group_norm, "Group norm"},
+    {op_kind::instance_norm, "Instance norm"},
 };
 
 // A ratio with four significant digits; "inf"; "-" when nothing was judged.
@@ -87,7 +127,10 @@ struct kernel_run {
     os << break_at << "--kernel " << shown_path(k.path);
     if (k.level) os << ':' << to_string(*k.level);
   }
-  os << break_at << "--problems " << s.problems << " --seed " << s.seed;
+  os << break_at << "--problems " << s.problems;
+  if (s.family_problems) os << " --family-problems " << *s.family_problems;
+  if (s.op) os << " --op " << to_string(*s.op);
+  os << " --seed " << s.seed;
   if (s.level) os << " --level " << to_string(*s.level);
   if (s.max_elements != settings{}.max_elements) os << " --max-elements " << s.max_elements;
   if (s.timeout_seconds != settings{}.timeout_seconds) os << " --timeout " << s.timeout_seconds;
@@ -122,14 +165,65 @@ struct kernel_run {
   return "#" + std::to_string(r.max_index) + " `" + r.max_where + "`";
 }
 
+// The section of one op: per kernel, the outputs' figures and their histograms.
+inline void write_op_section(std::ostream& os, const std::vector<kernel_run>& runs, op_kind op,
+                             std::string_view title) {
+  bool any = false;
+  for (const kernel_run& k : runs) any = any || k.find(op) != nullptr;
+  if (!any) return;
+  os << "\n## " << title << "\n";
+  for (const kernel_run& k : runs) {
+    const op_run* o = k.find(op);
+    if (o == nullptr) continue;
+    const kernel_stats& st = o->stats;
+    os << "\n### " << k.name << " (" << to_string(k.level) << ")\n"
+       << "\n"
+          "| mode | output | problems | elements | NaN/Inf | no claim | max ratio | at |\n"
+          "|---|---|--:|--:|--:|--:|--:|---|\n";
+    for (std::size_t r = 0; r < st.rows.size(); ++r) {
+      const row_stats& rs = st.rows[r];
+      if (rs.problems == 0) continue;
+      os << "| " << mode_title(k_rows[r].mode) << " | " << row_output(r, k) << " | "
+         << format_count(rs.problems) << " | " << format_count(rs.judged) << " | "
+         << format_count(rs.class_judged) << " | " << format_count(rs.no_claim) << " | "
+         << format_ratio(rs.max_ratio, rs.max_index >= 0) << " | " << where_cell(rs) << " |\n";
+    }
+    os << "\n| mode | output |";
+    for (std::size_t b = 0; b < k_buckets; ++b) os << ' ' << bucket_label(b) << " |";
+    os << "\n|---|---|";
+    for (std::size_t b = 0; b < k_buckets; ++b) os << "--:|";
+    os << '\n';
+    for (std::size_t r = 0; r < st.rows.size(); ++r) {
+      const row_stats& rs = st.rows[r];
+      if (rs.problems == 0) continue;
+      os << "| " << mode_title(k_rows[r].mode) << " | " << row_output(r, k) << " |";
+      for (std::size_t b = 0; b < k_buckets; ++b) os << ' ' << rs.histogram[b] << " |";
+      os << '\n';
+    }
+  }
+}
+
+// "20,000 generated batch-norm problems and 5,000 of each other op ..." (or one op's).
+[[nodiscard]] inline std::string problems_sentence(const settings& s) {
+  if (s.op) {
+    return format_count(problems_of(s, *s.op)) + " generated problems of " +
+           std::string(to_string(*s.op)) + " (`--op`)";
+  }
+  const std::int64_t family = problems_of(s, op_kind::layer_norm);
+  return format_count(s.problems) + " generated batch-norm problems and " +
+         (family == s.problems ? std::string("as many") : format_count(family)) +
+         " of each other op\nof the family it declares (layer, RMS, group and instance norm)";
+}
+
 inline void write_markdown(std::ostream& os, const settings& s,
                            const std::vector<kernel_run>& runs) {
   std::int64_t problems = 0, calls = 0, failed = 0, judged = 0, by_class = 0;
   for (const kernel_run& k : runs) {
-    const row_stats t = k.stats.total();
-    problems += k.stats.problems;
-    calls += k.stats.calls;
-    failed += k.stats.failed_problems;
+    const kernel_stats all = k.total();
+    const row_stats t = all.total();
+    problems += all.problems;
+    calls += all.calls;
+    failed += all.failed_problems;
     judged += t.judged;
     by_class += t.class_judged;
   }
@@ -139,20 +233,15 @@ inline void write_markdown(std::ostream& os, const settings& s,
         "     tools/run-campaign. -->\n"
         "\n"
         "Each kernel below ran against "
-     << format_count(s.problems)
-     << " generated problems in every mode it provides, and every\n"
-        "output element was judged against the exact reference under the error model\n"
-        "([error-model.md](error-model.md)) at the kernel's accuracy level, by `judge_output`, "
-        "the\n"
-        "routine of `bnoracle check` and of the property suite. A correct kernel must never fail "
-        "here: a\n"
-        "failure is either a false positive of the oracle (a bound too tight, a reference bug) or "
-        "a "
-        "real\n"
-        "bug of the kernel. The ratio |kernel − exact| / bound shows how close each kernel comes "
-        "to "
-        "its\n"
-        "bounds: ratios far below 1 everywhere would mean needlessly loose bounds.\n"
+     << problems_sentence(s)
+     << ", in every mode it provides, and\nevery output element was judged against the exact "
+        "reference under the "
+        "error model\n([error-model.md](error-model.md)) at the kernel's accuracy level, by "
+        "`judge_output`, the\nroutine of `bnoracle check` and of the property suite. A correct "
+        "kernel must never fail here: a\nfailure is either a false positive of the oracle (a "
+        "bound too tight, a reference bug) or a real\nbug of the kernel. The ratio |kernel − "
+        "exact| / bound shows how close each kernel comes to its\nbounds: ratios far below 1 "
+        "everywhere would mean needlessly loose bounds.\n"
         "\n"
         "**Result: "
      << format_count(failed) << " failing problems** out of " << format_count(problems) << " ("
@@ -182,7 +271,8 @@ inline void write_markdown(std::ostream& os, const settings& s,
         "## Usage\n"
         "\n"
         "```sh\n"
-        "bnoracle_campaign --kernel PATH.so[:LEVEL] [--kernel ...] [--problems N] [--seed S]\n"
+        "bnoracle_campaign --kernel PATH.so[:LEVEL] [--kernel ...] [--problems N]\n"
+        "                  [--family-problems N] [--op OP] [--seed S]\n"
         "                  [--level strict|standard|lenient] [--jobs J] [--no-isolation]\n"
         "                  [--max-elements N] [--only INDEX] [--markdown FILE] [--json FILE]\n"
         "```\n"
@@ -216,6 +306,17 @@ inline void write_markdown(std::ostream& os, const settings& s,
         "statistics\ntracking (its saved mean and invstd then feed backward training, as in a "
         "framework), forward\ninference, backward training and backward inference.\n"
         "\n"
+        "Every other op the kernel declares has a stream of its own: its problem *i* comes from a "
+        "source\nseeded with (seed, op, *i*), so that adding an op leaves every other stream as it "
+        "was. The same\ngenerators draw it, with the op's options: layer and RMS norm over 1 to "
+        "rank + 1 trailing axes\nwith γ and β per normalized element, RMS norm sometimes with the "
+        "weight offset (γ applied as\n1 + w), group norm with a G dividing C (1 and C included), "
+        "instance norm with running\nstatistics half of the time; γ and β absent some of the time; "
+        "data, dy and ε drawn per\nstatistic group as batch norm's per channel. The modes are "
+        "those "
+        "of the op: inference only for\ninstance norm with running statistics, which forward "
+        "training then updates too.\n"
+        "\n"
         "## How to read the tables\n"
         "\n"
         "- **ratio** = |kernel − exact| / bound for one element, the bound being the error model's "
@@ -225,10 +326,10 @@ inline void write_markdown(std::ostream& os, const settings& s,
         "(the variance may\n  be lost to cancellation entirely, τ ≥ 1 in docs/error-model.md, or "
         "the channel's src holds a\n  NaN or ±Inf, which leaves the model's channel terms "
         "undefined in every mode), so no value is\n  wrong there.\n"
-        "- **max ratio at** `#i element`: problem *i* reproduces with\n"
+        "- **max ratio at** `#i element`: problem *i* of the op's stream reproduces with\n"
         "  `"
      << s.program << " --kernel build/ci/kernels/libbnk_NAME.so:LEVEL --seed " << s.seed
-     << " --only i`.\n"
+     << " --op OP --only i`.\n"
         "- **histogram**: how many elements fall in each bucket. `0`: exact results; `<2^-20`: "
         "ratios\n  in (0, 2^-20); `2^k`: ratios in [2^k, 2^(k+1)); `>=1`: failures.\n"
         "- **refusals**: calls refused where the convention requires a refusal. **unsupported**: "
@@ -243,66 +344,46 @@ inline void write_markdown(std::ostream& os, const settings& s,
   }
   os << "\n## Summary\n"
         "\n"
-        "| kernel | level | problems | calls | refusals | unsupported | elements | NaN/Inf | "
+        "| kernel | op | level | problems | calls | refusals | unsupported | elements | NaN/Inf | "
         "no claim | failing problems | max ratio | at |\n"
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n";
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n";
   for (const kernel_run& k : runs) {
-    const kernel_stats& st = k.stats;
-    const row_stats t = st.total();
-    std::string at = "-";
-    if (t.max_index >= 0) {
-      for (std::size_t r = 0; r < st.rows.size(); ++r) {
-        const row_stats& rs = st.rows[r];
-        if (rs.max_index == t.max_index && rs.max_ratio == t.max_ratio &&
-            rs.max_where == t.max_where) {
-          at = mode_title(k_rows[r].mode) + " " + where_cell(rs);
-          break;
+    for (const op_run& o : k.ops) {
+      const kernel_stats& st = o.stats;
+      const row_stats t = st.total();
+      std::string at = "-";
+      if (t.max_index >= 0) {
+        for (std::size_t r = 0; r < st.rows.size(); ++r) {
+          const row_stats& rs = st.rows[r];
+          if (rs.max_index == t.max_index && rs.max_ratio == t.max_ratio &&
+              rs.max_where == t.max_where) {
+            at = mode_title(k_rows[r].mode) + " " + where_cell(rs);
+            break;
+          }
         }
       }
-    }
-    os << "| " << k.name << " | " << to_string(k.level) << " | " << format_count(st.problems)
-       << " | " << format_count(st.calls) << " | " << format_count(st.refusals_matched) << " | "
-       << format_count(st.unsupported) << " | " << format_count(t.judged) << " | "
-       << format_count(t.class_judged) << " | " << format_count(t.no_claim) << " | "
-       << format_count(st.failed_problems) << " | " << format_ratio(t.max_ratio, t.max_index >= 0)
-       << " | " << at << " |\n";
-  }
-  for (const kernel_run& k : runs) {
-    const kernel_stats& st = k.stats;
-    os << "\n## " << k.name << " (" << to_string(k.level) << ")\n"
-       << "\n"
-          "| mode | output | problems | elements | NaN/Inf | no claim | max ratio | at |\n"
-          "|---|---|--:|--:|--:|--:|--:|---|\n";
-    for (std::size_t r = 0; r < st.rows.size(); ++r) {
-      const row_stats& rs = st.rows[r];
-      if (rs.problems == 0) continue;
-      os << "| " << mode_title(k_rows[r].mode) << " | " << row_output(r, k) << " | "
-         << format_count(rs.problems) << " | " << format_count(rs.judged) << " | "
-         << format_count(rs.class_judged) << " | " << format_count(rs.no_claim) << " | "
-         << format_ratio(rs.max_ratio, rs.max_index >= 0) << " | " << where_cell(rs) << " |\n";
-    }
-    os << "\n| mode | output |";
-    for (std::size_t b = 0; b < k_buckets; ++b) os << ' ' << bucket_label(b) << " |";
-    os << "\n|---|---|";
-    for (std::size_t b = 0; b < k_buckets; ++b) os << "--:|";
-    os << '\n';
-    for (std::size_t r = 0; r < st.rows.size(); ++r) {
-      const row_stats& rs = st.rows[r];
-      if (rs.problems == 0) continue;
-      os << "| " << mode_title(k_rows[r].mode) << " | " << row_output(r, k) << " |";
-      for (std::size_t b = 0; b < k_buckets; ++b) os << ' ' << rs.histogram[b] << " |";
-      os << '\n';
+      os << "| " << k.name << " | " << to_string(o.op) << " | " << to_string(k.level) << " | "
+         << format_count(st.problems) << " | " << format_count(st.calls) << " | "
+         << format_count(st.refusals_matched) << " | " << format_count(st.unsupported) << " | "
+         << format_count(t.judged) << " | " << format_count(t.class_judged) << " | "
+         << format_count(t.no_claim) << " | " << format_count(st.failed_problems) << " | "
+         << format_ratio(t.max_ratio, t.max_index >= 0) << " | " << at << " |\n";
     }
   }
+  for (const op_title& t : k_op_titles) write_op_section(os, runs, t.op, t.title);
   if (failed > 0) {
-    os << "\n## Failures\n\nThe first failing problems of each kernel (all are counted above).\n\n";
+    os << "\n## Failures\n\nThe first failing problems of each kernel and op (all are counted "
+          "above).\n\n";
     for (const kernel_run& k : runs) {
-      for (const failure& f : k.stats.failures) {
-        std::string what = f.what;
-        for (char& ch : what) {
-          if (ch == '\n') ch = ';';
+      for (const op_run& o : k.ops) {
+        for (const failure& f : o.stats.failures) {
+          std::string what = f.what;
+          for (char& ch : what) {
+            if (ch == '\n') ch = ';';
+          }
+          os << "- " << k.name << ' ' << to_string(o.op) << " #" << f.index << ": `" << what
+             << "`\n";
         }
-        os << "- " << k.name << " #" << f.index << ": `" << what << "`\n";
       }
     }
   }
@@ -315,6 +396,7 @@ inline void write_markdown(std::ostream& os, const settings& s,
   j["command"] = command_line(s, " ");
   j["seed"] = s.seed;
   j["problems_per_kernel"] = s.problems;
+  j["family_problems_per_kernel"] = problems_of(s, op_kind::layer_norm);
   j["max_elements"] = s.max_elements;
   j["isolation"] = s.isolate;
   nlohmann::json labels = nlohmann::json::array();
@@ -322,14 +404,25 @@ inline void write_markdown(std::ostream& os, const settings& s,
   j["histogram_buckets"] = labels;
   nlohmann::json ks = nlohmann::json::array();
   for (const kernel_run& k : runs) {
-    nlohmann::json kj = to_json(k.stats);
-    for (std::size_t r = 0; r < k.stats.rows.size(); ++r) {
-      kj["rows"][r]["mode"] = std::string(to_string(k_rows[r].mode));
-      kj["rows"][r]["output"] = row_output(r, k);
-    }
+    const kernel_stats all = k.total();
+    nlohmann::json kj;
     kj["name"] = k.name;
     kj["level"] = std::string(to_string(k.level));
     kj["level_source"] = k.level_source;
+    kj["problems"] = all.problems;
+    kj["calls"] = all.calls;
+    kj["failed_problems"] = all.failed_problems;
+    nlohmann::json ops = nlohmann::json::array();
+    for (const op_run& o : k.ops) {
+      nlohmann::json oj = to_json(o.stats);
+      for (std::size_t r = 0; r < o.stats.rows.size(); ++r) {
+        oj["rows"][r]["mode"] = std::string(to_string(k_rows[r].mode));
+        oj["rows"][r]["output"] = row_output(r, k);
+      }
+      oj["op"] = std::string(to_string(o.op));
+      ops.push_back(oj);
+    }
+    kj["ops"] = ops;
     ks.push_back(kj);
   }
   j["kernels"] = ks;
