@@ -45,6 +45,7 @@
 // BNA_LIBTORCH_THREADS (1..256) to test PyTorch's multi-threaded code paths. FINDINGS.md records
 // runs with both settings.
 #include "bnoracle/kernel_abi.h"
+#include "bnoracle/kernel_abi_v1_view.hpp"
 #include "common/norm_kernel.hpp"
 
 #include <ATen/Parallel.h>
@@ -55,6 +56,10 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/native_batch_norm_backward.h>
+#include <ATen/ops/native_group_norm.h>
+#include <ATen/ops/native_group_norm_backward.h>
+#include <ATen/ops/native_layer_norm.h>
+#include <ATen/ops/native_layer_norm_backward.h>
 #include <ATen/ops/rsqrt.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
@@ -73,6 +78,7 @@
 #include <exception>
 #include <limits>
 #include <tuple>
+#include <vector>
 
 #if defined(__GNUC__)
 #define BNA_EXPORT extern "C" __attribute__((visibility("default")))
@@ -459,6 +465,395 @@ bnk_status fold_with_aten(const bnk_fold_problem& p, const bnk_fold_buffers& b, 
   return BNK_OK;
 }
 
+// ---- Layer, group and instance norm (ABI version 2) -----------------------------------------
+//
+// What torch.nn.functional runs, as for batch norm:
+// - F.layer_norm → at::layer_norm → at::native_layer_norm (on the contiguous input); backward:
+//   at::native_layer_norm_backward with the saved mean and rstd (derivatives.yaml).
+// - F.group_norm → at::group_norm → at::native_group_norm on input.contiguous(the input's
+//   suggested memory format), so channels-last input takes ATen's channels-last kernel; backward:
+//   at::native_group_norm_backward on contiguous (NCHW-ordered) dy and x, which is what 1.13's
+//   derivatives.yaml passes it (its CPU backward has no channels-last kernel). F.group_norm first
+//   runs batch norm's _verify_batch_size on the (N·C/G, G, spatial...) view, which raises when
+//   (N·C/G)·spatial is 1; the adapter refuses that problem with the same message.
+// - F.instance_norm → at::instance_norm, transcribed: the input viewed as (1, N·C, spatial...),
+//   γ, β and the running statistics repeated N times, batch norm on it (here through
+//   at::_batch_norm_impl_index, which also returns the saved statistics), then each running
+//   statistic replaced by the mean of its N updated copies. Backward: native_batch_norm_backward
+//   on the same view, and dγ, dβ summed over the N copies (what the backward of repeat does).
+//   F.instance_norm refuses one spatial element in training (_verify_spatial_size).
+//   nn.InstanceNorm never counts batches: num_batches_tracked is left as given, and
+//   momentum = None is BNK_UNSUPPORTED (F.instance_norm takes a float only).
+// RMS norm is not declared: PyTorch 1.13 has no RMS norm op (examples/subprocess/torch_kernel.py
+// runs the LlamaRMSNorm formulation in torch operations).
+
+constexpr std::uint32_t k_ops = BNK_OP_BIT(BNK_OP_BATCH_NORM) | BNK_OP_BIT(BNK_OP_LAYER_NORM) |
+                                BNK_OP_BIT(BNK_OP_GROUP_NORM) | BNK_OP_BIT(BNK_OP_INSTANCE_NORM);
+
+// F.group_norm's and F.instance_norm's refusals (torch/nn/functional.py), as the Python layer
+// raises them.
+constexpr const char* k_group_refusal =
+    "pytorch: Expected more than 1 value per channel when training (F.group_norm's "
+    "_verify_batch_size raises ValueError on the (N*C/G, G, spatial...) view)";
+constexpr const char* k_spatial_refusal =
+    "pytorch: Expected more than 1 spatial element when training (F.instance_norm's "
+    "_verify_spatial_size raises ValueError)";
+
+// A dense vector of n floats over a caller's buffer.
+at::Tensor vec(const void* data, std::int64_t n) {
+  return at::from_blob(const_cast<void*>(data), {n}, f32());
+}
+
+// Copies value (any shape with n elements) into a caller's dense vector of n floats.
+void store_vec(void* data, std::int64_t n, const at::Tensor& value) {
+  if (n == 0) return;
+  vec(data, n).copy_(value.reshape({n}));
+}
+
+// A gradient autograd would return for an input: zeros where ATen leaves it undefined.
+at::Tensor or_zeros(const at::Tensor& t, std::int64_t n) {
+  return t.defined() ? t : at::zeros({n}, f32());
+}
+
+// The problem of one family call: the version-2 problem with its geometry and the ATen views
+// of its buffers.
+struct family_call {
+  const bnk_problem_v2& p;
+  const bnk_buffers_v2& b;
+  const geometry& g;
+  bool affine() const { return p.op.params != BNK_PARAMS_NONE; }
+  std::int64_t groups() const { return p.statistic_groups; }
+  std::int64_t params() const { return p.parameters; }
+  at::Tensor x() const { return over(static_cast<const float*>(b.src), g); }
+  at::Tensor dy() const { return over(static_cast<const float*>(b.diff_dst), g); }
+  void store_output(void* data, const at::Tensor& value) const {
+    store(static_cast<float*>(data), g, value);
+  }
+};
+
+// The buffers every mode of the family needs.
+bool family_buffers_given(const family_call& f, bool backward, rejection& r) {
+  const bnk_buffers_v2& b = f.b;
+  if (f.g.total > 0) {
+    if (missing(b.src, "src", r)) return false;
+    if (!backward && missing(b.dst, "dst", r)) return false;
+    if (backward && (missing(b.diff_dst, "diff_dst", r) || missing(b.diff_src, "diff_src", r))) {
+      return false;
+    }
+  }
+  if (f.params() > 0 && f.affine()) {
+    if (missing(b.gamma, "gamma", r)) return false;
+    if (!backward && missing(b.beta, "beta", r)) return false;
+    if (backward &&
+        (missing(b.diff_gamma, "diff_gamma", r) || missing(b.diff_beta, "diff_beta", r))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// ---- layer norm
+
+struct layer_shape {
+  std::vector<std::int64_t> normalized;  // the trailing normalized extents
+  std::vector<std::int64_t> stats;       // ATen's mean/rstd shape: leading extents, then 1s
+};
+
+layer_shape layer_shape_of(const family_call& f) {
+  layer_shape s;
+  const int axis = f.g.rank - f.p.op.normalized_axes;
+  for (int d = 0; d < f.g.rank; ++d) {
+    const std::int64_t e = f.g.sizes[static_cast<std::size_t>(d)];
+    if (d >= axis) s.normalized.push_back(e);
+    s.stats.push_back(d < axis ? e : 1);
+  }
+  return s;
+}
+
+c10::optional<at::Tensor> layer_param(const family_call& f, const void* data,
+                                      const layer_shape& s) {
+  if (!f.affine()) return c10::nullopt;
+  return vec(data, f.params()).view(s.normalized);
+}
+
+bnk_status layer_forward(const family_call& f, rejection& r) {
+  if (!family_buffers_given(f, false, r)) return r.status;
+  const layer_shape s = layer_shape_of(f);
+  const auto [y, mean, rstd] = at::native_layer_norm(
+      f.x(), s.normalized, layer_param(f, f.b.gamma, s), layer_param(f, f.b.beta, s), f.p.eps);
+  f.store_output(f.b.dst, y);
+  if (f.b.save_mean != nullptr) store_vec(f.b.save_mean, f.groups(), mean);
+  if (f.b.save_stat != nullptr) store_vec(f.b.save_stat, f.groups(), rstd);
+  return BNK_OK;
+}
+
+bnk_status layer_backward(const family_call& f, rejection& r) {
+  if (!family_buffers_given(f, true, r)) return r.status;
+  const layer_shape s = layer_shape_of(f);
+  const at::Tensor x = f.x();
+  const c10::optional<at::Tensor> w = layer_param(f, f.b.gamma, s);
+  at::Tensor mean;
+  at::Tensor rstd;
+  if (f.b.save_mean != nullptr && f.b.save_stat != nullptr) {
+    mean = vec(f.b.save_mean, f.groups()).view(s.stats);
+    rstd = vec(f.b.save_stat, f.groups()).view(s.stats);
+  } else {
+    const auto fwd = at::native_layer_norm(x, s.normalized, w, c10::nullopt, f.p.eps);
+    mean = std::get<1>(fwd);
+    rstd = std::get<2>(fwd);
+  }
+  // β's value enters no gradient; autograd passes the module's bias, here zeros of its shape.
+  c10::optional<at::Tensor> bias;
+  if (f.affine()) bias = at::zeros(s.normalized, f32());
+  const bool a = f.affine();
+  const auto [dx, dw, db] =
+      at::native_layer_norm_backward(f.dy(), x, s.normalized, mean, rstd, w, bias, {true, a, a});
+  if (f.g.total > 0) f.store_output(f.b.diff_src, dx);
+  if (a) {
+    store_vec(f.b.diff_gamma, f.params(), or_zeros(dw, f.params()));
+    store_vec(f.b.diff_beta, f.params(), or_zeros(db, f.params()));
+  }
+  return BNK_OK;
+}
+
+// ---- group norm
+
+struct group_dims {
+  std::int64_t n = 0;
+  std::int64_t c = 0;
+  std::int64_t hw = 1;
+};
+
+group_dims group_dims_of(const geometry& g) {
+  group_dims d{g.sizes[0], g.sizes[1], 1};
+  for (int i = 2; i < g.rank; ++i) d.hw *= g.sizes[static_cast<std::size_t>(i)];
+  return d;
+}
+
+// F.group_norm's _verify_batch_size on (N·C/G, G, spatial...): the product of the first and
+// the spatial extents must not be 1.
+bool group_refused(const family_call& f, rejection& r) {
+  const group_dims d = group_dims_of(f.g);
+  if (f.p.op.groups > 0 && d.n * d.c / f.p.op.groups * d.hw == 1) {
+    reject(r, BNK_REFUSED, "%s", k_group_refusal);
+    return true;
+  }
+  return false;
+}
+
+c10::optional<at::Tensor> channel_param(const family_call& f, const void* data) {
+  if (!f.affine()) return c10::nullopt;
+  return vec(data, f.params());
+}
+
+bnk_status group_forward(const family_call& f, rejection& r) {
+  if (!family_buffers_given(f, false, r) || group_refused(f, r)) return r.status;
+  const group_dims d = group_dims_of(f.g);
+  const at::Tensor in = f.x();
+  const at::Tensor x = in.contiguous(in.suggest_memory_format());
+  const auto [y, mean, rstd] =
+      at::native_group_norm(x, channel_param(f, f.b.gamma), channel_param(f, f.b.beta), d.n, d.c,
+                            d.hw, f.p.op.groups, f.p.eps);
+  f.store_output(f.b.dst, y);
+  if (f.b.save_mean != nullptr) store_vec(f.b.save_mean, f.groups(), mean);
+  if (f.b.save_stat != nullptr) store_vec(f.b.save_stat, f.groups(), rstd);
+  return BNK_OK;
+}
+
+bnk_status group_backward(const family_call& f, rejection& r) {
+  if (!family_buffers_given(f, true, r) || group_refused(f, r)) return r.status;
+  const group_dims d = group_dims_of(f.g);
+  const at::Tensor x = f.x().contiguous();
+  const c10::optional<at::Tensor> w = channel_param(f, f.b.gamma);
+  at::Tensor mean;
+  at::Tensor rstd;
+  if (f.b.save_mean != nullptr && f.b.save_stat != nullptr) {
+    mean = vec(f.b.save_mean, f.groups()).view({d.n, f.p.op.groups});
+    rstd = vec(f.b.save_stat, f.groups()).view({d.n, f.p.op.groups});
+  } else {
+    // The statistics the forward (in the input's memory format) would have saved.
+    const at::Tensor in = f.x();
+    const auto fwd = at::native_group_norm(in.contiguous(in.suggest_memory_format()), w,
+                                           c10::nullopt, d.n, d.c, d.hw, f.p.op.groups, f.p.eps);
+    mean = std::get<1>(fwd);
+    rstd = std::get<2>(fwd);
+  }
+  const bool a = f.affine();
+  const auto [dx, dw, db] = at::native_group_norm_backward(
+      f.dy().contiguous(), x, mean, rstd, w, d.n, d.c, d.hw, f.p.op.groups, {true, a, a});
+  if (f.g.total > 0) f.store_output(f.b.diff_src, dx);
+  if (a) {
+    store_vec(f.b.diff_gamma, f.params(), or_zeros(dw, f.params()));
+    store_vec(f.b.diff_beta, f.params(), or_zeros(db, f.params()));
+  }
+  return BNK_OK;
+}
+
+// ---- instance norm
+
+// at::instance_norm's view of the input: (1, N·C, spatial...).
+std::vector<std::int64_t> instance_view(const geometry& g) {
+  std::vector<std::int64_t> shape{1, g.sizes[0] * g.sizes[1]};
+  for (int d = 2; d < g.rank; ++d) shape.push_back(g.sizes[static_cast<std::size_t>(d)]);
+  return shape;
+}
+
+// A per-channel vector repeated N times (repeat_if_defined).
+c10::optional<at::Tensor> repeated(bool present, const void* data, std::int64_t c, std::int64_t n) {
+  if (!present) return c10::nullopt;
+  return vec(data, c).repeat({n});
+}
+
+bool spatial_refused(const family_call& f, bool use_input_stats, rejection& r) {
+  if (use_input_stats && group_dims_of(f.g).hw == 1) {
+    reject(r, BNK_REFUSED, "%s", k_spatial_refusal);
+    return true;
+  }
+  return false;
+}
+
+bnk_status instance_forward(const family_call& f, bool training, rejection& r) {
+  if (!family_buffers_given(f, false, r)) return r.status;
+  const bool running = f.p.op.running_stats != 0 && (!training || f.p.track_running != 0);
+  const std::int64_t n = f.g.sizes[0];
+  const std::int64_t c = f.g.sizes[1];
+  if (running && c > 0 &&
+      (missing(f.b.running_mean, "running_mean", r) ||
+       missing(f.b.running_var, "running_var", r))) {
+    return r.status;
+  }
+  if (training && running && f.p.cumulative != 0) {
+    reject(r, BNK_UNSUPPORTED, "instance norm has no cumulative average (momentum = None)");
+    return r.status;
+  }
+  if (spatial_refused(f, training, r)) return r.status;
+  const c10::optional<at::Tensor> rm = repeated(running, f.b.running_mean, c, n);
+  const c10::optional<at::Tensor> rv = repeated(running, f.b.running_var, c, n);
+  const at::Tensor x = f.x().contiguous().view(instance_view(f.g));
+  const auto result = at::_batch_norm_impl_index(
+      x, repeated(f.affine(), f.b.gamma, c, n), repeated(f.affine(), f.b.beta, c, n), rm, rv,
+      /*training=*/training, f.p.momentum, f.p.eps, /*cudnn_enabled=*/true);
+  f.store_output(f.b.dst, std::get<0>(result).view(f.g.size_ref()));
+  if (training) {
+    if (f.b.save_mean != nullptr) store_vec(f.b.save_mean, f.groups(), std::get<1>(result));
+    if (f.b.save_stat != nullptr) store_vec(f.b.save_stat, f.groups(), std::get<2>(result));
+    // Each running statistic becomes the mean of its N updated copies. (In eval mode PyTorch
+    // writes back the mean of N unchanged copies too; inference's running statistics are
+    // read-only inputs here, so that write is left out.)
+    if (running && c > 0) {
+      store_vec(f.b.running_mean, c, rm->view({n, c}).mean(0, false));
+      store_vec(f.b.running_var, c, rv->view({n, c}).mean(0, false));
+    }
+  }
+  return BNK_OK;
+}
+
+bnk_status instance_backward(const family_call& f, bool training, rejection& r) {
+  if (!family_buffers_given(f, true, r)) return r.status;
+  const std::int64_t n = f.g.sizes[0];
+  const std::int64_t c = f.g.sizes[1];
+  if (!training && c > 0 &&
+      (missing(f.b.running_mean, "running_mean", r) ||
+       missing(f.b.running_var, "running_var", r))) {
+    return r.status;
+  }
+  if (spatial_refused(f, training, r)) return r.status;
+  const std::vector<std::int64_t> view = instance_view(f.g);
+  const at::Tensor x = f.x().contiguous().view(view);
+  const bool a = f.affine();
+  const c10::optional<at::Tensor> w = repeated(a, f.b.gamma, c, n);
+  at::Tensor dx;
+  at::Tensor dw;
+  at::Tensor db;
+  if (f.g.total == 0) {
+    // No element: autograd differentiates at::batch_norm's empty-input shortcut
+    // (clone, ·weight[0], +bias[0]), as the batch-norm modes do.
+    at::Tensor xv = x.detach().requires_grad_(true);
+    at::Tensor wv;
+    at::Tensor bv;
+    torch::autograd::variable_list inputs{xv};
+    if (a) {
+      wv = w->detach().requires_grad_(true);
+      bv = at::zeros({n * c}, f32()).requires_grad_(true);
+      inputs.push_back(wv);
+      inputs.push_back(bv);
+    }
+    const at::Tensor y = at::batch_norm(xv, wv, bv, repeated(!training, f.b.running_mean, c, n),
+                                        repeated(!training, f.b.running_var, c, n), training, 0.0,
+                                        f.p.eps, /*cudnn_enabled=*/true);
+    const auto grads = torch::autograd::grad({y}, inputs, {f.dy().contiguous().view(view)}, false,
+                                             false, /*allow_unused=*/true);
+    if (a) {
+      dw = grads[1];
+      db = grads[2];
+    }
+  } else {
+    at::Tensor save_mean;
+    at::Tensor save_invstd;
+    c10::optional<at::Tensor> rm;
+    c10::optional<at::Tensor> rv;
+    if (training) {
+      if (f.b.save_mean != nullptr && f.b.save_stat != nullptr) {
+        save_mean = vec(f.b.save_mean, f.groups());
+        save_invstd = vec(f.b.save_stat, f.groups());
+      } else {
+        const auto fwd = at::_batch_norm_impl_index(x, w, c10::nullopt, c10::nullopt, c10::nullopt,
+                                                    true, 0.0, f.p.eps, true);
+        save_mean = std::get<1>(fwd);
+        save_invstd = std::get<2>(fwd);
+      }
+    } else {
+      save_mean = at::empty({0}, f32());
+      save_invstd = at::empty({0}, f32());
+      rm = repeated(true, f.b.running_mean, c, n);
+      rv = repeated(true, f.b.running_var, c, n);
+    }
+    const auto grads =
+        at::native_batch_norm_backward(f.dy().contiguous().view(view), x, w, rm, rv, save_mean,
+                                       save_invstd, training, f.p.eps, {true, a, a});
+    dx = std::get<0>(grads);
+    dw = std::get<1>(grads);
+    db = std::get<2>(grads);
+    f.store_output(f.b.diff_src, dx.view(f.g.size_ref()));
+  }
+  if (a) {
+    // The backward of repeat: the N copies' gradients summed per channel.
+    store_vec(f.b.diff_gamma, c, dw.defined() ? dw.view({n, c}).sum(0) : at::zeros({c}, f32()));
+    store_vec(f.b.diff_beta, c, db.defined() ? db.view({n, c}).sum(0) : at::zeros({c}, f32()));
+  }
+  return BNK_OK;
+}
+
+// ---- version-2 dispatch
+
+template <bnk_mode M>
+bnk_status family_mode(const family_call& f, rejection& r) {
+  const bool training = M == BNK_FORWARD_TRAINING || M == BNK_BACKWARD_TRAINING;
+  const bool backward = M == BNK_BACKWARD_TRAINING || M == BNK_BACKWARD_INFERENCE;
+  switch (f.p.op.kind) {
+    case BNK_OP_LAYER_NORM:
+    case BNK_OP_GROUP_NORM:
+      if (!training) {
+        reject(r, BNK_UNSUPPORTED, "%s has no running statistics: no inference mode",
+               f.p.op.kind == BNK_OP_LAYER_NORM ? "layer norm" : "group norm");
+        return r.status;
+      }
+      if (f.p.op.kind == BNK_OP_LAYER_NORM)
+        return backward ? layer_backward(f, r) : layer_forward(f, r);
+      return backward ? group_backward(f, r) : group_forward(f, r);
+    case BNK_OP_INSTANCE_NORM:
+      if (!training && f.p.op.running_stats == 0) {
+        reject(r, BNK_UNSUPPORTED, "instance norm without running statistics: no inference mode");
+        return r.status;
+      }
+      return backward ? instance_backward(f, training, r) : instance_forward(f, training, r);
+    default:
+      reject(r, BNK_UNSUPPORTED, "op %d is not supported by the libtorch adapter",
+             static_cast<int>(f.p.op.kind));
+      return r.status;
+  }
+}
+
 // ---- ABI glue -------------------------------------------------------------------------------
 
 // Every exception stops at the C boundary: BNK_FAILED with the first line of its message.
@@ -488,6 +883,51 @@ int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
     geometry g;
     if (!make_geometry(*problem, g, r)) return r.status;
     return Mode(*problem, *buffers, g, r);
+  });
+}
+
+template <bnk_mode M>
+int entry_v2(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers, char* message,
+             std::size_t message_size) noexcept {
+  if (problem == nullptr || buffers == nullptr) {
+    return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
+  }
+  return guarded(message, message_size, [&](rejection& r) {
+    const bnk_problem_v2& p = *problem;
+    if (p.struct_size < sizeof(bnk_problem_v2)) {
+      reject(r, BNK_FAILED, "bnk_problem_v2.struct_size %u is too small",
+             static_cast<unsigned>(p.struct_size));
+      return r.status;
+    }
+    if (p.op.kind < 0 || p.op.kind > 31 || (k_ops & BNK_OP_BIT(p.op.kind)) == 0) {
+      reject(r, BNK_UNSUPPORTED, "op %d is not supported by the libtorch adapter",
+             static_cast<int>(p.op.kind));
+      return r.status;
+    }
+    if (p.types.data != BNK_DTYPE_F32 || p.types.parameters != BNK_DTYPE_F32 ||
+        p.types.statistics != BNK_DTYPE_F32) {
+      reject(r, BNK_UNSUPPORTED, "the libtorch adapter runs float32 only");
+      return r.status;
+    }
+    bnk_problem q;
+    bnk_buffers c{};
+    bnoracle::v1_view(p, *buffers, q, c);
+    geometry g;
+    if (!make_geometry(q, g, r)) return r.status;
+    if (p.op.kind == BNK_OP_BATCH_NORM) {
+      switch (M) {
+        case BNK_FORWARD_TRAINING:
+          return forward_training(q, c, g, r);
+        case BNK_FORWARD_INFERENCE:
+          return forward_inference(q, c, g, r);
+        case BNK_BACKWARD_TRAINING:
+          return backward_training(q, c, g, r);
+        case BNK_BACKWARD_INFERENCE:
+          return backward_inference(q, c, g, r);
+      }
+      return BNK_FAILED;
+    }
+    return family_mode<M>(family_call{p, *buffers, g}, r);
   });
 }
 
@@ -522,7 +962,36 @@ constexpr bnk_kernel k_table = {
     .fold = &fold_entry,
 };
 
+// The same kernel as version 2, with layer, group and instance norm (a library exporting both
+// tables is loaded as version 2; the version-1 table serves older hosts).
+constexpr bnk_kernel_v2 k_table_v2 = {
+    .abi_version = BNK_ABI_VERSION_2,
+    .struct_size = static_cast<std::uint32_t>(sizeof(bnk_kernel_v2)),
+    .name = "libtorch",
+    .version = TORCH_VERSION,
+    .convention = "pytorch",
+    .ops = k_ops,
+    .layouts = k_layouts,
+    .data_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+    .parameter_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+    .statistic_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+    .updates_running = 1,
+    .supports_cumulative = 1,
+    .saves = BNK_SAVES_MEAN_INVSTD,
+    .forward_training = &entry_v2<BNK_FORWARD_TRAINING>,
+    .forward_inference = &entry_v2<BNK_FORWARD_INFERENCE>,
+    .backward_training = &entry_v2<BNK_BACKWARD_TRAINING>,
+    .backward_inference = &entry_v2<BNK_BACKWARD_INFERENCE>,
+    .syncbn_merge = nullptr,
+    .fold = &fold_entry,
+};
+
 }  // namespace
+
+BNA_EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void) {
+  configure_threads();  // as in bnoracle_kernel_v1
+  return &k_table_v2;
+}
 
 BNA_EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
   // Configured here too, in the loading process, so that the children bnoracle forks for

@@ -28,12 +28,23 @@
 //     this very primitive). "onnx", "keras" and "flax" save nothing; "cudnn", "miopen" and
 //     "pytorch" save invstd.
 //
+// Layer normalization (ABI version 2): dnnl::layer_normalization_forward / _backward, which
+// normalize the last logical dimension of a 2- to 5-dimensional tensor. A layer norm over the
+// last k axes of (C, spatial...) goes through it with those k axes seen as one dimension, which
+// needs them to be one block of memory (each axis's stride the product of the inner extent and
+// stride); other strides are BNK_UNSUPPORTED. γ and β (one per normalized element) are oneDNN's
+// scale and shift; the saved statistics are again the mean and the biased variance of each row.
+// Layer norm has no running statistics and so no inference modes. Group and instance norm have
+// no oneDNN primitive in 2.6, and RMS norm none before 3.x: not declared.
+//
 // Every value is float32 inside oneDNN; ε is rounded once, (float)eps, as oneDNN's API takes it.
 // Every exception (dnnl::error included) is caught at the C boundary.
 #include "bnoracle/kernel_abi.h"
+#include "bnoracle/kernel_abi_v1_view.hpp"
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
@@ -364,16 +375,272 @@ void backward_inference(const bnk_problem& p, const bnk_buffers& b, const tensor
   backward(p, b, t, true);
 }
 
-// The C boundary: validation, the mode, and every exception turned into a status and a message.
-template <void (*Mode)(const bnk_problem&, const bnk_buffers&, const tensor&)>
-int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
-          std::size_t message_size) noexcept {
-  if (problem == nullptr || buffers == nullptr) {
-    return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
+// ---- Layer normalization (ABI version 2) -------------------------------------------------------
+
+// The layer-norm view of the problem's tensor: the leading axes as they are and the normalized
+// axes as one last dimension of extent D.
+struct rows_view {
+  memory::dims dims;     // leading extents, then D
+  memory::dims strides;  // theirs
+  memory::dims stat_dims;
+  std::int64_t rows = 0;   // product of the leading extents
+  std::int64_t width = 0;  // D
+};
+
+rows_view make_rows(const tensor& t, int normalized_axes) {
+  const auto rank = static_cast<int>(t.dims.size());
+  const int axis = rank - normalized_axes;
+  if (normalized_axes < 1 || axis < 1) {
+    reject(BNK_FAILED, "normalized_axes %d is outside 1..%d", normalized_axes, rank - 1);
   }
+  rows_view v;
+  v.rows = 1;
+  for (int d = 0; d < axis; ++d) {
+    v.dims.push_back(t.dims[static_cast<std::size_t>(d)]);
+    v.strides.push_back(t.strides[static_cast<std::size_t>(d)]);
+    v.stat_dims.push_back(t.dims[static_cast<std::size_t>(d)]);
+    if (!mul_ok(v.rows, t.dims[static_cast<std::size_t>(d)], v.rows)) {
+      reject(BNK_UNSUPPORTED, "too many rows");
+    }
+  }
+  // The normalized block, innermost axis first: each axis of extent > 1 must step over exactly
+  // the inner part of the block.
+  std::int64_t width = 1;
+  std::int64_t inner_stride = 0;  // stride of the innermost axis of extent > 1 (0: none yet)
+  std::int64_t next = 0;          // the stride the next outer axis of extent > 1 must have
+  for (int d = rank - 1; d >= axis; --d) {
+    const std::int64_t e = t.dims[static_cast<std::size_t>(d)];
+    const std::int64_t st = t.strides[static_cast<std::size_t>(d)];
+    if (!mul_ok(width, e, width)) reject(BNK_UNSUPPORTED, "the normalized block is too large");
+    if (e <= 1) continue;
+    if (inner_stride == 0) {
+      inner_stride = st;
+    } else if (st != next) {
+      reject(BNK_UNSUPPORTED,
+             "the %d normalized axes are not one block of memory (axis %d has stride %lld, not "
+             "%lld): oneDNN's layer normalization normalizes one dimension",
+             normalized_axes, d, static_cast<long long>(st), static_cast<long long>(next));
+    }
+    if (!mul_ok(st, e, next)) reject(BNK_UNSUPPORTED, "a stride is out of range");
+  }
+  v.width = width;
+  v.dims.push_back(width);
+  v.strides.push_back(inner_stride > 0 ? inner_stride : 1);
+  return v;
+}
+
+// Dense strides of dims in row-major order (the saved statistics, row by row).
+memory::dims dense_strides(const memory::dims& dims) {
+  memory::dims st(dims.size(), 1);
+  for (std::size_t i = dims.size(); i-- > 1;)
+    st[i - 1] = st[i] * std::max<std::int64_t>(dims[i], 1);
+  return st;
+}
+
+struct layer_call {
+  const bnk_problem_v2& p;
+  const bnk_buffers_v2& b;
+  const tensor& t;
+  rows_view v;
+  [[nodiscard]] bool affine() const { return p.op.params != BNK_PARAMS_NONE; }
+  [[nodiscard]] const float* in(const void* ptr) const { return static_cast<const float*>(ptr); }
+  [[nodiscard]] float* out(void* ptr) const { return static_cast<float*>(ptr); }
+};
+
+// oneDNN's objects for one layer-norm call.
+struct layer_context {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  memory::desc data;
+  memory::desc stat;
+  memory::desc param;
+
+  explicit layer_context(const rows_view& v)
+      : data(v.dims, memory::data_type::f32, v.strides),
+        stat(v.stat_dims, memory::data_type::f32, dense_strides(v.stat_dims)),
+        param(memory::dims{v.width}, memory::data_type::f32, memory::format_tag::a) {}
+
+  [[nodiscard]] memory wrap(const memory::desc& md, const float* p) const {
+    return {md, engine, const_cast<float*>(p)};  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+  }
+  void run(const dnnl::primitive& prim, const std::unordered_map<int, memory>& args) {
+    prim.execute(stream, args);
+    stream.wait();
+  }
+};
+
+// Rows of no element have no statistics (0/0); oneDNN would leave them unwritten, as it does
+// for batch norm's empty batch.
+void refuse_empty_rows(const rows_view& v) {
+  if (v.width == 0 && v.rows > 0) {
+    reject(BNK_UNSUPPORTED,
+           "rows of no element: oneDNN leaves their mean and variance unwritten, so there are no "
+           "statistics to report");
+  }
+}
+
+// Forward training into mean/var (the row statistics).
+void layer_forward_into(const layer_call& f, layer_context& cx, const float* src, float* dst,
+                        float* mean, float* var) {
+  const float eps = static_cast<float>(f.p.eps);
+  const dnnl::layer_normalization_forward::desc d(prop_kind::forward_training, cx.data, cx.stat,
+                                                  eps, affine_flags(f.affine()));
+  const dnnl::layer_normalization_forward::primitive_desc pd(d, cx.engine);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, cx.wrap(cx.data, src)},
+      {DNNL_ARG_DST, cx.wrap(cx.data, dst)},
+      {DNNL_ARG_MEAN, cx.wrap(cx.stat, mean)},
+      {DNNL_ARG_VARIANCE, cx.wrap(cx.stat, var)},
+  };
+  if (f.affine()) {
+    args.insert({DNNL_ARG_SCALE, cx.wrap(cx.param, f.in(f.b.gamma))});
+    args.insert({DNNL_ARG_SHIFT, cx.wrap(cx.param, f.in(f.b.beta))});
+  }
+  cx.run(dnnl::layer_normalization_forward(pd), args);
+}
+
+void layer_forward_training(const layer_call& f) {
+  refuse_empty_rows(f.v);
+  if (f.t.empty()) return;
+  need(f.b.src, "src");
+  need(f.b.dst, "dst");
+  if (f.affine()) {
+    need(f.b.gamma, "gamma");
+    need(f.b.beta, "beta");
+  }
+  layer_context cx(f.v);
+  const auto rows = static_cast<std::size_t>(f.v.rows);
+  std::vector<float> scratch_mean(f.b.save_mean == nullptr ? rows : 0);
+  std::vector<float> scratch_var(f.b.save_stat == nullptr ? rows : 0);
+  float* mean = f.b.save_mean != nullptr ? f.out(f.b.save_mean) : scratch_mean.data();
+  float* var = f.b.save_stat != nullptr ? f.out(f.b.save_stat) : scratch_var.data();
+  layer_forward_into(f, cx, f.in(f.b.src), f.out(f.b.dst), mean, var);
+}
+
+void layer_backward_training(const layer_call& f) {
+  refuse_empty_rows(f.v);
+  const bool affine = f.affine();
+  if (affine) {
+    need(f.b.gamma, "gamma");
+    need(f.b.diff_gamma, "diff_gamma");
+    need(f.b.diff_beta, "diff_beta");
+  }
+  if (f.t.empty()) {
+    // No row: dγ and dβ are empty sums.
+    if (affine) {
+      for (std::int64_t j = 0; j < f.v.width; ++j) {
+        f.out(f.b.diff_gamma)[j] = 0.0F;
+        f.out(f.b.diff_beta)[j] = 0.0F;
+      }
+    }
+    return;
+  }
+  need(f.b.src, "src");
+  need(f.b.diff_dst, "diff_dst");
+  need(f.b.diff_src, "diff_src");
+  layer_context cx(f.v);
+  const float eps = static_cast<float>(f.p.eps);
+  const normalization_flags flags = affine_flags(affine);
+  const dnnl::layer_normalization_forward::desc fd(prop_kind::forward_training, cx.data, cx.stat,
+                                                   eps, flags);
+  const dnnl::layer_normalization_forward::primitive_desc fpd(fd, cx.engine);
+  const dnnl::layer_normalization_backward::desc bd(
+      affine ? prop_kind::backward : prop_kind::backward_data, cx.data, cx.data, cx.stat, eps,
+      flags);
+  const dnnl::layer_normalization_backward::primitive_desc bpd(bd, cx.engine, fpd);
+  const float* mean = f.in(f.b.save_mean);
+  const float* var = f.in(f.b.save_stat);
+  std::vector<float> scratch_mean;
+  std::vector<float> scratch_var;
+  std::vector<float> scratch_dst;
+  if (mean == nullptr || var == nullptr) {
+    // No saved statistics: oneDNN's forward training recomputes them (its dst into scratch).
+    const auto rows = static_cast<std::size_t>(f.v.rows);
+    scratch_mean.resize(rows);
+    scratch_var.resize(rows);
+    scratch_dst.resize(cx.data.get_size() / sizeof(float));
+    const layer_call plain{f.p, f.b, f.t, f.v};
+    layer_context scx(f.v);
+    const dnnl::layer_normalization_forward::desc sd(prop_kind::forward_training, scx.data,
+                                                     scx.stat, eps, normalization_flags::none);
+    const dnnl::layer_normalization_forward::primitive_desc spd(sd, scx.engine);
+    scx.run(dnnl::layer_normalization_forward(spd),
+            {{DNNL_ARG_SRC, scx.wrap(scx.data, plain.in(f.b.src))},
+             {DNNL_ARG_DST, scx.wrap(scx.data, scratch_dst.data())},
+             {DNNL_ARG_MEAN, scx.wrap(scx.stat, scratch_mean.data())},
+             {DNNL_ARG_VARIANCE, scx.wrap(scx.stat, scratch_var.data())}});
+    mean = scratch_mean.data();
+    var = scratch_var.data();
+  }
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, cx.wrap(cx.data, f.in(f.b.src))},
+      {DNNL_ARG_DIFF_DST, cx.wrap(cx.data, f.in(f.b.diff_dst))},
+      {DNNL_ARG_MEAN, cx.wrap(cx.stat, mean)},
+      {DNNL_ARG_VARIANCE, cx.wrap(cx.stat, var)},
+      {DNNL_ARG_DIFF_SRC, cx.wrap(cx.data, f.out(f.b.diff_src))},
+  };
+  // As for batch norm: a shift argument with use_shift, although no gradient depends on β.
+  std::vector<float> zero_shift;
+  if (affine) {
+    zero_shift.assign(static_cast<std::size_t>(f.v.width), 0.0F);
+    args.insert({DNNL_ARG_SCALE, cx.wrap(cx.param, f.in(f.b.gamma))});
+    args.insert({DNNL_ARG_SHIFT, cx.wrap(cx.param, zero_shift.data())});
+    args.insert({DNNL_ARG_DIFF_SCALE, cx.wrap(cx.param, f.out(f.b.diff_gamma))});
+    args.insert({DNNL_ARG_DIFF_SHIFT, cx.wrap(cx.param, f.out(f.b.diff_beta))});
+  }
+  cx.run(dnnl::layer_normalization_backward(bpd), args);
+}
+
+constexpr std::uint32_t k_ops = BNK_OP_BIT(BNK_OP_BATCH_NORM) | BNK_OP_BIT(BNK_OP_LAYER_NORM);
+
+template <bnk_mode M>
+void mode_v2(const bnk_problem_v2& p, const bnk_buffers_v2& b) {
+  if (p.struct_size < sizeof(bnk_problem_v2)) {
+    reject(BNK_FAILED, "bnk_problem_v2.struct_size %u is too small",
+           static_cast<unsigned>(p.struct_size));
+  }
+  if (p.op.kind < 0 || p.op.kind > 31 || (k_ops & BNK_OP_BIT(p.op.kind)) == 0) {
+    reject(BNK_UNSUPPORTED, "op %d is not supported by the oneDNN adapter",
+           static_cast<int>(p.op.kind));
+  }
+  if (p.types.data != BNK_DTYPE_F32 || p.types.parameters != BNK_DTYPE_F32 ||
+      p.types.statistics != BNK_DTYPE_F32) {
+    reject(BNK_UNSUPPORTED, "the oneDNN adapter runs float32 only");
+  }
+  bnk_problem q;
+  bnk_buffers c{};
+  bnoracle::v1_view(p, b, q, c);
+  const tensor t = make_tensor(q);
+  if (p.op.kind == BNK_OP_BATCH_NORM) {
+    switch (M) {
+      case BNK_FORWARD_TRAINING:
+        return forward_training(q, c, t);
+      case BNK_FORWARD_INFERENCE:
+        return forward_inference(q, c, t);
+      case BNK_BACKWARD_TRAINING:
+        return backward_training(q, c, t);
+      case BNK_BACKWARD_INFERENCE:
+        return backward_inference(q, c, t);
+    }
+    return;
+  }
+  const layer_call f{p, b, t, make_rows(t, p.op.normalized_axes)};
+  switch (M) {
+    case BNK_FORWARD_TRAINING:
+      return layer_forward_training(f);
+    case BNK_BACKWARD_TRAINING:
+      return layer_backward_training(f);
+    case BNK_FORWARD_INFERENCE:
+    case BNK_BACKWARD_INFERENCE:
+      reject(BNK_UNSUPPORTED, "layer norm has no running statistics: no inference mode");
+  }
+}
+
+// The C boundary: validation, the mode, and every exception turned into a status and a message.
+template <class Body>
+int guarded(char* message, std::size_t message_size, const Body& body) noexcept {
   try {
-    const tensor t = make_tensor(*problem);
-    Mode(*problem, *buffers, t);
+    body();
     return BNK_OK;
   } catch (const rejected& r) {
     return report(message, message_size, r.status, r.why);
@@ -391,6 +658,24 @@ int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
   } catch (...) {
     return report(message, message_size, BNK_FAILED, "unknown exception");
   }
+}
+
+template <void (*Mode)(const bnk_problem&, const bnk_buffers&, const tensor&)>
+int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
+          std::size_t message_size) noexcept {
+  if (problem == nullptr || buffers == nullptr) {
+    return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
+  }
+  return guarded(message, message_size, [&] { Mode(*problem, *buffers, make_tensor(*problem)); });
+}
+
+template <bnk_mode M>
+int entry_v2(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers, char* message,
+             std::size_t message_size) noexcept {
+  if (problem == nullptr || buffers == nullptr) {
+    return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
+  }
+  return guarded(message, message_size, [&] { mode_v2<M>(*problem, *buffers); });
 }
 
 // "major.minor.patch" of the oneDNN library actually loaded (not of the headers compiled with).
@@ -422,7 +707,38 @@ const bnk_kernel* make_table() {
   return &table;
 }
 
+// Version 2: batch norm as above, and layer normalization (a library exporting both tables is
+// loaded as version 2).
+const bnk_kernel_v2* make_table_v2() {
+  static const bnk_kernel_v2 table{
+      .abi_version = BNK_ABI_VERSION_2,
+      .struct_size = static_cast<std::uint32_t>(sizeof(bnk_kernel_v2)),
+      .name = "onednn",
+      .version = version_string(),
+      .convention = "tensorflow",
+      .ops = k_ops,
+      .layouts = k_all_layouts,
+      .data_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+      .parameter_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+      .statistic_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+      .updates_running = 0,
+      .supports_cumulative = 0,
+      .saves = BNK_SAVES_MEAN_VAR,
+      .forward_training = &entry_v2<BNK_FORWARD_TRAINING>,
+      .forward_inference = &entry_v2<BNK_FORWARD_INFERENCE>,
+      .backward_training = &entry_v2<BNK_BACKWARD_TRAINING>,
+      .backward_inference = &entry_v2<BNK_BACKWARD_INFERENCE>,
+      .syncbn_merge = nullptr,
+      .fold = nullptr,
+  };
+  return &table;
+}
+
 }  // namespace
+
+extern "C" BNK_PLUGIN_EXPORT const bnk_kernel_v2* bnoracle_kernel_v2(void) {
+  return make_table_v2();
+}
 
 extern "C" BNK_PLUGIN_EXPORT const bnk_kernel* bnoracle_kernel_v1(void) {
   return make_table();
