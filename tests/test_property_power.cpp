@@ -53,6 +53,9 @@ constexpr power_entry k_power[] = {
     {"permutation_equivariance", "vector_tail_dropped", "of the permuted batch"},
     {"channel_independence", "accumulator_not_reset", "changed when channel"},
     {"layout_agreement", "ignores_strides", " in nhwc "},
+    {"fold_agreement", "fold_bias_unscaled", "fold: bias["},
+    {"syncbn_merge_agreement", "syncbn_no_between_term", "syncbn_merge: "},
+    {"syncbn_merge_agreement", "syncbn_one_pass_merge", "syncbn_merge: "},
     {"family_reference_agreement", "fam_eps_outside_sqrt", "ulp (bound"},
     {"family_shift_invariance", "fam_one_pass_variance", "with a constant added to each"},
     {"family_scale_invariance", "rms_eps_dropped", "scaled by 2^"},
@@ -100,10 +103,15 @@ void expect_caught(const property_result& r, const power_entry& e, std::uint64_t
   }
   ASSERT_FALSE(r.counterexample.empty());
   EXPECT_NE(r.counterexample.find("0x"), std::string::npos) << r.counterexample;
-  // The shape comes first: layout, then N x C x spatial extents.
-  const std::regex shape(R"(^(nc|ncl|nchw|nhwc|ncdhw|ndhwc|strided) [0-9]+x[0-9]+(x[0-9]+)* )");
+  // The shape comes first: layout, then N x C x spatial extents; for the fold and the merge
+  // their sizes.
+  const bool operation = e.property == "fold_agreement" || e.property == "syncbn_merge_agreement";
+  const std::regex shape(
+      operation ? R"(^(fold [0-9]+x[0-9]+ |syncbn_merge of [0-9]+ shards, ))"
+                : R"(^(nc|ncl|nchw|nhwc|ncdhw|ndhwc|strided) [0-9]+x[0-9]+(x[0-9]+)* )");
   EXPECT_TRUE(std::regex_search(r.counterexample, shape)) << r.counterexample;
-  EXPECT_NE(r.counterexample.find("src = ["), std::string::npos) << r.counterexample;
+  EXPECT_NE(r.counterexample.find(operation ? "running_mean = [" : "src = ["), std::string::npos)
+      << r.counterexample;
   EXPECT_NE(r.repro.find("--seed " + std::to_string(seed)), std::string::npos) << r.repro;
   EXPECT_NE(r.repro.find("property/" + std::string(e.property)), std::string::npos) << r.repro;
 }
@@ -192,6 +200,18 @@ TEST(PropertyPower, PropertyChannelIndependenceCatchesDefectAccumulatorNotReset)
 }
 TEST(PropertyPower, PropertyLayoutAgreementCatchesDefectIgnoresStrides) {
   expect_caught("layout_agreement", "ignores_strides");
+}
+
+// ---- the fold and the SyncBN merge -------------------------------------------------------------
+
+TEST(PropertyPower, PropertyFoldAgreementCatchesDefectFoldBiasUnscaled) {
+  expect_caught("fold_agreement", "fold_bias_unscaled");
+}
+TEST(PropertyPower, PropertySyncbnMergeAgreementCatchesDefectSyncbnNoBetweenTerm) {
+  expect_caught("syncbn_merge_agreement", "syncbn_no_between_term");
+}
+TEST(PropertyPower, PropertySyncbnMergeAgreementCatchesDefectSyncbnOnePassMerge) {
+  expect_caught("syncbn_merge_agreement", "syncbn_one_pass_merge");
 }
 
 // ---- the family's properties (layer, RMS, group and instance norm) --------------------------

@@ -271,29 +271,36 @@ double error_model::rho_of(const channel_terms& t, double g) const {
                   : budgets::rsqrt.value * k_u + 0.5 * budgets::underflow.value * k_eta / t.w;
 }
 
-double error_model::running_mean_bound(const channel_terms& t, double g) const {
-  const double f = factor_;
+running_bounds running_update_bounds(double f, double old_mean, double old_var, double mu,
+                                     double var, double mean_bound, double var_bound, double k) {
   const double F = std::max(f, 1 - f);
-  return budgets::bound_slack.value *
-         (f * mean_error(t, g) +
-          budgets::running_update.value * k_u *
-              (std::fabs((1 - f) * t.old_mean) + std::fabs(f * t.mu)) +
-          budgets::momentum_conversion.value * k_u * F * (std::fabs(t.old_mean) + std::fabs(t.mu)) +
-          budgets::underflow.value * k_eta);
+  const double vu = k * var;
+  running_bounds b;
+  b.mean =
+      budgets::bound_slack.value *
+      (f * mean_bound +
+       budgets::running_update.value * k_u * (std::fabs((1 - f) * old_mean) + std::fabs(f * mu)) +
+       budgets::momentum_conversion.value * k_u * F * (std::fabs(old_mean) + std::fabs(mu)) +
+       budgets::underflow.value * k_eta);
+  b.var =
+      budgets::bound_slack.value *
+      (f * k * var_bound +
+       budgets::running_update.value * k_u * (std::fabs((1 - f) * old_var) + std::fabs(f * vu)) +
+       budgets::bessel.value * k_u * std::fabs(f * vu) +
+       budgets::momentum_conversion.value * k_u * F * (std::fabs(old_var) + vu) +
+       budgets::underflow.value * k_eta);
+  return b;
+}
+
+double error_model::running_mean_bound(const channel_terms& t, double g) const {
+  return running_update_bounds(factor_, t.old_mean, 0.0, t.mu, 0.0, mean_error(t, g), 0.0, 1.0)
+      .mean;
 }
 
 double error_model::running_var_bound(const channel_terms& t, double g) const {
-  const double f = factor_;
   const bool unbiased = ref_->conv().running_var == variance_estimator::unbiased && t.L > 1;
   const double k = unbiased ? t.L / (t.L - 1) : 1.0;
-  const double vu = k * t.var;
-  return budgets::bound_slack.value * (f * k * var_error(t, g) +
-                                       budgets::running_update.value * k_u *
-                                           (std::fabs((1 - f) * t.old_var) + std::fabs(f * vu)) +
-                                       budgets::bessel.value * k_u * std::fabs(f * vu) +
-                                       budgets::momentum_conversion.value * k_u *
-                                           std::max(f, 1 - f) * (std::fabs(t.old_var) + vu) +
-                                       budgets::underflow.value * k_eta);
+  return running_update_bounds(factor_, 0.0, t.old_var, 0.0, t.var, 0.0, var_error(t, g), k).var;
 }
 
 // Instance norm: entry c is the mean over n of the N updated copies, each bounded as batch

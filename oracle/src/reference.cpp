@@ -228,12 +228,15 @@ running_result update_running(const convention& conv, std::optional<double> mome
         return r;
     }
   }
-  if (!batch.finite || !finite(old_mean) || !finite(old_var)) {
+  if (!batch.finite) {
     r.mean = r.var = exact_value::undefined();
     return r;
   }
+  // Each running statistic is a blend of its own old value and the batch's: a non-finite old
+  // mean leaves the variance's update alone, and the reverse.
   const rational keep = rational(1) - f;
-  r.mean = exact_value::of(keep * to_rational(old_mean) + f * batch.mean);
+  r.mean = finite(old_mean) ? exact_value::of(keep * to_rational(old_mean) + f * batch.mean)
+                            : exact_value::undefined();
   rational v = batch.var;
   if (conv.running_var == variance_estimator::unbiased) {
     if (batch.count == 1) {
@@ -253,7 +256,8 @@ running_result update_running(const convention& conv, std::optional<double> mome
       v = v * rational(batch.count, batch.count - 1);
     }
   }
-  r.var = exact_value::of(keep * to_rational(old_var) + f * v);
+  r.var = finite(old_var) ? exact_value::of(keep * to_rational(old_var) + f * v)
+                          : exact_value::undefined();
   return r;
 }
 

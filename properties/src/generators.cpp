@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <ostream>
+#include <string>
 
 namespace bnoracle {
 
@@ -361,6 +364,23 @@ float draw_running_var(double var) {
   return static_cast<float>(std::min(rv, 1e30));
 }
 
+// The `any` domain: in one channel of eight the running mean is NaN or ±Inf or the running
+// variance NaN (as after a diverged step), which inference reads and training's update blends
+// in. Drawn after everything else, so that the other values of a case do not depend on it.
+void draw_special_running(property_case& pc, const case_options& o) {
+  if (o.domain != data_domain::any) return;
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (std::size_t c = 0; c < pc.running_mean.size(); ++c) {
+    if (!coin(8)) continue;
+    if (coin(2)) {
+      pc.running_mean[c] = pick<float>({nan, inf, -inf});
+    } else {
+      pc.running_var[c] = nan;
+    }
+  }
+}
+
 // ε: the common defaults, or near the variance of one statistic group, or far from it.
 double draw_eps(const std::vector<double>& var_of, bool any_constant) {
   double eps = 1e-5;
@@ -457,10 +477,194 @@ property_case family_case(const case_options& o) {
   // Instance norm's running statistics have no cumulative average (momentum=None).
   pc.problem.momentum = *momentum(o.cumulative && !pc.problem.op.running_stats);
   pc.num_batches_tracked = pick<std::int64_t>({0, 1, 5, 1000});
+  draw_special_running(pc, o);
   return pc;
 }
 
 }  // namespace
+
+// ---- The fold and the SyncBN merge -------------------------------------------------------------
+
+namespace {
+
+// A value at 10^k·(1 + small) with k drawn around 0 (the running mean, the layer's bias).
+float offset_value(int lo, int hi) {
+  const double base = (coin(2) ? -1.0 : 1.0) * pow10(int_toward(lo, hi, 0));
+  return static_cast<float>(base * (1.0 + static_cast<double>(*float32(-8, -1))));
+}
+
+// A variance of one of the adversarial kinds, relative to ε: 0, below ε, near ε, far above it,
+// a subnormal, or wide.
+float adversarial_var(double eps) {
+  switch (*rc::gen::inRange(0, 7)) {
+    case 0:
+      return 0.0F;
+    case 1:
+      return static_cast<float>(eps * std::ldexp(1.0, -int_toward(1, 20, 1)));
+    case 2:
+      return static_cast<float>(eps * (1.0 + static_cast<double>(*float32(-10, -1))));
+    case 3:
+      return std::bit_cast<float>(std::max(1U, mantissa()));
+    case 4:
+      return make_float(false, int_toward(-30, 30, 0), mantissa());
+    default:
+      return static_cast<float>(
+          std::ldexp(1.0 + static_cast<double>(mantissa()) * 0x1p-23, int_toward(-6, 6, 0)));
+  }
+}
+
+double operation_eps() {
+  return pick<double>({1e-5, 1e-3, 0.0, 0.5, 0x1p-20});
+}
+
+std::string hex_of(double v) {
+  char text[40];
+  std::snprintf(text, sizeof text, "%a", v);
+  return text;
+}
+
+float special_value(bool variance) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  return variance ? pick<float>({nan, inf}) : pick<float>({nan, inf, -inf});
+}
+
+}  // namespace
+
+rc::Gen<fold_data> fold_data_of(data_domain domain) {
+  return rc::gen::exec([domain]() {
+    fold_data d;
+    d.out_channels = int_toward(1, 8, 1);
+    d.fan_in = pick<std::int64_t>({1, 2, 3, 9, 16, 27});
+    d.eps = operation_eps();
+    const bool bias = !coin(3);
+    const auto O = static_cast<std::size_t>(d.out_channels);
+    for (std::size_t o = 0; o < O; ++o) {
+      const float mean = coin(4) ? 0.0F : offset_value(-3, 6);
+      d.running_mean.push_back(mean);
+      // The layer's bias near the running mean half of the time: b − μ cancels.
+      if (bias) d.bias.push_back(coin(2) ? mean * (1.0F + *float32(-24, -8)) : offset_value(-3, 3));
+      d.running_var.push_back(adversarial_var(d.eps > 0 ? d.eps : 1e-5));
+      d.gamma.push_back(coin(6) ? 1.0F : make_float(coin(4), int_toward(-12, 12, 0), mantissa()));
+      d.beta.push_back(coin(6) ? 0.0F : make_float(coin(2), int_toward(-10, 10, 0), mantissa()));
+      for (std::int64_t k = 0; k < d.fan_in; ++k) {
+        d.weight.push_back(coin(12) ? 0.0F
+                                    : make_float(coin(2), int_toward(-20, 8, -2), mantissa()));
+      }
+    }
+    if (domain == data_domain::any && coin(2)) {
+      // One input of one channel NaN or infinite.
+      const auto o = static_cast<std::size_t>(*rc::gen::inRange<std::int64_t>(0, d.out_channels));
+      switch (*rc::gen::inRange(0, 5)) {
+        case 0:
+          d.running_mean[o] = special_value(false);
+          break;
+        case 1:
+          d.running_var[o] = special_value(true);
+          break;
+        case 2:
+          d.gamma[o] = special_value(false);
+          break;
+        case 3:
+          d.beta[o] = special_value(false);
+          break;
+        default:
+          if (d.fan_in > 0) {
+            d.weight[o * static_cast<std::size_t>(d.fan_in)] = special_value(false);
+          } else if (!d.bias.empty()) {
+            d.bias[o] = special_value(false);
+          }
+      }
+    }
+    return d;
+  });
+}
+
+rc::Gen<syncbn_data> syncbn_data_of(const std::string& convention, data_domain domain,
+                                    bool cumulative) {
+  return rc::gen::exec([convention, domain, cumulative]() {
+    syncbn_data d;
+    d.convention = convention;
+    d.channels = int_toward(1, 4, 1);
+    const int shards = int_toward(1, 8, 2);
+    std::int64_t total = 0;
+    for (int k = 0; k < shards; ++k) {
+      d.counts.push_back(pick<std::int64_t>({4, 0, 1, 2, 3, 7, 16, 33, 100}));
+      total += d.counts.back();
+    }
+    if (total < 2) d.counts.back() += 2 - total;  // two elements in all: a variance exists
+    d.eps = operation_eps();
+    const auto C = static_cast<std::size_t>(d.channels);
+    const auto S = d.counts.size();
+    d.shard_mean.assign(S * C, 0.0F);
+    d.shard_var.assign(S * C, 0.0F);
+    for (std::size_t c = 0; c < C; ++c) {
+      // The channel's shards: means around one offset, near each other or far apart, variances
+      // of the adversarial kinds (near-constant shards have a variance near 0 or ε).
+      const double offset = coin(3) ? 0.0 : static_cast<double>(offset_value(-2, 6));
+      const int apart = int_toward(-20, 8, -4);  // shard means spread by 2^apart (relative)
+      for (std::size_t k = 0; k < S; ++k) {
+        const std::size_t i = k * C + c;
+        if (d.counts[k] == 0) continue;
+        const double scale = offset != 0 ? std::fabs(offset) : 1.0;
+        d.shard_mean[i] = static_cast<float>(
+            offset + scale * std::ldexp(static_cast<double>(*float32(-4, 1)), apart));
+        if (d.counts[k] > 1) d.shard_var[i] = adversarial_var(d.eps > 0 ? d.eps : 1e-5);
+      }
+      d.running_mean.push_back(coin(3) ? 0.0F : offset_value(-2, 4));
+      d.running_var.push_back(adversarial_var(1.0));
+    }
+    d.momentum = cumulative && coin(4) ? std::nullopt
+                                       : std::optional<double>(pick<double>({0.1, 0.3, 0.01, 0.9}));
+    d.num_batches_tracked = pick<std::int64_t>({0, 1, 5});
+    if (domain == data_domain::any && coin(2)) {
+      // In one channel: a shard whose data held a NaN or an infinity (its mean NaN or ±Inf and
+      // its variance NaN, as a shard's own batch norm computes them), or a running statistic NaN
+      // or infinite.
+      const auto c = static_cast<std::size_t>(*rc::gen::inRange<std::int64_t>(0, d.channels));
+      const auto k = static_cast<std::size_t>(
+          *rc::gen::inRange<std::int64_t>(0, static_cast<std::int64_t>(S)));
+      switch (*rc::gen::inRange(0, 3)) {
+        case 0:
+          if (d.counts[k] > 0) {
+            d.shard_mean[k * C + c] = special_value(false);
+            d.shard_var[k * C + c] = std::numeric_limits<float>::quiet_NaN();
+          }
+          break;
+        case 1:
+          d.running_mean[c] = special_value(false);
+          break;
+        default:
+          d.running_var[c] = special_value(true);
+      }
+    }
+    return d;
+  });
+}
+
+void show_fold_data(const fold_data& d, std::ostream& os) {
+  os << "fold " << d.out_channels << "x" << d.fan_in << " eps=" << hex_of(d.eps)
+     << (d.bias.empty() ? " without bias" : " with bias");
+  show_vector(os, "weight", d.weight);
+  if (!d.bias.empty()) show_vector(os, "bias", d.bias);
+  show_vector(os, "gamma", d.gamma);
+  show_vector(os, "beta", d.beta);
+  show_vector(os, "running_mean", d.running_mean);
+  show_vector(os, "running_var", d.running_var);
+}
+
+void show_syncbn_data(const syncbn_data& d, std::ostream& os) {
+  os << "syncbn_merge of " << d.counts.size() << " shards, " << d.channels
+     << " channels, convention=" << d.convention << " eps=" << hex_of(d.eps)
+     << " momentum=" << (d.momentum ? hex_of(*d.momentum) : std::string("None"))
+     << " num_batches_tracked=" << d.num_batches_tracked << "\n  count = [";
+  for (std::size_t k = 0; k < d.counts.size(); ++k) os << (k > 0 ? ", " : "") << d.counts[k];
+  os << ']';
+  show_vector(os, "shard_mean", d.shard_mean);
+  show_vector(os, "shard_var", d.shard_var);
+  show_vector(os, "running_mean", d.running_mean);
+  show_vector(os, "running_var", d.running_var);
+}
 
 rc::Gen<property_case> property_case_of(const case_options& o) {
   return rc::gen::exec([o]() {
@@ -508,6 +712,7 @@ rc::Gen<property_case> property_case_of(const case_options& o) {
     pc.problem.eps = draw_eps(var_of, any_constant);
     pc.problem.momentum = *momentum(o.cumulative);
     pc.num_batches_tracked = pick<std::int64_t>({0, 1, 5, 1000});
+    draw_special_running(pc, o);
     return pc;
   });
 }

@@ -837,6 +837,9 @@ const property_entry& find_property(std::string_view name) {
   for (const auto& p : k_properties) {
     if (p.info.name == name) return p;
   }
+  for (const auto& p : operation_property_entries()) {
+    if (p.info.name == name) return p;
+  }
   for (const auto& p : family_property_entries()) {
     if (p.info.name == name) return p;
   }
@@ -849,6 +852,7 @@ std::span<const property_info> property_list() {
   static const std::vector<property_info> list = [] {
     std::vector<property_info> v;
     for (const auto& p : k_properties) v.push_back(p.info);
+    for (const auto& p : operation_property_entries()) v.push_back(p.info);
     for (const auto& p : family_property_entries()) v.push_back(p.info);
     return v;
   }();
@@ -897,6 +901,14 @@ property_result check_property(std::string_view name, bn_kernel& kernel,
   if (!entry.info.family && !kernel.info().supports(op_kind::batch_norm)) {
     out.verdict = property_verdict::skip;
     out.reason = "the kernel does not support batch_norm (the property is batch norm's)";
+    return out;
+  }
+  if ((entry.info.operation == property_operation::fold && !kernel.info().fold) ||
+      (entry.info.operation == property_operation::syncbn_merge && !kernel.info().syncbn_merge)) {
+    out.verdict = property_verdict::skip;
+    out.reason =
+        std::string("the kernel does not provide ") +
+        (entry.info.operation == property_operation::fold ? "folding" : "the SyncBN merge");
     return out;
   }
   if (entry.info.family && family_ops_of(kernel.info()).empty()) {
@@ -992,6 +1004,11 @@ bool property_applies(const property_info& p, const kernel_info* info, std::opti
   const auto declared = [&](op_kind k) {
     return (info == nullptr || info->supports(k)) && (!op || *op == k);
   };
+  if (info != nullptr &&
+      ((p.operation == property_operation::fold && !info->fold) ||
+       (p.operation == property_operation::syncbn_merge && !info->syncbn_merge))) {
+    return false;
+  }
   if (!p.family) return declared(op_kind::batch_norm);
   return declared(op_kind::layer_norm) || declared(op_kind::rms_norm) ||
          declared(op_kind::group_norm) || declared(op_kind::instance_norm);

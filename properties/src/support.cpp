@@ -193,8 +193,10 @@ void judge(const context& c, const exact_side& e, const std::string& label,
   const output_result o =
       judge_output(shown, id, id, e.ref(), e.model(), c.opt.level, 1.0,
                    [&got](std::int64_t i) { return got[static_cast<std::size_t>(i)]; });
-  const auto lvl = static_cast<std::size_t>(c.opt.level);
-  if (o.passed[lvl]) return;
+  if (!o.passed[static_cast<std::size_t>(c.opt.level)]) fail_output(c, label, o);
+}
+
+void fail_output(const context& c, const std::string& label, const output_result& o) {
   std::ostringstream os;
   os << label << ": ";
   if (!o.class_failure.empty()) {

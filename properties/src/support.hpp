@@ -7,6 +7,7 @@
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/generators.hpp"
 #include "bnoracle/invoke.hpp"
+#include "bnoracle/judge.hpp"
 #include "bnoracle/kernel.hpp"
 #include "bnoracle/options.hpp"
 #include "bnoracle/properties.hpp"
@@ -108,6 +109,8 @@ void expect_zero(const std::string& what, double value, double tol, const std::s
 // Judges one output against the exact reference; fails the case with the worst element.
 void judge(const context& c, const exact_side& e, const std::string& label,
            const std::string& shown, output_id id, const std::vector<float>& got);
+// Fails the case with output o's class failure or its worst element, after `label`.
+[[noreturn]] void fail_output(const context& c, const std::string& label, const output_result& o);
 // Draws a case and remembers it for the failure report.
 property_case generate(const context& c, const gen::case_options& o);
 
@@ -130,6 +133,9 @@ struct property_entry {
 // The properties of layer, RMS, group and instance norm (family_properties.cpp), in the order
 // `check` runs them, after batch norm's.
 [[nodiscard]] std::span<const property_entry> family_property_entries();
+// The properties of the fold and the SyncBN merge (operation_properties.cpp), run after batch
+// norm's modes and before the family's.
+[[nodiscard]] std::span<const property_entry> operation_property_entries();
 
 // Bodies shared by batch norm and the family, generated from the given options.
 void prop_reproducibility(const context& c, const gen::case_options& o);

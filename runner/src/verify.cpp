@@ -1,6 +1,7 @@
 #include "bnoracle/verify.hpp"
 
 #include "bnoracle/files.hpp"
+#include "bnoracle/fixture_source.hpp"
 
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/measure.hpp"
@@ -293,50 +294,6 @@ bool required_output(const fixture& f, const std::string& name) {
   const std::optional<output_id> id = parse_output(name);
   return id && *id != output_id::mean && *id != output_id::var && *id != output_id::invstd;
 }
-
-// A fixture's stored goldens, exact values and bounds, as judge_elements reads them.
-class fixture_source {
- public:
-  fixture_source(const fixture_output& e, const std::vector<float>& got) : e_(e), got_(got) {}
-  [[nodiscard]] std::int64_t count() const { return static_cast<std::int64_t>(e_.values.size()); }
-  [[nodiscard]] golden_class cls(std::int64_t i) const { return e_.classes[at(i)]; }
-  [[nodiscard]] float expected(std::int64_t i) const { return e_.values[at(i)]; }
-  [[nodiscard]] float got(std::int64_t i) const { return got_[at(i)]; }
-  // Measured against the stored exact value (to its full precision), not the golden.
-  [[nodiscard]] element_error measure(std::int64_t i, float v) const {
-    const std::size_t u = at(i);
-    element_error r;
-    const hp_float exact(e_.exact[u]);
-    r.ulp = std::ldexp(1.0, e_.ulp_exp[u]);
-    r.abs_err = std::numeric_limits<double>::infinity();
-    r.ulps = std::numeric_limits<double>::infinity();
-    if (std::isinf(v) && e_.classes[u] == golden_class::overflow && (v < 0) == (e_.values[u] < 0)) {
-      r.abs_err = 0;  // the correctly rounded result of an overflowing value
-      r.ulps = 0;
-    } else if (std::isfinite(v)) {
-      const hp_float diff = hp_float(v) - exact;
-      r.abs_err = mp::abs(diff).convert_to<double>();
-      r.ulps = (diff / r.ulp).convert_to<double>();
-    }
-    r.exact_magnitude = mp::abs(exact).convert_to<double>();
-    return r;
-  }
-  [[nodiscard]] double bound(std::int64_t i, accuracy_level l) const {
-    return e_.bound[static_cast<std::size_t>(l)][at(i)];
-  }
-  [[nodiscard]] std::string where(std::int64_t i) const {
-    return e_.name + "[" + std::to_string(i) + "]";
-  }
-  [[nodiscard]] bool per_element() const {
-    const std::optional<output_id> id = parse_output(e_.name);
-    return id && bnoracle::per_element(*id);
-  }
-
- private:
-  [[nodiscard]] static std::size_t at(std::int64_t i) { return static_cast<std::size_t>(i); }
-  const fixture_output& e_;
-  const std::vector<float>& got_;
-};
 
 }  // namespace
 

@@ -159,6 +159,17 @@ struct syncbn_bounds {
                                                 std::span<const double> vars, double eps,
                                                 accuracy_level level);
 
+// Bounds of the running statistics' update new = (1 − f)·old + f·batch (docs/error-model.md,
+// "Running statistics"), from the batch's (or a merge's) mean μ and biased variance with their
+// own bounds, the new-value factor f and the variance's Bessel factor k (1: none). Forward
+// training and the SyncBN merge use the same formulas.
+struct running_bounds {
+  double mean = 0, var = 0;
+};
+[[nodiscard]] running_bounds running_update_bounds(double f, double old_mean, double old_var,
+                                                   double mu, double var, double mean_bound,
+                                                   double var_bound, double k);
+
 // Per-element absolute bounds for every output of a reference, at every level.
 class error_model {
  public:

@@ -10,11 +10,13 @@
 // - `sound`: finite data on which a numerically sound float32 kernel is expected to meet the
 //   error model (docs/properties.md "Domain"): |x| below 2^52, deviations whose squares sum
 //   far below FLT_MAX, variances far above the subnormal range unless a channel is constant.
-// - `any`: adds ±Inf, NaN, subnormals and ±0 to some channels, where the reference's class rules
-//   decide (NaN confinement, undefined statistics). Element-wise (inference) properties also
-//   draw any float32 at all, up to FLT_MAX.
+// - `any`: adds ±Inf, NaN, subnormals and ±0 to some channels, and a NaN or infinite running
+//   mean or a NaN running variance to some, where the reference's class rules decide (NaN
+//   confinement, undefined statistics). Element-wise (inference) properties also draw any
+//   float32 at all, up to FLT_MAX.
 #pragma once
 
+#include "bnoracle/fixture.hpp"
 #include "bnoracle/problem.hpp"
 
 #include <rapidcheck.h>
@@ -91,6 +93,21 @@ struct case_options {
   std::vector<op_kind> ops{};
 };
 [[nodiscard]] rc::Gen<property_case> property_case_of(const case_options& options);
+
+// The fold's data: 1 to 8 output channels of 1 to 27 weights, with or without the layer's bias
+// (near the running mean half of the time, so that b − μ cancels), running means at 10^k,
+// running variances of every kind relative to ε (0, below, near, far above, subnormal), ε of
+// 0, 2^-20, 10^-5, 10^-3 or ½; in the `any` domain one input of one channel NaN or infinite.
+[[nodiscard]] rc::Gen<fold_data> fold_data_of(data_domain domain);
+// The SyncBN merge's data under `convention`: 1 to 8 shards of 0, 1 or more elements (two in
+// all at least), per channel shard means near each other or far apart around an offset,
+// variances of every kind relative to ε (near-constant shards), momentum None some of the time
+// when `cumulative`; in the `any` domain one shard or running statistic NaN or infinite.
+[[nodiscard]] rc::Gen<syncbn_data> syncbn_data_of(const std::string& convention, data_domain domain,
+                                                  bool cumulative);
+// The data of a fold or a merge in hex floats, as a failing property shows it.
+void show_fold_data(const fold_data& d, std::ostream& os);
+void show_syncbn_data(const syncbn_data& d, std::ostream& os);
 
 }  // namespace gen
 }  // namespace bnoracle

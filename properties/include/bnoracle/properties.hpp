@@ -25,12 +25,17 @@
 
 namespace bnoracle {
 
+// The operation of batch norm a property calls instead of the modes.
+enum class property_operation : std::uint8_t { none, fold, syncbn_merge };
+
 struct property_info {
   std::string_view name;     // e.g. "bias_invariance"
   std::string_view summary;  // one line
   // Generated as problems of layer, RMS, group and instance norm (a kernel that declares none
   // of them skips it); otherwise as batch-norm problems.
   bool family = false;
+  // The fold or the SyncBN merge: a kernel that does not provide it skips the property.
+  property_operation operation = property_operation::none;
 };
 
 // Every property, in the order `check` runs them.
@@ -38,7 +43,8 @@ struct property_info {
 
 // Whether property `p` concerns a kernel that declares the ops of `info`, restricted to `op` when
 // set: batch norm's properties need batch_norm, the family's one of layer, RMS, group or instance
-// norm. Without a kernel (`info` null: a listing) only `op` decides.
+// norm, those of the fold and the merge that operation too. Without a kernel (`info` null: a
+// listing) only `op` decides.
 [[nodiscard]] bool property_applies(const property_info& p, const kernel_info* info,
                                     std::optional<op_kind> op);
 
