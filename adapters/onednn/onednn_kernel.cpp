@@ -559,16 +559,14 @@ void layer_backward_training(const layer_call& f) {
     scratch_mean.resize(rows);
     scratch_var.resize(rows);
     scratch_dst.resize(cx.data.get_size() / sizeof(float));
-    const layer_call plain{f.p, f.b, f.t, f.v};
-    layer_context scx(f.v);
-    const dnnl::layer_normalization_forward::desc sd(prop_kind::forward_training, scx.data,
-                                                     scx.stat, eps, normalization_flags::none);
-    const dnnl::layer_normalization_forward::primitive_desc spd(sd, scx.engine);
-    scx.run(dnnl::layer_normalization_forward(spd),
-            {{DNNL_ARG_SRC, scx.wrap(scx.data, plain.in(f.b.src))},
-             {DNNL_ARG_DST, scx.wrap(scx.data, scratch_dst.data())},
-             {DNNL_ARG_MEAN, scx.wrap(scx.stat, scratch_mean.data())},
-             {DNNL_ARG_VARIANCE, scx.wrap(scx.stat, scratch_var.data())}});
+    const dnnl::layer_normalization_forward::desc sd(prop_kind::forward_training, cx.data, cx.stat,
+                                                     eps, normalization_flags::none);
+    const dnnl::layer_normalization_forward::primitive_desc spd(sd, cx.engine);
+    cx.run(dnnl::layer_normalization_forward(spd),
+           {{DNNL_ARG_SRC, cx.wrap(cx.data, f.in(f.b.src))},
+            {DNNL_ARG_DST, cx.wrap(cx.data, scratch_dst.data())},
+            {DNNL_ARG_MEAN, cx.wrap(cx.stat, scratch_mean.data())},
+            {DNNL_ARG_VARIANCE, cx.wrap(cx.stat, scratch_var.data())}});
     mean = scratch_mean.data();
     var = scratch_var.data();
   }
