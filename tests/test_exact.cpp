@@ -411,6 +411,44 @@ TEST(RoundSum, DecidesSumsThatAreRationalOnARoundingBoundary) {
   EXPECT_EQ(hp_sum(dyadic{big_int(0), 0}, std::span(terms).first(4)), 0);
 }
 
+TEST(RoundSum, MergesEveryTermOfACommensurableClassWithItsOwnRatio) {
+  // The terms are ±c_i/sqrt(w·m_i²) = ±(c_i/m_i)/sqrt(w): one class of commensurable square
+  // roots, several terms per square and of either sign. The coefficients are chosen so that
+  // Σ ±c_i/m_i = 0; with a rational term 2a/sqrt(4) the sum is exactly a (a float). The rational
+  // term keeps the rounding off its fast path (which would decide a + tiny enclosure at once):
+  // it must return a itself, which only a reduction that scales every term by its own ratio to
+  // the class gets right.
+  std::mt19937 rng(4545);
+  const std::int64_t ms[] = {1, 2, 3, 2, 1, 3};
+  for (int trial = 0; trial < 200; ++trial) {
+    const rational w = to_rational(std::fabs(random_moderate(rng, 10)));
+    const float a = random_moderate(rng, 10);
+    std::vector<scaled_term> terms;
+    rational total(0);  // Σ ±c_i/m_i so far
+    const int n = 3 + trial % 4;
+    for (int i = 0; i < n; ++i) {
+      const std::int64_t m = ms[(trial + i) % 6];
+      const int sign = ((rng() & 1U) != 0U) ? -1 : 1;
+      const auto h = std::make_shared<const sqrt_scale>(rational(sign), w * m * m);
+      dyadic c = to_dyadic(random_moderate(rng, 8));
+      if (i == n - 1) {
+        // The closing term −total/sqrt(w): its coefficient goes into the scale (k = −total).
+        terms.push_back({dyadic{big_int(1), 0}, std::make_shared<const sqrt_scale>(-total, w)});
+        break;
+      }
+      total += to_rational(c) * sign / m;
+      terms.push_back({std::move(c), h});
+    }
+    terms.push_back(
+        {to_dyadic(2 * a), std::make_shared<const sqrt_scale>(rational(1), rational(4))});
+    const dyadic zero{big_int(0), 0};
+    const golden g = round_sum(zero, terms);
+    ASSERT_TRUE(same_bits(g.value, a)) << trial << ": " << g.value << " vs " << a;
+    ASSERT_EQ(g.residual, 0.0) << trial;
+    ASSERT_EQ(hp_sum(zero, terms), hp_float(a)) << trial;
+  }
+}
+
 TEST(HexFloat, PrintsBitExactSpellings) {
   EXPECT_EQ(hex_float(1.5F), "0x1.8p+0");
   EXPECT_EQ(hex_float(-0.0F), "-0x0p+0");

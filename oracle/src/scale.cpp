@@ -245,7 +245,14 @@ reduced_sum reduce(const dyadic& a, std::span<const scaled_term> terms) {
     rational coeff;
   };
   std::vector<cls> classes;
-  std::map<rational, std::size_t> by_square;  // h² → class, for the common case of equal scales
+  // h² → the class of the first term with that square, h = q·rep for that term, and its sign
+  // (a later term with the same square is ±q·rep, by its own sign).
+  struct known {
+    std::size_t cls;
+    rational q;
+    int sign;
+  };
+  std::map<rational, known> by_square;
   for (const scaled_term& t : terms) {
     if (t.c.is_zero() || t.h->sign() == 0) continue;
     const rational c = to_rational(t.c);
@@ -256,20 +263,20 @@ reduced_sum reduce(const dyadic& a, std::span<const scaled_term> terms) {
     const rational sq = t.h->square();
     const auto found = by_square.find(sq);
     if (found != by_square.end()) {
-      cls& k = classes[found->second];
-      k.coeff += t.h->sign() == k.rep->sign() ? c : rational(-c);
+      const known& k = found->second;
+      classes[k.cls].coeff += t.h->sign() == k.sign ? rational(c * k.q) : rational(-c * k.q);
       continue;
     }
     bool merged = false;
     for (std::size_t i = 0; i < classes.size() && !merged; ++i) {
       if (const std::optional<rational> q = t.h->ratio_to(*classes[i].rep)) {
         classes[i].coeff += c * *q;
-        by_square.emplace(sq, i);
+        by_square.emplace(sq, known{i, *q, t.h->sign()});
         merged = true;
       }
     }
     if (!merged) {
-      by_square.emplace(sq, classes.size());
+      by_square.emplace(sq, known{classes.size(), rational(1), t.h->sign()});
       classes.push_back({t.h.get(), c});
     }
   }
