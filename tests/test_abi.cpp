@@ -355,7 +355,6 @@ TEST_F(TemplateOps, InstanceNormIsBatchNormOfEachExample) {
   const std::vector<float> gamma{1.5F, -0.5F}, beta{0.0F, 1.0F};
   p.op = instance_norm_op();
   const outputs in = run(p, x, dy, gamma, beta);
-  std::vector<float> dgamma(C, 0.0F), dbeta(C, 0.0F);
   for (std::int64_t n = 0; n < N; ++n) {
     bn_problem one = nchw(1, C, 2, 3);
     const auto first = static_cast<std::size_t>(n * C * S);
@@ -364,14 +363,23 @@ TEST_F(TemplateOps, InstanceNormIsBatchNormOfEachExample) {
     EXPECT_EQ(slice(in.y, first, count), bn.y) << "n=" << n;
     EXPECT_EQ(slice(in.dx, first, count), bn.dx) << "n=" << n;
     EXPECT_EQ(slice(in.save_stat, static_cast<std::size_t>(n * C), C), bn.save_stat);
-    // Instance norm's dγ of a channel sums the examples' in order, starting from 0.
-    for (std::size_t c = 0; c < static_cast<std::size_t>(C); ++c) {
-      dgamma[c] += bn.dgamma[c];
-      dbeta[c] += bn.dbeta[c];
-    }
   }
-  EXPECT_EQ(in.dgamma, dgamma);
-  EXPECT_EQ(in.dbeta, dbeta);
+  // dβ_c is one sequential sum over channel c's elements in logical order (n, then spatial):
+  // batch norm's dβ of the whole batch. dγ_c is the same sum of dy·((x − μ_nc)·r_nc), each
+  // example with its own statistics.
+  const outputs whole = run(nchw(N, C, 2, 3), x, dy, gamma, beta);  // batch norm
+  EXPECT_EQ(in.dbeta, whole.dbeta);
+  for (std::int64_t c = 0; c < C; ++c) {
+    float dgamma = 0.0F;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const auto g = static_cast<std::size_t>(n * C + c);
+      for (std::int64_t s = 0; s < S; ++s) {
+        const auto i = static_cast<std::size_t>((n * C + c) * S + s);
+        dgamma += dy[i] * ((x[i] - in.save_mean[g]) * in.save_stat[g]);
+      }
+    }
+    EXPECT_EQ(in.dgamma[static_cast<std::size_t>(c)], dgamma) << "c=" << c;
+  }
 }
 
 TEST_F(TemplateOps, LayerNormOverEveryAxisButTheBatchIsGroupNormWithOneGroup) {

@@ -334,6 +334,32 @@ struct group_layout {
   [[nodiscard]] std::int64_t param(std::int64_t g, std::int64_t k) const {
     return op.params == BNK_PARAMS_PER_ELEMENT ? k : channel(g, k);
   }
+  // Every element of γ/β entry j of an op whose entries span several groups (layer, RMS, group
+  // and instance norm), in logical order: group by group, and inside a group in its own order.
+  [[nodiscard]] group_view entry(std::int64_t j) const {
+    if (op.kind == BNK_OP_LAYER_NORM || op.kind == BNK_OP_RMS_NORM) {
+      // Position j of every row: the row's offset of j, over the leading axes.
+      std::int64_t base = 0;
+      std::int64_t rest = j;
+      for (int k = axes - 1; k >= 0; --k) {
+        base += (rest % ext[k]) * stride[k];
+        rest /= ext[k];
+      }
+      return {base, lead_ext, lead_stride, lead, groups};
+    }
+    return bn.channel(j);  // instance and group norm: channel j over (n, spatial...)
+  }
+  // The statistic group of the element at position i of entry(j).
+  [[nodiscard]] std::int64_t entry_group(std::int64_t j, std::int64_t i) const {
+    switch (op.kind) {
+      case BNK_OP_INSTANCE_NORM:
+        return (i / L) * bn.c + j;
+      case BNK_OP_GROUP_NORM:
+        return (i / (L / channels_per_group)) * op.groups + j / channels_per_group;
+      default:
+        return i;
+    }
+  }
   // True when every element of a group shares one γ/β entry (or there are none).
   [[nodiscard]] bool uniform_params() const {
     return op.params == BNK_PARAMS_NONE || op.kind == BNK_OP_BATCH_NORM ||
@@ -656,15 +682,15 @@ struct norm {
     const buffers b = view(raw);
     const bool affine = has_params(p) && g.params > 0;
     const bool bn = p.op.kind == BNK_OP_BATCH_NORM;
-    if (g.groups > 0) {
-      if (g.L > 0 && (missing(raw.src, "src", r) || missing(raw.diff_dst, "diff_dst", r) ||
-                      missing(raw.diff_src, "diff_src", r))) {
-        return r.status;
-      }
-      if (affine && (missing(raw.gamma, "gamma", r) || missing(raw.diff_gamma, "diff_gamma", r) ||
-                     missing(raw.diff_beta, "diff_beta", r))) {
-        return r.status;
-      }
+    if (g.groups > 0 && g.L > 0 &&
+        (missing(raw.src, "src", r) || missing(raw.diff_dst, "diff_dst", r) ||
+         missing(raw.diff_src, "diff_src", r))) {
+      return r.status;
+    }
+    // Without groups (N = 0) the entries' sums are empty: dγ = dβ = 0 are still written.
+    if (affine && (missing(raw.gamma, "gamma", r) || missing(raw.diff_gamma, "diff_gamma", r) ||
+                   missing(raw.diff_beta, "diff_beta", r))) {
+      return r.status;
     }
     if (bn && g.L == 1) {
       reject(r, BNK_REFUSED, "%s", k_single_value_refusal);
@@ -677,10 +703,11 @@ struct norm {
     const float eps = static_cast<float>(p.eps);
     const bool saved = b.save_mean != nullptr && b.save_stat != nullptr;
     const float Lf = static_cast<float>(g.L);
-    // Entries shared by several groups accumulate over them.
-    if (affine && !bn) {
-      for (std::int64_t j = 0; j < g.params; ++j) b.dgamma[j] = b.dbeta[j] = 0.0F;
-    }
+    // The ops whose entries span several groups reduce dγ and dβ per entry after the groups,
+    // with each group's statistics.
+    const bool per_entry = affine && !bn;
+    std::vector<float> means(per_entry ? static_cast<std::size_t>(g.groups) : 0);
+    std::vector<float> rstds(means.size());
     for (std::int64_t grp = 0; grp < g.groups; ++grp) {
       if (g.L == 0) {  // empty sums
         if (affine && bn) b.dgamma[grp] = b.dbeta[grp] = 0.0F;
@@ -699,6 +726,10 @@ struct norm {
         mean = m.mean;
         rstd = inv_std(variance_of(p, m, g.L), eps);
       }
+      if (per_entry) {
+        means[static_cast<std::size_t>(grp)] = mean;
+        rstds[static_cast<std::size_t>(grp)] = rstd;
+      }
       const bool centred = p.op.centred != 0;
       if (g.uniform_params()) {
         const std::int64_t j = g.param(grp, 0);
@@ -706,14 +737,9 @@ struct norm {
         const float sum_dy_xc =
             P::sum(v, [&x, &dy, mean](element e) { return dy[e] * (x[e] - mean); });
         const float dgamma = sum_dy_xc * rstd;  // Σ dy·x̂
-        if (affine) {
-          if (bn) {
-            b.dgamma[j] = dgamma;
-            b.dbeta[j] = sum_dy;
-          } else {
-            b.dgamma[j] += dgamma;
-            b.dbeta[j] += sum_dy;
-          }
+        if (affine && bn) {
+          b.dgamma[j] = dgamma;
+          b.dbeta[j] = sum_dy;
         }
         const float scale = gamma_of(p, b, j) * rstd;
         const float mean_dy = centred ? sum_dy / Lf : 0.0F;
@@ -735,10 +761,25 @@ struct norm {
           const float xhat = (x[e] - mean) * rstd;
           const float gi = gamma_of(p, b, j) * dy[e];
           b.dx[e.offset] = D::store(rstd * ((gi - mean_g) - xhat * mean_g_xhat));
-          if (affine) {
-            b.dgamma[j] += dy[e] * xhat;
-            b.dbeta[j] += dy[e];
-          }
+        });
+      }
+    }
+    if (per_entry) {
+      // dγ_j = Σ dy·x̂ and dβ_j = Σ dy over every element of entry j, each one reduction of the
+      // policy's over all the groups that hold j: a policy's accuracy claim covers these sums
+      // as it covers a group's.
+      const tensor_in<Data> x = b.x;
+      const tensor_in<Data> dy = b.dy;
+      for (std::int64_t j = 0; j < g.params; ++j) {
+        const group_view ev = g.entry(j);
+        if (ev.size() == 0) {
+          b.dgamma[j] = b.dbeta[j] = 0.0F;
+          continue;
+        }
+        b.dbeta[j] = P::sum(ev, [&dy](element e) { return dy[e]; });
+        b.dgamma[j] = P::sum(ev, [&](element e) {
+          const auto k = static_cast<std::size_t>(g.entry_group(j, e.index));
+          return dy[e] * ((x[e] - means[k]) * rstds[k]);
         });
       }
     }
@@ -766,27 +807,26 @@ struct norm {
       return r.status;
     }
     const float eps = static_cast<float>(p.eps);
-    // Instance norm: channel c's entries accumulate over the examples' groups.
     const bool bn = p.op.kind == BNK_OP_BATCH_NORM;
-    if (affine && !bn) {
-      for (std::int64_t j = 0; j < g.params; ++j) b.dgamma[j] = b.dbeta[j] = 0.0F;
-    }
     for (std::int64_t grp = 0; grp < g.groups; ++grp) {
       const std::int64_t c = g.channel(grp, 0);  // the running entry and the γ/β entry
-      const group_view v = g.group(grp);
-      const tensor_in<Data> x = b.x;
-      const tensor_in<Data> dy = b.dy;
       const float rstd = inv_std(b.running_var[c], eps);
       const float scale = gamma_of(p, b, c) * rstd;
-      v.for_range(0, g.L, [&](element e) { b.dx[e.offset] = D::store(scale * dy[e]); });
-      if (affine) {
-        const float mean = b.running_mean[c];
-        const float dbeta = P::sum(v, [&dy](element e) { return dy[e]; });
-        const float dgamma =
-            P::sum(v, [&x, &dy, mean](element e) { return dy[e] * (x[e] - mean); }) * rstd;
-        b.dbeta[c] = bn ? dbeta : b.dbeta[c] + dbeta;
-        b.dgamma[c] = bn ? dgamma : b.dgamma[c] + dgamma;
-      }
+      g.group(grp).for_range(0, g.L,
+                             [&](element e) { b.dx[e.offset] = D::store(scale * b.dy[e]); });
+    }
+    if (!affine) return BNK_OK;
+    // dγ_c = r·Σdy·(x − μ_run) and dβ_c = Σdy over channel c's elements: batch norm's channel
+    // is its group; instance norm's spans the N instances of c, one reduction over them all.
+    const std::int64_t entries = bn ? g.groups : g.params;
+    for (std::int64_t c = 0; c < entries; ++c) {
+      const group_view v = bn ? g.group(c) : g.entry(c);
+      const tensor_in<Data> x = b.x;
+      const tensor_in<Data> dy = b.dy;
+      const float mean = b.running_mean[c];
+      const float rstd = inv_std(b.running_var[c], eps);
+      b.dbeta[c] = P::sum(v, [&dy](element e) { return dy[e]; });
+      b.dgamma[c] = P::sum(v, [&x, &dy, mean](element e) { return dy[e] * (x[e] - mean); }) * rstd;
     }
     return BNK_OK;
   }
