@@ -197,12 +197,16 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
     // they are the running statistics (inputs): y and dx are element-wise and their bounds need
     // no Σ|x|, so a NaN or Inf elsewhere in the group (judged by class where it sits) must not
     // lift the bound of the finite elements.
-    t.stats_defined =
-        std::isfinite(t.mu) && std::isfinite(t.var) && (!training || std::isfinite(sum_abs_x));
+    // A +Inf running variance (inference) normalizes too: r = 0 exactly, and every bound below
+    // reduces to the roundings of what does not involve r.
+    const bool var_ok = std::isfinite(t.var) || (!training && t.var > 0);
+    t.stats_defined = std::isfinite(t.mu) && var_ok && (!training || std::isfinite(sum_abs_x));
     if (t.stats_defined && t.L > 0) t.mean_abs_x = sum_abs_x / t.L;
     t.defined = t.stats_defined && t.w > 0 && std::isfinite(t.gamma) && std::isfinite(t.beta);
+    // Inference's dx = γ·r·dy needs r alone: a NaN or infinite running mean does not touch it.
+    t.r_defined = t.defined || (!training && var_ok && t.w > 0 && std::isfinite(t.gamma));
+    if (t.r_defined) t.r = 1.0 / std::sqrt(t.w);
     if (!t.defined || t.L == 0) continue;
-    t.r = 1.0 / std::sqrt(t.w);
     if (backward) {
       double sum_dy_xhat = 0;
       double sum_abs_dy_xhat = 0;
@@ -348,7 +352,8 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
   double sum_dy = 0;
   double sum_abs_dy = 0;
   double sum_abs_dy_xhat = 0;
-  double stat_term = 0;  // Σ |dy|·(|x̂|·ρ_k + r_k·δμ_k)
+  double stat_term = 0;        // Σ |dy|·(|x̂|·ρ_k + r_k·δμ_k)
+  double underflow_terms = 1;  // 1 + Σ (1 + r_k + |dy|): the terms' underflow, as for batch norm
   bool undefined = false;
   map.for_each_of_param(j, [&](std::int64_t off, std::int64_t li) {
     const std::int64_t k = map.locate(li).group;
@@ -372,9 +377,15 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
     const bn_mode mode = ref_->mode();
     const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
     const double xhat = std::fabs(static_cast<double>(in_.src[off]) - t.mu) * t.r;
+    // A non-finite term (x or dy): dγ_j is judged by class (and r = 0 would make it NaN here).
+    if (!std::isfinite(xhat) || !std::isfinite(dy)) {
+      undefined = true;
+      return;
+    }
     const double dmu = training ? mean_error(t, g) : 0.0;
     stat_term += std::fabs(dy) * (xhat * rho + t.r * dmu);
     sum_abs_dy_xhat += std::fabs(dy) * xhat;
+    underflow_terms += 1 + t.r + std::fabs(dy);
   });
   const double slack = budgets::bound_slack.value;
   const double eta = budgets::underflow.value * k_eta;
@@ -393,7 +404,7 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
          (stat_term +
           k_u * (two_level(summation_factor, level) + budgets::bwd_dot.value + inference_product) *
               sum_abs_dy_xhat +
-          eta);
+          eta * underflow_terms);
 }
 
 double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
@@ -444,8 +455,10 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
   // values themselves: a copy, exact.
   const bool running = id == output_id::running_mean || id == output_id::running_var;
   if (running && training && t.L == 0) return 0.0;
-  if (running ? !t.stats_defined : !t.defined) return inf;
-  if (per_element(id) && (!std::isfinite(gamma) || !std::isfinite(beta))) return inf;
+  // Inference's dx is γ·r·dy: it needs neither the running mean nor β.
+  const bool dx_of_r = id == output_id::diff_src && !training;
+  if (running ? !t.stats_defined : dx_of_r ? !t.r_defined : !t.defined) return inf;
+  if (per_element(id) && (!std::isfinite(gamma) || (!dx_of_r && !std::isfinite(beta)))) return inf;
   const double ag = std::fabs(gamma);
   const double dmu = training ? mean_error(t, g) : 0.0;
   const double rho = rho_of(t, g);
@@ -458,6 +471,13 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
   if (id == output_id::invstd) return slack * (t.r * rho);
   if (id == output_id::running_mean) return running_mean_bound(t, g);
   if (id == output_id::running_var) return running_var_bound(t, g);
+  // With r = 0 a non-finite x or dy would make the products below NaN: an element whose value
+  // depends on one (y on x; dx on dy, and in training on x) is non-finite or undefined, and
+  // judged by class.
+  const bool x_enters = id == output_id::dst || (id == output_id::diff_src && training);
+  if ((x_enters && !std::isfinite(x)) || (id == output_id::diff_src && !std::isfinite(dy))) {
+    return inf;
+  }
   if (id == output_id::dst) {
     const double dev = std::fabs(x - t.mu);
     // An intermediate that underflows ((x − μ), x̂ = (x − μ)·r, r·γ) carries its absolute error
@@ -471,19 +491,24 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
             eta_y);
   }
   if (id == output_id::diff_gamma) {
+    // Each term dy·x̂ may underflow (η), or be formed from dy·(x − μ) that underflows before ×r
+    // (η·r) or from x̂ that underflows before ×dy (η·|dy|).
+    const double eta_dg = eta * (1 + t.L * (1 + t.r + t.mean_abs_dy));
     if (training) {
       return slack * (t.L * (t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy) +
-                      k_u * (g_dot + budgets::bwd_dot.value) * t.L * t.mean_abs_dy_xhat + eta);
+                      k_u * (g_dot + budgets::bwd_dot.value) * t.L * t.mean_abs_dy_xhat + eta_dg);
     }
     // A NaN or Inf among x makes Σdy·(x − μ) undefined (judged by class): no magnitude claim.
     if (!std::isfinite(t.mean_abs_dy_dev)) return inf;
     return slack *
            (t.L * t.mean_abs_dy_dev * t.r * (rho + k_u * (g_dot + budgets::bwd_dot.value + 1)) +
-            eta);
+            eta_dg);
   }
   if (id == output_id::diff_src) {
     if (!training) {
-      return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) + eta * (1 + ag) * (1 + t.r));
+      // γ·r that underflows carries η·|dy|.
+      return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) +
+                      eta * ((1 + ag) * (1 + t.r) + std::fabs(dy)));
     }
     // Where γ varies inside the group the terms are of g = γ·dy (γ is inside them, and each
     // product γ·dy is one more rounding); without centring there is no mean(g) to subtract.
@@ -498,8 +523,13 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
                        k_u * (g_dot + budgets::bwd_dot.value + gp) * t.mean_abs_dy_xhat + k_u * am2;
     // An underflowing intermediate (γ·dy, dy·x̂_j, their means, x̂·m2) carries its absolute error
     // η through the factors after it: x̂_j (|x̂_j| <= √L, as Σx̂² <= L), x̂, r, γ, or some of them.
-    const double eta_dx = eta * (1 + 2 * (1 + scale) * (1 + t.r) * (1 + xhat) *
-                                         (1 + std::sqrt(static_cast<double>(t.L))));
+    // m2 = mean(g·x̂) also takes η·r from each dy·(x − μ) formed before its ×r, and η·|g| from
+    // each x̂ formed before its ×g; x̂ by m2, and γ·r by the bracket (docs/error-model.md).
+    const double m2_underflow = t.r + t.mean_abs_dy;
+    const double eta_dx =
+        eta *
+        (1 + 2 * (1 + scale) * (1 + t.r) * (1 + xhat) * (1 + std::sqrt(static_cast<double>(t.L))) +
+         scale * t.r * (xhat * m2_underflow + am2) + dyv + am1 + xhat * am2);
     return slack * (scale * t.r *
                         (rho * (dyv + am1 + 2 * xhat * am2) + dm1 + am2 * t.r * dmu + xhat * dm2 +
                          budgets::bwd_apply.value * k_u * (dyv + am1 + xhat * am2)) +

@@ -455,6 +455,10 @@ struct group_state {
   // sound, so the group's statistics and the outputs of its finite x are `unspecified`.
   bool stats_infinite = false;
   bool x_nan = false;
+  // Inference with a finite running mean and a +Inf running variance: r = 1/sqrt(+Inf + ε) = 0
+  // exactly in every float pipeline, so y = β and dx = 0 element-wise (the IEEE path) and each
+  // group's term of dγ is Σdy·(x − μ)·0 = 0 where x and dy are finite.
+  bool var_infinite = false;
   float run_mean = 0.0F;  // inference only
   float run_var = 1.0F;   // inference only
   rational mean;          // 0 for an op that does not centre
@@ -673,6 +677,8 @@ struct reference::impl {
     s.run_mean = in.running_mean[e];
     s.run_var = in.running_var[e];
     s.stats_defined = finite(s.run_mean) && finite(s.run_var);
+    s.var_infinite = finite(s.run_mean) && s.run_var == std::numeric_limits<float>::infinity();
+    if (s.var_infinite) s.mean = to_rational(s.run_mean);
     if (!s.stats_defined) return;
     s.mean = to_rational(s.run_mean);
     s.w = to_rational(s.run_var) + eps;
@@ -902,7 +908,8 @@ struct reference::impl {
             undefined = true;
             return;
           }
-          if (L == 0) return;  // an empty sum
+          if (L == 0) return;          // an empty sum
+          if (s.var_infinite) return;  // r = 0: a zero term
           if (!s.stats_defined || !s.h_stat) {
             undefined = true;  // Σ dy·0·Inf
             return;
@@ -1013,15 +1020,22 @@ golden reference::round(std::string_view name, std::int64_t index) const {
 exact_value reference::normalizing_mean(std::int64_t c) const {
   if (c < 0 || c >= impl_->map.groups()) throw std::out_of_range("reference: group out of range");
   const auto& s = impl_->grp[static_cast<std::size_t>(c)];
-  return s.stats_defined ? exact_value::of(s.mean) : exact_value::undefined();
+  return s.stats_defined || s.var_infinite ? exact_value::of(s.mean) : exact_value::undefined();
 }
 
 exact_value reference::normalizing_var(std::int64_t c) const {
   if (c < 0 || c >= impl_->map.groups()) throw std::out_of_range("reference: group out of range");
   const auto& s = impl_->grp[static_cast<std::size_t>(c)];
   if (s.stats_infinite) return exact_value::infinite(1);
-  return s.stats_defined ? exact_value::of(s.w - exact_of(impl_->problem.eps))
-                         : exact_value::undefined();
+  if (s.stats_defined) return exact_value::of(s.w - exact_of(impl_->problem.eps));
+  // Inference reads the running variance on its own, whatever the running mean is.
+  const bool inference =
+      impl_->mode == bn_mode::forward_inference || impl_->mode == bn_mode::backward_inference;
+  if (inference && s.run_var == std::numeric_limits<float>::infinity()) {
+    return exact_value::infinite(1);
+  }
+  if (inference && finite(s.run_var)) return exact_value::of(to_rational(s.run_var));
+  return exact_value::undefined();
 }
 
 std::vector<golden> reference::goldens(std::string_view name) const {

@@ -365,8 +365,9 @@ float draw_running_var(double var) {
 }
 
 // The `any` domain: in one channel of eight the running mean is NaN or ±Inf or the running
-// variance NaN (as after a diverged step), which inference reads and training's update blends
-// in. Drawn after everything else, so that the other values of a case do not depend on it.
+// variance NaN or +Inf (as after a diverged step), which inference reads (a +Inf variance makes
+// r = 0: y = β, dx = 0) and training's update blends in. Drawn after everything else, so that
+// the other values of a case do not depend on it.
 void draw_special_running(property_case& pc, const case_options& o) {
   if (o.domain != data_domain::any) return;
   const float inf = std::numeric_limits<float>::infinity();
@@ -376,7 +377,7 @@ void draw_special_running(property_case& pc, const case_options& o) {
     if (coin(2)) {
       pc.running_mean[c] = pick<float>({nan, inf, -inf});
     } else {
-      pc.running_var[c] = nan;
+      pc.running_var[c] = pick<float>({nan, inf});
     }
   }
 }

@@ -11,6 +11,9 @@
 #                again
 # usage          usage errors and an unloadable plugin exit 2 with a message
 # deterministic  the Markdown and JSON do not depend on --jobs
+# regressions    the problems a full campaign once failed on (seed 1), each run alone with
+#                --only on every bundled kernel that declares its op, pass: a reference or
+#                model defect they exposed stays fixed without the full campaign's hour
 cmake_minimum_required(VERSION 3.25)
 foreach(v CAMPAIGN KERNELS WORK MODE)
   if(NOT DEFINED ${v})
@@ -165,6 +168,27 @@ elseif(MODE STREQUAL "deterministic")
       message(FATAL_ERROR "the ${ext} report depends on --jobs (${WORK}/jobs1.${ext} vs "
                           "${WORK}/report.${ext})")
     endif()
+  endforeach()
+elseif(MODE STREQUAL "regressions")
+  # op:problem of seed 1, with what each exposed:
+  #   rms_norm 1190 1510 2803 3022 3928  the exact dγ's reduction of commensurable square roots
+  #                                      (a later term of a merged square was not rescaled)
+  #   rms_norm 2827                      dx of a one-element row: dy·(x − μ) underflows before
+  #                                      ×r, carried by r² (the underflow term of the model)
+  #   layer_norm 602, rms_norm 395,      dβ over several groups at strict: the bundled strict
+  #   group_norm 186 2005 2510 2622      kernels added the groups' partial sums sequentially
+  #   2817 3428 3830
+  set(cases rms_norm:1190 rms_norm:1510 rms_norm:2803 rms_norm:3022 rms_norm:3928
+            rms_norm:2827 rms_norm:395 layer_norm:602 group_norm:186 group_norm:2005
+            group_norm:2510 group_norm:2622 group_norm:2817 group_norm:3428 group_norm:3830)
+  foreach(k two_pass welford pairwise blocked_threads compensated)
+    foreach(c IN LISTS cases)
+      string(REPLACE ":" ";" parts "${c}")
+      list(GET parts 0 op)
+      list(GET parts 1 index)
+      run(0 --kernel ${KERNELS}/libbnk_${k}.so --seed 1 --op ${op} --only ${index})
+      expect_in("${OUT}" "campaign: PASS, 0 failing problems of 1")
+    endforeach()
   endforeach()
 else()
   message(FATAL_ERROR "campaign_checks: unknown MODE '${MODE}'")

@@ -201,6 +201,7 @@ class error_model {
     double old_mean = 0, old_var = 0;  // running state before the step
     bool stats_defined = false;        // finite batch statistics (the running ones need no more)
     bool defined = false;              // finite statistics and w > 0
+    bool r_defined = false;            // r known: defined, or in inference a usable variance
   };
   [[nodiscard]] const channel_terms& channel(std::int64_t c) const {
     return terms_[static_cast<std::size_t>(c)];
