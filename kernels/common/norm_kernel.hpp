@@ -461,6 +461,20 @@ inline bool missing(const void* ptr, const char* name, rejection& r) {
   return true;
 }
 
+// The buffers backward training needs: src, diff_dst and diff_src where there are elements; γ
+// and both gradients where there are γ/β entries, even without groups (N = 0: the entries' sums
+// are empty, and dγ = dβ = 0 are still written). True, with `r` set, when one is NULL.
+inline bool backward_buffers_missing(const bnk_buffers_v2& raw, const group_layout& g, bool affine,
+                                     rejection& r) {
+  if (g.groups > 0 && g.L > 0 &&
+      (missing(raw.src, "src", r) || missing(raw.diff_dst, "diff_dst", r) ||
+       missing(raw.diff_src, "diff_src", r))) {
+    return true;
+  }
+  return affine && (missing(raw.gamma, "gamma", r) || missing(raw.diff_gamma, "diff_gamma", r) ||
+                    missing(raw.diff_beta, "diff_beta", r));
+}
+
 // ---- The algorithm --------------------------------------------------------------------------
 
 inline const char* const k_single_spatial_refusal =
@@ -682,16 +696,7 @@ struct norm {
     const buffers b = view(raw);
     const bool affine = has_params(p) && g.params > 0;
     const bool bn = p.op.kind == BNK_OP_BATCH_NORM;
-    if (g.groups > 0 && g.L > 0 &&
-        (missing(raw.src, "src", r) || missing(raw.diff_dst, "diff_dst", r) ||
-         missing(raw.diff_src, "diff_src", r))) {
-      return r.status;
-    }
-    // Without groups (N = 0) the entries' sums are empty: dγ = dβ = 0 are still written.
-    if (affine && (missing(raw.gamma, "gamma", r) || missing(raw.diff_gamma, "diff_gamma", r) ||
-                   missing(raw.diff_beta, "diff_beta", r))) {
-      return r.status;
-    }
+    if (backward_buffers_missing(raw, g, affine, r)) return r.status;
     if (bn && g.L == 1) {
       reject(r, BNK_REFUSED, "%s", k_single_value_refusal);
       return r.status;

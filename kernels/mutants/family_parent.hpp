@@ -415,15 +415,7 @@ struct family {
                                       const group_layout& g0, rejection& r) {
     const buffers b = view(raw);
     const bool affine = has_params(p) && g0.params > 0;
-    if (g0.groups > 0 && g0.L > 0 &&
-        (missing(raw.src, "src", r) || missing(raw.diff_dst, "diff_dst", r) ||
-         missing(raw.diff_src, "diff_src", r))) {
-      return r.status;
-    }
-    if (affine && (missing(raw.gamma, "gamma", r) || missing(raw.diff_gamma, "diff_gamma", r) ||
-                   missing(raw.diff_beta, "diff_beta", r))) {
-      return r.status;
-    }
+    if (backward_buffers_missing(raw, g0, affine, r)) return r.status;
     if (refuses_single_spatial(p, g0, r)) return r.status;
     group_layout dense;
     bool all_dense = false;
