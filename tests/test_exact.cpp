@@ -350,6 +350,59 @@ TEST(RoundAffine, DecidesDeepCancellationAgainstAHighPrecisionCheck) {
   EXPECT_NEAR(residual.convert_to<double>(), g.residual, 1e-9);
 }
 
+TEST(RoundAffine, MatchesHardwareSquareRootInFloat16AndBfloat16) {
+  // sqrt(x) for x of the narrow format, as above. The expectation rounds the hardware float32
+  // sqrt (correctly rounded, 24 bits) to the narrow format: a double rounding that is innocuous
+  // for the square root when 24 >= 2p + 2 (p = 11 and 8), so it is the correctly rounded sqrt.
+  std::mt19937 rng(1616);
+  for (const float_format* f : {&k_float16, &k_bfloat16}) {
+    for (int i = 0; i < 3000; ++i) {
+      const golden xg = round_to(*f, to_rational(std::fabs(random_double_for(*f, rng))));
+      const float x = xg.value;
+      if (x == 0.0F || std::isinf(x)) continue;
+      const sqrt_scale h(to_rational(x), to_rational(x));
+      const golden g = round_affine(dyadic{big_int(0), 0}, dyadic{big_int(1), 0}, h, *f);
+      const float expect = round_to(*f, to_rational(std::sqrt(x))).value;
+      ASSERT_TRUE(same_bits(g.value, expect)) << f->name << " sqrt(" << hex_float(x) << ")";
+      ASSERT_LE(std::fabs(g.residual), 0.5);
+    }
+  }
+}
+
+TEST(RoundSum, RoundsToFloat16AndBfloat16AsAHighPrecisionSumDoes) {
+  // Σ c_k/sqrt(w_k) in 600-bit binary floats, converted exactly to a rational and rounded to the
+  // narrow format (round_to, checked against the compiler above), against round_sum in that
+  // format; the residual in the format's ulps against the 600-bit value.
+  using wide = mp::number<mp::cpp_bin_float<600, mp::digit_base_2>, mp::et_off>;
+  const auto to_exact = [](const wide& v) {
+    int e = 0;
+    const wide m = mp::frexp(v, &e);  // v = m·2^e, |m| in [1/2, 1)
+    const big_int mant = mp::ldexp(m, 600).convert_to<big_int>();
+    return e >= 600 ? rational(mant * (big_int(1) << static_cast<unsigned>(e - 600)))
+                    : rational(mant, big_int(1) << static_cast<unsigned>(600 - e));
+  };
+  std::mt19937 rng(1717);
+  for (const float_format* f : {&k_float16, &k_bfloat16}) {
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<scaled_term> terms;
+      wide expect = 0;
+      for (int k = 0; k < 1 + trial % 9; ++k) {
+        const float c = random_moderate(rng, 4);
+        const float w = std::fabs(random_moderate(rng, 6));
+        terms.push_back(
+            {to_dyadic(c), std::make_shared<const sqrt_scale>(rational(1), to_rational(w))});
+        expect += wide(c) / mp::sqrt(wide(w));
+      }
+      const golden g = round_sum(dyadic{big_int(0), 0}, terms, *f);
+      const golden r = round_to(*f, to_exact(expect));
+      ASSERT_TRUE(same_bits(g.value, r.value)) << f->name << " trial " << trial;
+      const wide residual = mp::ldexp(expect - wide(g.value), -g.ulp_exp);
+      ASSERT_LE(mp::abs(residual), wide(0.5)) << f->name << " trial " << trial;
+      ASSERT_NEAR(residual.convert_to<double>(), g.residual, 1e-9) << trial;
+    }
+  }
+}
+
 TEST(RoundSum, OneTermIsTheAffineRounding) {
   std::mt19937 rng(4343);
   for (int i = 0; i < 500; ++i) {

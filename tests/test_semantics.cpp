@@ -1,12 +1,15 @@
 // The semantics docs/reference.md pins down: NaN and Inf confined to their channel, ε = 0 with
 // zero variance, constant channels at large values, −0, degenerate sizes, rejected input.
+#include "bnoracle/error_model.hpp"
 #include "bnoracle/measure.hpp"
 #include "bnoracle/reference.hpp"
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
@@ -290,6 +293,85 @@ TEST(Semantics, InvalidInputIsRejectedWithTheFieldNamed) {
   p.mem_layout = layout::strided;
   p.strides = {std::int64_t{1} << 62, 1, 1, 1};
   EXPECT_NE(message(p, bn_mode::forward_training, in).find("strides"), std::string::npos);
+}
+
+// Data types other than float32: each output is the exact value rounded once to its role's
+// format. The check is against the high-precision value (hp(), an evaluation independent of the
+// rounding's decision logic): the golden is a value of the format within half an ulp of it.
+TEST(Semantics, EachOutputIsRoundedOnceToItsRolesFormat) {
+  for (const format_id data : {format_id::float16, format_id::bfloat16}) {
+    const float_format& f = format_of(data);
+    bn_problem p = nchw(3, 2, 2, 3, 1e-5);
+    p.types.data = data;  // src, dst, diff_dst, diff_src narrow; γ, β, statistics float32
+    std::vector<float> x = random_data(36, 7);
+    std::vector<float> dy = random_data(36, 8);
+    for (auto* v : {&x, &dy}) {
+      for (float& e : *v) e = round_to(f, to_rational(e)).value;  // values of the format
+    }
+    const std::vector<float> g{1.5F, -0.7F}, b{0.25F, -1.0F};
+    for (const bn_mode mode : {bn_mode::forward_training, bn_mode::backward_training}) {
+      bn_inputs in;
+      in.gamma = g;
+      in.beta = b;
+      in.src = x.data();
+      in.diff_dst = dy.data();
+      const reference ref(p, mode, in);
+      for (const output_id id : ref.outputs()) {
+        const float_format& want = describe(id).role == format_role::data ? f : k_float32;
+        EXPECT_EQ(&ref.format_of_output(id), &want) << to_string(id);
+        const std::vector<golden> gold = ref.goldens(id);
+        for (std::size_t i = 0; i < gold.size(); ++i) {
+          const golden& gd = gold[i];
+          ASSERT_EQ(gd.cls, golden_class::finite) << to_string(id) << "[" << i << "]";
+          ASSERT_TRUE(representable(want, gd.value)) << to_string(id) << "[" << i << "]";
+          const hp_float exact = ref.exact(id, static_cast<std::int64_t>(i)).hp();
+          const hp_float residual = mp::ldexp(exact - hp_float(gd.value), -gd.ulp_exp);
+          ASSERT_LE(mp::abs(residual), hp_float(0.5)) << to_string(id) << "[" << i << "]";
+        }
+      }
+    }
+  }
+}
+
+TEST(Semantics, InputsMustBeValuesOfTheirFormats) {
+  bn_problem p = nchw(2, 2, 1, 2, 1e-5);
+  p.types.data = format_id::float16;
+  const std::vector<float> x{1.0F, 2.0F, 3.0F, 1.0F + 0x1p-12F, 0.5F, 0.25F, 4.0F, 8.0F};
+  bn_inputs in;
+  in.src = x.data();
+  // 1 + 2^-12 needs 13 significant bits: not a float16 value.
+  EXPECT_THROW(reference(p, bn_mode::forward_training, in), invalid_problem);
+  p.types.data = format_id::float32;
+  p.types.parameters = format_id::bfloat16;
+  const std::vector<float> gamma{1.0F, 1.0F + 0x1p-10F}, beta{0.0F, 0.0F};
+  in.gamma = gamma;  // 1 + 2^-10 needs 11 bits: not a bfloat16 value
+  in.beta = beta;
+  EXPECT_THROW(reference(p, bn_mode::forward_training, in), invalid_problem);
+  in.gamma = beta;
+  const reference ref(p, bn_mode::forward_training, in);
+  // No float32 bound applies to another format's pipeline: the error model refuses it.
+  EXPECT_THROW(error_model(ref, in, data_tier::general), invalid_problem);
+}
+
+TEST(Semantics, RepresentableMatchesTheFormatsOwnConversions) {
+  std::mt19937 rng(99);
+  for (int i = 0; i < 200000; ++i) {
+    const auto bits = static_cast<std::uint32_t>(rng());
+    const float v = std::bit_cast<float>(bits);
+    const bool half = std::isnan(v) || static_cast<float>(static_cast<_Float16>(v)) == v;
+    ASSERT_EQ(representable(k_float16, v), half) << std::hexfloat << v;
+    const bool bf16 = std::isnan(v) || (bits & 0xFFFFU) == 0;
+    ASSERT_EQ(representable(k_bfloat16, v), bf16) << std::hexfloat << v;
+    ASSERT_TRUE(representable(k_float32, v));
+  }
+  // Values drawn near the formats' own grids (random floats almost never are on them).
+  for (int i = 0; i < 20000; ++i) {
+    const auto h = static_cast<_Float16>(std::bit_cast<float>(static_cast<std::uint32_t>(rng())));
+    const float v = static_cast<float>(h);
+    ASSERT_TRUE(representable(k_float16, v)) << std::hexfloat << v;
+    const float b = std::bit_cast<float>(static_cast<std::uint32_t>(rng()) & 0xFFFF0000U);
+    ASSERT_TRUE(representable(k_bfloat16, b)) << std::hexfloat << b;
+  }
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "bnoracle/format.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 
 namespace bnoracle {
 
@@ -21,6 +23,17 @@ const float_format& format_of(format_id id) {
     if (f->id == id) return *f;
   }
   return k_float32;
+}
+
+bool representable(const float_format& f, float v) {
+  if (!std::isfinite(v) || v == 0.0F || f.id == format_id::float32) return true;
+  int e = 0;
+  (void)std::frexp(v, &e);  // 2^(e−1) <= |v| < 2^e
+  if (e > f.overflow_exponent()) return false;
+  // ulp of v's binade in f: 2^max(e − p, emin − p + 1); v must be an integer multiple of it.
+  const int ulp_exp = std::max(e - f.precision, f.min_ulp_exponent());
+  const double scaled = std::ldexp(static_cast<double>(v), -ulp_exp);
+  return scaled == std::trunc(scaled);
 }
 
 std::optional<format_id> parse_format(std::string_view name) {

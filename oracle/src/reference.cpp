@@ -59,14 +59,14 @@ exact_value exact_value::unspecified() {
   return v;
 }
 
-golden exact_value::round() const {
+golden exact_value::round(const float_format& f) const {
   switch (kind_) {
     case kind::rational_value:
-      return round_to_float(q_);
+      return round_to(f, q_);
     case kind::affine:
-      return round_affine(a_, c_, *h_);
+      return round_affine(a_, c_, *h_, f);
     case kind::sum:
-      return round_sum(a_, *terms_);
+      return round_sum(a_, *terms_, f);
     case kind::infinite:
       return golden::infinity(sign_);
     case kind::undefined:
@@ -540,11 +540,37 @@ struct reference::impl {
     return kind() == op_kind::batch_norm ? g : g % geom.c();
   }
 
-  void validate() {
-    if (!problem.types.all_float32()) {
-      throw invalid_problem("types: the reference computes float32 only, got " +
-                            describe(problem.types));
+  // Every input value must be a value of its role's format (a float16 src holds float16
+  // values): the exact results are of the values as given.
+  void require_formats() const {
+    const float_format& data = format_of(problem.types.data);
+    const float_format& params = format_of(problem.types.parameters);
+    const float_format& stats = format_of(problem.types.statistics);
+    const auto check = [](std::span<const float> s, const float_format& f, const char* name) {
+      for (std::size_t i = 0; i < s.size(); ++i) {
+        if (!representable(f, s[i])) {
+          throw invalid_problem(std::string(name) + "[" + std::to_string(i) + "] = " +
+                                hex_float(s[i]) + " is not a " + std::string(f.name) + " value");
+        }
+      }
+    };
+    check(in.gamma, params, "gamma");
+    check(in.beta, params, "beta");
+    check(in.running_mean, stats, "running_mean");
+    check(in.running_var, stats, "running_var");
+    if (data.id == format_id::float32) return;
+    for (std::int64_t g = 0; g < map.groups(); ++g) {
+      map.for_each_in_group(g, [&](std::int64_t off, std::int64_t) {
+        const auto u = static_cast<std::size_t>(off);
+        if (in.src != nullptr) check(std::span<const float>(in.src + u, 1), data, "src(offset)");
+        if (backward() && in.diff_dst != nullptr) {
+          check(std::span<const float>(in.diff_dst + u, 1), data, "diff_dst(offset)");
+        }
+      });
     }
+  }
+
+  void validate() {
     if (!has_mode(problem.op, mode) || (!training() && map.running_size() == 0)) {
       throw invalid_problem(
           "mode: " + std::string(to_string(mode)) + ": " + describe(problem.op) +
@@ -571,6 +597,7 @@ struct reference::impl {
                             " keeps no running statistics");
     }
     require_nonnegative_var(in.running_var, "running_var");
+    require_formats();
     has_running = mode == bn_mode::forward_training && !in.running_mean.empty();
     if (has_running && !conv->running_stats) {
       throw invalid_problem("running_mean: convention none keeps no running statistics");
@@ -1010,11 +1037,15 @@ exact_value reference::exact(std::string_view name, std::int64_t index) const {
 }
 
 golden reference::round(output_id id, std::int64_t index) const {
-  return exact(id, index).round();
+  return exact(id, index).round(format_of_output(id));
+}
+
+const float_format& reference::format_of_output(output_id id) const {
+  return format_of(impl_->problem.types.of(describe(id).role));
 }
 
 golden reference::round(std::string_view name, std::int64_t index) const {
-  return exact(name, index).round();
+  return round(require_output(*this, name), index);
 }
 
 exact_value reference::normalizing_mean(std::int64_t c) const {
@@ -1047,13 +1078,14 @@ std::vector<golden> reference::goldens(output_id id) const {
   const std::int64_t n = impl_->size_of(id);
   std::vector<golden> out(static_cast<std::size_t>(n));
   const reduction_map& map = impl_->map;
+  const float_format& f = format_of_output(id);
   // Statistic groups are independent and each group's scale cache is touched by one thread only,
   // so per-element outputs are computed by group on every core. Results do not depend on the
   // number of threads: each element is computed exactly and rounded once.
   const auto threads = static_cast<std::int64_t>(std::max(1U, std::thread::hardware_concurrency()));
   if (!per_element(id) || threads == 1 || map.groups() == 1 || n < 4096) {
     for (std::int64_t i = 0; i < n; ++i)
-      out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
+      out[static_cast<std::size_t>(i)] = impl_->element(id, i).round(f);
     return out;
   }
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
@@ -1064,7 +1096,7 @@ std::vector<golden> reference::goldens(output_id id) const {
         try {
           for (std::int64_t grp = t; grp < map.groups(); grp += threads) {
             map.for_each_in_group(grp, [&](std::int64_t, std::int64_t i) {
-              out[static_cast<std::size_t>(i)] = impl_->element(id, i).round();
+              out[static_cast<std::size_t>(i)] = impl_->element(id, i).round(f);
             });
           }
         } catch (...) {

@@ -147,19 +147,19 @@ bounds affine_bounds(const dyadic& a, const dyadic& c, int h_sign, const sqrt_sc
 
 }  // namespace
 
-golden round_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h) {
-  if (c.is_zero() || h.sign() == 0) return round_to_float(a);
-  if (h.exact()) return round_to_float(to_rational(a) + to_rational(c) * *h.exact());
+golden round_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h, const float_format& f) {
+  if (c.is_zero() || h.sign() == 0) return round_to(f, a);
+  if (h.exact()) return round_to(f, to_rational(a) + to_rational(c) * *h.exact());
   for (std::int64_t bits = k_first_bits; bits <= k_max_bits; bits *= 2) {
     const bounds b = affine_bounds(a, c, h.sign(), h.enclose(bits));
-    if (b.exact) return round_to_float(b.lo);
+    if (b.exact) return round_to(f, b.lo);
     if (b.lo.is_zero() || b.hi.is_zero() || b.lo.sign() != b.hi.sign()) continue;
-    const golden rlo = round_to_float(b.lo);
-    const golden rhi = round_to_float(b.hi);
+    const golden rlo = round_to(f, b.lo);
+    const golden rhi = round_to(f, b.hi);
     if (!same_float(rlo.value, rhi.value)) continue;
     // The residual must be accurate to 2^-40 ulp: the enclosure must be that narrow.
-    constexpr std::int64_t fraction_bits = k_float32.precision - 1;
-    constexpr std::int64_t min_ulp = k_float32.min_ulp_exponent();
+    const std::int64_t fraction_bits = f.precision - 1;
+    const std::int64_t min_ulp = f.min_ulp_exponent();
     const std::int64_t ulp_lo = std::max<std::int64_t>(binade(b.lo) - fraction_bits, min_ulp);
     const std::int64_t ulp_hi = std::max<std::int64_t>(binade(b.hi) - fraction_bits, min_ulp);
     // Both ends in one binade, so that ulp(exact) is known (the value is irrational, so
@@ -294,7 +294,7 @@ int sign_of(const rational& q) {
 
 }  // namespace
 
-golden round_sum(const dyadic& a, std::span<const scaled_term> terms) {
+golden round_sum(const dyadic& a, std::span<const scaled_term> terms, const float_format& f) {
   bool any_exact = false;
   bool any_term = false;
   for (const scaled_term& t : terms) {
@@ -302,26 +302,26 @@ golden round_sum(const dyadic& a, std::span<const scaled_term> terms) {
     any_term = true;
     any_exact = any_exact || t.h->exact().has_value();
   }
-  if (!any_term) return round_to_float(a);
+  if (!any_term) return round_to(f, a);
   if (!any_exact) {
     std::int64_t bits = k_first_bits;
     for (std::int64_t rung = 0; rung < k_sum_fast_rungs; ++rung, bits *= 2) {
       const term_bounds t = enclose_terms(terms, bits);
       const dyadic lo = a + t.lo;
       const dyadic hi = a + t.hi;
-      if (const auto g = decide(round_to_float(lo), lo.sign(), round_to_float(hi), hi.sign(),
+      if (const auto g = decide(round_to(f, lo), lo.sign(), round_to(f, hi), hi.sign(),
                                 width_exponent(lo, hi))) {
         return *g;
       }
     }
   }
   const reduced_sum r = reduce(a, terms);
-  if (r.terms.empty()) return round_to_float(r.a);
+  if (r.terms.empty()) return round_to(f, r.a);
   for (std::int64_t bits = k_first_bits; bits <= k_max_bits; bits *= 2) {
     const term_bounds t = enclose_terms(r.terms, bits);
     const rational lo = r.a + to_rational(t.lo);
     const rational hi = r.a + to_rational(t.hi);
-    if (const auto g = decide(round_to_float(lo), sign_of(lo), round_to_float(hi), sign_of(hi),
+    if (const auto g = decide(round_to(f, lo), sign_of(lo), round_to(f, hi), sign_of(hi),
                               width_exponent(t.lo, t.hi))) {
       return *g;
     }

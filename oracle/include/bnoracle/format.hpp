@@ -45,6 +45,11 @@ inline constexpr float_format k_float16{format_id::float16, "float16", 11, -14, 
 inline constexpr float_format k_bfloat16{format_id::bfloat16, "bfloat16", 8, -126, 127};
 
 [[nodiscard]] const float_format& format_of(format_id id);
+
+// True when `v` is a value of format `f`: NaN, ±Inf, or a finite value with at most p significant
+// bits, no finer than the format's smallest subnormal and below its overflow threshold. Every
+// float is a float32 value.
+[[nodiscard]] bool representable(const float_format& f, float v);
 [[nodiscard]] std::optional<format_id> parse_format(std::string_view name);
 
 }  // namespace bnoracle

@@ -60,7 +60,8 @@ class exact_value {
   static exact_value unspecified();
 
   [[nodiscard]] kind what() const { return kind_; }
-  [[nodiscard]] golden round() const;
+  // Correctly rounded to format `f`: float32 by default, float16 or bfloat16 carried in a float.
+  [[nodiscard]] golden round(const float_format& f = k_float32) const;
   // NaN for undefined and unspecified, ±Inf for infinite.
   [[nodiscard]] hp_float hp() const;
   [[nodiscard]] std::string decimal(int digits = 45) const;
@@ -123,6 +124,8 @@ class reference {
   [[nodiscard]] exact_value exact(std::string_view name, std::int64_t index) const;
   [[nodiscard]] golden round(output_id id, std::int64_t index) const;
   [[nodiscard]] golden round(std::string_view name, std::int64_t index) const;
+  // The format output `id` is rounded to: its role's data type (problem().types).
+  [[nodiscard]] const float_format& format_of_output(output_id id) const;
   // Every element rounded, in index order.
   [[nodiscard]] std::vector<golden> goldens(output_id id) const;
   [[nodiscard]] std::vector<golden> goldens(std::string_view name) const;

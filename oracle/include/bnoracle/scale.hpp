@@ -57,8 +57,10 @@ class sqrt_scale {
   mutable std::deque<std::pair<std::int64_t, enclosure>> cache_;  // deque: references stay valid
 };
 
-// The correctly rounded float32 value of the exact real `a + c·h`, with its residual.
-[[nodiscard]] golden round_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h);
+// The exact real `a + c·h` correctly rounded to format `f` (float32 by default; a float16 or
+// bfloat16 value is carried in a float), with its residual in ulps of `f`.
+[[nodiscard]] golden round_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h,
+                                  const float_format& f = k_float32);
 // The exact real `a + c·h` to the precision of hp_float (relative error below 2^-250).
 [[nodiscard]] hp_float hp_affine(const dyadic& a, const dyadic& c, const sqrt_scale& h);
 
@@ -80,7 +82,9 @@ struct scaled_term {
 // reduction the remaining square roots are pairwise incommensurable irrationals, which are
 // linearly independent over the rationals together with 1 (Besicovitch 1940): the sum is then
 // either exactly a (no term left) or irrational, and refinement terminates.
-[[nodiscard]] golden round_sum(const dyadic& a, std::span<const scaled_term> terms);
+// Rounded to format `f` (float32 by default).
+[[nodiscard]] golden round_sum(const dyadic& a, std::span<const scaled_term> terms,
+                               const float_format& f = k_float32);
 [[nodiscard]] hp_float hp_sum(const dyadic& a, std::span<const scaled_term> terms);
 
 }  // namespace bnoracle
