@@ -1,5 +1,6 @@
 #include "bnoracle/convention.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -338,6 +339,11 @@ std::string_view to_string(saved_statistics v) {
       return "none";
   }
   return "?";
+}
+
+bool valid_running_state(std::span<const float> mean, std::span<const float> var) {
+  return std::all_of(mean.begin(), mean.end(), [](float v) { return std::isfinite(v); }) &&
+         std::all_of(var.begin(), var.end(), [](float v) { return std::isfinite(v) && v >= 0; });
 }
 
 }  // namespace bnoracle

@@ -546,26 +546,26 @@ struct reference::impl {
     const float_format& data = format_of(problem.types.data);
     const float_format& params = format_of(problem.types.parameters);
     const float_format& stats = format_of(problem.types.statistics);
-    const auto check = [](std::span<const float> s, const float_format& f, const char* name) {
-      for (std::size_t i = 0; i < s.size(); ++i) {
-        if (!representable(f, s[i])) {
-          throw invalid_problem(std::string(name) + "[" + std::to_string(i) + "] = " +
-                                hex_float(s[i]) + " is not a " + std::string(f.name) + " value");
-        }
+    // name[i] where i is the index of a parameter or statistic, or the memory offset of src.
+    const auto check = [](float v, const float_format& f, const char* name, std::size_t i) {
+      if (!representable(f, v)) {
+        throw invalid_problem(std::string(name) + "[" + std::to_string(i) + "] = " + hex_float(v) +
+                              " is not a " + std::string(f.name) + " value");
       }
     };
-    check(in.gamma, params, "gamma");
-    check(in.beta, params, "beta");
-    check(in.running_mean, stats, "running_mean");
-    check(in.running_var, stats, "running_var");
+    const auto check_all = [&](std::span<const float> s, const float_format& f, const char* name) {
+      for (std::size_t i = 0; i < s.size(); ++i) check(s[i], f, name, i);
+    };
+    check_all(in.gamma, params, "gamma");
+    check_all(in.beta, params, "beta");
+    check_all(in.running_mean, stats, "running_mean");
+    check_all(in.running_var, stats, "running_var");
     if (data.id == format_id::float32) return;
     for (std::int64_t g = 0; g < map.groups(); ++g) {
       map.for_each_in_group(g, [&](std::int64_t off, std::int64_t) {
         const auto u = static_cast<std::size_t>(off);
-        if (in.src != nullptr) check(std::span<const float>(in.src + u, 1), data, "src(offset)");
-        if (backward() && in.diff_dst != nullptr) {
-          check(std::span<const float>(in.diff_dst + u, 1), data, "diff_dst(offset)");
-        }
+        if (in.src != nullptr) check(in.src[u], data, "src", u);
+        if (backward() && in.diff_dst != nullptr) check(in.diff_dst[u], data, "diff_dst", u);
       });
     }
   }
@@ -705,9 +705,8 @@ struct reference::impl {
     s.run_var = in.running_var[e];
     s.stats_defined = finite(s.run_mean) && finite(s.run_var);
     s.var_infinite = finite(s.run_mean) && s.run_var == std::numeric_limits<float>::infinity();
-    if (s.var_infinite) s.mean = to_rational(s.run_mean);
+    if (finite(s.run_mean)) s.mean = to_rational(s.run_mean);
     if (!s.stats_defined) return;
-    s.mean = to_rational(s.run_mean);
     s.w = to_rational(s.run_var) + eps;
     if (s.w.is_zero()) return;
     s.h_elem = std::make_shared<sqrt_scale>(rational(1), s.w);

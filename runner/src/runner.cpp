@@ -163,11 +163,7 @@ class case_runner {
     // that each step is judged on its own; eval uses it too when it is a valid state.
     std::vector<float> run_mean = d.running_mean;
     std::vector<float> run_var = d.running_var;
-    const bool state_valid = std::all_of(state.running_var.begin(), state.running_var.end(),
-                                         [](float v) { return std::isfinite(v) && v >= 0; }) &&
-                             std::all_of(state.running_mean.begin(), state.running_mean.end(),
-                                         [](float v) { return std::isfinite(v); });
-    if (info.updates_running && state_valid) {
+    if (info.updates_running && valid_running_state(state.running_mean, state.running_var)) {
       run_mean = state.running_mean;
       run_var = state.running_var;
     }

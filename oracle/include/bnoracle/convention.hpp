@@ -89,4 +89,9 @@ struct convention {
 [[nodiscard]] std::string_view to_string(empty_batch_rule v);
 [[nodiscard]] std::string_view to_string(saved_statistics v);
 
+// True when a running state can be carried to the next step: every mean finite, every variance
+// finite and >= 0. A NaN or infinite running statistic leaves an undefined update; `check` and
+// the fixtures then start the next step (and the eval modes) from the case's own statistics.
+[[nodiscard]] bool valid_running_state(std::span<const float> mean, std::span<const float> var);
+
 }  // namespace bnoracle
