@@ -16,6 +16,12 @@ namespace {
 constexpr double k_u = k_float32.u();      // unit roundoff (round to nearest)
 constexpr double k_eta = k_float32.eta();  // spacing of subnormals: absolute error of underflow
 
+// The value of float format `f` from which rounding to nearest gives ±Inf: 2^(emax+1)·(1 −
+// 2^-(p+1)).
+double overflow_threshold(const float_format& f) {
+  return std::ldexp(1.0 - std::ldexp(1.0, -(f.precision + 1)), f.overflow_exponent());
+}
+
 // Relative error of r = 1/sqrt(w) when w carries a relative error of at most tau: the exact
 // worst case 1/sqrt(1 − tau) − 1 (tau/2 to first order), and no bound at all once tau >= 1 —
 // the kernel's w may then be 0 or negative (a variance lost to cancellation).
@@ -139,11 +145,10 @@ syncbn_bounds syncbn_merge_bounds(std::span<const std::int64_t> counts,
 
 error_model::error_model(const reference& ref, const bn_inputs& in, data_tier tier)
     : ref_(&ref), in_(in), tier_(tier), eps_(ref.problem().eps) {
-  // The bounds below are derived for a float32 pipeline (docs/error-model.md); the reference
-  // already rounds to float16 and bfloat16, the model of those pipelines is not derived yet.
-  if (!ref.problem().types.all_float32()) {
-    throw invalid_problem("types: the error model is derived for float32 only, got " +
-                          describe(ref.problem().types));
+  // Backward training reads the statistics its forward pass saved, in the statistics format.
+  if (ref.mode() == bn_mode::backward_training &&
+      ref.problem().types.statistics != format_id::float32) {
+    saved_format_ = &format_of(ref.problem().types.statistics);
   }
   const reduction_map& map = ref.map();
   const op_desc& op = ref.problem().op;
@@ -248,8 +253,18 @@ double error_model::element_gamma(std::int64_t logical) const {
 
 double error_model::mean_error(const channel_terms& t, double g) const {
   if (!centred_) return 0.0;  // RMS norm subtracts no mean
-  return k_u * (g * t.mean_abs_x + budgets::mean_division.value * std::fabs(t.mu)) +
-         budgets::underflow.value * k_eta;
+  const double computed =
+      k_u * (g * t.mean_abs_x + budgets::mean_division.value * std::fabs(t.mu)) +
+      budgets::underflow.value * k_eta;
+  if (saved_format_ == nullptr) return computed;
+  // A saved mean that may round to ±Inf in the statistics format: no bound (as for r).
+  if (std::fabs(t.mu) + computed >= overflow_threshold(*saved_format_)) {
+    return std::numeric_limits<double>::infinity();
+  }
+  // The saved mean, rounded to the statistics format: one more rounding of the computed value.
+  return computed +
+         budgets::narrow_statistics.value *
+             (saved_format_->u() * (std::fabs(t.mu) + computed) + 0.5 * saved_format_->eta());
 }
 
 double error_model::var_error(const channel_terms& t, double g) const {
@@ -277,8 +292,20 @@ double error_model::stat_factor(accuracy_level level, std::int64_t n) const {
 double error_model::rho_of(const channel_terms& t, double g) const {
   const bn_mode mode = ref_->mode();
   const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
-  return training ? rsqrt_rel_error(t, g)
-                  : budgets::rsqrt.value * k_u + 0.5 * budgets::underflow.value * k_eta / t.w;
+  const double rho =
+      training ? rsqrt_rel_error(t, g)
+               : budgets::rsqrt.value * k_u + 0.5 * budgets::underflow.value * k_eta / t.w;
+  if (saved_format_ == nullptr || !std::isfinite(rho)) return rho;
+  // A saved 1/sqrt(v + ε) that may round to +Inf in the statistics format (float16 ends at
+  // 65504: a variance below 2^-32) leaves backward nothing finite to read: no bound.
+  if (t.r * (1 + rho) >= overflow_threshold(*saved_format_)) {
+    return std::numeric_limits<double>::infinity();
+  }
+  // The saved 1/sqrt(v + ε) rounded to the statistics format: (1 + ρ)(1 + u_S) − 1, plus its
+  // underflow relative to r.
+  return rho +
+         budgets::narrow_statistics.value *
+             (saved_format_->u() * (1 + rho) + (t.r > 0 ? 0.5 * saved_format_->eta() / t.r : 0.0));
 }
 
 running_bounds running_update_bounds(double f, double old_mean, double old_var, double mu,
@@ -389,7 +416,10 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
       return;
     }
     const double dmu = training ? mean_error(t, g) : 0.0;
-    stat_term += std::fabs(dy) * (xhat * rho + t.r * dmu);
+    // With narrow saved statistics the product of their two perturbations, r·δμ·ρ, is not
+    // negligible (see second_order below).
+    const double cross = saved_format_ != nullptr ? t.r * dmu * rho : 0.0;
+    stat_term += std::fabs(dy) * (xhat * rho + t.r * dmu + cross);
     sum_abs_dy_xhat += std::fabs(dy) * xhat;
     underflow_terms += 1 + t.r + std::fabs(dy);
   });
@@ -413,7 +443,7 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
           eta * underflow_terms);
 }
 
-double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
+double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_level level) const {
   const double inf = std::numeric_limits<double>::infinity();
   const output_extent extent = describe(id).extent;
   if (ref_->problem().op.kind != op_kind::batch_norm) {
@@ -501,7 +531,8 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
     // (η·r) or from x̂ that underflows before ×dy (η·|dy|).
     const double eta_dg = eta * (1 + t.L * (1 + t.r + t.mean_abs_dy));
     if (training) {
-      return slack * (t.L * (t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy) +
+      const double cross = saved_format_ != nullptr ? t.r * dmu * rho * t.mean_abs_dy : 0.0;
+      return slack * (t.L * (t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy + cross) +
                       k_u * (g_dot + budgets::bwd_dot.value) * t.L * t.mean_abs_dy_xhat + eta_dg);
     }
     // A NaN or Inf among x makes Σdy·(x − μ) undefined (judged by class): no magnitude claim.
@@ -536,12 +567,164 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
         eta *
         (1 + 2 * (1 + scale) * (1 + t.r) * (1 + xhat) * (1 + std::sqrt(static_cast<double>(t.L))) +
          scale * t.r * (xhat * m2_underflow + am2) + dyv + am1 + xhat * am2);
+    // The bound above is first order in the perturbations of r (ρ), of x̂_j (δx̂) and of m2
+    // (δm2). In float32 their products are O(u²), far inside bound_slack; saved statistics
+    // narrowed to float16 or bfloat16 make r·δμ as large as a few percent, and the products
+    // count: ρ times every first-order term of the bracket, and δx̂·δm2.
+    double second_order = 0;
+    if (saved_format_ != nullptr) {
+      const double dxhat = xhat * rho + t.r * dmu;
+      second_order = rho * (dm1 + am2 * t.r * dmu + xhat * dm2 + dxhat * dm2) + dxhat * dm2;
+    }
     return slack * (scale * t.r *
                         (rho * (dyv + am1 + 2 * xhat * am2) + dm1 + am2 * t.r * dmu + xhat * dm2 +
-                         budgets::bwd_apply.value * k_u * (dyv + am1 + xhat * am2)) +
+                         second_order + budgets::bwd_apply.value * k_u * (dyv + am1 + xhat * am2)) +
                     eta_dx);
   }
   throw std::out_of_range("error model: no bound for output '" + std::string(to_string(id)) + "'");
+}
+
+double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
+  double b = pipeline_bound(id, index, level);
+  if (!std::isfinite(b)) return b;
+  if (ref_->problem().op.cast_before_weight) b += cast_bound(id, index, level);
+  const float_format& f = ref_->format_of_output(id);
+  // A float32 output is the pipeline's own; a bound of 0 is an exact copy of an input of the
+  // same format (running statistics an empty batch leaves unchanged).
+  if (f.id == format_id::float32 || b == 0) return b;
+  const double y = std::fabs(estimate(id, index));
+  if (!std::isfinite(y)) return std::numeric_limits<double>::infinity();
+  // The float32 result lies within b of the exact value, whose approximation y is off by far
+  // less than b (it is a double evaluation of the same quantities): |result| <= y + 2b.
+  const double reach = y + 2 * b;
+  // Where the float32 result may fall on either side of the format's overflow threshold, both
+  // ±Inf and the largest finite value are what a sound pipeline gives: no claim on magnitude.
+  const double threshold = overflow_threshold(f);
+  if (reach >= threshold && y - 2 * b < threshold) return std::numeric_limits<double>::infinity();
+  return budgets::bound_slack.value *
+         (b + budgets::narrow_rounding.value * (f.u() * reach + 0.5 * f.eta()));
+}
+
+// Llama's RMSNorm (op.cast_before_weight): y = fl_D(γ·fl_D(x̂)), and backward through the same
+// two steps: g = fl_D(γ·dy) enters the float32 backward of x̂ = x·r, and dγ sums fl_D(dy·fl_D(x̂)).
+// Each rounding to the data type D adds u_D relative (η_D/2 absolute below its normal range).
+double error_model::cast_bound(output_id id, std::int64_t index, accuracy_level level) const {
+  const float_format& d = format_of(ref_->problem().types.data);
+  const double uD = budgets::cast_before_weight.value * d.u();
+  const double hD = budgets::cast_before_weight.value * 0.5 * d.eta();
+  const reduction_map& map = ref_->map();
+  const bn_mode mode = ref_->mode();
+  const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
+  if (id == output_id::dst) {
+    const reduction_map::position at = map.locate(index);
+    const channel_terms& t = terms_[static_cast<std::size_t>(at.group)];
+    const double gamma = uniform_ ? t.gamma : gamma_of(at.param);
+    const double xhat = std::fabs(static_cast<double>(in_.src[at.offset]) - t.mu) * t.r;
+    // fl_D(x̂₃₂) is off x̂ by u_D·(|x̂| + δx̂) + η_D/2, and γ multiplies that. With β, the
+    // product γ·fl_D(x̂) is itself rounded to D before β is added: one more u_D·|γ·x̂| + η_D/2.
+    const double product = in_.beta.empty() ? 0.0 : uD * std::fabs(gamma) * xhat + hD;
+    return uD * (std::fabs(gamma) * xhat + pipeline_bound(id, index, level)) +
+           std::fabs(gamma) * hD + product;
+  }
+  if (id == output_id::diff_src) {
+    const reduction_map::position at = map.locate(index);
+    const channel_terms& t = terms_[static_cast<std::size_t>(at.group)];
+    const double gamma = uniform_ ? t.gamma : gamma_of(at.param);
+    const double dy = std::fabs(static_cast<double>(in_.diff_dst[at.offset]));
+    // g = γ·dy rounded to D: δg <= u_D·|g| + η_D/2 per element; dx = r·(g − c·mean(g) −
+    // x̂·mean(g·x̂)) carries it through each term (mean|x̂| <= 1 as mean x̂² <= 1).
+    const double scale = uniform_ ? std::fabs(t.gamma) : 1.0;
+    if (!training) return t.r * (uD * std::fabs(gamma) * dy + hD);
+    const double c = centred_ ? 1.0 : 0.0;
+    const double xhat = std::fabs(static_cast<double>(in_.src[at.offset]) - t.mu) * t.r;
+    const double g_abs = std::fabs(gamma) * dy;
+    return t.r * (uD * (g_abs + scale * (c * t.mean_abs_dy + xhat * t.mean_abs_dy_xhat)) +
+                  hD * (1 + c + xhat));
+  }
+  if (id != output_id::diff_gamma) return 0.0;
+  // Each term dy·fl_D(x̂) rounded to D: 2u_D·|dy·x̂| + u_D·|dy|·δx̂ + η_D (two roundings that may
+  // underflow), summed over the elements of entry `index`.
+  const std::int64_t L = map.group_size();
+  const double g = stat_factor(level, L);
+  double sum = 0;
+  map.for_each_of_param(index, [&](std::int64_t off, std::int64_t li) {
+    const channel_terms& t = terms_[static_cast<std::size_t>(map.locate(li).group)];
+    const double dy = std::fabs(static_cast<double>(in_.diff_dst[off]));
+    const double xhat = std::fabs(static_cast<double>(in_.src[off]) - t.mu) * t.r;
+    const double dxhat = xhat * rho_of(t, g) + t.r * (training ? mean_error(t, g) : 0.0);
+    sum += dy * (uD * (2 * xhat + dxhat) + 2 * hD) + hD;
+  });
+  return sum;
+}
+
+// A double evaluation of the exact value from the model's own quantities. Its error is a few
+// units of 2^-53 on the magnitudes the pipeline bound charges u = 2^-24 on, so it stays far
+// inside that bound; bound() uses it only for the size of the final rounding.
+double error_model::estimate(output_id id, std::int64_t index) const {
+  const reduction_map& map = ref_->map();
+  const bn_mode mode = ref_->mode();
+  const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
+  const bool batch_norm = ref_->problem().op.kind == op_kind::batch_norm;
+  if (per_element(id)) {
+    const reduction_map::position at = map.locate(index);
+    const channel_terms& t = terms_[static_cast<std::size_t>(at.group)];
+    const double gamma = uniform_ ? t.gamma : gamma_of(at.param);
+    const double x = static_cast<double>(in_.src[at.offset]);
+    const double xhat = t.r == 0 ? 0.0 : (x - t.mu) * t.r;
+    if (id == output_id::dst) {
+      return gamma * xhat + (uniform_ ? t.beta : beta_of(at.param));
+    }
+    const double dy = static_cast<double>(in_.diff_dst[at.offset]);
+    if (!training) return gamma * t.r * dy;
+    // dx = s·r·(g − mean(g) − x̂·mean(g·x̂)) with g = dy (s = γ) where γ is uniform over the
+    // group, g = γ·dy (s = 1) where it varies; no mean(g) without centring.
+    const double scale = uniform_ ? gamma : 1.0;
+    const double gv = uniform_ ? dy : gamma * dy;
+    return scale * t.r * (gv - (centred_ ? t.m1 : 0.0) - xhat * t.m2);
+  }
+  switch (id) {
+    case output_id::mean:
+      return terms_[static_cast<std::size_t>(index)].mu;
+    case output_id::var:
+      return terms_[static_cast<std::size_t>(index)].var;
+    case output_id::invstd:
+      return terms_[static_cast<std::size_t>(index)].r;
+    default:
+      break;
+  }
+  const double f = factor_;
+  const auto running = [&](const channel_terms& t) {
+    const bool unbiased = ref_->conv().running_var == variance_estimator::unbiased && t.L > 1;
+    return id == output_id::running_mean
+               ? (1 - f) * t.old_mean + f * t.mu
+               : (1 - f) * t.old_var + f * t.var * (unbiased ? t.L / (t.L - 1) : 1.0);
+  };
+  if (id == output_id::running_mean || id == output_id::running_var) {
+    if (batch_norm) return running(terms_[static_cast<std::size_t>(index)]);
+    // Instance norm: the mean over n of each instance's updated copy.
+    const std::int64_t N = map.geom().n();
+    const std::int64_t C = map.geom().c();
+    double sum = 0;
+    for (std::int64_t n = 0; n < N; ++n)
+      sum += running(terms_[static_cast<std::size_t>(n * C + index)]);
+    return N > 0 ? sum / static_cast<double>(N) : 0.0;
+  }
+  if (batch_norm) {
+    const channel_terms& t = terms_[static_cast<std::size_t>(index)];
+    return id == output_id::diff_beta ? t.m1 * t.L : t.m2 * t.L;
+  }
+  // dγ_j = Σ dy·x̂ and dβ_j = Σ dy over the elements of entry j, each x̂ of its own group.
+  double sum = 0;
+  map.for_each_of_param(index, [&](std::int64_t off, std::int64_t li) {
+    const double dy = static_cast<double>(in_.diff_dst[off]);
+    if (id == output_id::diff_beta) {
+      sum += dy;
+      return;
+    }
+    const channel_terms& t = terms_[static_cast<std::size_t>(map.locate(li).group)];
+    sum += dy * (static_cast<double>(in_.src[off]) - t.mu) * t.r;
+  });
+  return sum;
 }
 
 }  // namespace bnoracle

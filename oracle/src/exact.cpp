@@ -155,7 +155,8 @@ std::int64_t float_ulp_exponent(const big_int& num, const big_int& den, std::int
 golden round_to(const float_format& f, const big_int& num, const big_int& den, std::int64_t exp2) {
   if (den.sign() <= 0) throw std::domain_error("round_to: non-positive denominator");
   if (num.is_zero()) {
-    return golden{0.0, 0.0F, static_cast<std::int16_t>(f.min_ulp_exponent()), golden_class::finite};
+    return golden{0.0, 0.0F, static_cast<std::int16_t>(f.min_ulp_exponent()), golden_class::finite,
+                  f.id};
   }
   const bool negative = num.sign() < 0;
   const big_int a = mp::abs(num);
@@ -208,11 +209,11 @@ golden round_to(const float_format& f, const big_int& num, const big_int& den, s
                    : (qd - std::ldexp(1.0, static_cast<int>(ovf - lsb))) + residual;
     const float inf = std::numeric_limits<float>::infinity();
     return golden{negative ? -over : over, negative ? -inf : inf, static_cast<std::int16_t>(lsb),
-                  golden_class::overflow};
+                  golden_class::overflow, f.id};
   }
   const float magnitude = std::ldexp(static_cast<float>(qd), static_cast<int>(lsb));
   return golden{negative ? -residual : residual, negative ? -magnitude : magnitude,
-                static_cast<std::int16_t>(lsb), golden_class::finite};
+                static_cast<std::int16_t>(lsb), golden_class::finite, f.id};
 }
 
 golden round_to(const float_format& f, const dyadic& d) {

@@ -24,8 +24,8 @@ double error_ulps(float got, const golden& expected) {
       break;
   }
   if (std::isnan(got)) return inf;
-  // An overflowing golden is measured against ±2^(emax+1) of float32 (exact.hpp, golden).
-  const double overflow = std::ldexp(1.0, k_float32.overflow_exponent());
+  // An overflowing golden is measured against ±2^(emax+1) of its format (exact.hpp, golden).
+  const double overflow = std::ldexp(1.0, format_of(expected.format).overflow_exponent());
   double reference = static_cast<double>(expected.value);
   if (expected.cls == golden_class::overflow) reference = expected.value < 0 ? -overflow : overflow;
   double g = static_cast<double>(got);

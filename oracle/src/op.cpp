@@ -102,6 +102,9 @@ void validate(const op_desc& op) {
   if (op.running_stats && op.kind != op_kind::batch_norm && op.kind != op_kind::instance_norm) {
     throw invalid_problem("op: " + kind + " keeps no running statistics");
   }
+  if (op.cast_before_weight && op.params == param_placement::none) {
+    throw invalid_problem("op: casting before the weight needs parameters");
+  }
 }
 
 std::string describe(const op_desc& op) {
@@ -114,6 +117,7 @@ std::string describe(const op_desc& op) {
   if (op.centred != base.centred) add(op.centred ? "centred" : "uncentred");
   if (op.params != base.params) add("params=" + std::string(to_string(op.params)));
   if (op.weight_offset) add("weight_offset");
+  if (op.cast_before_weight) add("cast_before_weight");
   if (op.running_stats != base.running_stats) {
     add(op.running_stats ? "running_stats" : "no_running_stats");
   }
@@ -127,6 +131,58 @@ std::string describe(const data_types& t) {
   return "data=" + std::string(format_of(t.data).name) +
          ",parameters=" + std::string(format_of(t.parameters).name) +
          ",statistics=" + std::string(format_of(t.statistics).name);
+}
+
+namespace {
+
+constexpr format_id f32 = format_id::float32;
+constexpr format_id f16 = format_id::float16;
+constexpr format_id bf16 = format_id::bfloat16;
+
+constexpr std::array<named_types, 6> k_named_types{{
+    {"float32", {f32, f32, f32}},
+    {"cudnn_mixed", {f16, f32, f32}},
+    {"bf16_mixed", {bf16, f32, f32}},
+    {"bf16_weights", {bf16, bf16, f32}},
+    {"pytorch_cpu_bf16", {bf16, bf16, bf16}},
+    {"all_half", {f16, f16, f16}},
+}};
+
+}  // namespace
+
+std::span<const named_types> named_data_types() {
+  return k_named_types;
+}
+
+std::optional<data_types> parse_data_types(std::string_view s) {
+  for (const named_types& n : k_named_types) {
+    if (n.name == s) return n.types;
+  }
+  if (const std::optional<format_id> f = parse_format(s)) return data_types{*f, *f, *f};
+  data_types t;
+  bool any = false;
+  while (!s.empty()) {
+    const std::size_t comma = s.find(',');
+    const std::string_view item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+    const std::size_t eq = item.find('=');
+    if (eq == std::string_view::npos) return std::nullopt;
+    const std::optional<format_id> f = parse_format(item.substr(eq + 1));
+    const std::string_view role = item.substr(0, eq);
+    if (!f) return std::nullopt;
+    if (role == "data") {
+      t.data = *f;
+    } else if (role == "parameters") {
+      t.parameters = *f;
+    } else if (role == "statistics") {
+      t.statistics = *f;
+    } else {
+      return std::nullopt;
+    }
+    any = true;
+  }
+  if (!any) return std::nullopt;
+  return t;
 }
 
 }  // namespace bnoracle

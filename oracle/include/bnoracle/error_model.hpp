@@ -1,4 +1,7 @@
 // The error model: how far a numerically sound float32 kernel may be from the exact value.
+// A kernel of float16 or bfloat16 data (or parameters, or statistics) is modelled as a float32
+// pipeline on those values (every one of them is a float32 value) whose outputs are rounded once
+// more to their formats: that rounding is added on top (docs/error-model.md, "Half precision").
 //
 // docs/error-model.md derives every term. In short: a sound kernel computes the batch mean with
 // a summation error of at most g(L)·u·mean|x|, the variance with the error that mean error and
@@ -98,6 +101,18 @@ inline constexpr budget underflow{
     "absolute errors of roundings below 2^-126, in units of 2^-149: four per output covers the "
     "chain of each formula; y and dx carry it through the factors applied after an underflowing "
     "intermediate (r, |gamma|, |x - mean|, xhat, sqrt(L))"};
+inline constexpr budget narrow_rounding{
+    "narrow_rounding", 1,
+    "an output in float16 or bfloat16: the float32 pipeline's result rounded once more, to the "
+    "output's format F: u_F*(|exact| + pipeline bound) + eta_F/2 (units of u_F)"};
+inline constexpr budget narrow_statistics{
+    "narrow_statistics", 1,
+    "backward training reads the saved statistics its forward pass rounded to a narrow "
+    "statistics format S: u_S relative on the mean and on r, plus eta_S/2 absolute"};
+inline constexpr budget cast_before_weight{
+    "cast_before_weight", 1,
+    "Llama's RMSNorm: x-hat rounded to the data type D before the product with gamma (and, "
+    "backward, gamma*dy and each dy*x-hat rounded to D): one rounding of u_D on each"};
 inline constexpr budget standard_lambda{
     "standard_lambda", 8,
     "probabilistic bound lambda*sqrt(n)*u*sum|x| (Higham & Mary 2019): fails with probability "
@@ -114,25 +129,14 @@ inline constexpr budget bound_slack{
 }  // namespace budgets
 
 // Every budget, in the order `bnoracle budgets` prints them.
-inline constexpr std::array<const budget*, 18> k_budget_table{{
-    &budgets::mean_division,
-    &budgets::var_pointwise,
-    &budgets::var_mean_coupling,
-    &budgets::rsqrt,
-    &budgets::fwd_apply,
-    &budgets::fwd_scale_shift,
-    &budgets::fwd_beta,
-    &budgets::running_update,
-    &budgets::momentum_conversion,
-    &budgets::bessel,
-    &budgets::bwd_apply,
-    &budgets::bwd_dot,
-    &budgets::gamma_product,
-    &budgets::copies_average,
-    &budgets::underflow,
-    &budgets::standard_lambda,
-    &budgets::double_evaluation,
-    &budgets::bound_slack,
+inline constexpr std::array<const budget*, 21> k_budget_table{{
+    &budgets::mean_division,   &budgets::var_pointwise,     &budgets::var_mean_coupling,
+    &budgets::rsqrt,           &budgets::fwd_apply,         &budgets::fwd_scale_shift,
+    &budgets::fwd_beta,        &budgets::running_update,    &budgets::momentum_conversion,
+    &budgets::bessel,          &budgets::bwd_apply,         &budgets::bwd_dot,
+    &budgets::gamma_product,   &budgets::copies_average,    &budgets::underflow,
+    &budgets::narrow_rounding, &budgets::narrow_statistics, &budgets::cast_before_weight,
+    &budgets::standard_lambda, &budgets::double_evaluation, &budgets::bound_slack,
 }};
 
 // The budget table (docs/error-model.md explains each entry), and one entry by name (throws
@@ -208,6 +212,12 @@ class error_model {
   }
 
  private:
+  // The float32 pipeline's bound, the extra roundings of the cast-before-weight convention, and
+  // a double approximation of the exact value (its error far below the pipeline's bound), which
+  // bound() combines with the final rounding to the output's format.
+  [[nodiscard]] double pipeline_bound(output_id id, std::int64_t index, accuracy_level level) const;
+  [[nodiscard]] double cast_bound(output_id id, std::int64_t index, accuracy_level level) const;
+  [[nodiscard]] double estimate(output_id id, std::int64_t index) const;
   [[nodiscard]] double stat_factor(accuracy_level level, std::int64_t n) const;
   [[nodiscard]] double rho_of(const channel_terms& t, double g) const;
   [[nodiscard]] double running_mean_bound(const channel_terms& t, double g) const;
@@ -229,6 +239,8 @@ class error_model {
   double factor_ = 0;  // weight of the new value in the running update
   bool centred_ = true;
   bool uniform_ = true;  // γ is the same over every statistic group (or absent)
+  // The statistics format backward training reads its saved statistics in, when not float32.
+  const float_format* saved_format_ = nullptr;
   std::vector<channel_terms> terms_;
 };
 

@@ -69,7 +69,7 @@ struct dyadic {
 // What kind of value a golden holds.
 enum class golden_class : std::uint8_t {
   finite,       // `value` is the correctly rounded exact value, `residual` is meaningful.
-  overflow,     // the exact value is finite but rounds to ±Inf in float32.
+  overflow,     // the exact value is finite but rounds to ±Inf in its format.
   infinite,     // the mathematical value is ±Inf (e.g. eval mode with an infinite input).
   undefined,    // no mathematical value (0/0, 0·Inf, NaN input, convention-undefined); value NaN.
   unspecified,  // the convention does not say what this output is; any value is acceptable.
@@ -89,6 +89,7 @@ struct golden {
   float value = 0.0F;
   std::int16_t ulp_exp = -149;  // ulp(exact) = 2^ulp_exp (finite and overflow classes)
   golden_class cls = golden_class::finite;
+  format_id format = format_id::float32;  // F: what `value`, `ulp_exp` and overflow refer to
 
   [[nodiscard]] static golden undefined_value();
   [[nodiscard]] static golden infinity(int sign);

@@ -52,4 +52,14 @@ inline constexpr float_format k_bfloat16{format_id::bfloat16, "bfloat16", 8, -12
 [[nodiscard]] bool representable(const float_format& f, float v);
 [[nodiscard]] std::optional<format_id> parse_format(std::string_view name);
 
+// `v` rounded to nearest (ties to even) in format `f`. A finite value beyond the format's range
+// becomes ±Inf, or with `saturate` the largest finite value of its sign; NaN and ±Inf stay.
+[[nodiscard]] float round_to_format(const float_format& f, float v, bool saturate = false);
+
+// The 16 bits of a float16 or bfloat16 value `v` (which must be representable in `f`; a NaN
+// becomes the format's quiet NaN of the same sign), and the value of 16 bits of format `f`,
+// exactly. Throws std::invalid_argument for a value the format does not hold or for float32.
+[[nodiscard]] std::uint16_t encode_half(const float_format& f, float v);
+[[nodiscard]] float decode_half(const float_format& f, std::uint16_t bits);
+
 }  // namespace bnoracle

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -54,6 +55,12 @@ struct op_desc {
   param_placement params = param_placement::per_channel;
   bool weight_offset = false;  // γ is stored as w and applied as 1 + w
   bool running_stats = true;   // the op keeps running statistics for inference
+  // Where the output is cast to the data type. false (Gemma's RMSNorm, every fused kernel): the
+  // whole output is computed in float32 and rounded once at the end. true (Llama's and T5's
+  // RMSNorm): the normalized value x̂ is rounded to the data type first, then multiplied by γ in
+  // the data type, and the backward pass follows the same two steps. The exact value is the
+  // same; the error model bounds each convention (docs/error-model.md, "Half precision").
+  bool cast_before_weight = false;
 
   friend bool operator==(const op_desc&, const op_desc&) = default;
 };
@@ -133,5 +140,24 @@ struct data_types {
 // "float32", or "data=bfloat16,parameters=float32,statistics=float32" when the roles differ
 // from each other.
 [[nodiscard]] std::string describe(const data_types& t);
+
+// The configurations production kernels run in, by name (docs/reference.md, "Data types"):
+//   float32           every role float32
+//   cudnn_mixed       float16 data; float32 γ/β and statistics (cuDNN's batch norm, AMP)
+//   bf16_mixed        bfloat16 data; float32 γ/β and statistics (AMP in bfloat16; PyTorch CPU's
+//                     batch norm of a float32 module on bfloat16 input)
+//   bf16_weights      bfloat16 data and γ/β, float32 statistics (fused layer and RMS norm
+//                     kernels of a bfloat16 model that keep their statistics in float32)
+//   pytorch_cpu_bf16  bfloat16 everywhere, saved and running statistics included (PyTorch
+//                     1.13 CPU's bfloat16 modules: batch, layer and group norm)
+//   all_half          float16 everywhere
+struct named_types {
+  std::string_view name;
+  data_types types;
+};
+[[nodiscard]] std::span<const named_types> named_data_types();
+// A configuration's name, one format for every role ("bfloat16"), or the roles one by one
+// ("data=bfloat16,parameters=float32"; a role left out is float32). nullopt: not understood.
+[[nodiscard]] std::optional<data_types> parse_data_types(std::string_view s);
 
 }  // namespace bnoracle
