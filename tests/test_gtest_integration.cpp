@@ -2,6 +2,8 @@
 // must pass), a filtered in-process variant with options, and the helpers.
 #include "bnoracle/gtest.hpp"
 
+#include "bnoracle/catalog.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -30,8 +32,36 @@ BNORACLE_CONFORMANCE_SUITE_WITH_OPTIONS(WelfordStrictInProcess,
                                         .property_cases = 20, .isolate = false,
                                         .filter = "exact/basic*");
 
+// Data types: the catalog's cases in bfloat16 (data and γ/β), judged with their own bounds.
+BNORACLE_CONFORMANCE_SUITE_WITH_OPTIONS(
+    PairwiseBfloat16, bnoracle::plugin_factory(k_pairwise),
+    .level = bnoracle::accuracy_level::strict, .filter = "layer_norm/general/hidden_3*",
+    .types = bnoracle::data_types{bnoracle::format_id::bfloat16, bnoracle::format_id::bfloat16,
+                                  bnoracle::format_id::float32});
+
 namespace bnoracle {
 namespace {
+
+TEST(GTestIntegration, DataTypesReachTheCasesAndLeaveOutTheFloat32Properties) {
+  const testing::UnitTest& u = *testing::UnitTest::GetInstance();
+  const testing::TestSuite* half = nullptr;
+  for (int i = 0; i < u.total_test_suite_count(); ++i) {
+    if (std::string(u.GetTestSuite(i)->name()) == "PairwiseBfloat16") half = u.GetTestSuite(i);
+  }
+  ASSERT_NE(half, nullptr);
+  int cases = 0;
+  for (int i = 0; i < half->total_test_count(); ++i) {
+    const std::string name = half->GetTestInfo(i)->name();
+    EXPECT_EQ(name.rfind("property_", 0), std::string::npos) << name;
+    cases += name.rfind("layer_norm_general_hidden_3", 0) == 0 ? 1 : 0;
+  }
+  int expected = 0;
+  for (const case_spec& spec : default_catalog(1)) {
+    expected += name_matches(spec.name, "layer_norm/general/hidden_3*") ? 1 : 0;
+  }
+  EXPECT_GT(expected, 0);
+  EXPECT_EQ(cases, expected);
+}
 
 TEST(GTestIntegration, NamesBecomeGTestIdentifiers) {
   EXPECT_EQ(gtest_name("exact/basic/nchw_4x3x5x5"), "exact_basic_nchw_4x3x5x5");

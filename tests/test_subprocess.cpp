@@ -1,6 +1,7 @@
 // The subprocess adapter (adapters/subprocess, docs/subprocess-protocol.md): the argv splitter,
 // handshake failures, timeouts, malformed responses and restarts, with tiny fake kernels written
 // in Python into the build tree. BNORACLE_TEST_PYTHON is a python3 (numpy is not needed).
+#include "bnoracle/invoke.hpp"
 #include "bnoracle/subprocess_kernel.hpp"
 
 #include <gtest/gtest.h>
@@ -313,6 +314,46 @@ for line in iter(sys.stdin.readline, ''):
   ASSERT_EQ(k->run_fold(fp, fb, msg), BNK_OK) << msg;
   EXPECT_EQ(wo[1], 2.0F);
   EXPECT_EQ(bo[0], 0.5F);
+}
+
+TEST_F(FakeKernel, HalfPrecisionValuesTravelAsTheirValuesAndMustBeValuesOfTheirFormat) {
+  // A bfloat16 kernel through the whole path (invoke lays the tensors out as bfloat16 bits):
+  // it receives src as hex floats of bfloat16 values and answers dst = src + 1 in bfloat16, or,
+  // with 'bad' in the problem's eps, one value bfloat16 does not hold.
+  const auto argv = script("bf16", handshake() + R"(
+HS['version'] = 2
+HS['types'] = {'data': ['bfloat16'], 'parameters': ['float32'], 'statistics': ['float32']}
+send(HS)
+for line in iter(sys.stdin.readline, ''):
+    r = json.loads(line)
+    assert r['types'] == {'data': 'bfloat16', 'parameters': 'float32', 'statistics': 'float32'}, r
+    src = [float.fromhex(v) for v in r['inputs']['src']]
+    dst = [v + 1.0 for v in src]
+    if float.fromhex(r['eps']) == 0.5:
+        dst[0] = 1.0 + 2.0 ** -12  # 13 significant bits: not a bfloat16 value
+    send({'id': r['id'], 'status': 'ok', 'outputs': {'dst': [v.hex() for v in dst]}})
+)");
+  auto k = spawn_kernel(argv, 10s);
+  call_request q;
+  q.mode = bn_mode::forward_inference;
+  q.problem.n = 1;
+  q.problem.c = 2;
+  q.problem.spatial = {1, 2};
+  q.problem.mem_layout = layout::nhwc;
+  q.problem.types = {format_id::bfloat16, format_id::float32, format_id::float32};
+  q.affine = false;
+  q.src = {1.0F, 2.0F + 0x1p-6F, 3.0F, 0x1.fep+127F};  // bfloat16 values, the last its largest
+  q.running_mean = {0.0F, 0.0F};
+  q.running_var = {1.0F, 1.0F};
+  call_options o;
+  o.isolate = false;
+  const call_result good = invoke(*k, q, o);
+  ASSERT_TRUE(good.ok()) << good.describe();
+  EXPECT_EQ(good.dst, (std::vector<float>{2.0F, 3.0F + 0x1p-6F, 4.0F, 0x1.fep+127F}));
+  q.problem.eps = 0.5;
+  const call_result bad = invoke(*k, q, o);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.describe().find("not a bfloat16 value"), std::string::npos) << bad.describe();
 }
 
 TEST_F(FakeKernel, VersionOneKernelsGetVersionOneRequestsAndOnlyFloat32BatchNorm) {

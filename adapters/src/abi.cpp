@@ -93,6 +93,7 @@ bnk_op_desc to_abi(const op_desc& op) {
   a.params = static_cast<std::int32_t>(op.params);
   a.weight_offset = op.weight_offset ? 1 : 0;
   a.running_stats = op.running_stats ? 1 : 0;
+  a.cast_before_weight = op.cast_before_weight ? 1 : 0;
   return a;
 }
 
@@ -107,6 +108,7 @@ std::optional<op_desc> from_abi(const bnk_op_desc& a) {
   op.params = static_cast<param_placement>(a.params);
   op.weight_offset = a.weight_offset != 0;
   op.running_stats = a.running_stats != 0;
+  op.cast_before_weight = a.cast_before_weight != 0;
   try {
     validate(op);
   } catch (const invalid_problem&) {

@@ -31,17 +31,99 @@ void check_size(const std::vector<float>& v, std::size_t expected, const char* n
   }
 }
 
-void copy_in(guarded_arena& a, const char* name, const std::vector<float>& v) {
-  if (!a.contains(name)) return;
-  auto span = a.f32_span(name);
-  std::copy(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min(v.size(), span.size())),
-            span.begin());
+// The buffer element type of a format.
+element_type element_of(format_id f) {
+  switch (f) {
+    case format_id::float32:
+      return element_type::f32;
+    case format_id::float16:
+      return element_type::f16;
+    case format_id::bfloat16:
+      break;
+  }
+  return element_type::bf16;
 }
 
+const float_format& format_of(element_type t) {
+  return t == element_type::f16 ? k_float16 : t == element_type::bf16 ? k_bfloat16 : k_float32;
+}
+
+// The padding marker of a 16-bit format: a signalling NaN no arithmetic produces (bfloat16's is
+// the upper half of float32's).
+std::uint16_t half_padding(element_type t) {
+  return t == element_type::f16 ? std::uint16_t{0x7d0b} : std::uint16_t{0x7fa0};
+}
+
+bool is_padding(float v) {
+  return std::bit_cast<std::uint32_t>(v) == k_padding_bits;
+}
+
+// Stores float values (values of the buffer's format; the padding marker stays the padding
+// marker) into a buffer of any floating-point element type.
+void copy_in(guarded_arena& a, const char* name, const std::vector<float>& v) {
+  const std::optional<std::size_t> i = a.find(name);
+  if (!i) return;
+  const element_type t = a.spec(*i).type;
+  if (t == element_type::f32) {
+    auto span = a.f32_span(name);
+    std::copy(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min(v.size(), span.size())),
+              span.begin());
+    return;
+  }
+  auto span = a.half_span(name);
+  const float_format& f = format_of(t);
+  for (std::size_t k = 0; k < std::min(v.size(), span.size()); ++k) {
+    span[k] = is_padding(v[k]) ? half_padding(t) : encode_half(f, v[k]);
+  }
+}
+
+// The values of a buffer of any floating-point element type, as floats.
 std::vector<float> copy_out(const guarded_arena& a, const char* name) {
-  if (!a.contains(name)) return {};
-  const auto s = a.f32_span(name);
-  return {s.begin(), s.end()};
+  const std::optional<std::size_t> i = a.find(name);
+  if (!i) return {};
+  const element_type t = a.spec(*i).type;
+  if (t == element_type::f32) {
+    const auto s = a.f32_span(name);
+    return {s.begin(), s.end()};
+  }
+  const auto s = a.half_span(name);
+  std::vector<float> out(s.size());
+  std::transform(s.begin(), s.end(), out.begin(),
+                 [&](std::uint16_t b) { return decode_half(format_of(t), b); });
+  return out;
+}
+
+// Fills an output buffer before the call: NaN where the kernel must write, the padding marker at
+// positions of no element (`covered` empty: every position is an element).
+void prefill(guarded_arena& a, const char* name, const std::vector<bool>& covered) {
+  const std::optional<std::size_t> i = a.find(name);
+  if (!i) return;
+  const element_type t = a.spec(*i).type;
+  const auto element = [&](std::size_t k) { return covered.empty() || covered[k]; };
+  if (t == element_type::f32) {
+    auto s = a.f32_span(name);
+    for (std::size_t k = 0; k < s.size(); ++k) {
+      s[k] = element(k) ? std::numeric_limits<float>::quiet_NaN() : padding_value();
+    }
+    return;
+  }
+  auto s = a.half_span(name);
+  const std::uint16_t nan = encode_half(format_of(t), std::numeric_limits<float>::quiet_NaN());
+  for (std::size_t k = 0; k < s.size(); ++k) s[k] = element(k) ? nan : half_padding(t);
+}
+
+// The first position of no element whose padding marker the kernel overwrote.
+std::optional<std::size_t> padding_overwritten(const guarded_arena& a, const char* name,
+                                               const std::vector<bool>& covered) {
+  const element_type t = a.spec(*a.find(name)).type;
+  for (std::size_t k = 0; k < covered.size(); ++k) {
+    if (covered[k]) continue;
+    const bool intact = t == element_type::f32
+                            ? std::bit_cast<std::uint32_t>(a.f32_span(name)[k]) == k_padding_bits
+                            : a.half_span(name)[k] == half_padding(t);
+    if (!intact) return k;
+  }
+  return std::nullopt;
 }
 
 // Memory positions of a geometry that no logical element maps to.
@@ -118,11 +200,6 @@ std::string op_result::describe() const {
 
 call_result invoke(bn_kernel& kernel, const call_request& q, const call_options& options) {
   const geometry geo(q.problem);
-  // Every value travels as a float; a float16 or bfloat16 tensor would need its own storage.
-  if (!q.problem.types.all_float32()) {
-    throw invalid_problem("invoke lays tensors out in float32 only, not " +
-                          describe(q.problem.types));
-  }
   const kernel_info& info = kernel.info();
   const bn_mode m = q.mode;
   const bool training = m == bn_mode::forward_training || m == bn_mode::backward_training;
@@ -157,38 +234,41 @@ call_result invoke(bn_kernel& kernel, const call_request& q, const call_options&
     check_size(q.save_stat, G, "save_stat");
   }
 
+  // Each buffer holds its role's data type (the ABI passes them untyped).
+  const element_type data_t = element_of(q.problem.types.data);
+  const element_type param_t = element_of(q.problem.types.parameters);
+  const element_type stat_t = element_of(q.problem.types.statistics);
   std::vector<buffer_spec> specs;
-  auto add = [&specs](const char* name, buffer_role role, std::size_t count,
-                      element_type type = element_type::f32) {
+  auto add = [&specs](const char* name, buffer_role role, std::size_t count, element_type type) {
     specs.push_back({name, role, type, count});
   };
-  add("src", buffer_role::input, extent);
-  if (backward) add("diff_dst", buffer_role::input, extent);
+  add("src", buffer_role::input, extent, data_t);
+  if (backward) add("diff_dst", buffer_role::input, extent, data_t);
   if (affine) {
-    add("gamma", buffer_role::input, P);
-    add("beta", buffer_role::input, P);
+    add("gamma", buffer_role::input, P, param_t);
+    add("beta", buffer_role::input, P, param_t);
   }
   if (keeps_running && !training) {
-    add("running_mean", buffer_role::input, R);
-    add("running_var", buffer_role::input, R);
+    add("running_mean", buffer_role::input, R, stat_t);
+    add("running_var", buffer_role::input, R, stat_t);
   } else if (track) {
-    add("running_mean", buffer_role::in_out, R);
-    add("running_var", buffer_role::in_out, R);
+    add("running_mean", buffer_role::in_out, R, stat_t);
+    add("running_var", buffer_role::in_out, R, stat_t);
     add("num_batches_tracked", buffer_role::in_out, 1, element_type::i64);
   }
   if (m == bn_mode::forward_training && saves) {
-    add("save_mean", buffer_role::output, G);
-    add("save_stat", buffer_role::output, G);
+    add("save_mean", buffer_role::output, G, stat_t);
+    add("save_stat", buffer_role::output, G, stat_t);
   }
   if (pass_saved) {
-    add("save_mean", buffer_role::input, G);
-    add("save_stat", buffer_role::input, G);
+    add("save_mean", buffer_role::input, G, stat_t);
+    add("save_stat", buffer_role::input, G, stat_t);
   }
   const char* out_name = backward ? "diff_src" : "dst";
-  add(out_name, buffer_role::output, extent);
+  add(out_name, buffer_role::output, extent, data_t);
   if (backward && affine) {
-    add("diff_gamma", buffer_role::output, P);
-    add("diff_beta", buffer_role::output, P);
+    add("diff_gamma", buffer_role::output, P, param_t);
+    add("diff_beta", buffer_role::output, P, param_t);
   }
 
   guarded_arena arena(specs);
@@ -204,29 +284,17 @@ call_result invoke(bn_kernel& kernel, const call_request& q, const call_options&
     copy_in(arena, "save_stat", q.save_stat);
   }
   const std::vector<bool> covered = covered_positions(geo);
-  {
-    auto s = arena.f32_span(out_name);
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      s[i] = covered[i] ? std::numeric_limits<float>::quiet_NaN() : padding_value();
-    }
-  }
-  for (const char* o : {"diff_gamma", "diff_beta"}) {
-    if (arena.contains(o)) {
-      auto s = arena.f32_span(o);
-      std::fill(s.begin(), s.end(), std::numeric_limits<float>::quiet_NaN());
-    }
-  }
+  prefill(arena, out_name, covered);
+  for (const char* o : {"diff_gamma", "diff_beta"}) prefill(arena, o, {});
   if (m == bn_mode::forward_training && saves) {
-    for (const char* o : {"save_mean", "save_stat"}) {
-      auto s = arena.f32_span(o);
-      std::fill(s.begin(), s.end(), std::numeric_limits<float>::quiet_NaN());
-    }
+    for (const char* o : {"save_mean", "save_stat"}) prefill(arena, o, {});
   }
 
   // The kernel sees logical element 0 of the per-element tensors, inside their buffers.
   bnk_buffers_v2 buffers = abi_buffers_v2(arena);
   const std::ptrdiff_t shift = extent == 0 ? 0 : static_cast<std::ptrdiff_t>(-geo.min_offset());
-  const auto shift_bytes = shift * static_cast<std::ptrdiff_t>(sizeof(float));
+  const auto shift_bytes =
+      shift * static_cast<std::ptrdiff_t>(data_t == element_type::f32 ? sizeof(float) : 2);
   auto at0 = [shift_bytes](auto* p) -> decltype(p) {
     using byte = std::conditional_t<std::is_const_v<std::remove_pointer_t<decltype(p)>>,
                                     const unsigned char, unsigned char>;
@@ -245,19 +313,13 @@ call_result invoke(bn_kernel& kernel, const call_request& q, const call_options&
   r.message = r.run.message;
   if (r.status != BNK_OK) return r;
 
-  const float* out0 = arena.f32(out_name) + shift;
-  (backward ? r.diff_src : r.dst) = extent == 0 ? std::vector<float>{} : to_logical(geo, out0);
-  {
-    const auto s = arena.f32_span(out_name);
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      if (!covered[i] && std::bit_cast<std::uint32_t>(s[i]) != k_padding_bits) {
-        r.padding_written = std::string("wrote into the padding of ") + out_name +
-                            " (memory offset " +
-                            std::to_string(static_cast<std::int64_t>(i) + geo.min_offset()) +
-                            " belongs to no element of the strided view)";
-        break;
-      }
-    }
+  const std::vector<float> out_memory = copy_out(arena, out_name);
+  (backward ? r.diff_src : r.dst) =
+      extent == 0 ? std::vector<float>{} : to_logical(geo, out_memory.data() + shift);
+  if (const auto k = padding_overwritten(arena, out_name, covered)) {
+    r.padding_written = std::string("wrote into the padding of ") + out_name + " (memory offset " +
+                        std::to_string(static_cast<std::int64_t>(*k) + geo.min_offset()) +
+                        " belongs to no element of the strided view)";
   }
   r.diff_gamma = copy_out(arena, "diff_gamma");
   r.diff_beta = copy_out(arena, "diff_beta");
@@ -274,11 +336,6 @@ call_result invoke(bn_kernel& kernel, const call_request& q, const call_options&
 }
 
 namespace {
-
-void fill_nan(guarded_arena& a, const char* name) {
-  const auto s = a.f32_span(name);
-  std::fill(s.begin(), s.end(), std::numeric_limits<float>::quiet_NaN());
-}
 
 // Runs `body(message, size)` isolated or inline and fills the common part of the result.
 op_result run_op(guarded_arena& arena, const call_options& options, const isolated_call& call) {
@@ -333,7 +390,7 @@ op_result invoke_syncbn_merge(bn_kernel& kernel, const syncbn_request& q,
   std::copy(q.counts.begin(), q.counts.end(), arena.i64_span("count").begin());
   copy_in(arena, "shard_mean", q.shard_mean);
   copy_in(arena, "shard_var", q.shard_var);
-  for (const char* o : {"mean", "var", "invstd"}) fill_nan(arena, o);
+  for (const char* o : {"mean", "var", "invstd"}) prefill(arena, o, {});
   bnk_syncbn_buffers b{};
   b.count = arena.i64("count");
   b.shard_mean = arena.f32("shard_mean");
@@ -399,8 +456,8 @@ op_result invoke_fold(bn_kernel& kernel, const fold_request& q, const call_optio
   copy_in(arena, "beta", q.beta);
   copy_in(arena, "running_mean", q.running_mean);
   copy_in(arena, "running_var", q.running_var);
-  fill_nan(arena, "weight_out");
-  fill_nan(arena, "bias_out");
+  prefill(arena, "weight_out", {});
+  prefill(arena, "bias_out", {});
   bnk_fold_buffers b{};
   b.weight = arena.f32("weight");
   b.bias = has_bias ? arena.f32("bias") : nullptr;

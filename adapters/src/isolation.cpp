@@ -1,5 +1,6 @@
 #include "bnoracle/isolation.hpp"
 
+#include "bnoracle/format.hpp"
 #include "bnoracle/text.hpp"
 
 #include <dirent.h>
@@ -49,7 +50,30 @@ std::size_t page_size() {
 }
 
 std::size_t element_size(element_type t) {
-  return t == element_type::f32 ? 4 : 8;
+  switch (t) {
+    case element_type::f32:
+      return 4;
+    case element_type::i64:
+      return 8;
+    case element_type::f16:
+    case element_type::bf16:
+      break;
+  }
+  return 2;
+}
+
+std::string_view type_name(element_type t) {
+  switch (t) {
+    case element_type::f32:
+      return "float";
+    case element_type::i64:
+      return "int64";
+    case element_type::f16:
+      return "float16";
+    case element_type::bf16:
+      break;
+  }
+  return "bfloat16";
 }
 
 // The canary byte at an offset in the arena: varies with the offset, so a shifted copy of the
@@ -76,6 +100,11 @@ std::string element_value(const unsigned char* p, element_type t) {
     float f = 0;
     std::memcpy(&f, p, sizeof f);
     std::snprintf(buf.data(), buf.size(), "%.9g", static_cast<double>(f));
+  } else if (t == element_type::f16 || t == element_type::bf16) {
+    std::uint16_t bits = 0;
+    std::memcpy(&bits, p, sizeof bits);
+    const float f = decode_half(t == element_type::f16 ? k_float16 : k_bfloat16, bits);
+    std::snprintf(buf.data(), buf.size(), "%.5g", static_cast<double>(f));
   } else {
     std::int64_t v = 0;
     std::memcpy(&v, p, sizeof v);
@@ -216,8 +245,7 @@ const guarded_arena::buffer& guarded_arena::named(std::string_view name, element
   const buffer& b = buffers_[*i];
   if (b.spec.type != type) {
     throw std::invalid_argument("guarded_arena: buffer '" + std::string(name) + "' holds " +
-                                (b.spec.type == element_type::f32 ? "float" : "int64") +
-                                " elements");
+                                std::string(type_name(b.spec.type)) + " elements");
   }
   return b;
 }
@@ -238,6 +266,14 @@ std::span<float> guarded_arena::f32_span(std::string_view name) const {
 
 std::span<std::int64_t> guarded_arena::i64_span(std::string_view name) const {
   return {i64(name), named(name, element_type::i64).spec.count};
+}
+
+std::span<std::uint16_t> guarded_arena::half_span(std::string_view name) const {
+  const auto i = find(name);
+  const bool half = i && (buffers_[*i].spec.type == element_type::f16 ||
+                          buffers_[*i].spec.type == element_type::bf16);
+  const buffer& b = named(name, half ? buffers_[*i].spec.type : element_type::f16);
+  return {static_cast<std::uint16_t*>(data(*i)), b.spec.count};
 }
 
 std::optional<buffer_location> guarded_arena::locate(std::uintptr_t address) const {

@@ -90,9 +90,9 @@ class subprocess_kernel final : public bn_kernel {
       message = "the kernel speaks protocol version 1: float32 batch norm only";
       return BNK_UNSUPPORTED;
     }
-    if (problem.types.data != BNK_DTYPE_F32 || problem.types.parameters != BNK_DTYPE_F32 ||
-        problem.types.statistics != BNK_DTYPE_F32) {
-      message = "bnoracle sends float32 tensors only over the subprocess protocol";
+    if (!dtype_from_abi(problem.types.data) || !dtype_from_abi(problem.types.parameters) ||
+        !dtype_from_abi(problem.types.statistics)) {
+      message = "a data type this bnoracle does not know";
       return BNK_UNSUPPORTED;
     }
     return guarded(message, [&] { return call(mode, problem, buffers, message); });
@@ -478,14 +478,44 @@ class subprocess_kernel final : public bn_kernel {
     for (std::int64_t i = 0; i < count; ++i) a.push_back(hex_float(p[i]));
     return a;
   }
-  static json tensor(const float* p, const std::vector<std::int64_t>& offsets) {
+
+  // Element i of a tensor of ABI type `dtype`, as a float (every value of the three formats is
+  // one), and storing a value of that format there.
+  static const float_format& format_of_dtype(std::int32_t dtype) {
+    return format_of(dtype_from_abi(dtype).value_or(format_id::float32));
+  }
+  static float load(const void* p, std::int32_t dtype, std::int64_t i) {
+    if (dtype == BNK_DTYPE_F32) return static_cast<const float*>(p)[i];
+    return decode_half(format_of_dtype(dtype), static_cast<const std::uint16_t*>(p)[i]);
+  }
+  static void store(void* p, std::int32_t dtype, std::int64_t i, float v) {
+    if (dtype == BNK_DTYPE_F32) {
+      static_cast<float*>(p)[i] = v;
+    } else {
+      static_cast<std::uint16_t*>(p)[i] = encode_half(format_of_dtype(dtype), v);
+    }
+  }
+  // Values travel as hex floats of the value whatever the format: a float16 or bfloat16 value
+  // is written exactly, and a reader converts it to its format without rounding.
+  static json typed_floats(const void* p, std::int32_t dtype, std::int64_t count) {
     json a = json::array();
-    for (const std::int64_t off : offsets) a.push_back(hex_float(p[off]));
+    for (std::int64_t i = 0; i < count; ++i) a.push_back(hex_float(load(p, dtype, i)));
+    return a;
+  }
+  static json tensor(const void* p, std::int32_t dtype, const std::vector<std::int64_t>& offsets) {
+    json a = json::array();
+    for (const std::int64_t off : offsets) a.push_back(hex_float(load(p, dtype, off)));
     return a;
   }
 
   // An op descriptor as version 2 writes it: every field, by name.
   static json op_json(const op_desc& op) {
+    json j = op_fields(op);
+    // Sent only when set: requests of the one-rounding convention stay as version 2 defined them.
+    if (op.cast_before_weight) j["cast_before_weight"] = true;
+    return j;
+  }
+  static json op_fields(const op_desc& op) {
     return {{"kind", to_string(op.kind)},
             {"normalized_axes", op.normalized_axes},
             {"groups", op.groups},
@@ -510,7 +540,10 @@ class subprocess_kernel final : public bn_kernel {
   // exactly the request version 1 defines (it is only sent float32 batch norm).
   bnk_status call(bn_mode mode, const bnk_problem_v2& problem, const bnk_buffers_v2& raw,
                   std::string& message) {
-    const bnk_buffers b = to_v1(raw);  // float32 everywhere (run_v2 checked)
+    const bnk_buffers_v2& b = raw;
+    const std::int32_t dt = problem.types.data;
+    const std::int32_t pt = problem.types.parameters;
+    const std::int32_t st = problem.types.statistics;
     const auto m = static_cast<std::size_t>(mode);
     const bool forward = mode == bn_mode::forward_training || mode == bn_mode::forward_inference;
     const bnk_shape& shape = problem.shape;
@@ -526,7 +559,9 @@ class subprocess_kernel final : public bn_kernel {
       const std::optional<op_desc> op = from_abi(problem.op);
       if (!op) throw protocol_error{"the problem's op descriptor is invalid", false};
       req["op"] = op_json(*op);
-      req["types"] = {{"data", "float32"}, {"parameters", "float32"}, {"statistics", "float32"}};
+      req["types"] = {{"data", format_of_dtype(dt).name},
+                      {"parameters", format_of_dtype(pt).name},
+                      {"statistics", format_of_dtype(st).name}};
     }
     json dims = json::array();
     for (int d = 0; d < shape.rank; ++d) dims.push_back(shape.dims[d]);
@@ -541,42 +576,50 @@ class subprocess_kernel final : public bn_kernel {
     req["affine"] = affine;
     req["track_running"] = problem.track_running != 0;
     json in = json::object();
-    if (b.src != nullptr) in["src"] = tensor(b.src, offsets);
-    if (!forward && b.diff_dst != nullptr) in["diff_dst"] = tensor(b.diff_dst, offsets);
-    if (b.gamma != nullptr) in["gamma"] = floats(b.gamma, params);
-    if (b.beta != nullptr) in["beta"] = floats(b.beta, params);
+    if (b.src != nullptr) in["src"] = tensor(b.src, dt, offsets);
+    if (!forward && b.diff_dst != nullptr) in["diff_dst"] = tensor(b.diff_dst, dt, offsets);
+    if (b.gamma != nullptr) in["gamma"] = typed_floats(b.gamma, pt, params);
+    if (b.beta != nullptr) in["beta"] = typed_floats(b.beta, pt, params);
     const bool running_in = mode != bn_mode::forward_training || problem.track_running != 0;
     if (running_in && b.running_mean != nullptr) {
-      in["running_mean"] = floats(b.running_mean, running);
+      in["running_mean"] = typed_floats(b.running_mean, st, running);
     }
-    if (running_in && b.running_var != nullptr) in["running_var"] = floats(b.running_var, running);
+    if (running_in && b.running_var != nullptr) {
+      in["running_var"] = typed_floats(b.running_var, st, running);
+    }
     if (running_in && b.num_batches_tracked != nullptr) {
       in["num_batches_tracked"] = *b.num_batches_tracked;
     }
     if (mode == bn_mode::backward_training) {
-      if (b.save_mean != nullptr) in["save_mean"] = floats(b.save_mean, groups);
-      if (b.save_stat != nullptr) in["save_stat"] = floats(b.save_stat, groups);
+      if (b.save_mean != nullptr) in["save_mean"] = typed_floats(b.save_mean, st, groups);
+      if (b.save_stat != nullptr) in["save_stat"] = typed_floats(b.save_stat, st, groups);
     }
     req["inputs"] = std::move(in);
     json out;
     // Room for six vectors (saved and running statistics, dγ and dβ) of the longest extent.
     const auto vectors = static_cast<std::size_t>(6 * std::max({params, groups, running}));
-    const bnk_status st = exchange(req, out, message, offsets.size() + vectors);
-    if (st != BNK_OK) return st;
-    auto into_tensor = [&](const char* name, float* p) {
-      take(out, name, offsets.size(), [&](std::size_t i, float v) { p[offsets[i]] = v; });
+    const bnk_status status = exchange(req, out, message, offsets.size() + vectors);
+    if (status != BNK_OK) return status;
+    // Each output must be a value of its role's format: the kernel rounds, not bnoracle.
+    auto into_tensor = [&](const char* name, void* p) {
+      take(
+          out, name, offsets.size(), [&](std::size_t i, float v) { store(p, dt, offsets[i], v); },
+          format_of_dtype(dt));
     };
-    auto into_vector = [&](const char* name, float* p, std::int64_t count) {
-      take(out, name, static_cast<std::size_t>(count), [&](std::size_t i, float v) { p[i] = v; });
+    auto into_vector = [&](const char* name, void* p, std::int32_t type, std::int64_t count) {
+      take(
+          out, name, static_cast<std::size_t>(count),
+          [&](std::size_t i, float v) { store(p, type, static_cast<std::int64_t>(i), v); },
+          format_of_dtype(type));
     };
     switch (mode) {
       case bn_mode::forward_training:
         if (b.dst != nullptr) into_tensor("dst", b.dst);
-        if (b.save_mean != nullptr) into_vector("save_mean", b.save_mean, groups);
-        if (b.save_stat != nullptr) into_vector("save_stat", b.save_stat, groups);
+        if (b.save_mean != nullptr) into_vector("save_mean", b.save_mean, st, groups);
+        if (b.save_stat != nullptr) into_vector("save_stat", b.save_stat, st, groups);
         if (problem.track_running != 0) {
-          if (b.running_mean != nullptr) into_vector("running_mean", b.running_mean, running);
-          if (b.running_var != nullptr) into_vector("running_var", b.running_var, running);
+          if (b.running_mean != nullptr) into_vector("running_mean", b.running_mean, st, running);
+          if (b.running_var != nullptr) into_vector("running_var", b.running_var, st, running);
           if (b.num_batches_tracked != nullptr) *b.num_batches_tracked = take_counter(out);
         }
         break;
@@ -586,8 +629,10 @@ class subprocess_kernel final : public bn_kernel {
       case bn_mode::backward_training:
       case bn_mode::backward_inference:
         if (b.diff_src != nullptr) into_tensor("diff_src", b.diff_src);
-        if (affine && b.diff_gamma != nullptr) into_vector("diff_gamma", b.diff_gamma, params);
-        if (affine && b.diff_beta != nullptr) into_vector("diff_beta", b.diff_beta, params);
+        if (affine && b.diff_gamma != nullptr) {
+          into_vector("diff_gamma", b.diff_gamma, pt, params);
+        }
+        if (affine && b.diff_beta != nullptr) into_vector("diff_beta", b.diff_beta, pt, params);
         break;
     }
     message.clear();

@@ -5,6 +5,8 @@
 
 #include "bnoracle/kernel.hpp"
 
+#include "bnoracle/format.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -87,10 +89,12 @@ struct response {
 // response to that request (restart set when the process is out of step).
 [[nodiscard]] response parse_response(const std::string& line, std::int64_t id);
 
-// Reads output `name` of `count` float32 values from an "outputs" object into put(i, value);
-// throws protocol_error (no restart) when it is missing, of another length or not float32.
+// Reads output `name` of `count` values of format `f` (float32 unless said) from an "outputs"
+// object into put(i, value); throws protocol_error (no restart) when it is missing, of another
+// length, or a value is not a float or not a value of `f`.
 template <class Put>
-void take(const json& outputs, const char* name, std::size_t count, Put put);
+void take(const json& outputs, const char* name, std::size_t count, Put put,
+          const float_format& f = k_float32);
 
 // The "num_batches_tracked" integer of an "outputs" object; throws protocol_error when missing.
 [[nodiscard]] std::int64_t take_counter(const json& outputs);
@@ -98,7 +102,8 @@ void take(const json& outputs, const char* name, std::size_t count, Put put);
 // ---- implementation of the template ----------------------------------------------------------
 
 template <class Put>
-void take(const json& outputs, const char* name, std::size_t count, Put put) {
+void take(const json& outputs, const char* name, std::size_t count, Put put,
+          const float_format& f) {
   if (!outputs.contains(name)) {
     throw protocol_error{std::string("status ok but output \"") + name + "\" is missing", false};
   }
@@ -119,6 +124,12 @@ void take(const json& outputs, const char* name, std::size_t count, Put put) {
                                "] is not a float32 as a string (hex float, \"nan\", \"inf\", "
                                "\"-inf\"): " +
                                brief(a[i]),
+                           false};
+    }
+    if (!representable(f, *v)) {
+      throw protocol_error{std::string("output \"") + name + "\"[" + std::to_string(i) + "] is " +
+                               brief(a[i]) + ", not a " + std::string(f.name) +
+                               " value (the request's types say " + std::string(f.name) + ")",
                            false};
     }
     put(i, *v);

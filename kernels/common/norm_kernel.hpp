@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <vector>
@@ -133,6 +134,113 @@ struct storage<float> {
   static float store(float v) { return v; }
   static constexpr bnk_dtype dtype = BNK_DTYPE_F32;
 };
+
+// The bits of an IEEE binary16 value and of a bfloat16 value (the upper half of a float32).
+struct float16_bits {
+  std::uint16_t bits;
+};
+struct bfloat16_bits {
+  std::uint16_t bits;
+};
+
+inline std::uint32_t bits_of(float v) {
+  std::uint32_t u = 0;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+inline float float_of(std::uint32_t u) {
+  float v = 0;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+// float32 → binary16, rounded to nearest even, by integer arithmetic on the float's bits.
+inline std::uint16_t to_binary16(float v) {
+  const std::uint32_t u = bits_of(v);
+  const auto sign = static_cast<std::uint16_t>((u >> 16) & 0x8000U);
+  const std::uint32_t mag = u & 0x7fffffffU;
+  if (mag > 0x7f800000U) return static_cast<std::uint16_t>(sign | 0x7e00U);   // NaN
+  if (mag >= 0x47800000U) return static_cast<std::uint16_t>(sign | 0x7c00U);  // >= 2^16: Inf
+  const auto round_shift = [](std::uint32_t m, unsigned shift) {
+    std::uint32_t q = m >> shift;
+    const std::uint32_t rest = m & ((1U << shift) - 1);
+    const std::uint32_t half = 1U << (shift - 1);
+    if (rest > half || (rest == half && (q & 1U) != 0)) ++q;  // a carry moves up a binade
+    return q;
+  };
+  if (mag < 0x38800000U) {
+    // Below 2^-14: a multiple of 2^-24; 2^-25 and below round to zero.
+    if (mag <= 0x33000000U) return sign;
+    const int e = static_cast<int>(mag >> 23) - 127;  // -25..-15
+    const std::uint32_t m = (mag & 0x7fffffU) | 0x800000U;
+    return static_cast<std::uint16_t>(sign | round_shift(m, static_cast<unsigned>(-e - 1)));
+  }
+  // Rebias the exponent (127 → 15) and keep 10 of the 23 fraction bits.
+  return static_cast<std::uint16_t>(sign | round_shift(mag - (112U << 23), 13));
+}
+
+inline float from_binary16(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000U) << 16;
+  const std::uint32_t e = (h >> 10) & 0x1fU;
+  const std::uint32_t f = h & 0x3ffU;
+  if (e == 0x1fU) return float_of(sign | 0x7f800000U | (f << 13));
+  if (e == 0) {
+    const float v = static_cast<float>(f) * 0x1p-24F;  // exact: f < 2^10
+    return sign != 0 ? -v : v;
+  }
+  return float_of(sign | ((e + 112U) << 23) | (f << 13));
+}
+
+// float32 → bfloat16, rounded to nearest even: the upper half after adding the rounding bias.
+inline std::uint16_t to_bfloat16(float v) {
+  const std::uint32_t u = bits_of(v);
+  if ((u & 0x7fffffffU) > 0x7f800000U) return static_cast<std::uint16_t>((u >> 16) | 0x40U);
+  return static_cast<std::uint16_t>((u + 0x7fffU + ((u >> 16) & 1U)) >> 16);
+}
+
+inline float from_bfloat16(std::uint16_t b) {
+  return float_of(static_cast<std::uint32_t>(b) << 16);
+}
+
+template <>
+struct storage<float16_bits> {
+  static float load(float16_bits v) { return from_binary16(v.bits); }
+  static float16_bits store(float v) { return {to_binary16(v)}; }
+  static constexpr bnk_dtype dtype = BNK_DTYPE_F16;
+};
+
+template <>
+struct storage<bfloat16_bits> {
+  static float load(bfloat16_bits v) { return from_bfloat16(v.bits); }
+  static bfloat16_bits store(float v) { return {to_bfloat16(v)}; }
+  static constexpr bnk_dtype dtype = BNK_DTYPE_BF16;
+};
+
+// Widens a vector of `count` values of ABI type `dtype` to float, and rounds floats back.
+inline std::vector<float> widen(const void* p, std::int32_t dtype, std::int64_t count) {
+  std::vector<float> out(
+      static_cast<std::size_t>(p == nullptr ? 0 : std::max<std::int64_t>(count, 0)));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (dtype == BNK_DTYPE_F32) {
+      out[i] = static_cast<const float*>(p)[i];
+    } else {
+      const std::uint16_t b = static_cast<const std::uint16_t*>(p)[i];
+      out[i] = dtype == BNK_DTYPE_F16 ? from_binary16(b) : from_bfloat16(b);
+    }
+  }
+  return out;
+}
+inline void narrow(const std::vector<float>& v, void* p, std::int32_t dtype) {
+  if (p == nullptr) return;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (dtype == BNK_DTYPE_F32) {
+      static_cast<float*>(p)[i] = v[i];
+    } else {
+      static_cast<std::uint16_t*>(p)[i] =
+          dtype == BNK_DTYPE_F16 ? to_binary16(v[i]) : to_bfloat16(v[i]);
+    }
+  }
+}
 
 // A tensor of storage type T read as floats: x[e] is the element at e's offset, widened.
 template <class T>
@@ -1058,9 +1166,86 @@ int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
   });
 }
 
-// A version-2 entry point of policy P's mode M, for the ops in `Ops` (BNK_OP_BIT set) and data
-// stored as Data (γ/β and statistics float32).
-template <class P, bnk_mode M, std::uint32_t Ops, class Data = float>
+// Mode M of kernel N (a struct with the four modes' static functions over float32 γ/β and
+// statistics): parameters and statistics of another type are widened into float copies first,
+// and the outputs among them rounded back once (so the pipeline stays float32 and each output is
+// rounded once to its own type). The bundled kernels and the mutation catalog's family parent
+// run through it.
+template <class N, bnk_mode M>
+bnk_status run_widened(const bnk_problem_v2& p, const bnk_buffers_v2& raw, const group_layout& g,
+                       rejection& r) {
+  const auto call = [&](const bnk_buffers_v2& b) {
+    switch (M) {
+      case BNK_FORWARD_TRAINING:
+        return N::forward_training(p, b, g, r);
+      case BNK_FORWARD_INFERENCE:
+        return N::forward_inference(p, b, g, r);
+      case BNK_BACKWARD_TRAINING:
+        return N::backward_training(p, b, g, r);
+      case BNK_BACKWARD_INFERENCE:
+        return N::backward_inference(p, b, g, r);
+    }
+    return BNK_FAILED;
+  };
+  if (p.types.parameters == BNK_DTYPE_F32 && p.types.statistics == BNK_DTYPE_F32) return call(raw);
+  const std::int32_t pt = p.types.parameters;
+  const std::int32_t st = p.types.statistics;
+  std::vector<float> gamma = widen(raw.gamma, pt, p.parameters);
+  std::vector<float> beta = widen(raw.beta, pt, p.parameters);
+  std::vector<float> dgamma = widen(raw.diff_gamma, pt, p.parameters);
+  std::vector<float> dbeta = widen(raw.diff_beta, pt, p.parameters);
+  std::vector<float> rmean = widen(raw.running_mean, st, p.running_size);
+  std::vector<float> rvar = widen(raw.running_var, st, p.running_size);
+  std::vector<float> smean = widen(raw.save_mean, st, p.statistic_groups);
+  std::vector<float> sstat = widen(raw.save_stat, st, p.statistic_groups);
+  const auto at = [](std::vector<float>& v, const void* original) -> float* {
+    return original == nullptr ? nullptr : v.data();
+  };
+  bnk_buffers_v2 b = raw;
+  b.gamma = at(gamma, raw.gamma);
+  b.beta = at(beta, raw.beta);
+  b.diff_gamma = at(dgamma, raw.diff_gamma);
+  b.diff_beta = at(dbeta, raw.diff_beta);
+  b.running_mean = at(rmean, raw.running_mean);
+  b.running_var = at(rvar, raw.running_var);
+  b.save_mean = at(smean, raw.save_mean);
+  b.save_stat = at(sstat, raw.save_stat);
+  const bnk_status status = call(b);
+  if (status != BNK_OK) return status;
+  // Only outputs are written back: inputs may be read-only memory.
+  if (M == BNK_FORWARD_TRAINING) {
+    narrow(smean, raw.save_mean, st);
+    narrow(sstat, raw.save_stat, st);
+    if (p.track_running != 0) {
+      narrow(rmean, raw.running_mean, st);
+      narrow(rvar, raw.running_var, st);
+    }
+  }
+  if (M == BNK_BACKWARD_TRAINING || M == BNK_BACKWARD_INFERENCE) {
+    narrow(dgamma, raw.diff_gamma, pt);
+    narrow(dbeta, raw.diff_beta, pt);
+  }
+  return status;
+}
+
+// Rejects data types this header does not know (a newer bnoracle's).
+inline bool known_types(const bnk_problem_v2& p, rejection& r) {
+  const auto known = [](std::int32_t t) { return t >= BNK_DTYPE_F32 && t <= BNK_DTYPE_BF16; };
+  if (known(p.types.data) && known(p.types.parameters) && known(p.types.statistics)) return true;
+  reject(r, BNK_UNSUPPORTED, "data types %d/%d/%d are not supported by this kernel",
+         static_cast<int>(p.types.data), static_cast<int>(p.types.parameters),
+         static_cast<int>(p.types.statistics));
+  return false;
+}
+
+// Every data type, as BNK_DTYPE_BIT bits.
+inline constexpr std::uint32_t k_all_types =
+    BNK_DTYPE_BIT(BNK_DTYPE_F32) | BNK_DTYPE_BIT(BNK_DTYPE_F16) | BNK_DTYPE_BIT(BNK_DTYPE_BF16);
+
+// A version-2 entry point of policy P's mode M, for the ops in `Ops` (BNK_OP_BIT set) and data,
+// parameters and statistics of any type: the data is read and written in its own type, the
+// arithmetic is float32.
+template <class P, bnk_mode M, std::uint32_t Ops>
 int entry_v2(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers, char* message,
              std::size_t message_size) noexcept {
   return guarded_entry(problem, buffers, message, message_size, [&](rejection& r) {
@@ -1075,27 +1260,17 @@ int entry_v2(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers, char*
              static_cast<int>(p.op.kind));
       return r.status;
     }
-    if (p.types.data != storage<Data>::dtype || p.types.parameters != BNK_DTYPE_F32 ||
-        p.types.statistics != BNK_DTYPE_F32) {
-      reject(r, BNK_UNSUPPORTED, "data types %d/%d/%d are not supported by this kernel",
-             static_cast<int>(p.types.data), static_cast<int>(p.types.parameters),
-             static_cast<int>(p.types.statistics));
-      return r.status;
-    }
+    if (!known_types(p, r)) return r.status;
     group_layout g;
     if (!make_layout(p, k_all_layouts, g, r)) return r.status;
-    using N = norm<P, Data>;
-    switch (M) {
-      case BNK_FORWARD_TRAINING:
-        return N::forward_training(p, *buffers, g, r);
-      case BNK_FORWARD_INFERENCE:
-        return N::forward_inference(p, *buffers, g, r);
-      case BNK_BACKWARD_TRAINING:
-        return N::backward_training(p, *buffers, g, r);
-      case BNK_BACKWARD_INFERENCE:
-        return N::backward_inference(p, *buffers, g, r);
+    switch (p.types.data) {
+      case BNK_DTYPE_F16:
+        return run_widened<norm<P, float16_bits>, M>(p, *buffers, g, r);
+      case BNK_DTYPE_BF16:
+        return run_widened<norm<P, bfloat16_bits>, M>(p, *buffers, g, r);
+      default:
+        return run_widened<norm<P, float>, M>(p, *buffers, g, r);
     }
-    return BNK_FAILED;
   });
 }
 
@@ -1137,9 +1312,9 @@ inline constexpr std::uint32_t k_all_ops =
     BNK_OP_BIT(BNK_OP_BATCH_NORM) | BNK_OP_BIT(BNK_OP_LAYER_NORM) | BNK_OP_BIT(BNK_OP_RMS_NORM) |
     BNK_OP_BIT(BNK_OP_GROUP_NORM) | BNK_OP_BIT(BNK_OP_INSTANCE_NORM);
 
-// The version-2 table of a bundled kernel: as make_table, for the ops in `Ops` with data of type
-// Data. The bundled kernels declare what bnoracle can judge of them.
-template <class P, std::uint32_t Ops = BNK_OP_BIT(BNK_OP_BATCH_NORM), class Data = float>
+// The version-2 table of a bundled kernel: as make_table, for the ops in `Ops` and every data type
+// of every role. The bundled kernels declare what bnoracle can judge of them.
+template <class P, std::uint32_t Ops = BNK_OP_BIT(BNK_OP_BATCH_NORM)>
 constexpr bnk_kernel_v2 make_table_v2(const char* name) {
   return bnk_kernel_v2{
       .abi_version = BNK_ABI_VERSION_2,
@@ -1149,16 +1324,16 @@ constexpr bnk_kernel_v2 make_table_v2(const char* name) {
       .convention = "pytorch",
       .ops = Ops,
       .layouts = k_all_layouts,
-      .data_types = BNK_DTYPE_BIT(storage<Data>::dtype),
-      .parameter_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
-      .statistic_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+      .data_types = k_all_types,
+      .parameter_types = k_all_types,
+      .statistic_types = k_all_types,
       .updates_running = 1,
       .supports_cumulative = 1,
       .saves = BNK_SAVES_MEAN_INVSTD,
-      .forward_training = &entry_v2<P, BNK_FORWARD_TRAINING, Ops, Data>,
-      .forward_inference = &entry_v2<P, BNK_FORWARD_INFERENCE, Ops, Data>,
-      .backward_training = &entry_v2<P, BNK_BACKWARD_TRAINING, Ops, Data>,
-      .backward_inference = &entry_v2<P, BNK_BACKWARD_INFERENCE, Ops, Data>,
+      .forward_training = &entry_v2<P, BNK_FORWARD_TRAINING, Ops>,
+      .forward_inference = &entry_v2<P, BNK_FORWARD_INFERENCE, Ops>,
+      .backward_training = &entry_v2<P, BNK_BACKWARD_TRAINING, Ops>,
+      .backward_inference = &entry_v2<P, BNK_BACKWARD_INFERENCE, Ops>,
       .syncbn_merge = &op_entry<bnk_syncbn_problem, bnk_syncbn_buffers, &syncbn_merge>,
       .fold = &op_entry<bnk_fold_problem, bnk_fold_buffers, &fold>,
   };

@@ -73,6 +73,19 @@ std::string kernel_option(const std::string& kernel_path) {
   return kernel_path.starts_with("--") ? kernel_path : "--kernel " + kernel_path;
 }
 
+// Whether a run judges data types other than float32 (then only the catalog runs).
+bool narrow_types(const run_options& o) {
+  return o.types && !o.types->all_float32();
+}
+
+// The --types argument naming `t`: a configuration's name where one fits.
+std::string types_option(const data_types& t) {
+  for (const named_types& n : named_data_types()) {
+    if (n.types == t) return std::string(n.name);
+  }
+  return describe(t);
+}
+
 // The reproduction command of one catalog case: every option that changes its result.
 std::string check_repro(const run_options& o, const std::string& case_name) {
   // --exec runs without fork isolation by design: its option already says so.
@@ -80,6 +93,7 @@ std::string check_repro(const run_options& o, const std::string& case_name) {
   return "bnoracle check " + kernel_option(o.kernel_path) + " --filter '" + case_name +
          "' --seed " + std::to_string(o.seed) + " --level " + std::string(to_string(o.level)) +
          (o.convention.empty() ? "" : " --convention " + o.convention) +
+         (narrow_types(o) ? " --types " + types_option(*o.types) : std::string()) +
          repro_options(call_options{o.isolate || exec, o.timeout});
 }
 
@@ -442,15 +456,22 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
   run_summary s;
   s.kernel = kernel.info();
   s.options = options;
+  // The catalog in the requested data types.
+  std::vector<case_spec> typed;
+  if (options.types) {
+    typed = cases;
+    for (case_spec& c : typed) c.problem.types = *options.types;
+  }
   std::vector<const case_spec*> selected;
-  for (const auto& c : cases) {
+  for (const auto& c : options.types ? typed : cases) {
     const bool op_ok = !options.op || c.problem.op.kind == *options.op;
     if (op_ok && name_matches(c.name, options.filter)) selected.push_back(&c);
   }
-  // The fold and SyncBN-merge cases, as fixtures made for this seed and convention claim.
+  // The fold and SyncBN-merge cases, as fixtures made for this seed and convention claim: float32
+  // operations, run with a float32 catalog.
   std::vector<fixture> operations;
   const bool batch_norm = !options.op || *options.op == op_kind::batch_norm;
-  if (options.operations && batch_norm) {
+  if (options.operations && batch_norm && !narrow_types(options)) {
     const std::string& claim =
         options.convention.empty() ? s.kernel.convention : options.convention;
     for (const fixture_file& file : make_operation_cases(options.seed, claim)) {
@@ -489,7 +510,8 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
     s.kernel = kernel.info();
     s.options = options;
   }
-  if (options.properties) {
+  // The property suite generates float32 problems: it runs with a float32 catalog.
+  if (options.properties && !narrow_types(options)) {
     const property_progress pp = [&progress](std::size_t done, std::size_t total,
                                              const std::string& name) {
       if (progress) progress(done, total, name);

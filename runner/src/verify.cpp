@@ -166,6 +166,11 @@ results kernel_results(bn_kernel& kernel, const fixture& f, const run_options& o
     r.message = "the kernel does not support " + std::string(to_string(f.problem.op.kind));
     return r;
   }
+  if (!info.supports(f.problem.types)) {
+    r.status = "unsupported";
+    r.message = "the kernel does not support the data types " + describe(f.problem.types);
+    return r;
+  }
 
   const bool backward = f.op == bn_mode::backward_training || f.op == bn_mode::backward_inference;
   const bool training = f.op == bn_mode::forward_training || f.op == bn_mode::backward_training;

@@ -317,6 +317,7 @@ struct cli_args {
   std::string output;
   std::string filter;
   std::string op;
+  std::string types;
   std::uint64_t seed = 1;
   int property_cases = 100;
   bool no_properties = false;
@@ -467,6 +468,16 @@ void add_filter_option(CLI::App& cmd, cli_args& a) {
       ->type_name("PATTERN");
 }
 
+void add_types_option(CLI::App& cmd, cli_args& a, const std::string& what) {
+  cmd.add_option("--types", a.types, what)
+      ->check(CLI::Validator(
+          [](const std::string& v) {
+            return parse_data_types(v) ? std::string() : "not a data-type configuration: " + v;
+          },
+          "TYPES"))
+      ->type_name("TYPES");
+}
+
 void add_seed_option(CLI::App& cmd, cli_args& a) {
   cmd.add_option("--seed", a.seed, "data and property seed, printed in every report")
       ->check(digits_only())
@@ -481,6 +492,7 @@ run_options to_run_options(const cli_args& a) {
   o.isolate = !a.no_isolation;
   o.filter = a.filter;
   if (!a.op.empty()) o.op = parse_op_kind(a.op);
+  if (!a.types.empty()) o.types = parse_data_types(a.types);
   o.seed = a.seed;
   o.convention = a.convention;
   o.catalog = !a.properties_only;
@@ -643,8 +655,14 @@ int run_export(const cli_args& a) {
   std::vector<case_spec> cases =
       a.catalog == "corpus" ? corpus_catalog(a.seed) : default_catalog(a.seed);
   std::erase_if(cases, [&](const case_spec& c) { return !name_matches(c.name, a.filter); });
-  // The corpus also holds the fold and SyncBN fixtures (unless a filter narrows the export).
-  const bool others = a.catalog == "corpus" && a.filter.empty();
+  const std::optional<data_types> types =
+      a.types.empty() ? std::nullopt : parse_data_types(a.types);
+  if (types) {
+    for (case_spec& c : cases) c.problem.types = *types;
+  }
+  // The corpus also holds the fold and SyncBN fixtures (unless a filter or types narrow the
+  // export).
+  const bool others = a.catalog == "corpus" && a.filter.empty() && !types;
   const std::size_t n = export_fixtures(
       cases, a.out, others ? std::optional<std::uint64_t>(a.seed) : std::nullopt, a.force);
   std::fprintf(stderr, "bnoracle export: %zu fixtures from %zu cases written to %s\n", n,
@@ -751,6 +769,11 @@ int run_cli(int argc, char** argv) {
       ->check(
           CLI::IsMember({"batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"}))
       ->type_name("NAME");
+  add_types_option(*check, a,
+                   "judge the catalog in these data types: float32, cudnn_mixed, bf16_mixed, "
+                   "bf16_weights, pytorch_cpu_bf16, all_half, one format for every role "
+                   "(float16), or roles one by one (data=bfloat16,parameters=float32); the "
+                   "fold, the SyncBN merge and the properties run with float32 only");
   add_seed_option(*check, a);
   check->add_option("--property-cases", a.property_cases, "generated cases per property")
       ->check(CLI::Range(1, 1'000'000))
@@ -770,6 +793,9 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::IsMember({"corpus", "check"}))
       ->capture_default_str();
   add_filter_option(*export_cmd, a);
+  add_types_option(*export_cmd, a,
+                   "write every case of the catalog in these data types (as check --types "
+                   "judges them; the fold and the SyncBN merge are left out)");
   add_seed_option(*export_cmd, a);
   export_cmd->add_flag("--force", a.force,
                        "replace files in DIR that bnoracle did not write (refused otherwise)");

@@ -66,7 +66,9 @@ enum class buffer_role : std::uint8_t {
   in_out,  // read and updated in place (running statistics, num_batches_tracked)
 };
 
-enum class element_type : std::uint8_t { f32, i64 };
+// The element types of a kernel's buffers: float32, int64 (num_batches_tracked), and the two
+// 16-bit floating-point formats (their bits, as the ABI passes them).
+enum class element_type : std::uint8_t { f32, i64, f16, bf16 };
 
 [[nodiscard]] std::string_view to_string(buffer_role r);
 
@@ -146,6 +148,8 @@ class guarded_arena {
   [[nodiscard]] std::int64_t* i64(std::string_view name) const;
   [[nodiscard]] std::span<float> f32_span(std::string_view name) const;
   [[nodiscard]] std::span<std::int64_t> i64_span(std::string_view name) const;
+  // The bits of a float16 or bfloat16 buffer.
+  [[nodiscard]] std::span<std::uint16_t> half_span(std::string_view name) const;
 
   // Which buffer (and where in or around it) an address falls, if any.
   [[nodiscard]] std::optional<buffer_location> locate(std::uintptr_t address) const;

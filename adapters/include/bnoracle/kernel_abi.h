@@ -3,8 +3,9 @@
  * A kernel plugs into bnoracle as a shared library that exports one C function returning a
  * table that describes the kernel and points at its entry points: `bnoracle_kernel_v2` (any
  * member of the normalization family, in float32, float16 or bfloat16; at the end of this file)
- * or `bnoracle_kernel_v1` (float32 batch norm, judged as it always was). Plain C99: any language with a C FFI can implement it. docs/kernel-abi.md
- * documents every field and gives a complete minimal kernel.
+ * or `bnoracle_kernel_v1` (float32 batch norm, judged as it always was). Plain C99: any language
+ * with a C FFI can implement it. docs/kernel-abi.md documents every field and gives a complete
+ * minimal kernel.
  *
  * Conventions of this header:
  * - Tensors travel as a pointer plus the shared shape descriptor `bnk_shape` (logical dims
@@ -128,10 +129,10 @@ typedef struct bnk_syncbn_problem {
 
 typedef struct bnk_syncbn_buffers {
   /* Inputs. */
-  const int64_t* count;     /* K: elements per channel on shard k (0 allowed: it contributes
-                               nothing; its mean and variance are then 0) */
-  const float* shard_mean;  /* K·C, shard-major: shard_mean[k·C + c] */
-  const float* shard_var;   /* K·C, biased variance of shard k, channel c */
+  const int64_t* count;    /* K: elements per channel on shard k (0 allowed: it contributes
+                              nothing; its mean and variance are then 0) */
+  const float* shard_mean; /* K·C, shard-major: shard_mean[k·C + c] */
+  const float* shard_var;  /* K·C, biased variance of shard k, channel c */
   /* Running statistics (C each), updated in place when track_running. */
   float* running_mean;
   float* running_var;
@@ -144,22 +145,22 @@ typedef struct bnk_syncbn_buffers {
 
 /* Folding an inference batch norm into the preceding linear or convolution layer: with
  * s = gamma/sqrt(running_var + eps) per output channel o,
- *   weight_out[o·K + k] = weight[o·K + k]·s[o],   bias_out[o] = (bias[o] − running_mean[o])·s[o] + beta[o]
- * where bias is 0 when the layer has none. */
+ *   weight_out[o·K + k] = weight[o·K + k]·s[o],   bias_out[o] = (bias[o] − running_mean[o])·s[o] +
+ * beta[o] where bias is 0 when the layer has none. */
 typedef struct bnk_fold_problem {
-  uint32_t struct_size;  /* sizeof(bnk_fold_problem) as bnoracle was built */
-  int64_t out_channels;  /* O: output channels of the layer = channels of the batch norm */
-  int64_t fan_in;        /* K: weights per output channel (in_channels·kernel extent) */
+  uint32_t struct_size; /* sizeof(bnk_fold_problem) as bnoracle was built */
+  int64_t out_channels; /* O: output channels of the layer = channels of the batch norm */
+  int64_t fan_in;       /* K: weights per output channel (in_channels·kernel extent) */
   double eps;
-  int32_t has_bias;      /* 1: `bias` is given; 0: the layer has no bias (it is NULL) */
+  int32_t has_bias; /* 1: `bias` is given; 0: the layer has no bias (it is NULL) */
 } bnk_fold_problem;
 
 typedef struct bnk_fold_buffers {
   /* Inputs. */
-  const float* weight; /* O·K, row-major per output channel */
-  const float* bias;   /* O, or NULL when !has_bias */
-  const float* gamma;  /* O */
-  const float* beta;   /* O */
+  const float* weight;       /* O·K, row-major per output channel */
+  const float* bias;         /* O, or NULL when !has_bias */
+  const float* gamma;        /* O */
+  const float* beta;         /* O */
   const float* running_mean; /* O */
   const float* running_var;  /* O */
   /* Outputs. */
@@ -240,15 +241,18 @@ typedef enum bnk_params {
 } bnk_params;
 
 typedef struct bnk_op_desc {
-  int32_t kind;            /* a bnk_op value */
-  int32_t normalized_axes; /* layer, RMS norm: trailing axes of (C, spatial...) normalized
-                              together (1 = the last); 0 for the others */
-  int64_t groups;          /* group norm: G, which divides C; 0 for the others */
-  int32_t centred;         /* 1: the mean is subtracted (0 for RMS norm) */
-  int32_t params;          /* a bnk_params value */
-  int32_t weight_offset;   /* 1: γ is stored as w and applied as 1 + w */
-  int32_t running_stats;   /* 1: the op keeps running statistics (batch norm; instance norm
-                              with tracking) */
+  int32_t kind;               /* a bnk_op value */
+  int32_t normalized_axes;    /* layer, RMS norm: trailing axes of (C, spatial...) normalized
+                                 together (1 = the last); 0 for the others */
+  int64_t groups;             /* group norm: G, which divides C; 0 for the others */
+  int32_t centred;            /* 1: the mean is subtracted (0 for RMS norm) */
+  int32_t params;             /* a bnk_params value */
+  int32_t weight_offset;      /* 1: γ is stored as w and applied as 1 + w */
+  int32_t running_stats;      /* 1: the op keeps running statistics (batch norm; instance norm
+                                 with tracking) */
+  int32_t cast_before_weight; /* 1: x̂ is rounded to the data type, then multiplied by γ in the
+                                 data type (Llama's RMSNorm); 0: the output is rounded once */
+  int32_t reserved;           /* 0 */
 } bnk_op_desc;
 
 typedef struct bnk_types {
@@ -298,19 +302,19 @@ typedef int (*bnk_entry_v2)(const bnk_problem_v2* problem, const bnk_buffers_v2*
                             char* message, size_t message_size);
 
 typedef struct bnk_kernel_v2 {
-  uint32_t abi_version;        /* BNK_ABI_VERSION_2 */
-  uint32_t struct_size;        /* sizeof(bnk_kernel_v2) */
+  uint32_t abi_version; /* BNK_ABI_VERSION_2 */
+  uint32_t struct_size; /* sizeof(bnk_kernel_v2) */
   const char* name;
   const char* version;
-  const char* convention;      /* as in version 1 ("none": no running statistics) */
-  uint32_t ops;                /* BNK_OP_BIT(kind) of every op supported */
-  uint32_t layouts;            /* BNK_LAYOUT_* bits supported */
-  uint32_t data_types;         /* BNK_DTYPE_BIT(type) of every data type of the data supported */
-  uint32_t parameter_types;    /* ... of the parameters */
-  uint32_t statistic_types;    /* ... of the statistics */
+  const char* convention;   /* as in version 1 ("none": no running statistics) */
+  uint32_t ops;             /* BNK_OP_BIT(kind) of every op supported */
+  uint32_t layouts;         /* BNK_LAYOUT_* bits supported */
+  uint32_t data_types;      /* BNK_DTYPE_BIT(type) of every data type of the data supported */
+  uint32_t parameter_types; /* ... of the parameters */
+  uint32_t statistic_types; /* ... of the statistics */
   int32_t updates_running;
   int32_t supports_cumulative;
-  int32_t saves;               /* a bnk_saved value */
+  int32_t saves; /* a bnk_saved value */
   /* Entry points; NULL means the mode is not supported. */
   bnk_entry_v2 forward_training;
   bnk_entry_v2 forward_inference;

@@ -16,7 +16,9 @@
 
 namespace bnoracle {
 
-struct check_options {
+// The field order is the interface (designated initializers follow it), so the padding between
+// fields of different sizes stays.
+struct check_options {  // NOLINT(clang-analyzer-optin.performance.Padding)
   accuracy_level level = accuracy_level::standard;  // the accuracy every comparison requires
   int property_cases = 100;                         // generated cases per property
   std::uint64_t seed = 1;  // data and property seed (GoogleTest: BNORACLE_SEED overrides it)
@@ -39,6 +41,11 @@ struct check_options {
   // Only the cases of this op (the fold and SyncBN merge, and the property suite, are batch
   // norm's); empty: every op.
   std::optional<op_kind> op{};
+  // Judge the catalog in these data types (op.hpp's named configurations or any combination):
+  // each case's inputs are drawn as for float32 and rounded to their roles' formats. The fold,
+  // the SyncBN merge and the property suite are float32 and run only when this is float32.
+  // Empty: float32.
+  std::optional<data_types> types{};
 };
 
 using run_options = check_options;
