@@ -357,8 +357,13 @@ TEST(FixtureLoader, VersionTwoReadsTheOpAndTheDataTypes) {
          j["case"]["op"]["groups"] = 2;
          j["case"]["op"]["running_stats"] = false;
        }},
-      // Defined by the schema, not read by this bnoracle yet: refused, not read as float32.
-      {"case.types", [](json& j) { j["case"]["types"]["data"] = "bfloat16"; }},
+      // A bfloat16 case whose input bfloat16 does not hold (12 significant bits): refused with
+      // the value named, never rounded by the loader.
+      {"inputs.src[0]",
+       [](json& j) {
+         j["case"]["types"]["data"] = "bfloat16";
+         j["inputs"]["src"][0] = "0x1.001p+0";
+       }},
       // The fixture gives γ/β, but the op has none.
       {"case.affine", [](json& j) { j["case"]["op"]["params"] = "none"; }},
   };
