@@ -10,6 +10,7 @@
 // not. The sanitizer pass, which leaves the kill matrix out, runs these. 100 generated cases per
 // property; the seed is 1 unless BNORACLE_SEED says otherwise, and it is printed, so a failure in
 // CI reproduces with the command it prints.
+#include "bnoracle/generators.hpp"
 #include "bnoracle/invoke.hpp"
 #include "bnoracle/judge.hpp"
 #include "bnoracle/properties.hpp"
@@ -107,6 +108,49 @@ TEST(StandardLevel, SequentialSumExceedsStandardOnAConstantChannel) {
   EXPECT_TRUE(o.passed[static_cast<std::size_t>(accuracy_level::lenient)]) << o.worst_where;
   std::printf("two_pass mean of 1792 x 1e6: %.0f ulp, standard bound ratio %.2f\n", o.max_ulps,
               o.worst_ratio);
+}
+
+// Cases drawn in float16/bfloat16 configurations hold values of their roles' formats only, and
+// the data format's own hard values (subnormals, its largest finite value, squares that
+// overflow float16) do appear among them.
+TEST(Generators, NarrowCasesHoldValuesOfTheirFormatsAndItsHardValues) {
+  for (const char* configuration : {"cudnn_mixed", "bf16_weights", "all_half"}) {
+    const data_types types = *parse_data_types(configuration);
+    const float_format& d = format_of(types.data);
+    int subnormal = 0, largest = 0, square_overflows_half = 0, cases = 0;
+    for (const bool family : {false, true}) {
+      gen::case_options o;
+      o.types = types;
+      if (family) o.ops = {op_kind::layer_norm, op_kind::rms_norm, op_kind::group_norm};
+      for (std::uint64_t seed = 0; seed < 150; ++seed) {
+        const property_case pc =
+            gen::property_case_of(o)(rc::Random(seed), static_cast<int>(seed % 100)).value();
+        ++cases;
+        ASSERT_EQ(pc.problem.types, types) << configuration;
+        const auto check = [&](const std::vector<float>& v, format_id f, const char* what) {
+          for (const float x : v) {
+            ASSERT_TRUE(representable(format_of(f), x)) << configuration << ' ' << what << ' ' << x;
+          }
+        };
+        check(pc.src, types.data, "src");
+        check(pc.diff_dst, types.data, "diff_dst");
+        check(pc.gamma, types.parameters, "gamma");
+        check(pc.beta, types.parameters, "beta");
+        check(pc.running_mean, types.statistics, "running_mean");
+        check(pc.running_var, types.statistics, "running_var");
+        const double top = std::ldexp(2.0 - std::ldexp(1.0, 1 - d.precision), d.emax);
+        for (const float x : pc.src) {
+          const double a = std::fabs(static_cast<double>(x));
+          subnormal += a > 0 && a < std::ldexp(1.0, d.emin) ? 1 : 0;
+          largest += a == top || a == std::ldexp(top, 60 - d.overflow_exponent()) ? 1 : 0;
+          square_overflows_half += a >= 256 && a < 65536 ? 1 : 0;
+        }
+      }
+    }
+    EXPECT_GT(subnormal, 0) << configuration << " in " << cases << " cases";
+    EXPECT_GT(largest, 0) << configuration;
+    EXPECT_GT(square_overflows_half, 0) << configuration;
+  }
 }
 
 }  // namespace

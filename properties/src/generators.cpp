@@ -1,5 +1,6 @@
 #include "bnoracle/generators.hpp"
 
+#include "bnoracle/catalog.hpp"
 #include "bnoracle/exact.hpp"
 #include "bnoracle/kernel.hpp"
 #include "bnoracle/reduction.hpp"
@@ -667,9 +668,11 @@ void show_syncbn_data(const syncbn_data& d, std::ostream& os) {
   show_vector(os, "running_var", d.running_var);
 }
 
-rc::Gen<property_case> property_case_of(const case_options& o) {
-  return rc::gen::exec([o]() {
-    if (!o.ops.empty()) return family_case(o);
+namespace {
+
+// The batch-norm case of property_case_of, in float32.
+property_case batch_norm_case(const case_options& o) {
+  {
     property_case pc;
     pc.problem = *problem(o.shape);
     const geometry g(pc.problem);
@@ -714,6 +717,68 @@ rc::Gen<property_case> property_case_of(const case_options& o) {
     pc.problem.momentum = *momentum(o.cumulative);
     pc.num_batches_tracked = pick<std::int64_t>({0, 1, 5, 1000});
     draw_special_running(pc, o);
+    return pc;
+  }
+}
+
+// The case in `t`: a few values of the data format by bit pattern in src and diff_dst (in a
+// quarter of the cases each), then every value rounded to its role's format.
+void in_types(property_case& pc, const data_types& t) {
+  pc.problem.types = t;
+  const float_format& d = format_of(t.data);
+  if (t.data != format_id::float32) {
+    for (std::vector<float>* v : {&pc.src, &pc.diff_dst}) {
+      if (v->empty() || !coin(4)) continue;
+      const int count = *rc::gen::inRange(1, 4);
+      for (int i = 0; i < count; ++i) {
+        const auto k = static_cast<std::size_t>(*rc::gen::inRange<std::size_t>(0, v->size()));
+        (*v)[k] = *narrow_special(d);
+      }
+    }
+  }
+  round_inputs(pc, t);
+}
+
+}  // namespace
+
+rc::Gen<float> narrow_special(const float_format& f) {
+  return rc::gen::exec([&f]() {
+    const float sign = coin(2) ? -1.0F : 1.0F;
+    const int fraction_bits = f.precision - 1;
+    const auto fraction = [&] {
+      return static_cast<double>(*rc::gen::inRange<std::uint32_t>(0, 1U << fraction_bits));
+    };
+    const double largest = std::ldexp(2.0 - std::ldexp(1.0, -fraction_bits), f.emax);
+    switch (*rc::gen::inRange(0, 4)) {
+      case 0:  // a subnormal of the format: a fraction times 2^(emin − p + 1)
+        return sign *
+               static_cast<float>(std::ldexp(std::max(1.0, fraction()), f.min_ulp_exponent()));
+      case 1:  // the largest finite value, where its square is a float32 value (float16); for
+               // bfloat16, whose range is float32's, the largest value below 2^60, the limit of
+               // the sound data (a float32 pipeline squares it)
+        return sign * static_cast<float>(2 * f.overflow_exponent() <= 127
+                                             ? largest
+                                             : std::ldexp(largest, 60 - f.overflow_exponent()));
+      case 2: {
+        // A value whose square overflows float16 (|x| >= 256) but not float32: for float16 up
+        // to its largest value; for bfloat16, whose range is float32's, the same magnitudes.
+        const int e = *rc::gen::inRange(8, 16);
+        return sign *
+               static_cast<float>(std::ldexp(1.0 + std::ldexp(fraction(), -fraction_bits), e));
+      }
+      default: {
+        // 1 plus a few ulps of the format: values one ulp apart, as a near-constant row is.
+        const double ulps = static_cast<double>(*rc::gen::inRange(0, 4));
+        return sign * static_cast<float>(1.0 + ulps * std::ldexp(1.0, -fraction_bits));
+      }
+    }
+  });
+}
+
+rc::Gen<property_case> property_case_of(const case_options& o) {
+  return rc::gen::exec([o]() {
+    property_case pc = o.ops.empty() ? batch_norm_case(o) : family_case(o);
+    if (!o.types.all_float32()) in_types(pc, o.types);
     return pc;
   });
 }

@@ -74,6 +74,9 @@ void print_usage(std::ostream& os) {
         "                         many as --problems)\n"
         "  --op OP                only OP's problems (batch_norm, layer_norm, rms_norm,\n"
         "                         group_norm, instance_norm)\n"
+        "  --types TYPES          every problem in these data types: a configuration\n"
+        "                         (cudnn_mixed, bf16_mixed, bf16_weights, pytorch_cpu_bf16,\n"
+        "                         all_half), one format, or roles one by one (default float32)\n"
         "  --seed S               campaign seed (default 1)\n"
         "  --level L              strict|standard|lenient for every kernel without its own\n"
         "                         (default: the level the kernel's algorithm guarantees, for the\n"
@@ -146,6 +149,12 @@ settings parse_args(int argc, char** argv) {
         throw usage_error("--op: unknown op '" + std::string(v) +
                           "' (batch_norm, layer_norm, rms_norm, group_norm, instance_norm)");
       }
+    } else if (a == "--types") {
+      const std::string_view v = value();
+      if (!parse_data_types(v)) {
+        throw usage_error("--types: not a data-type configuration '" + std::string(v) + "'");
+      }
+      s.types = std::string(v);
     } else if (a == "--seed") {
       s.seed =
           parse_number<std::uint64_t>(a, value(), 0, std::numeric_limits<std::uint64_t>::max());
@@ -251,6 +260,7 @@ campaign_problem make_problem(const kernel_info& info, const settings& s, std::i
   o.shape.min_per_channel = 1;  // L = 1: a refusal under PyTorch's convention
   o.cumulative = info.supports_cumulative;
   o.domain = index % 2 == 0 ? gen::data_domain::sound : gen::data_domain::any;
+  if (!s.types.empty()) o.types = *parse_data_types(s.types);
   const auto generator = rc::gen::exec([o] {
     campaign_problem p;
     p.any_domain = o.domain == gen::data_domain::any;
@@ -258,7 +268,10 @@ campaign_problem make_problem(const kernel_info& info, const settings& s, std::i
     p.inference = p.pc;
     if (p.any_domain && has_mode(p.pc.problem.op, bn_mode::forward_inference)) {
       for (float& x : p.inference.src) {
-        if (*rc::gen::inRange(0, 8) == 0) x = *gen::any_float32();
+        // Any value of the data format: a float32 beyond its range rounds to ±Inf.
+        if (*rc::gen::inRange(0, 8) == 0) {
+          x = round_to_format(format_of(o.types.data), *gen::any_float32());
+        }
       }
     }
     return p;
@@ -679,6 +692,7 @@ std::string repro_command(const kernel_run& k, const settings& s, op_kind op, st
   std::ostringstream os;
   os << s.program << " --kernel " << k.arg.path << ':' << to_string(k.level) << " --seed " << s.seed
      << " --op " << to_string(op) << " --only " << index;
+  if (!s.types.empty()) os << " --types " << s.types;
   if (s.max_elements != settings{}.max_elements) os << " --max-elements " << s.max_elements;
   if (!s.isolate) os << " --no-isolation";
   return os.str();

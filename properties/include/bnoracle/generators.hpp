@@ -91,8 +91,16 @@ struct case_options {
   // half of the time. Data, dy and the ε choice are drawn per statistic group, γ and β per
   // parameter entry.
   std::vector<op_kind> ops{};
+  // The data types of the case (float32: as drawn). Otherwise every value is rounded to its
+  // role's format (a finite value beyond the format's range saturating to its largest finite
+  // value), and a few elements of src and diff_dst are replaced by values of the data format
+  // drawn by bit pattern: its subnormals, its largest finite value, values whose squares
+  // overflow float16 but not float32, and values one ulp apart.
+  data_types types{};
 };
 [[nodiscard]] rc::Gen<property_case> property_case_of(const case_options& options);
+// A value of format `f` drawn by bit pattern from the kinds above.
+[[nodiscard]] rc::Gen<float> narrow_special(const float_format& f);
 
 // The fold's data: 1 to 8 output channels of 1 to 27 weights, with or without the layer's bias
 // (near the running mean half of the time, so that b − μ cancels), running means at 10^k,
