@@ -37,6 +37,9 @@ enum class family_mutation {
   rms_overflow_guard_signed,
   // family_low_precision
   fam_sums_in_half,
+  fam_count_in_half,
+  fam_saved_stats_in_data_type,
+  in_running_in_data_type,
   rms_square_in_half,
   fam_dgamma_terms_in_bf16,
   fam_dgamma_accumulated_in_bf16,
@@ -74,14 +77,19 @@ enum class family_mutation {
   fam_nondeterministic_sum,
 };
 
-template <family_mutation M>
+template <family_mutation M, class Data = float>
 struct family {
   static constexpr bool is(family_mutation m) { return M == m; }
+  using D = storage<Data>;
 
-  // The buffers as the bundled template reads them (x[e], dy[e]: float32 tensors).
+  // The buffers as the bundled template reads them (x[e], dy[e]: the data widened to float; γ/β
+  // and the statistics float32, run_widened's copies where they are narrower).
   struct no_policy {};
-  using buffers = typename norm<no_policy, float>::buffers;
-  static buffers view(const bnk_buffers_v2& b) { return norm<no_policy, float>::view(b); }
+  using buffers = typename norm<no_policy, Data>::buffers;
+  static buffers view(const bnk_buffers_v2& b) { return norm<no_policy, Data>::view(b); }
+  // A float rounded to the data type and back: what a kernel that keeps a value in the data
+  // type holds (the identity for float32 data).
+  static float in_data_type(float v) { return D::load(D::store(v)); }
 
   static bool has_params(const bnk_problem_v2& p) { return p.op.params != BNK_PARAMS_NONE; }
 
@@ -149,9 +157,11 @@ struct family {
     return p.op.centred != 0;
   }
 
-  static stats stats_of(const bnk_problem_v2& p, const group_view& v, const tensor_in<float>& x) {
+  static stats stats_of(const bnk_problem_v2& p, const group_view& v, const tensor_in<Data>& x) {
     const std::int64_t L = v.size();
-    const float Lf = static_cast<float>(L);
+    float Lf = static_cast<float>(L);
+    // The element count held in float16, as a kernel that keeps it in the data type does.
+    if constexpr (is(family_mutation::fam_count_in_half)) Lf = to_half(Lf);
     stats s{0.0F, 0.0F, 0.0F, 0.0F};
     if (centred(p)) {
       float count = Lf;
@@ -325,14 +335,20 @@ struct family {
     for (std::int64_t grp = 0; grp < g.groups; ++grp) {
       if (g.L == 0) continue;
       const stats s = stats_of(p, stats_view(p, g, grp), b.x);
-      if (b.save_mean != nullptr) b.save_mean[grp] = s.mean;
-      if (b.save_stat != nullptr) b.save_stat[grp] = s.rstd;
+      float saved_mean = s.mean;
+      float saved_rstd = s.rstd;
+      if constexpr (is(family_mutation::fam_saved_stats_in_data_type)) {
+        saved_mean = in_data_type(saved_mean);
+        saved_rstd = in_data_type(saved_rstd);
+      }
+      if (b.save_mean != nullptr) b.save_mean[grp] = saved_mean;
+      if (b.save_stat != nullptr) b.save_stat[grp] = saved_rstd;
       const group_view out = normalize_dense ? dense.group(grp) : g.group(grp);
       out.for_range(0, g.L, [&](element e) {
         const std::int64_t j = g.param(grp, e.index);
         float xhat = (b.x[e] - s.mean) * s.rstd;
         if constexpr (is(family_mutation::fam_normalized_in_bf16)) xhat = to_bf16(xhat);
-        b.y[e.offset] = xhat * gamma_of(p, b, j) + beta_of(p, b, j);
+        b.y[e.offset] = D::store(xhat * gamma_of(p, b, j) + beta_of(p, b, j));
       });
       if (track) {
         const auto c = static_cast<std::size_t>(grp % C);
@@ -342,8 +358,14 @@ struct family {
         }
         const bool first = grp < C;
         if (is(family_mutation::in_running_first_instance) && !first) continue;
-        copies_mean[c] += (1.0F - f) * b.running_mean[c] + f * s.mean;
-        copies_var[c] += (1.0F - f) * b.running_var[c] + f * unbiased;
+        float copy_mean = (1.0F - f) * b.running_mean[c] + f * s.mean;
+        float copy_var = (1.0F - f) * b.running_var[c] + f * unbiased;
+        if constexpr (is(family_mutation::in_running_in_data_type)) {
+          copy_mean = in_data_type(copy_mean);
+          copy_var = in_data_type(copy_var);
+        }
+        copies_mean[c] += copy_mean;
+        copies_var[c] += copy_var;
       }
     }
     if (track && g.groups > 0 && g.L > 0) {
@@ -403,8 +425,8 @@ struct family {
       const float scale = gamma_of(p, b, c) * rstd_of(p, b.running_var[c]);
       const float mean = b.running_mean[c];
       const float beta = beta_of(p, b, c);
-      g.group(grp).for_range(0, g.L,
-                             [&](element e) { b.y[e.offset] = (b.x[e] - mean) * scale + beta; });
+      g.group(grp).for_range(
+          0, g.L, [&](element e) { b.y[e.offset] = D::store((b.x[e] - mean) * scale + beta); });
     }
     return BNK_OK;
   }
@@ -465,7 +487,7 @@ struct family {
       }
       v.for_range(0, g.L, [&](element e) {
         const float xh = xhat(e);
-        b.dx[e.offset] = rstd * ((gi(e) - mean_g) - xh * mean_g_xhat);
+        b.dx[e.offset] = D::store(rstd * ((gi(e) - mean_g) - xh * mean_g_xhat));
         if (!affine) return;
         const std::int64_t j = g.param(grp, e.index);
         float term = b.dy[e] * xh;
@@ -507,7 +529,7 @@ struct family {
       const float scale = gamma_of(p, b, c, true) * rstd;
       const float mean = b.running_mean[c];
       const group_view v = g.group(grp);
-      v.for_range(0, g.L, [&](element e) { b.dx[e.offset] = scale * b.dy[e]; });
+      v.for_range(0, g.L, [&](element e) { b.dx[e.offset] = D::store(scale * b.dy[e]); });
       if (!affine) continue;
       b.dbeta[c] += sum(
           v, [&](element e) { return b.dy[e]; }, false);
@@ -520,7 +542,7 @@ struct family {
 };
 
 // A version-2 entry point of mutation M's mode Mode, for layer, RMS, group and instance norm in
-// float32 (validation and the ABI glue of common/norm_kernel.hpp).
+// every data type (validation, the ABI glue and the widening of common/norm_kernel.hpp).
 template <family_mutation M, bnk_mode Mode>
 int family_entry(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers, char* message,
                  std::size_t message_size) noexcept {
@@ -536,25 +558,17 @@ int family_entry(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers, c
              static_cast<int>(p.op.kind));
       return r.status;
     }
-    if (p.types.data != BNK_DTYPE_F32 || p.types.parameters != BNK_DTYPE_F32 ||
-        p.types.statistics != BNK_DTYPE_F32) {
-      reject(r, BNK_UNSUPPORTED, "only float32 is supported");
-      return r.status;
-    }
+    if (!known_types(p, r)) return r.status;
     group_layout g;
     if (!make_layout(p, k_all_layouts, g, r)) return r.status;
-    using F = family<M>;
-    switch (Mode) {
-      case BNK_FORWARD_TRAINING:
-        return F::forward_training(p, *buffers, g, r);
-      case BNK_FORWARD_INFERENCE:
-        return F::forward_inference(p, *buffers, g, r);
-      case BNK_BACKWARD_TRAINING:
-        return F::backward_training(p, *buffers, g, r);
-      case BNK_BACKWARD_INFERENCE:
-        return F::backward_inference(p, *buffers, g, r);
+    switch (p.types.data) {
+      case BNK_DTYPE_F16:
+        return run_widened<family<M, float16_bits>, Mode>(p, *buffers, g, r);
+      case BNK_DTYPE_BF16:
+        return run_widened<family<M, bfloat16_bits>, Mode>(p, *buffers, g, r);
+      default:
+        return run_widened<family<M, float>, Mode>(p, *buffers, g, r);
     }
-    return BNK_FAILED;
   });
 }
 
@@ -572,9 +586,9 @@ constexpr bnk_kernel_v2 family_table(const char* name) {
       .convention = "pytorch",
       .ops = k_family_ops,
       .layouts = k_all_layouts,
-      .data_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
-      .parameter_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
-      .statistic_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+      .data_types = k_all_types,
+      .parameter_types = k_all_types,
+      .statistic_types = k_all_types,
       .updates_running = 1,
       .supports_cumulative = 0,
       .saves = BNK_SAVES_MEAN_INVSTD,

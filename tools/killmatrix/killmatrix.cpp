@@ -1,11 +1,13 @@
-// bnoracle_killmatrix: the power of the oracle, measured. Runs a kernel plugin through the three
-// kinds of check bnoracle has — the golden fixtures (`bnoracle results` + `verify`), the
-// conformance catalog (`bnoracle check` without properties) and the property suite — and says
-// which check caught it. Over the mutation catalog (kernels/mutants/MANIFEST.tsv) plus the
-// correct kernels it writes the kill matrix, docs/kill-matrix.md. docs/mutation-testing.md
-// explains how to read it and how to add a mutant.
+// bnoracle_killmatrix: the power of the oracle, measured. Runs a kernel plugin through the kinds
+// of check bnoracle has — the golden fixtures (`bnoracle results` + `verify`), the conformance
+// catalog (`bnoracle check` without properties), the catalog in float16/bfloat16 configurations
+// (`bnoracle check --types`) and the property suite — and says which check caught it. Over the
+// mutation catalog (kernels/mutants/MANIFEST.tsv) plus the correct kernels it writes the kill
+// matrix, docs/kill-matrix.md. docs/mutation-testing.md explains how to read it and how to add a
+// mutant.
 //
 //   bnoracle_killmatrix --kernel K.so [--expect killed|clean] [--level L] [--json FILE]
+//                       [--types CONFIGURATION[,CONFIGURATION...]]
 //   bnoracle_killmatrix --manifest MANIFEST.tsv --mutants DIR --correct K.so[:LEVEL]...
 //                       [--jobs J] [--markdown FILE] [--json FILE]
 //   bnoracle_killmatrix --assemble DIR --manifest MANIFEST.tsv --markdown FILE
@@ -70,11 +72,28 @@ struct settings {
   // they run again with a process per call; false: a process per call from the start.
   bool one_process = true;
   std::chrono::seconds one_process_deadline{300};
+  // The data-type configurations of the half check (op.hpp's named ones); none: no half check.
+  std::vector<std::string> types;
 };
+
+// Every named configuration other than float32: what the correct kernels are judged in.
+std::vector<std::string> narrow_configurations() {
+  std::vector<std::string> out;
+  for (const named_types& n : named_data_types()) {
+    if (!n.types.all_float32()) out.emplace_back(n.name);
+  }
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += (s.empty() ? "" : ",") + e;
+  return s;
+}
 
 // One kind of check on one kernel.
 struct check_outcome {
-  std::string kind;                 // fixtures, catalog, properties
+  std::string kind;                 // fixtures, catalog, half, properties
   std::int64_t judged = 0;          // results that were not skipped
   std::int64_t flagged = 0;         // failed or faulted
   std::vector<std::string> caught;  // names of the flagged results (properties: all; else first 3)
@@ -91,13 +110,14 @@ struct kernel_outcome {
   }
 };
 
-void count(check_outcome& out, const case_result& r, std::size_t keep) {
+void count(check_outcome& out, const case_result& r, std::size_t keep,
+           const std::string& prefix = "") {
   if (r.result == verdict::skip) return;
   ++out.judged;
   if (r.result != verdict::fail && r.result != verdict::fault) return;
   ++out.flagged;
   if (out.caught.size() < keep) {
-    std::string name = r.case_name;
+    std::string name = prefix + r.case_name;
     if (r.op.empty()) name += " " + std::string(to_string(r.mode));
     out.caught.push_back(name);
   }
@@ -228,6 +248,23 @@ kernel_outcome run_checks(const std::string& path, accuracy_level level, const s
   }
   k.checks.push_back(catalog);
 
+  // The catalog in each configuration the kernel declares: the defects that show only against
+  // the bound of a float16 or bfloat16 output.
+  check_outcome half;
+  half.kind = "half";
+  for (const std::string& name : set.types) {
+    const std::optional<data_types> types = parse_data_types(name);
+    if (!types) throw usage_error("--types: unknown configuration '" + name + "'");
+    if (!kernel->info().supports(*types)) continue;
+    run_options typed = opt;
+    typed.types = types;
+    for (const case_result& r :
+         run_catalog(*kernel, default_catalog(set.seed), typed, nullptr).results) {
+      count(half, r, 3, "[" + name + "] ");
+    }
+  }
+  k.checks.push_back(half);
+
   check_outcome properties;
   properties.kind = "properties";
   property_options po;
@@ -276,6 +313,7 @@ kernel_outcome from_json(const json& j) {
 
 struct mutant_entry {
   std::string name, section, description;
+  std::vector<std::string> types;  // the configurations of the half check
 };
 
 std::vector<mutant_entry> read_manifest(const std::string& path) {
@@ -291,11 +329,22 @@ std::vector<mutant_entry> read_manifest(const std::string& path) {
     std::stringstream ss(line);
     std::string col;
     while (std::getline(ss, col, '\t')) cols.push_back(col);
-    if (cols.size() != 3 || cols[0].empty()) {
+    if ((cols.size() != 3 && cols.size() != 4) || cols[0].empty()) {
       throw usage_error(path + ":" + std::to_string(n) +
-                        ": expected name<TAB>section<TAB>description");
+                        ": expected name<TAB>section<TAB>description[<TAB>configurations]");
     }
-    out.push_back({cols[0], cols[1], cols[2]});
+    std::vector<std::string> types;
+    if (cols.size() == 4) {
+      std::stringstream list(cols[3]);
+      std::string t;
+      while (std::getline(list, t, ',')) {
+        if (!parse_data_types(t)) {
+          throw usage_error(path + ":" + std::to_string(n) + ": unknown configuration '" + t + "'");
+        }
+        types.push_back(t);
+      }
+    }
+    out.push_back({cols[0], cols[1], cols[2], types});
   }
   if (out.empty()) throw usage_error("the manifest " + path + " lists no mutant");
   return out;
@@ -308,6 +357,7 @@ struct job {
   std::string path;
   accuracy_level level;
   bool expect_killed;
+  std::vector<std::string> types;  // the half check's configurations
 };
 
 std::vector<std::string> job_args(const std::string& self, const job& j, const settings& set,
@@ -328,7 +378,9 @@ std::vector<std::string> job_args(const std::string& self, const job& j, const s
           "--json",
           json_out.string(),
           set.one_process ? "--quiet" : "--isolate-every-call",
-          "--quiet"};
+          "--quiet",
+          "--types",
+          j.types.empty() ? std::string("none") : joined(j.types)};
 }
 
 // Runs every job as a child process of this executable, `jobs` at a time (posix_spawn, no
@@ -438,6 +490,11 @@ std::string markdown(const std::vector<mutant_entry>& manifest,
      << fixture_files << " files), judged as `bnoracle verify` does;\n"
      << "- **catalog**: the conformance catalog of `bnoracle check` (seed " << set.seed
      << "), including the fold and SyncBN-merge cases;\n"
+     << "- **half**: the same catalog in float16/bfloat16 configurations (`bnoracle check "
+        "--types`): for a mutant, those its manifest line names (the family's low-precision "
+        "defects, which show against the bound of a narrow output); for a correct kernel, every "
+        "named configuration it declares ("
+     << joined(narrow_configurations()) << ");\n"
      << "- **properties**: the property suite, " << set.property_cases
      << " generated cases per property (seed " << set.seed
      << "), run in-process in one child process per kernel (`--isolate-every-call`: a process "
@@ -454,21 +511,21 @@ std::string markdown(const std::vector<mutant_entry>& manifest,
   md << "\n- correct kernels: " << correct.size() << "; flagged: " << flagged << "\n\n";
 
   md << "## Mutants\n\n"
-     << "| mutant | section | defect (and the bug it imitates) | fixtures | catalog | properties "
-        "| kinds |\n"
-     << "|---|---|---|---|---|---|---|\n";
+     << "| mutant | section | defect (and the bug it imitates) | fixtures | catalog | half | "
+        "properties | kinds |\n"
+     << "|---|---|---|---|---|---|---|---|\n";
   for (const auto& m : manifest) {
     md << "| `" << m.name << "` | " << m.section << " | " << escape(m.description) << " | ";
     const auto it = mutants.find(m.name);
     if (it == mutants.end()) {
-      md << "not run | not run | not run | — |\n";
+      md << "not run | not run | not run | not run | — |\n";
       continue;
     }
     for (const auto& c : it->second.checks) md << cell(c, true) << " | ";
     md << it->second.kinds() << " |\n";
   }
   md << "\n## Correct kernels\n\n"
-     << "| kernel | level | fixtures | catalog | properties |\n|---|---|---|---|---|\n";
+     << "| kernel | level | fixtures | catalog | half | properties |\n|---|---|---|---|---|---|\n";
   for (const auto& [label, k] : correct) {
     md << "| `" << label << "` | " << to_string(k.level);
     for (const auto& c : k.checks) md << " | " << cell(c, true);
@@ -576,7 +633,20 @@ arguments parse(int argc, char** argv) {
       a.set.seed = parse_count(k, v, UINT64_MAX);
     else if (k == "--property-cases")
       a.set.property_cases = static_cast<int>(parse_count(k, v, 100000));
-    else if (k == "--jobs")
+    else if (k == "--types") {
+      a.set.types.clear();
+      std::stringstream list(v);
+      std::string t;
+      while (std::getline(list, t, ',')) {
+        if (t == "none") continue;
+        if (t == "all") {
+          for (const std::string& n : narrow_configurations()) a.set.types.push_back(n);
+          continue;
+        }
+        if (!parse_data_types(t)) throw usage_error("--types: unknown configuration '" + t + "'");
+        a.set.types.push_back(t);
+      }
+    } else if (k == "--jobs")
       a.jobs = static_cast<int>(std::max<std::uint64_t>(1, parse_count(k, v, 64)));
     else if (k == "--correct") {
       const auto colon = v.rfind(':');
@@ -595,8 +665,10 @@ arguments parse(int argc, char** argv) {
 constexpr const char* k_usage =
     "usage:\n"
     "  bnoracle_killmatrix --kernel K.so [--expect killed|clean] [--level L] [--json FILE]\n"
-    "      one kernel through fixtures, catalog and properties; exit 0 when the expectation\n"
-    "      holds (killed: some check flags it; clean: none does)\n"
+    "      [--types CONFIGURATION[,CONFIGURATION...]|all|none]\n"
+    "      one kernel through fixtures, catalog, the catalog in those data-type configurations\n"
+    "      and properties; exit 0 when the expectation holds (killed: some check flags it;\n"
+    "      clean: none does)\n"
     "  bnoracle_killmatrix --manifest MANIFEST.tsv --mutants DIR [--correct K.so[:LEVEL]]...\n"
     "                      [--jobs J] [--markdown FILE] [--json DIR]\n"
     "      the whole matrix (mutants at --level, default lenient)\n"
@@ -640,10 +712,10 @@ int matrix(const arguments& a) {
     for (const auto& m : manifest) {
       jobs.push_back({"mutant." + m.name,
                       (fs::path(a.mutants) / ("libbnm_" + m.name + ".so")).string(),
-                      set.mutant_level, true});
+                      set.mutant_level, true, m.types});
     }
     for (const auto& [path, level] : a.correct) {
-      jobs.push_back({"correct." + stem_of(path), path, level, false});
+      jobs.push_back({"correct." + stem_of(path), path, level, false, narrow_configurations()});
     }
     if (!run_jobs(jobs, set, a.jobs, dir)) return 2;
   }
