@@ -37,7 +37,11 @@
 // Layer norm has no running statistics and so no inference modes. Group and instance norm have
 // no oneDNN primitive in 2.6, and RMS norm none before 3.x: not declared.
 //
-// Every value is float32 inside oneDNN; ε is rounded once, (float)eps, as oneDNN's API takes it.
+// Data (src, dst, diff_dst, diff_src) may be float32, bfloat16 or float16 (ABI version 2), as
+// oneDNN's primitives take it: scale, shift and statistics are float32 in every oneDNN call, so
+// the adapter declares data types only, and float16 or bfloat16 only where this CPU's oneDNN
+// builds the primitive for them (`data_type_bits`). ε is rounded once, (float)eps, as oneDNN's
+// API takes it.
 // Every exception (dnnl::error included) is caught at the C boundary.
 #include "bnoracle/kernel_abi.h"
 #include "bnoracle/kernel_abi_v1_view.hpp"
@@ -196,6 +200,10 @@ normalization_flags affine_flags(bool affine) {
                 : normalization_flags::none;
 }
 
+// The data type of src, dst, diff_dst and diff_src in the current call: set by each entry point
+// (version 1: float32; version 2: the problem's).
+thread_local memory::data_type t_data_type = memory::data_type::f32;
+
 // One call's oneDNN objects: the CPU engine, a stream, and the memory descriptors.
 struct context {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
@@ -204,7 +212,7 @@ struct context {
   memory::desc stat;
 
   explicit context(const tensor& t)
-      : data(t.dims, memory::data_type::f32, t.strides),
+      : data(t.dims, t_data_type, t.strides),
         stat(memory::dims{t.channels}, memory::data_type::f32, memory::format_tag::a) {}
 
   // Wraps a caller's buffer (no copy). oneDNN takes a non-const handle; inputs are only read.
@@ -456,7 +464,7 @@ struct layer_context {
   memory::desc param;
 
   explicit layer_context(const rows_view& v)
-      : data(v.dims, memory::data_type::f32, v.strides),
+      : data(v.dims, t_data_type, v.strides),
         stat(v.stat_dims, memory::data_type::f32, dense_strides(v.stat_dims)),
         param(memory::dims{v.width}, memory::data_type::f32, memory::format_tag::a) {}
 
@@ -601,10 +609,15 @@ void mode_v2(const bnk_problem_v2& p, const bnk_buffers_v2& b) {
     reject(BNK_UNSUPPORTED, "op %d is not supported by the oneDNN adapter",
            static_cast<int>(p.op.kind));
   }
-  if (p.types.data != BNK_DTYPE_F32 || p.types.parameters != BNK_DTYPE_F32 ||
-      p.types.statistics != BNK_DTYPE_F32) {
-    reject(BNK_UNSUPPORTED, "the oneDNN adapter runs float32 only");
+  if (p.types.parameters != BNK_DTYPE_F32 || p.types.statistics != BNK_DTYPE_F32 ||
+      p.types.data < BNK_DTYPE_F32 || p.types.data > BNK_DTYPE_BF16) {
+    reject(BNK_UNSUPPORTED,
+           "oneDNN takes float32 scale, shift and statistics, and float32, float16 or bfloat16 "
+           "data");
   }
+  t_data_type = p.types.data == BNK_DTYPE_F16    ? memory::data_type::f16
+                : p.types.data == BNK_DTYPE_BF16 ? memory::data_type::bf16
+                                                 : memory::data_type::f32;
   bnk_problem q;
   bnk_buffers c{};
   bnoracle::v1_view(p, b, q, c);
@@ -664,7 +677,10 @@ int entry(const bnk_problem* problem, const bnk_buffers* buffers, char* message,
   if (problem == nullptr || buffers == nullptr) {
     return report(message, message_size, BNK_FAILED, "problem or buffers is NULL");
   }
-  return guarded(message, message_size, [&] { Mode(*problem, *buffers, make_tensor(*problem)); });
+  return guarded(message, message_size, [&] {
+    t_data_type = memory::data_type::f32;
+    Mode(*problem, *buffers, make_tensor(*problem));
+  });
 }
 
 template <bnk_mode M>
@@ -705,6 +721,38 @@ const bnk_kernel* make_table() {
   return &table;
 }
 
+// The data types whose batch and layer normalization primitives this CPU's oneDNN builds:
+// float32 always; bfloat16 and float16 where a 2x3 problem of each primitive is implemented.
+std::uint32_t data_type_bits() {
+  std::uint32_t bits = BNK_DTYPE_BIT(BNK_DTYPE_F32);
+  const std::pair<memory::data_type, bnk_dtype> narrow[] = {
+      {memory::data_type::bf16, BNK_DTYPE_BF16}, {memory::data_type::f16, BNK_DTYPE_F16}};
+  for (const auto& [dt, code] : narrow) {
+    try {
+      const dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+      const memory::desc data(memory::dims{2, 3}, dt, memory::format_tag::ab);
+      const memory::desc stat(memory::dims{2}, memory::data_type::f32, memory::format_tag::a);
+      const auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
+      const dnnl::batch_normalization_forward::desc bfd(prop_kind::forward_training, data, 1e-5F,
+                                                        flags);
+      const dnnl::batch_normalization_forward::primitive_desc bf(bfd, engine);
+      const dnnl::batch_normalization_backward::desc bbd(prop_kind::backward, data, data, 1e-5F,
+                                                         flags);
+      (void)dnnl::batch_normalization_backward::primitive_desc(bbd, engine, bf);
+      const dnnl::layer_normalization_forward::desc lfd(prop_kind::forward_training, data, stat,
+                                                        1e-5F, flags);
+      const dnnl::layer_normalization_forward::primitive_desc lf(lfd, engine);
+      const dnnl::layer_normalization_backward::desc lbd(prop_kind::backward, data, data, stat,
+                                                         1e-5F, flags);
+      (void)dnnl::layer_normalization_backward::primitive_desc(lbd, engine, lf);
+      bits |= BNK_DTYPE_BIT(code);
+    } catch (const dnnl::error&) {
+      // Not implemented on this CPU: not declared.
+    }
+  }
+  return bits;
+}
+
 // Version 2: batch norm as above, and layer normalization (a library exporting both tables is
 // loaded as version 2).
 const bnk_kernel_v2* make_table_v2() {
@@ -716,7 +764,7 @@ const bnk_kernel_v2* make_table_v2() {
       .convention = "tensorflow",
       .ops = k_ops,
       .layouts = k_all_layouts,
-      .data_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+      .data_types = data_type_bits(),
       .parameter_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
       .statistic_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
       .updates_running = 0,

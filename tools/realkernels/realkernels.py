@@ -61,11 +61,13 @@ def two_cpus():
     os.sched_setaffinity(0, cpus[:2])
 
 
-def run(cmd, env, what):
+def run(cmd, env, what, nothing_judged_ok=False):
     t0 = time.monotonic()
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        preexec_fn=two_cpus)
     secs = time.monotonic() - t0
+    if p.returncode == 5 and nothing_judged_ok:
+        return p, secs
     if p.returncode not in (0, 1, 3):  # conformant, not conformant, kernel fault
         die("%s exited %d:\n%s\n%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
     return p, secs
@@ -75,11 +77,12 @@ OPS = ("batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm")
 
 
 def undeclared_op(c):
-    """A case of an op the kernel does not declare: skipped by construction, nothing to explain
-    (a kernel is judged on the ops it implements)."""
+    """A case of an op or of data types the kernel does not declare: skipped by construction,
+    nothing to explain (a kernel is judged on the ops and types it implements)."""
     reason = c.get("reason", "")
-    return c["verdict"] == "SKIP" and any(
-        reason.endswith("the kernel does not support " + op) for op in OPS)
+    return c["verdict"] == "SKIP" and (
+        any(reason.endswith("the kernel does not support " + op) for op in OPS)
+        or "the kernel does not support the data types" in reason)
 
 
 def non_pass(report, level, source):
@@ -109,6 +112,8 @@ def per_mode(name, work):
             "mistrusted | skipped |", "|---|---|---|---|---|---|---|---|"]
     cases = []
     for f in ("check-strict.json", "verify-strict.json"):
+        if not os.path.exists(os.path.join(work, f)):  # a --types run has no corpus
+            continue
         with open(os.path.join(work, f)) as fh:
             cases += [c for c in json.load(fh)["cases"]
                       if c["mode"] != "property" and not undeclared_op(c)]
@@ -145,6 +150,12 @@ def main():
                     help="the catalog and the corpus only (compared with the expectation "
                          "file's lines that are not properties): the quick run of the "
                          "sanitizer pass")
+    ap.add_argument("--types", help="the catalog in this data-type configuration "
+                    "(bnoracle check --types) instead of the float32 suite; the corpus, float16 "
+                    "and bfloat16 fixtures included, is the float32 run's")
+    ap.add_argument("--op", help="only the cases of this op (bnoracle check --op)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set (or override a pinned) environment variable of the kernel runs")
     a = ap.parse_args()
     if (a.kernel is None) == (a.exec_cmd is None):
         die("exactly one of --kernel and --exec")
@@ -158,24 +169,37 @@ def main():
     isolation_off = a.kernel is not None and not a.no_properties and not a.isolated_properties
     env = dict(os.environ)
     env.update(PINNED_ENV)
+    for kv in a.env:
+        name, _, value = kv.partition("=")
+        env[name] = value
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
 
     lines, rows = [], []
     for level in LEVELS:
         out = os.path.join(a.work, "check-%s.json" % level)
-        _, secs = run([a.bnoracle, "check"] + kernel +
+        p, secs = run([a.bnoracle, "check"] + kernel +
                       ["--level", level, "--report", "json", "--output", out] +
                       (["--no-properties"] if a.no_properties else []) +
-                      (["--no-isolation"] if isolation_off else []), env, "check")
+                      (["--types", a.types] if a.types else []) +
+                      (["--op", a.op] if a.op else []) +
+                      (["--no-isolation"] if isolation_off else []), env, "check",
+                      nothing_judged_ok=bool(a.types))
+        if p.returncode == 5:
+            # The kernel does not declare these types here (oneDNN builds bfloat16 primitives
+            # only on CPUs that have the instructions): nothing to compare on this machine.
+            print("realkernels: %s judges nothing in %s on this machine (the kernel does not "
+                  "declare them here): skipped" % (a.name, a.types))
+            return 0
         with open(out) as f:
             report = json.load(f)
         lines += non_pass(report, level, "check")
         rows.append(("check", level, report["summary"], secs))
     results = os.path.join(a.work, "results")
-    run([a.bnoracle, "results"] + kernel + ["--fixtures", a.corpus, "--out", results], env,
-        "results")
-    for level in LEVELS:
+    if not a.types:
+        run([a.bnoracle, "results"] + kernel + ["--fixtures", a.corpus, "--out", results], env,
+            "results")
+    for level in LEVELS if not a.types else []:
         out = os.path.join(a.work, "verify-%s.json" % level)
         _, secs = run([a.bnoracle, "verify", "--fixtures", a.corpus, "--results", results,
                        "--level", level, "--report", "json", "--output", out], env, "verify")
@@ -207,10 +231,11 @@ def main():
         sys.stdout.write(summary_text)
     print("timings: " + ", ".join("%s %s %.0f s" % (r[0], r[1], r[3]) for r in rows))
 
-    header = ("# Verdicts other than PASS of bnoracle's suite against %s, one per line:\n"
+    header = ("# Verdicts other than PASS of bnoracle's suite against %s%s, one per line:\n"
               "# LEVEL SOURCE VERDICT NAME (LEVEL all: the same at every level).\n"
               "# Written by tools/realkernels/realkernels.py --write; each line is explained\n"
-              "# in docs/real-kernels.md.\n" % a.name)
+              "# in docs/real-kernels.md.\n" %
+              (a.name, " in the data types " + a.types if a.types else ""))
     if a.write:
         with open(a.expect, "w") as f:
             f.write(header + text)
