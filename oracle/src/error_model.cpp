@@ -587,7 +587,7 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
 double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
   double b = pipeline_bound(id, index, level);
   if (!std::isfinite(b)) return b;
-  if (ref_->problem().op.cast_before_weight) b += cast_bound(id, index, level);
+  if (ref_->problem().op.cast_before_weight) b += cast_bound(id, index, level, b);
   const float_format& f = ref_->format_of_output(id);
   // A float32 output is the pipeline's own; a bound of 0 is an exact copy of an input of the
   // same format (running statistics an empty batch leaves unchanged).
@@ -608,7 +608,8 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
 // Llama's RMSNorm (op.cast_before_weight): y = fl_D(γ·fl_D(x̂)), and backward through the same
 // two steps: g = fl_D(γ·dy) enters the float32 backward of x̂ = x·r, and dγ sums fl_D(dy·fl_D(x̂)).
 // Each rounding to the data type D adds u_D relative (η_D/2 absolute below its normal range).
-double error_model::cast_bound(output_id id, std::int64_t index, accuracy_level level) const {
+double error_model::cast_bound(output_id id, std::int64_t index, accuracy_level level,
+                               double pipeline) const {
   const float_format& d = format_of(ref_->problem().types.data);
   const double uD = budgets::cast_before_weight.value * d.u();
   const double hD = budgets::cast_before_weight.value * 0.5 * d.eta();
@@ -623,8 +624,7 @@ double error_model::cast_bound(output_id id, std::int64_t index, accuracy_level 
     // fl_D(x̂₃₂) is off x̂ by u_D·(|x̂| + δx̂) + η_D/2, and γ multiplies that. With β, the
     // product γ·fl_D(x̂) is itself rounded to D before β is added: one more u_D·|γ·x̂| + η_D/2.
     const double product = in_.beta.empty() ? 0.0 : uD * std::fabs(gamma) * xhat + hD;
-    return uD * (std::fabs(gamma) * xhat + pipeline_bound(id, index, level)) +
-           std::fabs(gamma) * hD + product;
+    return uD * (std::fabs(gamma) * xhat + pipeline) + std::fabs(gamma) * hD + product;
   }
   if (id == output_id::diff_src) {
     const reduction_map::position at = map.locate(index);

@@ -212,11 +212,13 @@ class error_model {
   }
 
  private:
-  // The float32 pipeline's bound, the extra roundings of the cast-before-weight convention, and
+  // The float32 pipeline's bound, the extra roundings of the cast-before-weight convention (given
+  // the pipeline's bound of the same element), and
   // a double approximation of the exact value (its error far below the pipeline's bound), which
   // bound() combines with the final rounding to the output's format.
   [[nodiscard]] double pipeline_bound(output_id id, std::int64_t index, accuracy_level level) const;
-  [[nodiscard]] double cast_bound(output_id id, std::int64_t index, accuracy_level level) const;
+  [[nodiscard]] double cast_bound(output_id id, std::int64_t index, accuracy_level level,
+                                  double pipeline) const;
   [[nodiscard]] double estimate(output_id id, std::int64_t index) const;
   [[nodiscard]] double stat_factor(accuracy_level level, std::int64_t n) const;
   [[nodiscard]] double rho_of(const channel_terms& t, double g) const;
