@@ -44,6 +44,10 @@
 // statistics are summed in T float partial sums), or to the value of the environment variable
 // BNA_LIBTORCH_THREADS (1..256) to test PyTorch's multi-threaded code paths. FINDINGS.md records
 // runs with both settings.
+//
+// Data types. Every tensor is a view of the caller's buffer in its role's type (geometry's data,
+// params and stats), so ATen runs the dtype combination a PyTorch user's module runs: float32,
+// or bfloat16 in the combinations accepted_types lists.
 #include "bnoracle/kernel_abi.h"
 #include "bnoracle/kernel_abi_v1_view.hpp"
 #include "common/norm_kernel.hpp"
@@ -141,6 +145,11 @@ struct geometry {
   std::int64_t c = 0;                     // channels
   std::int64_t L = 0;                     // elements per channel: N · spatial size
   std::int64_t total = 0;                 // elements of the tensor
+  // The ATen types of the call's roles (data tensors, γ/β and their gradients, statistics):
+  // float32 unless a version-2 call states others (accepted_types).
+  at::ScalarType data = at::kFloat;
+  at::ScalarType params = at::kFloat;
+  at::ScalarType stats = at::kFloat;
 
   [[nodiscard]] at::IntArrayRef size_ref() const {
     return {sizes.data(), static_cast<std::size_t>(rank)};
@@ -220,38 +229,55 @@ bool make_geometry(const bnk_problem& p, geometry& g, rejection& r) {
 
 // ---- Tensors over the bnoracle buffers ------------------------------------------------------
 
+at::TensorOptions options(at::ScalarType type) {
+  return at::TensorOptions().dtype(type).device(at::kCPU);
+}
+
 at::TensorOptions f32() {
-  return at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
+  return options(at::kFloat);
 }
 
-// A tensor over a caller's buffer with the problem's sizes and strides. ATen does not write
-// through the tensors made from input buffers (the caller maps them read-only, so a write would
-// fault and be reported).
-at::Tensor over(const float* data, const geometry& g) {
-  return at::from_blob(const_cast<float*>(data), g.size_ref(), g.stride_ref(), f32());
+// A tensor over a caller's data buffer (in the data type) with the problem's sizes and strides.
+// ATen does not write through the tensors made from input buffers (the caller maps them
+// read-only, so a write would fault and be reported).
+at::Tensor over(const void* data, const geometry& g) {
+  return at::from_blob(const_cast<void*>(data), g.size_ref(), g.stride_ref(), options(g.data));
 }
 
-// A dense per-channel vector of C floats.
-at::Tensor channel_vector(const float* data, std::int64_t c) {
-  return at::from_blob(const_cast<float*>(data), {c}, f32());
+// A dense vector of n elements of `type` over a caller's buffer.
+at::Tensor dense(const void* data, std::int64_t n, at::ScalarType type) {
+  return at::from_blob(const_cast<void*>(data), {n}, options(type));
+}
+
+// A per-channel vector of parameters (γ, β, dγ, dβ) or of statistics (saved, running).
+at::Tensor param_vector(const void* data, std::int64_t c, const geometry& g) {
+  return dense(data, c, g.params);
+}
+at::Tensor stat_vector(const void* data, std::int64_t c, const geometry& g) {
+  return dense(data, c, g.stats);
 }
 
 // Copies a result of PyTorch into a caller's buffer through the problem's strides; elements the
-// strides do not address (padding) are not written. copy_ converts dtype where ATen returned
-// another one (only the saved statistics of an empty batch, which are double).
-void store(float* data, const geometry& g, const at::Tensor& value) {
+// strides do not address (padding) are not written. copy_ converts the type where ATen returned
+// another one (the double saved statistics of an empty batch) and is a bitwise copy otherwise.
+void store(void* data, const geometry& g, const at::Tensor& value) {
   if (g.total == 0) return;
   over(data, g).copy_(value);
 }
 
-void store_channels(float* data, std::int64_t c, const at::Tensor& value) {
-  if (c == 0) return;
-  channel_vector(data, c).copy_(value);
+// Copies n values (any shape) into a caller's dense vector of n elements of `type`.
+void store_dense(void* data, std::int64_t n, at::ScalarType type, const at::Tensor& value) {
+  if (n == 0) return;
+  dense(data, n, type).copy_(value.reshape({n}));
 }
 
-c10::optional<at::Tensor> maybe(bool present, const float* data, std::int64_t c) {
+c10::optional<at::Tensor> maybe_params(bool present, const void* data, const geometry& g) {
   if (!present) return c10::nullopt;
-  return channel_vector(data, c);
+  return param_vector(data, g.c, g);
+}
+c10::optional<at::Tensor> maybe_stats(bool present, const void* data, const geometry& g) {
+  if (!present) return c10::nullopt;
+  return stat_vector(data, g.c, g);
 }
 
 // ---- The four modes -------------------------------------------------------------------------
@@ -289,8 +315,9 @@ bnk_status forward_training(const bnk_problem& p, const bnk_buffers& b, const ge
 
   const at::Tensor x = over(b.src, g);
   const auto result = at::_batch_norm_impl_index(
-      x, maybe(affine, b.gamma, g.c), maybe(affine, b.beta, g.c), maybe(track, b.running_mean, g.c),
-      maybe(track, b.running_var, g.c), /*training=*/true, factor, p.eps, /*cudnn_enabled=*/true);
+      x, maybe_params(affine, b.gamma, g), maybe_params(affine, b.beta, g),
+      maybe_stats(track, b.running_mean, g), maybe_stats(track, b.running_var, g),
+      /*training=*/true, factor, p.eps, /*cudnn_enabled=*/true);
   if (std::get<4>(result) != 0) {
     reject(r, BNK_FAILED, "PyTorch chose batch-norm backend %lld, not the native CPU one",
            static_cast<long long>(std::get<4>(result)));
@@ -299,8 +326,8 @@ bnk_status forward_training(const bnk_problem& p, const bnk_buffers& b, const ge
   store(b.dst, g, std::get<0>(result));
   // Saved statistics: ATen's save_mean and save_invstd. For an empty batch PyTorch's shortcut
   // returns uninitialized (at::empty) double tensors; they are passed on as they are.
-  if (b.save_mean != nullptr) store_channels(b.save_mean, g.c, std::get<1>(result));
-  if (b.save_stat != nullptr) store_channels(b.save_stat, g.c, std::get<2>(result));
+  if (b.save_mean != nullptr) store_dense(b.save_mean, g.c, g.stats, std::get<1>(result));
+  if (b.save_stat != nullptr) store_dense(b.save_stat, g.c, g.stats, std::get<2>(result));
   // The running statistics were updated in place by ATen (the tensors are views of the caller's
   // buffers); the module counts the batch.
   if (track) *b.num_batches_tracked = t;
@@ -321,8 +348,8 @@ bnk_status forward_inference(const bnk_problem& p, const bnk_buffers& b, const g
   // momentum is None); ATen reads the running statistics and does not write them.
   const double factor = p.cumulative != 0 ? 0.0 : p.momentum;
   const auto result = at::_batch_norm_impl_index(
-      over(b.src, g), maybe(affine, b.gamma, g.c), maybe(affine, b.beta, g.c),
-      channel_vector(b.running_mean, g.c), channel_vector(b.running_var, g.c),
+      over(b.src, g), maybe_params(affine, b.gamma, g), maybe_params(affine, b.beta, g),
+      stat_vector(b.running_mean, g.c, g), stat_vector(b.running_var, g.c, g),
       /*training=*/false, factor, p.eps, /*cudnn_enabled=*/true);
   store(b.dst, g, std::get<0>(result));
   return BNK_OK;
@@ -337,15 +364,15 @@ bnk_status backward_empty(const bnk_problem& p, const bnk_buffers& b, const geom
   at::Tensor w;
   at::Tensor bias;
   if (affine) {
-    w = channel_vector(b.gamma, g.c).detach().requires_grad_(true);
+    w = param_vector(b.gamma, g.c, g).detach().requires_grad_(true);
     // beta is not an input of the backward modes; its value does not enter any gradient.
-    bias = at::zeros({g.c}, f32()).requires_grad_(true);
+    bias = at::zeros({g.c}, options(g.params)).requires_grad_(true);
   }
   c10::optional<at::Tensor> rm;
   c10::optional<at::Tensor> rv;
   if (!training) {
-    rm = channel_vector(b.running_mean, g.c);
-    rv = channel_vector(b.running_var, g.c);
+    rm = stat_vector(b.running_mean, g.c, g);
+    rv = stat_vector(b.running_var, g.c, g);
   }
   const at::Tensor y = at::batch_norm(x, w, bias, rm, rv, training, /*momentum=*/0.0, p.eps,
                                       /*cudnn_enabled=*/true);
@@ -359,8 +386,9 @@ bnk_status backward_empty(const bnk_problem& p, const bnk_buffers& b, const geom
                                            /*allow_unused=*/true);
   if (grads[0].defined()) store(b.diff_src, g, grads[0]);
   if (affine) {
-    store_channels(b.diff_gamma, g.c, grads[1].defined() ? grads[1] : at::zeros({g.c}, f32()));
-    store_channels(b.diff_beta, g.c, grads[2].defined() ? grads[2] : at::zeros({g.c}, f32()));
+    const at::Tensor zeros = at::zeros({g.c}, options(g.params));
+    store_dense(b.diff_gamma, g.c, g.params, grads[1].defined() ? grads[1] : zeros);
+    store_dense(b.diff_beta, g.c, g.params, grads[2].defined() ? grads[2] : zeros);
   }
   return BNK_OK;
 }
@@ -387,12 +415,12 @@ bnk_status backward_training(const bnk_problem& p, const bnk_buffers& b, const g
   }
   if (g.total == 0) return backward_empty(p, b, g, /*training=*/true);
   const at::Tensor x = over(b.src, g);
-  const c10::optional<at::Tensor> w = maybe(affine, b.gamma, g.c);
+  const c10::optional<at::Tensor> w = maybe_params(affine, b.gamma, g);
   at::Tensor save_mean;
   at::Tensor save_invstd;
   if (b.save_mean != nullptr && b.save_stat != nullptr) {
-    save_mean = channel_vector(b.save_mean, g.c);
-    save_invstd = channel_vector(b.save_stat, g.c);
+    save_mean = stat_vector(b.save_mean, g.c, g);
+    save_invstd = stat_vector(b.save_stat, g.c, g);
   } else {
     // No saved statistics given: recompute them as the forward pass autograd records would have.
     const auto fwd = at::_batch_norm_impl_index(x, w, c10::nullopt, c10::nullopt, c10::nullopt,
@@ -406,8 +434,8 @@ bnk_status backward_training(const bnk_problem& p, const bnk_buffers& b, const g
                                                     /*train=*/true, p.eps, {true, affine, affine});
   store(b.diff_src, g, std::get<0>(grads));
   if (affine) {
-    store_channels(b.diff_gamma, g.c, std::get<1>(grads));
-    store_channels(b.diff_beta, g.c, std::get<2>(grads));
+    store_dense(b.diff_gamma, g.c, g.params, std::get<1>(grads));
+    store_dense(b.diff_beta, g.c, g.params, std::get<2>(grads));
   }
   return BNK_OK;
 }
@@ -424,15 +452,15 @@ bnk_status backward_inference(const bnk_problem& p, const bnk_buffers& b, const 
   if (g.total == 0) return backward_empty(p, b, g, /*training=*/false);
   // What autograd passes in eval mode: the running statistics, and native_batch_norm's empty
   // (size 0) save_mean and save_invstd.
-  const at::Tensor none = at::empty({0}, f32());
+  const at::Tensor none = at::empty({0}, options(g.stats));
   const auto grads = at::native_batch_norm_backward(
-      over(b.diff_dst, g), over(b.src, g), maybe(affine, b.gamma, g.c),
-      channel_vector(b.running_mean, g.c), channel_vector(b.running_var, g.c), none, none,
+      over(b.diff_dst, g), over(b.src, g), maybe_params(affine, b.gamma, g),
+      stat_vector(b.running_mean, g.c, g), stat_vector(b.running_var, g.c, g), none, none,
       /*train=*/false, p.eps, {true, affine, affine});
   store(b.diff_src, g, std::get<0>(grads));
   if (affine) {
-    store_channels(b.diff_gamma, g.c, std::get<1>(grads));
-    store_channels(b.diff_beta, g.c, std::get<2>(grads));
+    store_dense(b.diff_gamma, g.c, g.params, std::get<1>(grads));
+    store_dense(b.diff_beta, g.c, g.params, std::get<2>(grads));
   }
   return BNK_OK;
 }
@@ -449,11 +477,11 @@ bnk_status fold_with_aten(const bnk_fold_problem& p, const bnk_fold_buffers& b, 
   if (!fold_ready(p, b, r)) return r.status;
   const std::int64_t o = p.out_channels;
   const std::int64_t k = p.fan_in;
-  const at::Tensor rm = channel_vector(b.running_mean, o);
-  const at::Tensor rv = channel_vector(b.running_var, o);
-  const at::Tensor bn_w = channel_vector(b.gamma, o);
-  const at::Tensor bn_b = channel_vector(b.beta, o);
-  const at::Tensor conv_b = p.has_bias != 0 ? channel_vector(b.bias, o) : at::zeros_like(rm);
+  const at::Tensor rm = dense(b.running_mean, o, at::kFloat);
+  const at::Tensor rv = dense(b.running_var, o, at::kFloat);
+  const at::Tensor bn_w = dense(b.gamma, o, at::kFloat);
+  const at::Tensor bn_b = dense(b.beta, o, at::kFloat);
+  const at::Tensor conv_b = p.has_bias != 0 ? dense(b.bias, o, at::kFloat) : at::zeros_like(rm);
   const at::Tensor bn_var_rsqrt = at::rsqrt(rv + p.eps);
   if (k > 0) {
     const at::Tensor conv_w = at::from_blob(const_cast<float*>(b.weight), {o, k}, f32());
@@ -461,7 +489,7 @@ bnk_status fold_with_aten(const bnk_fold_problem& p, const bnk_fold_buffers& b, 
     at::from_blob(b.weight_out, {o, k}, f32()).copy_(fused_w);
   }
   const at::Tensor fused_b = (conv_b - rm) * bn_var_rsqrt * bn_w + bn_b;
-  store_channels(b.bias_out, o, fused_b);
+  store_dense(b.bias_out, o, at::kFloat, fused_b);
   return BNK_OK;
 }
 
@@ -499,20 +527,9 @@ constexpr const char* k_spatial_refusal =
     "pytorch: Expected more than 1 spatial element when training (F.instance_norm's "
     "_verify_spatial_size raises ValueError)";
 
-// A dense vector of n floats over a caller's buffer.
-at::Tensor vec(const void* data, std::int64_t n) {
-  return at::from_blob(const_cast<void*>(data), {n}, f32());
-}
-
-// Copies value (any shape with n elements) into a caller's dense vector of n floats.
-void store_vec(void* data, std::int64_t n, const at::Tensor& value) {
-  if (n == 0) return;
-  vec(data, n).copy_(value.reshape({n}));
-}
-
-// A gradient autograd would return for an input: zeros where ATen leaves it undefined.
-at::Tensor or_zeros(const at::Tensor& t, std::int64_t n) {
-  return t.defined() ? t : at::zeros({n}, f32());
+// A gradient autograd would return for a parameter: zeros where ATen leaves it undefined.
+at::Tensor or_zeros(const at::Tensor& t, std::int64_t n, const geometry& g) {
+  return t.defined() ? t : at::zeros({n}, options(g.params));
 }
 
 // The problem of one family call: the version-2 problem with its geometry and the ATen views
@@ -524,10 +541,17 @@ struct family_call {
   bool affine() const { return p.op.params != BNK_PARAMS_NONE; }
   std::int64_t groups() const { return p.statistic_groups; }
   std::int64_t params() const { return p.parameters; }
-  at::Tensor x() const { return over(static_cast<const float*>(b.src), g); }
-  at::Tensor dy() const { return over(static_cast<const float*>(b.diff_dst), g); }
-  void store_output(void* data, const at::Tensor& value) const {
-    store(static_cast<float*>(data), g, value);
+  at::Tensor x() const { return over(b.src, g); }
+  at::Tensor dy() const { return over(b.diff_dst, g); }
+  void store_output(void* data, const at::Tensor& value) const { store(data, g, value); }
+  // n parameters or statistics over a caller's buffer, and stores into one.
+  at::Tensor param_vec(const void* data, std::int64_t n) const { return dense(data, n, g.params); }
+  at::Tensor stat_vec(const void* data, std::int64_t n) const { return dense(data, n, g.stats); }
+  void store_params(void* data, std::int64_t n, const at::Tensor& value) const {
+    store_dense(data, n, g.params, value);
+  }
+  void store_stats(void* data, std::int64_t n, const at::Tensor& value) const {
+    store_dense(data, n, g.stats, value);
   }
 };
 
@@ -573,7 +597,7 @@ layer_shape layer_shape_of(const family_call& f) {
 c10::optional<at::Tensor> layer_param(const family_call& f, const void* data,
                                       const layer_shape& s) {
   if (!f.affine()) return c10::nullopt;
-  return vec(data, f.params()).view(s.normalized);
+  return f.param_vec(data, f.params()).view(s.normalized);
 }
 
 bnk_status layer_forward(const family_call& f, rejection& r) {
@@ -582,8 +606,8 @@ bnk_status layer_forward(const family_call& f, rejection& r) {
   const auto [y, mean, rstd] = at::native_layer_norm(
       f.x(), s.normalized, layer_param(f, f.b.gamma, s), layer_param(f, f.b.beta, s), f.p.eps);
   f.store_output(f.b.dst, y);
-  if (f.b.save_mean != nullptr) store_vec(f.b.save_mean, f.groups(), mean);
-  if (f.b.save_stat != nullptr) store_vec(f.b.save_stat, f.groups(), rstd);
+  if (f.b.save_mean != nullptr) f.store_stats(f.b.save_mean, f.groups(), mean);
+  if (f.b.save_stat != nullptr) f.store_stats(f.b.save_stat, f.groups(), rstd);
   return BNK_OK;
 }
 
@@ -595,8 +619,8 @@ bnk_status layer_backward(const family_call& f, rejection& r) {
   at::Tensor mean;
   at::Tensor rstd;
   if (f.b.save_mean != nullptr && f.b.save_stat != nullptr) {
-    mean = vec(f.b.save_mean, f.groups()).view(s.stats);
-    rstd = vec(f.b.save_stat, f.groups()).view(s.stats);
+    mean = f.stat_vec(f.b.save_mean, f.groups()).view(s.stats);
+    rstd = f.stat_vec(f.b.save_stat, f.groups()).view(s.stats);
   } else {
     const auto fwd = at::native_layer_norm(x, s.normalized, w, c10::nullopt, f.p.eps);
     mean = std::get<1>(fwd);
@@ -604,14 +628,14 @@ bnk_status layer_backward(const family_call& f, rejection& r) {
   }
   // β's value enters no gradient; autograd passes the module's bias, here zeros of its shape.
   c10::optional<at::Tensor> bias;
-  if (f.affine()) bias = at::zeros(s.normalized, f32());
+  if (f.affine()) bias = at::zeros(s.normalized, options(f.g.params));
   const bool a = f.affine();
   const auto [dx, dw, db] =
       at::native_layer_norm_backward(f.dy(), x, s.normalized, mean, rstd, w, bias, {true, a, a});
   if (f.g.total > 0) f.store_output(f.b.diff_src, dx);
   if (a) {
-    store_vec(f.b.diff_gamma, f.params(), or_zeros(dw, f.params()));
-    store_vec(f.b.diff_beta, f.params(), or_zeros(db, f.params()));
+    f.store_params(f.b.diff_gamma, f.params(), or_zeros(dw, f.params(), f.g));
+    f.store_params(f.b.diff_beta, f.params(), or_zeros(db, f.params(), f.g));
   }
   return BNK_OK;
 }
@@ -643,7 +667,7 @@ bool group_refused(const family_call& f, rejection& r) {
 
 c10::optional<at::Tensor> channel_param(const family_call& f, const void* data) {
   if (!f.affine()) return c10::nullopt;
-  return vec(data, f.params());
+  return f.param_vec(data, f.params());
 }
 
 bnk_status group_forward(const family_call& f, rejection& r) {
@@ -655,8 +679,8 @@ bnk_status group_forward(const family_call& f, rejection& r) {
       at::native_group_norm(x, channel_param(f, f.b.gamma), channel_param(f, f.b.beta), d.n, d.c,
                             d.hw, f.p.op.groups, f.p.eps);
   f.store_output(f.b.dst, y);
-  if (f.b.save_mean != nullptr) store_vec(f.b.save_mean, f.groups(), mean);
-  if (f.b.save_stat != nullptr) store_vec(f.b.save_stat, f.groups(), rstd);
+  if (f.b.save_mean != nullptr) f.store_stats(f.b.save_mean, f.groups(), mean);
+  if (f.b.save_stat != nullptr) f.store_stats(f.b.save_stat, f.groups(), rstd);
   return BNK_OK;
 }
 
@@ -668,8 +692,8 @@ bnk_status group_backward(const family_call& f, rejection& r) {
   at::Tensor mean;
   at::Tensor rstd;
   if (f.b.save_mean != nullptr && f.b.save_stat != nullptr) {
-    mean = vec(f.b.save_mean, f.groups()).view({d.n, f.p.op.groups});
-    rstd = vec(f.b.save_stat, f.groups()).view({d.n, f.p.op.groups});
+    mean = f.stat_vec(f.b.save_mean, f.groups()).view({d.n, f.p.op.groups});
+    rstd = f.stat_vec(f.b.save_stat, f.groups()).view({d.n, f.p.op.groups});
   } else {
     // The statistics the forward (in the input's memory format) would have saved.
     const at::Tensor in = f.x();
@@ -683,8 +707,8 @@ bnk_status group_backward(const family_call& f, rejection& r) {
       f.dy().contiguous(), x, mean, rstd, w, d.n, d.c, d.hw, f.p.op.groups, {true, a, a});
   if (f.g.total > 0) f.store_output(f.b.diff_src, dx);
   if (a) {
-    store_vec(f.b.diff_gamma, f.params(), or_zeros(dw, f.params()));
-    store_vec(f.b.diff_beta, f.params(), or_zeros(db, f.params()));
+    f.store_params(f.b.diff_gamma, f.params(), or_zeros(dw, f.params(), f.g));
+    f.store_params(f.b.diff_beta, f.params(), or_zeros(db, f.params(), f.g));
   }
   return BNK_OK;
 }
@@ -698,10 +722,11 @@ std::vector<std::int64_t> instance_view(const geometry& g) {
   return shape;
 }
 
-// A per-channel vector repeated N times (repeat_if_defined).
-c10::optional<at::Tensor> repeated(bool present, const void* data, std::int64_t c, std::int64_t n) {
+// A per-channel vector of `type` repeated N times (repeat_if_defined).
+c10::optional<at::Tensor> repeated(bool present, const void* data, std::int64_t c, std::int64_t n,
+                                   at::ScalarType type) {
   if (!present) return c10::nullopt;
-  return vec(data, c).repeat({n});
+  return dense(data, c, type).repeat({n});
 }
 
 bool spatial_refused(const family_call& f, bool use_input_stats, rejection& r) {
@@ -727,22 +752,23 @@ bnk_status instance_forward(const family_call& f, bool training, rejection& r) {
     return r.status;
   }
   if (spatial_refused(f, training, r)) return r.status;
-  const c10::optional<at::Tensor> rm = repeated(running, f.b.running_mean, c, n);
-  const c10::optional<at::Tensor> rv = repeated(running, f.b.running_var, c, n);
+  const c10::optional<at::Tensor> rm = repeated(running, f.b.running_mean, c, n, f.g.stats);
+  const c10::optional<at::Tensor> rv = repeated(running, f.b.running_var, c, n, f.g.stats);
   const at::Tensor x = f.x().contiguous().view(instance_view(f.g));
   const auto result = at::_batch_norm_impl_index(
-      x, repeated(f.affine(), f.b.gamma, c, n), repeated(f.affine(), f.b.beta, c, n), rm, rv,
+      x, repeated(f.affine(), f.b.gamma, c, n, f.g.params),
+      repeated(f.affine(), f.b.beta, c, n, f.g.params), rm, rv,
       /*training=*/training, f.p.momentum, f.p.eps, /*cudnn_enabled=*/true);
   f.store_output(f.b.dst, std::get<0>(result).view(f.g.size_ref()));
   if (training) {
-    if (f.b.save_mean != nullptr) store_vec(f.b.save_mean, f.groups(), std::get<1>(result));
-    if (f.b.save_stat != nullptr) store_vec(f.b.save_stat, f.groups(), std::get<2>(result));
+    if (f.b.save_mean != nullptr) f.store_stats(f.b.save_mean, f.groups(), std::get<1>(result));
+    if (f.b.save_stat != nullptr) f.store_stats(f.b.save_stat, f.groups(), std::get<2>(result));
     // Each running statistic becomes the mean of its N updated copies. (In eval mode PyTorch
     // writes back the mean of N unchanged copies too; inference's running statistics are
     // read-only inputs here, so that write is left out.)
     if (running && c > 0) {
-      store_vec(f.b.running_mean, c, rm->view({n, c}).mean(0, false));
-      store_vec(f.b.running_var, c, rv->view({n, c}).mean(0, false));
+      f.store_stats(f.b.running_mean, c, rm->view({n, c}).mean(0, false));
+      f.store_stats(f.b.running_var, c, rv->view({n, c}).mean(0, false));
     }
   }
   return BNK_OK;
@@ -761,7 +787,7 @@ bnk_status instance_backward(const family_call& f, bool training, rejection& r) 
   const std::vector<std::int64_t> view = instance_view(f.g);
   const at::Tensor x = f.x().contiguous().view(view);
   const bool a = f.affine();
-  const c10::optional<at::Tensor> w = repeated(a, f.b.gamma, c, n);
+  const c10::optional<at::Tensor> w = repeated(a, f.b.gamma, c, n, f.g.params);
   at::Tensor dx;
   at::Tensor dw;
   at::Tensor db;
@@ -774,13 +800,14 @@ bnk_status instance_backward(const family_call& f, bool training, rejection& r) 
     torch::autograd::variable_list inputs{xv};
     if (a) {
       wv = w->detach().requires_grad_(true);
-      bv = at::zeros({n * c}, f32()).requires_grad_(true);
+      bv = at::zeros({n * c}, options(f.g.params)).requires_grad_(true);
       inputs.push_back(wv);
       inputs.push_back(bv);
     }
-    const at::Tensor y = at::batch_norm(xv, wv, bv, repeated(!training, f.b.running_mean, c, n),
-                                        repeated(!training, f.b.running_var, c, n), training, 0.0,
-                                        f.p.eps, /*cudnn_enabled=*/true);
+    const at::Tensor y = at::batch_norm(
+        xv, wv, bv, repeated(!training, f.b.running_mean, c, n, f.g.stats),
+        repeated(!training, f.b.running_var, c, n, f.g.stats), training, 0.0, f.p.eps,
+        /*cudnn_enabled=*/true);
     const auto grads = torch::autograd::grad({y}, inputs, {f.dy().contiguous().view(view)}, false,
                                              false, /*allow_unused=*/true);
     if (a) {
@@ -794,8 +821,8 @@ bnk_status instance_backward(const family_call& f, bool training, rejection& r) 
     c10::optional<at::Tensor> rv;
     if (training) {
       if (f.b.save_mean != nullptr && f.b.save_stat != nullptr) {
-        save_mean = vec(f.b.save_mean, f.groups());
-        save_invstd = vec(f.b.save_stat, f.groups());
+        save_mean = f.stat_vec(f.b.save_mean, f.groups());
+        save_invstd = f.stat_vec(f.b.save_stat, f.groups());
       } else {
         const auto fwd = at::_batch_norm_impl_index(x, w, c10::nullopt, c10::nullopt, c10::nullopt,
                                                     true, 0.0, f.p.eps, true);
@@ -803,10 +830,10 @@ bnk_status instance_backward(const family_call& f, bool training, rejection& r) 
         save_invstd = std::get<2>(fwd);
       }
     } else {
-      save_mean = at::empty({0}, f32());
-      save_invstd = at::empty({0}, f32());
-      rm = repeated(true, f.b.running_mean, c, n);
-      rv = repeated(true, f.b.running_var, c, n);
+      save_mean = at::empty({0}, options(f.g.stats));
+      save_invstd = at::empty({0}, options(f.g.stats));
+      rm = repeated(true, f.b.running_mean, c, n, f.g.stats);
+      rv = repeated(true, f.b.running_var, c, n, f.g.stats);
     }
     const auto grads =
         at::native_batch_norm_backward(f.dy().contiguous().view(view), x, w, rm, rv, save_mean,
@@ -818,13 +845,53 @@ bnk_status instance_backward(const family_call& f, bool training, rejection& r) 
   }
   if (a) {
     // The backward of repeat: the N copies' gradients summed per channel.
-    store_vec(f.b.diff_gamma, c, dw.defined() ? dw.view({n, c}).sum(0) : at::zeros({c}, f32()));
-    store_vec(f.b.diff_beta, c, db.defined() ? db.view({n, c}).sum(0) : at::zeros({c}, f32()));
+    f.store_params(f.b.diff_gamma, c, dw.defined() ? dw.view({n, c}).sum(0) : or_zeros({}, c, f.g));
+    f.store_params(f.b.diff_beta, c, db.defined() ? db.view({n, c}).sum(0) : or_zeros({}, c, f.g));
   }
   return BNK_OK;
 }
 
 // ---- version-2 dispatch
+
+// The data types of a call, as PyTorch 1.13's CPU kernels take them (anything else is
+// BNK_UNSUPPORTED): float32 throughout; bfloat16 data with batch and instance norm's weight, bias
+// and statistics all float32 (a float32 module on bfloat16 input: bf16_mixed) or all bfloat16
+// (module.bfloat16(): pytorch_cpu_bf16); layer and group norm in bfloat16 only throughout (their
+// CPU kernels take no other weight type and return mean and rstd in the input's type). No
+// float16: 1.13's CPU batch and group norm are "not implemented for 'Half'".
+bool accepted_types(const bnk_problem_v2& p, geometry& g, rejection& r) {
+  const bnk_types& t = p.types;
+  for (const std::int32_t type : {t.data, t.parameters, t.statistics}) {
+    if (type == BNK_DTYPE_F16) {
+      return reject(r, BNK_UNSUPPORTED, "PyTorch 1.13 has no float16 CPU kernel of this op");
+    }
+    if (type != BNK_DTYPE_F32 && type != BNK_DTYPE_BF16) {
+      return reject(r, BNK_UNSUPPORTED, "data type %d is not supported", static_cast<int>(type));
+    }
+  }
+  const auto aten = [](std::int32_t type) {
+    return type == BNK_DTYPE_BF16 ? at::kBFloat16 : at::kFloat;
+  };
+  g.data = aten(t.data);
+  g.params = aten(t.parameters);
+  g.stats = aten(t.statistics);
+  bool ok = false;
+  if (g.data == at::kFloat) {
+    ok = g.params == at::kFloat && g.stats == at::kFloat;
+  } else if (p.op.kind == BNK_OP_BATCH_NORM || p.op.kind == BNK_OP_INSTANCE_NORM) {
+    ok = g.params == g.stats;
+  } else {
+    ok = g.params == at::kBFloat16 && g.stats == at::kBFloat16;
+  }
+  if (!ok) {
+    return reject(r, BNK_UNSUPPORTED,
+                  "PyTorch 1.13 has no CPU kernel of this op for these data types (data, "
+                  "parameters, statistics: %d, %d, %d)",
+                  static_cast<int>(t.data), static_cast<int>(t.parameters),
+                  static_cast<int>(t.statistics));
+  }
+  return true;
+}
 
 template <bnk_mode M>
 bnk_status family_mode(const family_call& f, rejection& r) {
@@ -904,16 +971,11 @@ int entry_v2(const bnk_problem_v2* problem, const bnk_buffers_v2* buffers, char*
              static_cast<int>(p.op.kind));
       return r.status;
     }
-    if (p.types.data != BNK_DTYPE_F32 || p.types.parameters != BNK_DTYPE_F32 ||
-        p.types.statistics != BNK_DTYPE_F32) {
-      reject(r, BNK_UNSUPPORTED, "the libtorch adapter runs float32 only");
-      return r.status;
-    }
     bnk_problem q;
     bnk_buffers c{};
     bnoracle::v1_view(p, *buffers, q, c);
     geometry g;
-    if (!make_geometry(q, g, r)) return r.status;
+    if (!make_geometry(q, g, r) || !accepted_types(p, g, r)) return r.status;
     if (p.op.kind == BNK_OP_BATCH_NORM) {
       switch (M) {
         case BNK_FORWARD_TRAINING:
@@ -972,9 +1034,10 @@ constexpr bnk_kernel_v2 k_table_v2 = {
     .convention = "pytorch",
     .ops = k_ops,
     .layouts = k_layouts,
-    .data_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
-    .parameter_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
-    .statistic_types = BNK_DTYPE_BIT(BNK_DTYPE_F32),
+    // Combinations outside accepted_types are answered BNK_UNSUPPORTED.
+    .data_types = BNK_DTYPE_BIT(BNK_DTYPE_F32) | BNK_DTYPE_BIT(BNK_DTYPE_BF16),
+    .parameter_types = BNK_DTYPE_BIT(BNK_DTYPE_F32) | BNK_DTYPE_BIT(BNK_DTYPE_BF16),
+    .statistic_types = BNK_DTYPE_BIT(BNK_DTYPE_F32) | BNK_DTYPE_BIT(BNK_DTYPE_BF16),
     .updates_running = 1,
     .supports_cumulative = 1,
     .saves = BNK_SAVES_MEAN_INVSTD,
