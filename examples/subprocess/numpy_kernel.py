@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""A float32 numpy normalization kernel behind bnoracle's subprocess protocol.
+"""A numpy normalization kernel behind bnoracle's subprocess protocol.
 
     bnoracle check --exec "/usr/bin/python3 examples/subprocess/numpy_kernel.py"
+    bnoracle check --types cudnn_mixed --exec "/usr/bin/python3 examples/subprocess/numpy_kernel.py"
+    bnoracle check --types all_half \
+        --exec "/usr/bin/python3 examples/subprocess/numpy_kernel.py --compute float16"
 
 The protocol (docs/subprocess-protocol.md, version 2): write a handshake line, then answer every
 request line on stdin with one response line on stdout. Tensors arrive in logical order (N, C,
@@ -13,8 +16,15 @@ Layer, RMS, group and instance norm are examples/python/numpy_norms.py, in the s
 training modes, and for instance norm with running statistics the inference modes and the
 running update under the claimed convention.
 
-Optional argument: the convention to claim (default pytorch; see `bnoracle conventions`).
-Only the protocol goes to stdout; diagnostics belong on stderr.
+Data types: every role (data, parameters, statistics) in float32 or float16 (NumPy has no
+bfloat16). The float16 values are read exactly into float32 arrays, computed as above, and each
+output is rounded once to its role's type: how float16 data is held correctly.
+With `--compute float16` the kernel is examples/python/numpy_half.py instead: the same formulas
+on float16 arrays, as NumPy evaluates them (float16 squares and sums), in the all-float16
+configuration only. It is there to be caught (docs/real-kernels.md, "NumPy in float16").
+
+Arguments: the convention to claim (default pytorch; see `bnoracle conventions`), and
+`--compute float16`. Only the protocol goes to stdout; diagnostics belong on stderr.
 """
 
 import json
@@ -25,9 +35,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import numpy_bn as bn  # noqa: E402
+import numpy_half as half  # noqa: E402
 import numpy_norms as norms  # noqa: E402
 
 F32 = np.float32
+DTYPES = {"float32": np.float32, "float16": np.float16}
+# The type role of every output.
+ROLE = {"dst": "data", "diff_src": "data", "diff_gamma": "parameters", "diff_beta": "parameters",
+        "save_mean": "statistics", "save_stat": "statistics", "running_mean": "statistics",
+        "running_var": "statistics"}
 MODES = ["forward_training", "forward_inference", "backward_training", "backward_inference"]
 LAYOUTS = ["nc", "ncl", "nchw", "nhwc", "ncdhw", "ndhwc", "strided"]
 
@@ -38,9 +54,15 @@ def f32(values, shape=None):
     return a.reshape(shape) if shape is not None else a
 
 
-def hexes(a):
-    """A float32 array to hex-float strings in logical (C) order; float32 -> float is exact."""
-    return [float.hex(float(v)) for v in np.asarray(a, dtype=F32).ravel()]
+def hexes(a, dtype=F32):
+    """An array rounded once to `dtype` (float32 or float16), as hex-float strings in logical (C)
+    order; float32 and float16 -> float is exact."""
+    return [float.hex(float(v)) for v in np.asarray(a).astype(dtype).ravel()]
+
+
+def f16(values, shape=None):
+    """Hex-float strings of float16 values to a float16 array (exact)."""
+    return f32(values, shape).astype(np.float16)
 
 
 def operation(req, convention):
@@ -69,12 +91,19 @@ def operation(req, convention):
     raise bn.Unsupported("unknown operation " + what)
 
 
-def compute(req, convention):
+def compute(req, convention, compute_type):
     mode, shape, inp = req["mode"], tuple(req.get("shape", ())), req["inputs"]
     if mode in ("fold", "syncbn_merge"):
+        if compute_type != "float32":
+            raise bn.Unsupported("the float16 kernel has no %s" % mode)
         return operation(req, convention)
-    if set(req["types"].values()) != {"float32"}:
-        raise bn.Unsupported("float32 only")
+    types = set(req["types"].values())
+    if compute_type == "float16":
+        if types != {"float16"}:
+            raise bn.Unsupported("the float16 kernel computes in its data's type: float16 only")
+        return half_kernel(req, convention)
+    if not types <= set(DTYPES):
+        raise bn.Unsupported("NumPy has no bfloat16")
     if req["op"]["kind"] != "batch_norm":
         return family(req, convention)
     eps = float.fromhex(req["eps"])
@@ -138,32 +167,79 @@ def family(req, convention):
     return norms.backward_inference(x, f32(inp["diff_dst"], shape), op, gamma, eps, rm, rv)
 
 
-def answer(req, convention):
+def half_kernel(req, convention):
+    """examples/python/numpy_half.py on float16 arrays: every mode of batch norm, the training
+    modes of the other ops."""
+    op, mode, shape, inp = req["op"], req["mode"], tuple(req["shape"]), req["inputs"]
+    if op["kind"] != "batch_norm" and op["kind"] not in norms.KINDS:
+        raise bn.Unsupported("op " + op["kind"])
+    if op["kind"] == "batch_norm":
+        op = dict(op, centred=True)
+    eps = float.fromhex(req["eps"])
+    x = f16(inp["src"], shape)
+    gamma = f16(inp["gamma"]) if req["affine"] else None
+    beta = f16(inp["beta"]) if req["affine"] and "beta" in inp else None
+    if mode == "forward_training":
+        running = None
+        if req["track_running"]:
+            running = (f16(inp["running_mean"]), f16(inp["running_var"]),
+                       int(inp["num_batches_tracked"]))
+        momentum = None if req["momentum"] is None else float.fromhex(req["momentum"])
+        r = half.forward_training(x, op, gamma, beta, eps, convention, momentum, running)
+        out = {"dst": r["dst"], "save_mean": r["mean"], "save_stat": r["invstd"]}
+        out.update({k: r[k] for k in ("running_mean", "running_var", "num_batches_tracked")
+                    if k in r})
+        return out
+    if mode == "backward_training":
+        return half.backward_training(x, f16(inp["diff_dst"], shape), op, gamma, eps, convention)
+    if op["kind"] != "batch_norm" or mode not in MODES:
+        raise bn.Unsupported("%s %s in float16" % (op["kind"], mode))
+    rm, rv = f16(inp["running_mean"]), f16(inp["running_var"])
+    if mode == "forward_inference":
+        return half.forward_inference(x, gamma, beta, eps, rm, rv)
+    return half.backward_inference(x, f16(inp["diff_dst"], shape), gamma, eps, rm, rv)
+
+
+def answer(req, convention, compute_type):
     res = {"id": req.get("id"), "status": "ok"}
     try:
         with np.errstate(all="ignore"):  # NaN/Inf inputs and empty batches are legitimate cases
-            out = compute(req, convention)
+            out = compute(req, convention, compute_type)
     except bn.Refused as e:
         return dict(res, status="refused", message=str(e))
     except bn.Unsupported as e:
         return dict(res, status="unsupported", message=str(e))
     except Exception as e:  # a bug here fails this call only
         return dict(res, status="failed", message="%s: %s" % (type(e).__name__, e))
-    outputs = {k: (int(v) if k == "num_batches_tracked" else hexes(v)) for k, v in out.items()}
+    types = req.get("types", {})
+    outputs = {k: (int(v) if k == "num_batches_tracked"
+                   else hexes(v, DTYPES[types.get(ROLE.get(k), "float32")]))
+               for k, v in out.items()}
     return dict(res, outputs=outputs)
 
 
 def main():
-    convention = sys.argv[1] if len(sys.argv) > 1 else "pytorch"
+    args = sys.argv[1:]
+    compute_type = "float32"
+    if "--compute" in args:
+        i = args.index("--compute")
+        compute_type = args[i + 1] if i + 1 < len(args) else ""
+        del args[i:i + 2]
+        if compute_type not in DTYPES:
+            sys.exit("numpy_kernel.py: --compute takes float32 or float16")
+    convention = args[0] if args else "pytorch"
     send = lambda obj: print(json.dumps(obj), flush=True)  # noqa: E731
-    send({"protocol": "bnoracle-kernel", "version": 2, "name": "numpy_ref",
+    types = list(DTYPES) if compute_type == "float32" else ["float16"]
+    send({"protocol": "bnoracle-kernel", "version": 2,
+          "name": "numpy_ref" if compute_type == "float32" else "numpy_half",
           "kernel_version": "1.0", "convention": convention, "layouts": LAYOUTS, "modes": MODES,
           "ops": ["batch_norm"] + list(norms.KINDS),
-          "types": {"data": ["float32"], "parameters": ["float32"], "statistics": ["float32"]},
+          "types": {role: types for role in ("data", "parameters", "statistics")},
           "updates_running": True, "supports_cumulative": convention == "pytorch",
-          "saves": "mean_invstd", "operations": ["syncbn_merge", "fold"]})
+          "saves": "mean_invstd",
+          "operations": ["syncbn_merge", "fold"] if compute_type == "float32" else []})
     for line in iter(sys.stdin.readline, ""):  # one request per line until stdin closes
-        send(answer(json.loads(line), convention))
+        send(answer(json.loads(line), convention, compute_type))
 
 
 if __name__ == "__main__":
