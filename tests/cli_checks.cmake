@@ -40,21 +40,33 @@ expect_exit(2 ${BNORACLE} frobnicate)
 # still completes and reports.
 expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --filter exact/two_values
             --timeout 5)
-# The JUnit report of a faulting run: written to a file and parsed.
+# JUnit reports, written to a file and checked against the rules of junit-10.xsd and of the CI
+# readers (tests/check_junit.py): a faulting run (<error>), a failing mutant (<failure>), a
+# kernel that skips modes (<skipped>), and the property suite (a test class per property).
+function(check_junit xml)
+  if(NOT PYTHON)
+    return()
+  endif()
+  execute_process(COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/check_junit.py ${xml} ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "the JUnit report is not valid: ${out}${err}")
+  endif()
+  message(STATUS "${out}")
+endfunction()
 set(xml ${WORK}/report.xml)
 expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --filter exact/two_values
             --report junit --output ${xml})
-if(PYTHON)
-  execute_process(
-    COMMAND ${PYTHON} -c
-      "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); assert r.tag == 'testsuites'; cases = r.findall('.//testcase'); assert cases and all(c.get('name') for c in cases); assert r.findall('.//error'); print(len(cases), 'testcases')"
-      ${xml}
-    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "the JUnit report does not parse as expected: ${err}")
-  endif()
-  message(STATUS "JUnit report parsed: ${out}")
-endif()
+check_junit(${xml} --expect error)
+expect_exit(1 ${BNORACLE} check --kernel ${KERNELS}/mutants/libbnm_biased_running_var.so
+            --filter exact/basic --no-properties --report junit --output ${xml})
+check_junit(${xml} --expect failure)
+expect_exit(0 ${BNORACLE} check --kernel ${KERNELS}/libbnk_minimal.so --filter exact/basic
+            --no-properties --report junit --output ${xml})
+check_junit(${xml} --expect skipped)
+expect_exit(0 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --properties-only
+            --property-cases 2 --report junit --output ${xml})
+check_junit(${xml})
 
 # `results --convention NAME` runs the kernel under NAME: a fixture of the kernel's own convention
 # (pytorch) is then of another convention, and its running statistics are omitted.
