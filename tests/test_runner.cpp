@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -152,7 +153,17 @@ TEST(Runner, FailureReportsNameTheCaseTheElementAndTheReproduction) {
   const std::string text = os.str();
   EXPECT_NE(text.find("FAIL"), std::string::npos) << text;
   EXPECT_NE(text.find("running_var[c="), std::string::npos) << text;
-  EXPECT_NE(text.find("got=0x"), std::string::npos) << text;
+  // got and exp in decimal next to hex, the two spelling the same float.
+  for (const std::string key : {"got=", "exp="}) {
+    const std::size_t at = text.find(key);
+    ASSERT_NE(at, std::string::npos) << text;
+    const std::size_t open = text.find(" (0x", at);
+    ASSERT_NE(open, std::string::npos) << text;
+    const std::string decimal = text.substr(at + key.size(), open - at - key.size());
+    const std::string hex = text.substr(open + 2, text.find(')', open) - open - 2);
+    EXPECT_EQ(std::strtof(decimal.c_str(), nullptr), std::strtof(hex.c_str(), nullptr))
+        << key << decimal << " vs " << hex;
+  }
   EXPECT_NE(text.find("repro: bnoracle check --kernel"), std::string::npos) << text;
   EXPECT_NE(text.find("NOT CONFORMANT"), std::string::npos) << text;
 }

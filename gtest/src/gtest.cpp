@@ -154,9 +154,9 @@ std::string more_failing_outputs(const case_result& r, accuracy_level level) {
     if (!o.class_failure.empty()) {
       os << o.class_failure;
     } else {
-      os << o.worst_where << " got=" << hex_float(o.got) << " exp=" << hex_float(o.expected)
-         << " err=" << o.worst_ulps << " ulp (bound " << o.worst_bound_ulps << " ulp, ratio "
-         << o.worst_ratio << ")";
+      std::ostringstream qualifier;
+      qualifier << ", ratio " << o.worst_ratio;
+      os << worst_element_text(o, qualifier.str());
     }
   }
   return os.str();

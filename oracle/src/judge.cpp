@@ -1,12 +1,31 @@
 #include "bnoracle/judge.hpp"
 
+#include "bnoracle/exact.hpp"
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 
 namespace bnoracle {
+
+std::string value_text(float v) {
+  if (!std::isfinite(v)) return hex_float(v);  // "nan", "inf", "-inf": one spelling suffices
+  char decimal[32];
+  std::snprintf(decimal, sizeof decimal, "%.9g", static_cast<double>(v));
+  return std::string(decimal) + " (" + hex_float(v) + ")";
+}
+
+std::string worst_element_text(const output_result& o, const std::string& qualifier) {
+  std::ostringstream os;
+  os << o.worst_where << " got=" << value_text(o.got) << " exp=" << value_text(o.expected)
+     << " err=" << o.worst_ulps << " ulp (bound " << o.worst_bound_ulps << " ulp" << qualifier
+     << ")";
+  return os.str();
+}
 
 std::string element_where(const reduction_map& m, const std::string& name, std::int64_t i,
                           output_extent extent) {

@@ -202,9 +202,7 @@ void fail_output(const context& c, const std::string& label, const output_result
   if (!o.class_failure.empty()) {
     os << o.class_failure;
   } else {
-    os << o.worst_where << " got=" << hex_float(o.got) << " exp=" << hex_float(o.expected)
-       << " err=" << o.worst_ulps << " ulp (bound " << o.worst_bound_ulps << " ulp at "
-       << level_name(c) << ")";
+    os << worst_element_text(o, " at " + level_name(c));
   }
   fail(os.str());
 }

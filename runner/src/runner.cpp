@@ -330,12 +330,9 @@ void conclude(case_result& r, accuracy_level gate) {
     if (!failing->class_failure.empty()) {
       r.reason = failing->class_failure;
     } else {
-      std::ostringstream os;
-      os << failing->worst_where << " got=" << hex_float(failing->got)
-         << " exp=" << hex_float(failing->expected) << " err=" << failing->worst_ulps
-         << " ulp (bound " << failing->worst_bound_ulps << " ulp at " << to_string(gate)
-         << ", ratio " << failing->worst_ratio << ")";
-      r.reason = os.str();
+      std::ostringstream qualifier;
+      qualifier << " at " << to_string(gate) << ", ratio " << failing->worst_ratio;
+      r.reason = worst_element_text(*failing, qualifier.str());
     }
   } else if (std::any_of(r.outputs.begin(), r.outputs.end(),
                          [](const output_result& o) { return o.mistrusted; })) {

@@ -465,9 +465,9 @@ class problem_runner {
       if (!o.class_failure.empty()) {
         os << o.class_failure;
       } else {
-        os << o.worst_where << " got=" << hex_float(o.got) << " exp=" << hex_float(o.expected)
-           << " err=" << o.worst_ulps << " ulp, bound " << o.worst_bound_ulps << " ulp at "
-           << to_string(k_.level) << " (ratio " << o.worst_ratio << ")";
+        std::ostringstream qualifier;
+        qualifier << " at " << to_string(k_.level) << ", ratio " << o.worst_ratio;
+        os << worst_element_text(o, qualifier.str());
       }
       fail(os.str());
     }

@@ -51,6 +51,14 @@ struct output_result {
 [[nodiscard]] std::string element_where(const geometry& g, const std::string& name, std::int64_t i,
                                         bool per_element);
 
+// A value as a person and a machine read it: its decimal (9 significant digits: every float32
+// value converts back exactly) and, when finite, its hex float, e.g. "0.750976562 (0x1.804p-1)".
+[[nodiscard]] std::string value_text(float v);
+// The worst element of an output, as every report states it:
+// "dst[n=1,c=2,s=7] got=0.75 (0x1.8p-1) exp=0.750976562 (0x1.804p-1) err=-1.47 ulp (bound 0.78
+// ulp<qualifier>)", where `qualifier` is e.g. " at standard, ratio 1.9".
+[[nodiscard]] std::string worst_element_text(const output_result& o, const std::string& qualifier);
+
 // The accuracy levels, strictest first.
 inline constexpr accuracy_level k_accuracy_levels[3] = {
     accuracy_level::strict, accuracy_level::standard, accuracy_level::lenient};
