@@ -23,6 +23,21 @@ if(NOT rc EQUAL 0 OR NOT out MATCHES "properties \\(8 generated cases each, seed
    OR NOT out MATCHES "permutation_equivariance +pass")
   message(FATAL_ERROR "properties-only run: exit ${rc}\n${out}\n${err}")
 endif()
+# Progress in a log (stderr not a terminal): with BNORACLE_PROGRESS_SECONDS=0 a line per item,
+# counting the failures so far; none with --quiet. ctest's pipes are not terminals.
+foreach(quiet "" --quiet)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env BNORACLE_PROGRESS_SECONDS=0
+                          ${BNORACLE} check --kernel ${KERNELS}/mutants/libbnm_biased_running_var.so
+                          --filter exact/basic --no-properties ${quiet}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  string(REGEX MATCHALL "bnoracle check: [0-9]+ of [0-9]+ done, [0-9]+ failing so far, [0-9]+ s: "
+         lines "${err}")
+  list(LENGTH lines n)
+  if(NOT rc EQUAL 1 OR (quiet STREQUAL "" AND NOT err MATCHES "1 of 2 done, [1-9][0-9]* failing")
+     OR (quiet STREQUAL "--quiet" AND NOT n EQUAL 0))
+    message(FATAL_ERROR "progress lines (${quiet}): exit ${rc}, ${n} lines\n${err}")
+  endif()
+endforeach()
 # A kernel that crashes in every call: each property reports the fault (exit 3), quickly.
 expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --properties-only
             --filter property/eval_determinism --property-cases 5 --timeout 5)

@@ -1026,11 +1026,13 @@ std::vector<property_result> check_properties(bn_kernel& kernel, const property_
     if (name_matches("property/" + std::string(p.name), filter)) selected.push_back(p.name);
   }
   std::vector<property_result> out;
+  std::int64_t failing = 0;
   for (std::size_t i = 0; i < selected.size(); ++i) {
-    if (progress) progress(i, selected.size(), "property/" + std::string(selected[i]));
+    if (progress) progress(i, selected.size(), "property/" + std::string(selected[i]), failing);
     out.push_back(check_property(selected[i], kernel, options));
+    if (out.back().verdict == property_verdict::fail) ++failing;
   }
-  if (progress) progress(selected.size(), selected.size(), "");
+  if (progress) progress(selected.size(), selected.size(), "", failing);
   return out;
 }
 

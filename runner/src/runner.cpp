@@ -480,20 +480,26 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
   }
   const std::size_t total = selected.size() + operations.size();
   case_runner runner(kernel, options);
+  const auto failing = [&s] {
+    return static_cast<std::int64_t>(
+        std::count_if(s.results.begin(), s.results.end(), [](const case_result& r) {
+          return r.result == verdict::fail || r.result == verdict::fault;
+        }));
+  };
   for (std::size_t i = 0; i < selected.size(); ++i) {
-    if (progress) progress(i, total, selected[i]->name);
+    if (progress) progress(i, total, selected[i]->name, failing());
     runner.run(*selected[i], s.results);
   }
   for (std::size_t i = 0; i < operations.size(); ++i) {
     const fixture& f = operations[i];
-    if (progress) progress(selected.size() + i, total, f.catalog_case);
+    if (progress) progress(selected.size() + i, total, f.catalog_case, failing());
     const auto start = std::chrono::steady_clock::now();
     case_result r = judge_fixture(f, kernel_results(kernel, f, options), options);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.repro = check_repro(options, f.catalog_case);
     s.results.push_back(std::move(r));
   }
-  if (progress) progress(total, total, "");
+  if (progress) progress(total, total, "", failing());
   tally(s);
   return s;
 }
@@ -509,9 +515,12 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
   }
   // The property suite generates float32 problems: it runs with a float32 catalog.
   if (options.properties && !narrow_types(options)) {
-    const property_progress pp = [&progress](std::size_t done, std::size_t total,
-                                             const std::string& name) {
-      if (progress) progress(done, total, name);
+    // The catalog's failures count on through the properties.
+    const std::int64_t catalog_failing = s.failed + s.faults;
+    const property_progress pp = [&progress, catalog_failing](std::size_t done, std::size_t total,
+                                                              const std::string& name,
+                                                              std::int64_t failing) {
+      if (progress) progress(done, total, name, catalog_failing + failing);
     };
     for (const property_result& p : check_properties(kernel, options, options.filter, pp)) {
       case_result r;

@@ -375,8 +375,14 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
   s.options = opt;
   const std::vector<std::string> ids = list_fixtures(fixtures_dir);
   std::size_t done = 0;
+  const auto failing = [&s] {
+    return static_cast<std::int64_t>(
+        std::count_if(s.results.begin(), s.results.end(), [](const case_result& r) {
+          return r.result == verdict::fail || r.result == verdict::fault;
+        }));
+  };
   for (const auto& id : ids) {
-    if (progress) progress(done++, ids.size(), id);
+    if (progress) progress(done++, ids.size(), id, failing());
     if (!name_matches(id, opt.filter)) continue;
     const fixture f = load_fixture((fs::path(fixtures_dir) / (id + ".json")).string());
     case_result r;
@@ -413,7 +419,7 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
     }
     s.results.push_back(std::move(r));
   }
-  if (progress) progress(ids.size(), ids.size(), "");
+  if (progress) progress(ids.size(), ids.size(), "", failing());
   tally(s);
   return s;
 }

@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +54,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <new>
 #include <optional>
 #include <sstream>
@@ -325,6 +327,7 @@ struct cli_args {
   double timeout = 20;
   bool no_isolation = false;
   bool verbose = false;
+  bool quiet = false;
   bool list = false;
   std::string out, fixtures, results, catalog = "corpus";
   bool force = false;
@@ -455,6 +458,7 @@ void add_report_options(CLI::App& cmd, cli_args& a) {
                  "write the report to FILE, whole or not at all (default: standard output)")
       ->type_name("FILE");
   cmd.add_flag("--verbose", a.verbose, "list every case in the text report");
+  cmd.add_flag("--quiet", a.quiet, "no progress on standard error");
 }
 
 void add_level_option(CLI::App& cmd, cli_args& a, const char* what) {
@@ -567,6 +571,48 @@ int deliver_report(const char* cmd, const std::string& text, const cli_args& a,
   return code;
 }
 
+// Progress on standard error, off with --quiet. On a terminal, one line rewritten in place; else
+// (a CI log) a line every BNORACLE_PROGRESS_SECONDS seconds (default 5; 0: every item), so that a
+// long run is not silent: items done of the phase, failures so far, time elapsed, current item.
+progress_fn progress_on_stderr(const std::string& command, const cli_args& a) {
+  if (a.quiet) return nullptr;
+  struct state {
+    bool tty = isatty(STDERR_FILENO) != 0;
+    double interval = 5;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last = start;
+  };
+  auto st = std::make_shared<state>();
+  if (const char* env = std::getenv("BNORACLE_PROGRESS_SECONDS"); env != nullptr && *env != 0) {
+    char* end = nullptr;
+    const double v = std::strtod(env, &end);
+    if (end != nullptr && *end == 0 && v >= 0 && v <= 86400) st->interval = v;
+  }
+  return [st, command](std::size_t done, std::size_t total, const std::string& name,
+                       std::int64_t failing) {
+    const auto now = std::chrono::steady_clock::now();
+    if (st->tty) {
+      if (done == total) {
+        std::fprintf(stderr, "\r\033[K");
+      } else {
+        std::fprintf(stderr, "\r\033[K[%zu/%zu] %s%s", done + 1, total,
+                     failing > 0 ? (std::to_string(failing) + " failing, ").c_str() : "",
+                     valid_utf8(name).c_str());
+      }
+      std::fflush(stderr);
+      return;
+    }
+    if (done == total || std::chrono::duration<double>(now - st->last).count() < st->interval) {
+      return;
+    }
+    st->last = now;
+    std::fprintf(stderr, "bnoracle %s: %zu of %zu done, %lld failing so far, %.0f s: %s\n",
+                 command.c_str(), done, total, static_cast<long long>(failing),
+                 std::chrono::duration<double>(now - st->start).count(), valid_utf8(name).c_str());
+    std::fflush(stderr);
+  };
+}
+
 std::string render(const run_summary& s, const cli_args& a) {
   const report_format format = a.report == "json"    ? report_format::json
                                : a.report == "junit" ? report_format::junit
@@ -602,17 +648,7 @@ int run_check(const cli_args& a) {
   }
   std::unique_ptr<bn_kernel> kernel;
   if (const int rc = load_kernel(a, o, "check", kernel); rc != k_exit_ok) return rc;
-  const bool tty = isatty(STDERR_FILENO) != 0;
-  const progress_fn progress = [tty](std::size_t done, std::size_t total, const std::string& name) {
-    if (!tty) return;
-    if (done == total) {
-      std::fprintf(stderr, "\r\033[K");
-    } else {
-      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", done + 1, total, valid_utf8(name).c_str());
-    }
-    std::fflush(stderr);
-  };
-  const run_summary summary = run_conformance(*kernel, cases, o, progress);
+  const run_summary summary = run_conformance(*kernel, cases, o, progress_on_stderr("check", a));
   if (!a.output.empty() && a.report != "text") {
     // Keep a one-line verdict on the terminal when the report goes to a file.
     std::fprintf(
@@ -682,7 +718,8 @@ int run_results(const cli_args& a) {
 
 int run_verify(const cli_args& a) {
   const run_options o = to_run_options(a);
-  const run_summary summary = verify_results(a.fixtures, a.results, o, nullptr);
+  const run_summary summary =
+      verify_results(a.fixtures, a.results, o, progress_on_stderr("verify", a));
   return deliver_report("verify", render(summary, a), a, summary, summary.exit_code());
 }
 

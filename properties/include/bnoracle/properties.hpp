@@ -71,8 +71,9 @@ struct property_result {
 [[nodiscard]] property_result check_property(std::string_view name, bn_kernel& kernel,
                                              const property_options& options);
 
-using property_progress =
-    std::function<void(std::size_t done, std::size_t total, const std::string& name)>;
+// `done` of `total` properties checked, the one starting now, and how many failed or faulted.
+using property_progress = std::function<void(std::size_t done, std::size_t total,
+                                             const std::string& name, std::int64_t failing)>;
 
 // Checks every property whose "property/<name>" matches `filter` (catalog.hpp's name_matches
 // rules; empty: all).

@@ -62,7 +62,11 @@ struct run_summary {
   [[nodiscard]] int exit_code() const;  // k_exit_* of verdict()
 };
 
-using progress_fn = std::function<void(std::size_t done, std::size_t total, const std::string&)>;
+// Progress of a run: `done` of the `total` items of the current phase (catalog cases, then
+// properties; fixtures in `verify`), the name of the item starting now (empty when the phase
+// ends), and how many results so far failed or faulted.
+using progress_fn = std::function<void(std::size_t done, std::size_t total, const std::string& name,
+                                       std::int64_t failing)>;
 
 // Sets the verdict of a case whose outputs were judged: fail at the gate's level (the reason
 // names the worst element), else mistrusted, else pass; and the strictest level met. Shared by
