@@ -38,6 +38,45 @@ foreach(quiet "" --quiet)
     message(FATAL_ERROR "progress lines (${quiet}): exit ${rc}, ${n} lines\n${err}")
   endif()
 endforeach()
+# A property's shrunk counterexample can run to megabytes: the text report cuts a reason at
+# k_report_reason_limit characters and the whole of it goes to a file next to the report. A file
+# of that name that bnoracle did not write is left alone, and that reason stays whole.
+set(lr ${WORK}/long_reasons)
+file(REMOVE_RECURSE ${lr})
+file(MAKE_DIRECTORY ${lr})
+set(foreign ${lr}/bnoracle-block_remainder_dropped-property_recovery_property-seed1.txt)
+file(WRITE ${foreign} "somebody else's file\n")
+expect_exit(1 ${BNORACLE} check --kernel ${KERNELS}/mutants/libbnm_block_remainder_dropped.so
+            --properties-only --property-cases 30 --filter property/re* --quiet
+            --output ${lr}/report.txt)
+file(READ ${lr}/report.txt report)
+file(READ ${foreign} foreign_text)
+string(REGEX MATCHALL "the whole reason is in [^\n]+" pointers "${report}")
+list(LENGTH pointers n)
+if(n EQUAL 0 OR NOT foreign_text STREQUAL "somebody else's file\n"
+   OR report MATCHES "reason is in [^\n]*property_recovery")
+  message(FATAL_ERROR "long reasons: ${n} pointers, foreign file now '${foreign_text}'\n${report}")
+endif()
+foreach(p IN LISTS pointers)
+  string(REPLACE "the whole reason is in " "" path "${p}")
+  file(READ ${path} whole)
+  string(LENGTH "${whole}" len)
+  if(len LESS 2000 OR NOT whole MATCHES "^bnoracle: the whole reason of property/")
+    message(FATAL_ERROR "${path}: ${len} characters")
+  endif()
+endforeach()
+message(STATUS "long reasons: ${n} written whole next to the report")
+# MISTRUSTED is explained in one line where it first appears in the details, and only there.
+execute_process(COMMAND ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so
+                        --filter general/offset_1e6 --no-properties
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+string(REGEX MATCHALL "\\(MISTRUSTED: more than half" explained "${out}")
+string(REGEX MATCHALL "\nMISTRUSTED " mistrusted "${out}")
+list(LENGTH explained n_explained)
+list(LENGTH mistrusted n_mistrusted)
+if(NOT rc EQUAL 5 OR NOT n_explained EQUAL 1 OR n_mistrusted LESS 2)
+  message(FATAL_ERROR "MISTRUSTED explained ${n_explained} times for ${n_mistrusted}:\n${out}")
+endif()
 # A kernel that crashes in every call: each property reports the fault (exit 3), quickly.
 expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --properties-only
             --filter property/eval_determinism --property-cases 5 --timeout 5)

@@ -1,5 +1,6 @@
 #include "bnoracle/report.hpp"
 
+#include "bnoracle/files.hpp"
 #include "bnoracle/op.hpp"
 #include "bnoracle/text.hpp"
 
@@ -9,9 +10,12 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <map>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 namespace bnoracle {
@@ -137,9 +141,13 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
     os << "  " << std::left << std::setw(44) << r.case_name.substr(9) << std::setw(8)
        << (r.result == verdict::pass ? "pass" : std::string(to_string(r.result))) << std::setw(10)
        << (fixed(r.seconds, 2) + " s")
-       << (r.result == verdict::pass ? r.problem : r.reason.substr(0, r.reason.find('\n'))) << '\n';
+       << (r.result == verdict::pass
+               ? r.problem
+               : r.reason.substr(0, std::min(r.reason.find('\n'), k_report_reason_limit)))
+       << '\n';
   }
   bool header = false;
+  bool mistrust_explained = false;
   for (const auto& r : s.results) {
     const bool interesting =
         r.result == verdict::fail || r.result == verdict::fault || r.result == verdict::mistrusted;
@@ -149,9 +157,15 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
       header = true;
     }
     os << std::left << std::setw(11) << to_string(r.result) << case_id(r) << '\n';
+    if (r.result == verdict::mistrusted && !mistrust_explained) {
+      os << "           (MISTRUSTED: more than half of an output's elements are smaller than their "
+            "bound, so agreeing carries little information: neither a pass nor a failure; "
+            "docs/error-model.md, \"Mistrusted comparisons\")\n";
+      mistrust_explained = true;
+    }
     {
       // Multi-line reasons (a property's counterexample) stay indented.
-      std::istringstream lines(r.reason);
+      std::istringstream lines(readable_reason(r));
       for (std::string line; std::getline(lines, line);) os << "           " << line << '\n';
     }
     if (!interesting) continue;
@@ -214,6 +228,7 @@ void write_json(std::ostream& os, const run_summary& s) {
                      {"verdict", to_string(r.result)},
                      {"best_level", level_name(r.best)},
                      {"reason", r.reason},
+                     {"reason_file", r.reason_file},
                      {"seconds", r.seconds},
                      {"repro", r.repro}};
     auto& outs = c["outputs"] = nlohmann::json::array();
@@ -296,12 +311,14 @@ void write_junit(std::ostream& os, const run_summary& s) {
        << xml_escape(case_id(r)) << "\" time=\"" << seconds(r.seconds) << "\">\n";
     switch (r.result) {
       case verdict::fail:
-        os << "      <failure message=\"" << xml_escape(r.reason) << "\" type=\"non-conformant\">"
-           << xml_escape(r.problem + "\nrepro: " + r.repro) << "</failure>\n";
+        os << "      <failure message=\"" << xml_escape(readable_reason(r))
+           << "\" type=\"non-conformant\">" << xml_escape(r.problem + "\nrepro: " + r.repro)
+           << "</failure>\n";
         break;
       case verdict::fault:
-        os << "      <error message=\"" << xml_escape(r.reason) << "\" type=\"kernel-fault\">"
-           << xml_escape(r.problem + "\nrepro: " + r.repro) << "</error>\n";
+        os << "      <error message=\"" << xml_escape(readable_reason(r))
+           << "\" type=\"kernel-fault\">" << xml_escape(r.problem + "\nrepro: " + r.repro)
+           << "</error>\n";
         break;
       case verdict::skip:
         os << "      <skipped message=\"" << xml_escape(r.reason) << "\"/>\n";
@@ -317,7 +334,57 @@ void write_junit(std::ostream& os, const run_summary& s) {
   os << "  </testsuite>\n</testsuites>\n";
 }
 
+// "bnoracle-<kernel>-<case>-seed<N>.txt" with every character outside [A-Za-z0-9._-] as '_'.
+std::string reason_file_name(const run_summary& s, const case_result& r) {
+  std::string name =
+      "bnoracle-" + s.kernel.name + "-" + case_id(r) + "-seed" + std::to_string(s.options.seed);
+  for (char& ch : name) {
+    const bool keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+    if (!keep) ch = '_';
+  }
+  return name + ".txt";
+}
+
+constexpr std::string_view k_reason_file_header = "bnoracle: the whole reason of ";
+
 }  // namespace
+
+std::string readable_reason(const case_result& r) {
+  if (r.reason.size() <= k_report_reason_limit || r.reason_file.empty()) return r.reason;
+  std::size_t cut = r.reason.rfind('\n', k_report_reason_limit);
+  if (cut == std::string::npos || cut == 0) cut = k_report_reason_limit;
+  return r.reason.substr(0, cut) + "\n... " + std::to_string(r.reason.size() - cut) +
+         " more characters; the whole reason is in " + r.reason_file;
+}
+
+std::vector<std::string> save_long_reasons(run_summary& s, const std::string& dir) {
+  std::vector<std::string> problems;
+  for (case_result& r : s.results) {
+    if (r.reason.size() <= k_report_reason_limit) continue;
+    const std::filesystem::path path = std::filesystem::path(dir) / reason_file_name(s, r);
+    // A file of that name that bnoracle did not write is left alone.
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      std::ifstream in(path, std::ios::binary);
+      std::string head(k_reason_file_header.size(), '\0');
+      in.read(head.data(), static_cast<std::streamsize>(head.size()));
+      if (!in || head != k_reason_file_header) {
+        problems.push_back(path.string() + " exists and was not written by bnoracle");
+        continue;
+      }
+    }
+    try {
+      write_file(path, std::string(k_reason_file_header) + case_id(r) + " (kernel " +
+                           s.kernel.name + ", seed " + std::to_string(s.options.seed) + ")\n" +
+                           r.reason + "\n");
+      r.reason_file = path.string();
+    } catch (const environment_error& e) {
+      problems.emplace_back(e.what());
+    }
+  }
+  return problems;
+}
 
 std::string xml_escape(const std::string& raw) {
   // Text from kernels and file names may not be UTF-8: ill-formed bytes become U+FFFD first.

@@ -613,6 +613,19 @@ progress_fn progress_on_stderr(const std::string& command, const cli_args& a) {
   };
 }
 
+// Reasons longer than the text and JUnit reports show (a property's shrunk counterexample) go
+// whole into files next to the report (--output's folder, else the current one); one that cannot
+// be written stays whole in the report.
+void save_whole_reasons(const char* command, run_summary& s, const cli_args& a) {
+  const std::filesystem::path out(a.output);
+  const std::string dir =
+      a.output.empty() || !out.has_parent_path() ? std::string(".") : out.parent_path().string();
+  for (const std::string& why : save_long_reasons(s, dir)) {
+    std::fprintf(stderr, "bnoracle %s: a long reason stays whole in the report: %s\n", command,
+                 valid_utf8(why).c_str());
+  }
+}
+
 std::string render(const run_summary& s, const cli_args& a) {
   const report_format format = a.report == "json"    ? report_format::json
                                : a.report == "junit" ? report_format::junit
@@ -648,7 +661,8 @@ int run_check(const cli_args& a) {
   }
   std::unique_ptr<bn_kernel> kernel;
   if (const int rc = load_kernel(a, o, "check", kernel); rc != k_exit_ok) return rc;
-  const run_summary summary = run_conformance(*kernel, cases, o, progress_on_stderr("check", a));
+  run_summary summary = run_conformance(*kernel, cases, o, progress_on_stderr("check", a));
+  save_whole_reasons("check", summary, a);
   if (!a.output.empty() && a.report != "text") {
     // Keep a one-line verdict on the terminal when the report goes to a file.
     std::fprintf(
@@ -718,8 +732,8 @@ int run_results(const cli_args& a) {
 
 int run_verify(const cli_args& a) {
   const run_options o = to_run_options(a);
-  const run_summary summary =
-      verify_results(a.fixtures, a.results, o, progress_on_stderr("verify", a));
+  run_summary summary = verify_results(a.fixtures, a.results, o, progress_on_stderr("verify", a));
+  save_whole_reasons("verify", summary, a);
   return deliver_report("verify", render(summary, a), a, summary, summary.exit_code());
 }
 

@@ -35,6 +35,9 @@ struct case_result {
   std::vector<output_result> outputs;
   double seconds = 0;
   std::string repro;
+  // Where the whole reason was written when the text and JUnit reports shorten it (a property's
+  // counterexample can run to megabytes; save_long_reasons), or empty.
+  std::string reason_file;
 };
 
 // Exit codes of a run (README.md): the gate's verdict.
