@@ -10,6 +10,20 @@ function(expect_exit code)
   endif()
 endfunction()
 
+# Checks a JUnit report against the rules of junit-10.xsd and of the CI readers
+# (tests/check_junit.py); ARGN: --expect failure|error|skipped.
+function(check_junit xml)
+  if(NOT PYTHON)
+    return()
+  endif()
+  execute_process(COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/check_junit.py ${xml} ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "the JUnit report is not valid: ${out}${err}")
+  endif()
+  message(STATUS "${out}")
+endfunction()
+
 # 0: a correct kernel is conformant (a filtered run keeps this fast).
 expect_exit(0 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --filter exact/basic)
 # In-process (debugging) mode gives the same verdict on a well-behaved kernel.
@@ -66,6 +80,25 @@ foreach(p IN LISTS pointers)
   endif()
 endforeach()
 message(STATUS "long reasons: ${n} written whole next to the report")
+# Several reports in one run: --report text,json,junit --output-dir DIR writes the three (the
+# directory created), each a whole report of the same run; several formats without
+# --output-dir, or --output with --output-dir, are usage errors.
+set(od ${WORK}/reports/nested)
+file(REMOVE_RECURSE ${WORK}/reports)
+expect_exit(1 ${BNORACLE} check --kernel ${KERNELS}/mutants/libbnm_biased_running_var.so
+            --filter exact/basic --no-properties --quiet --report text,json,junit --output-dir ${od})
+file(READ ${od}/report.txt text_report)
+file(READ ${od}/report.json json_report)
+string(JSON json_failed GET "${json_report}" summary failed)
+if(NOT text_report MATCHES "verdict: NOT CONFORMANT" OR json_failed EQUAL 0)
+  message(FATAL_ERROR "reports of one run disagree:\n${text_report}\n${json_failed}")
+endif()
+check_junit(${od}/report.xml --expect failure)
+expect_exit(2 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --report text,json)
+expect_exit(2 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --output ${WORK}/r.txt
+            --output-dir ${od})
+expect_exit(2 ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so --report text,pdf
+            --output-dir ${od})
 # MISTRUSTED is explained in one line where it first appears in the details, and only there.
 execute_process(COMMAND ${BNORACLE} check --kernel ${KERNELS}/libbnk_pairwise.so
                         --filter general/offset_1e6 --no-properties
@@ -97,17 +130,6 @@ expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --filter
 # JUnit reports, written to a file and checked against the rules of junit-10.xsd and of the CI
 # readers (tests/check_junit.py): a faulting run (<error>), a failing mutant (<failure>), a
 # kernel that skips modes (<skipped>), and the property suite (a test class per property).
-function(check_junit xml)
-  if(NOT PYTHON)
-    return()
-  endif()
-  execute_process(COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/check_junit.py ${xml} ${ARGN}
-                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "the JUnit report is not valid: ${out}${err}")
-  endif()
-  message(STATUS "${out}")
-endfunction()
 set(xml ${WORK}/report.xml)
 expect_exit(3 ${BNORACLE} check --kernel ${FAULTY}/faulty_null_deref.so --filter exact/two_values
             --report junit --output ${xml})

@@ -317,6 +317,7 @@ struct cli_args {
   std::string convention;
   std::string report = "text";
   std::string output;
+  std::string output_dir;
   std::string filter;
   std::string op;
   std::string types;
@@ -450,13 +451,58 @@ void add_convention_option(CLI::App& cmd, cli_args& a, const char* what) {
       ->type_name("NAME|FIELDS|FILE.json");
 }
 
+// The formats of --report (a comma-separated list), in their order, without repeats.
+std::vector<report_format> report_formats(const std::string& spec) {
+  std::vector<report_format> formats;
+  std::stringstream in(spec);
+  for (std::string word; std::getline(in, word, ',');) {
+    const report_format f = word == "json"    ? report_format::json
+                            : word == "junit" ? report_format::junit
+                                              : report_format::text;
+    if (std::find(formats.begin(), formats.end(), f) == formats.end()) formats.push_back(f);
+  }
+  return formats;
+}
+
+// The file of a format in --output-dir.
+const char* report_file_name(report_format f) {
+  switch (f) {
+    case report_format::json:
+      return "report.json";
+    case report_format::junit:
+      return "report.xml";
+    case report_format::text:
+      break;
+  }
+  return "report.txt";
+}
+
 void add_report_options(CLI::App& cmd, cli_args& a) {
-  cmd.add_option("--report", a.report, "report format")
-      ->check(CLI::IsMember({"text", "json", "junit"}))
+  cmd.add_option("--report", a.report,
+                 "report formats, comma-separated: text, json, junit (several need --output-dir)")
+      ->check([](const std::string& spec) {
+        std::stringstream in(spec);
+        std::string word;
+        bool any = false;
+        while (std::getline(in, word, ',')) {
+          if (word != "text" && word != "json" && word != "junit") {
+            return "unknown report format '" + word + "' (text, json or junit)";
+          }
+          any = true;
+        }
+        return any && spec.back() != ',' ? std::string() : std::string("no report format given");
+      })
+      ->type_name("FORMATS")
       ->capture_default_str();
-  cmd.add_option("--output", a.output,
-                 "write the report to FILE, whole or not at all (default: standard output)")
-      ->type_name("FILE");
+  auto* output =
+      cmd.add_option("--output", a.output,
+                     "write the report to FILE, whole or not at all (default: standard output)");
+  output->type_name("FILE");
+  cmd.add_option("--output-dir", a.output_dir,
+                 "write each report into DIR (report.txt, report.json, report.xml), created "
+                 "when missing")
+      ->type_name("DIR")
+      ->excludes(output);
   cmd.add_flag("--verbose", a.verbose, "list every case in the text report");
   cmd.add_flag("--quiet", a.quiet, "no progress on standard error");
 }
@@ -555,13 +601,44 @@ int load_kernel(const cli_args& a, run_options& o, const char* cmd,
 
 // Writes a rendered report to --output (whole or not at all) or standard output. On failure the
 // verdict is still printed on stderr and the exit code is 2.
-int deliver_report(const char* cmd, const std::string& text, const cli_args& a,
-                   const run_summary& s, int code) {
+std::string render(const run_summary& s, report_format format, bool verbose) {
+  std::ostringstream os;
+  write_report(os, s, format, verbose);
+  return os.str();
+}
+
+// Several formats need --output-dir (standard output and --output hold one report).
+bool report_options_valid(const char* cmd, const cli_args& a) {
+  if (report_formats(a.report).size() > 1 && a.output_dir.empty()) {
+    std::cerr << "bnoracle " << cmd << ": --report " << a.report
+              << " asks for several reports: give --output-dir DIR\n";
+    return false;
+  }
+  return true;
+}
+
+// Writes the reports: to standard output, --output, or each format into --output-dir. Each file
+// is whole or not at all; a report that cannot be written is lost and said so (exit 2).
+int deliver_report(const char* cmd, const cli_args& a, const run_summary& s, int code) {
+  const std::vector<report_format> formats = report_formats(a.report);
+  if (!a.output_dir.empty() || (!a.output.empty() && formats.front() != report_format::text)) {
+    // Keep a one-line verdict on the terminal when the reports go to files.
+    std::fprintf(stderr,
+                 "%lld passed, %lld failed, %lld skipped, %lld mistrusted, %lld faults: %s\n",
+                 static_cast<long long>(s.passed), static_cast<long long>(s.failed),
+                 static_cast<long long>(s.skipped), static_cast<long long>(s.mistrusted),
+                 static_cast<long long>(s.faults), std::string(to_string(s.verdict())).c_str());
+  }
   try {
-    if (a.output.empty()) {
-      write_stdout(text);
+    if (!a.output_dir.empty()) {
+      for (const report_format f : formats) {
+        write_file(std::filesystem::path(a.output_dir) / report_file_name(f),
+                   render(s, f, a.verbose), /*create_parents=*/true);
+      }
+    } else if (a.output.empty()) {
+      write_stdout(render(s, formats.front(), a.verbose));
     } else {
-      write_file(a.output, text);
+      write_file(a.output, render(s, formats.front(), a.verbose));
     }
   } catch (const environment_error& e) {
     std::cerr << "bnoracle " << cmd << ": the report is lost: " << e.what()
@@ -618,21 +695,17 @@ progress_fn progress_on_stderr(const std::string& command, const cli_args& a) {
 // be written stays whole in the report.
 void save_whole_reasons(const char* command, run_summary& s, const cli_args& a) {
   const std::filesystem::path out(a.output);
-  const std::string dir =
+  std::string dir =
       a.output.empty() || !out.has_parent_path() ? std::string(".") : out.parent_path().string();
+  if (!a.output_dir.empty()) {
+    dir = a.output_dir;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);  // a failure is reported per file below
+  }
   for (const std::string& why : save_long_reasons(s, dir)) {
     std::fprintf(stderr, "bnoracle %s: a long reason stays whole in the report: %s\n", command,
                  valid_utf8(why).c_str());
   }
-}
-
-std::string render(const run_summary& s, const cli_args& a) {
-  const report_format format = a.report == "json"    ? report_format::json
-                               : a.report == "junit" ? report_format::junit
-                                                     : report_format::text;
-  std::ostringstream os;
-  write_report(os, s, format, a.verbose);
-  return os.str();
 }
 
 int run_check(const cli_args& a) {
@@ -659,19 +732,12 @@ int run_check(const cli_args& a) {
     write_stdout(text);
     return k_exit_ok;
   }
+  if (!report_options_valid("check", a)) return k_exit_usage;
   std::unique_ptr<bn_kernel> kernel;
   if (const int rc = load_kernel(a, o, "check", kernel); rc != k_exit_ok) return rc;
   run_summary summary = run_conformance(*kernel, cases, o, progress_on_stderr("check", a));
   save_whole_reasons("check", summary, a);
-  if (!a.output.empty() && a.report != "text") {
-    // Keep a one-line verdict on the terminal when the report goes to a file.
-    std::fprintf(
-        stderr, "%lld passed, %lld failed, %lld skipped, %lld mistrusted, %lld faults: %s\n",
-        static_cast<long long>(summary.passed), static_cast<long long>(summary.failed),
-        static_cast<long long>(summary.skipped), static_cast<long long>(summary.mistrusted),
-        static_cast<long long>(summary.faults), std::string(to_string(summary.verdict())).c_str());
-  }
-  return deliver_report("check", render(summary, a), a, summary, summary.exit_code());
+  return deliver_report("check", a, summary, summary.exit_code());
 }
 
 int run_identify(const cli_args& a) {
@@ -732,9 +798,10 @@ int run_results(const cli_args& a) {
 
 int run_verify(const cli_args& a) {
   const run_options o = to_run_options(a);
+  if (!report_options_valid("verify", a)) return k_exit_usage;
   run_summary summary = verify_results(a.fixtures, a.results, o, progress_on_stderr("verify", a));
   save_whole_reasons("verify", summary, a);
-  return deliver_report("verify", render(summary, a), a, summary, summary.exit_code());
+  return deliver_report("verify", a, summary, summary.exit_code());
 }
 
 // ---- parsing
