@@ -199,6 +199,15 @@ nlohmann::json to_json_value(double v) {
   return v;
 }
 
+// A double as a decimal string that reads back exactly ("nan", "inf", "-inf" otherwise).
+std::string decimal17(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
+  char text[40];
+  std::snprintf(text, sizeof text, "%.17g", v);
+  return text;
+}
+
 void write_json(std::ostream& os, const run_summary& s) {
   nlohmann::json j;
   j["schema"] = "bnoracle.check";
@@ -212,6 +221,7 @@ void write_json(std::ostream& os, const run_summary& s) {
       {"properties", s.options.properties},
       {"property_cases", s.options.property_cases},
       {"filter", s.options.filter},
+      {"types", describe(s.options.types.value_or(data_types{}))},
       {"convention", s.options.convention.empty() ? s.kernel.convention : s.options.convention}};
   j["summary"] = {{"passed", s.passed},         {"failed", s.failed},
                   {"skipped", s.skipped},       {"mistrusted", s.mistrusted},
@@ -243,6 +253,10 @@ void write_json(std::ostream& os, const run_summary& s) {
            {"worst", o.worst_where},
            {"got", hex_float(o.got)},
            {"expected", hex_float(o.expected)},
+           {"exact", decimal17(o.worst_exact)},
+           {"error_ulps", to_json_value(o.worst_ulps)},
+           {"bound_ulps", to_json_value(o.worst_bound_ulps)},
+           {"bound", decimal17(o.worst_bound)},
            {"mistrusted", o.mistrusted},
            {"class_failure", o.class_failure}});
     }

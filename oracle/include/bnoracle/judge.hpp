@@ -38,6 +38,10 @@ struct output_result {
   std::string worst_where;  // e.g. "dst[n=1,c=2,s=7]"
   float got = 0, expected = 0;
   double worst_ulps = 0, worst_bound_ulps = 0;
+  // The worst element's exact value (got − error; NaN where a class rule judged it) and its
+  // bound at the requested level, both in the output's units.
+  double worst_exact = std::numeric_limits<double>::quiet_NaN();
+  double worst_bound = 0;
   std::string class_failure;    // non-empty: a class rule was broken (NaN lost, Inf wrong...)
   std::int64_t low_signal = 0;  // elements whose |exact| does not exceed the bound
   bool mistrusted = false;
@@ -115,14 +119,17 @@ template <class Source, class Observer = ignore_elements>
   for (std::int64_t i = 0; i < r.count; ++i) {
     const golden_class cls = src.cls(i);
     const float v = src.got(i);
-    auto note_worst = [&](double ratio, double ulps, double bound_ulps) {
+    auto note_worst = [&](double ratio, double ulps, double ulp, double bound) {
       if (r.worst_index < 0 || ratio > r.worst_ratio) {
         r.worst_ratio = ratio;
         r.worst_index = i;
         r.got = v;
         r.expected = src.expected(i);
         r.worst_ulps = ulps;
-        r.worst_bound_ulps = bound_ulps;
+        r.worst_bound_ulps = ulp > 0 ? bound / ulp : 0;
+        r.worst_bound = bound;
+        r.worst_exact = std::isfinite(ulps) && ulp > 0 ? static_cast<double>(v) - ulps * ulp
+                                                       : std::numeric_limits<double>::quiet_NaN();
       }
     };
     if (cls == golden_class::unspecified) {
@@ -143,7 +150,7 @@ template <class Source, class Observer = ignore_elements>
                             ", got " + hex_float(v);
         }
         for (bool& p : r.passed) p = false;
-        note_worst(inf, inf, 0);
+        note_worst(inf, inf, 0, 0);
       }
       observe(element_event{i, element_kind::by_class, ok, 0});
       continue;
@@ -173,7 +180,7 @@ template <class Source, class Observer = ignore_elements>
     if (claim) ++r.judged;
     // Low signal: the bound swamps the value itself, so agreement says little.
     if (cls == golden_class::finite && e.exact_magnitude <= bound_at_level) ++r.low_signal;
-    note_worst(ratio_at_level, e.ulps, bound_at_level / e.ulp);
+    note_worst(ratio_at_level, e.ulps, e.ulp, bound_at_level);
     observe(element_event{i, claim ? element_kind::measured : element_kind::no_claim, true,
                           ratio_at_level});
   }
