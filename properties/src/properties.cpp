@@ -1021,9 +1021,12 @@ std::vector<property_result> check_properties(bn_kernel& kernel, const property_
   // only their cases: a batch-norm kernel is not reported eleven skipped layer-norm properties
   // (check_property still answers skip for one named explicitly).
   std::vector<std::string_view> selected;
+  std::size_t index = 0;  // of the properties that apply and pass the filter (--shard)
   for (const auto& p : property_list()) {
     if (!property_applies(p, &kernel.info(), options.op)) continue;
-    if (name_matches("property/" + std::string(p.name), filter)) selected.push_back(p.name);
+    if (name_matches("property/" + std::string(p.name), filter) && in_shard(options, index++)) {
+      selected.push_back(p.name);
+    }
   }
   std::vector<property_result> out;
   std::int64_t failing = 0;

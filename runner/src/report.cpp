@@ -22,6 +22,11 @@ namespace bnoracle {
 
 namespace {
 
+// "K/N" (1-based), or "1/1" for an unsharded run.
+std::string shard_text(const run_options& o) {
+  return std::to_string(o.shard_index + 1) + "/" + std::to_string(std::max(o.shard_count, 1));
+}
+
 std::string level_name(const std::optional<accuracy_level>& l) {
   return l ? std::string(to_string(*l)) : std::string("none");
 }
@@ -82,7 +87,8 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
   }
   os << ")\n";
   os << "gate level " << to_string(s.options.level) << ", seed " << s.options.seed
-     << (s.options.filter.empty() ? "" : ", filter '" + s.options.filter + "'") << "\n\n";
+     << (s.options.filter.empty() ? "" : ", filter '" + s.options.filter + "'")
+     << (s.options.shard_count > 1 ? ", shard " + shard_text(s.options) : "") << "\n\n";
   // The table: one row per case, one column per mode; a training mode with several steps shows
   // its worst step.
   constexpr std::array<bn_mode, 4> modes{bn_mode::forward_training, bn_mode::forward_inference,
@@ -222,6 +228,7 @@ void write_json(std::ostream& os, const run_summary& s) {
       {"property_cases", s.options.property_cases},
       {"filter", s.options.filter},
       {"types", describe(s.options.types.value_or(data_types{}))},
+      {"shard", shard_text(s.options)},
       {"convention", s.options.convention.empty() ? s.kernel.convention : s.options.convention}};
   j["summary"] = {{"passed", s.passed},         {"failed", s.failed},
                   {"skipped", s.skipped},       {"mistrusted", s.mistrusted},
@@ -297,7 +304,7 @@ void write_junit(std::ostream& os, const run_summary& s) {
   os << "  <testsuite name=\"" << xml_escape("bnoracle." + s.kernel.name) << "\" tests=\"" << tests
      << "\" failures=\"" << failures << "\" errors=\"" << s.faults << "\" skipped=\"" << s.skipped
      << "\" time=\"" << seconds(total) << "\">\n";
-  const std::array<std::pair<const char*, std::string>, 7> props{{
+  const std::array<std::pair<const char*, std::string>, 8> props{{
       {"kernel", s.kernel.name},
       {"kernel_version", s.kernel.version},
       {"convention", s.options.convention.empty() ? s.kernel.convention : s.options.convention},
@@ -305,6 +312,7 @@ void write_junit(std::ostream& os, const run_summary& s) {
       {"seed", std::to_string(s.options.seed)},
       {"types", describe(s.options.types.value_or(data_types{}))},
       {"filter", s.options.filter},
+      {"shard", shard_text(s.options)},
   }};
   os << "    <properties>\n";
   for (const auto& [name, value] : props) {

@@ -460,9 +460,12 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
     for (case_spec& c : typed) c.problem.types = *options.types;
   }
   std::vector<const case_spec*> selected;
+  std::size_t index = 0;  // of the cases that pass the filter: what --shard divides
   for (const auto& c : options.types ? typed : cases) {
     const bool op_ok = !options.op || c.problem.op.kind == *options.op;
-    if (op_ok && name_matches(c.name, options.filter)) selected.push_back(&c);
+    if (op_ok && name_matches(c.name, options.filter) && in_shard(options, index++)) {
+      selected.push_back(&c);
+    }
   }
   // The fold and SyncBN-merge cases, as fixtures made for this seed and convention claim: float32
   // operations, run with a float32 catalog.
@@ -473,7 +476,7 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
         options.convention.empty() ? s.kernel.convention : options.convention;
     for (const fixture_file& file : make_operation_cases(options.seed, claim)) {
       fixture f = parse_fixture(file.text, file.relative_path);
-      if (!name_matches(f.catalog_case, options.filter)) continue;
+      if (!name_matches(f.catalog_case, options.filter) || !in_shard(options, index++)) continue;
       f.id = file.relative_path.substr(0, file.relative_path.size() - 5);  // without ".json"
       operations.push_back(std::move(f));
     }

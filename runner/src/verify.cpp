@@ -381,9 +381,10 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
           return r.result == verdict::fail || r.result == verdict::fault;
         }));
   };
+  std::size_t index = 0;  // of the fixtures that pass the filter (--shard)
   for (const auto& id : ids) {
     if (progress) progress(done++, ids.size(), id, failing());
-    if (!name_matches(id, opt.filter)) continue;
+    if (!name_matches(id, opt.filter) || !in_shard(opt, index++)) continue;
     const fixture f = load_fixture((fs::path(fixtures_dir) / (id + ".json")).string());
     case_result r;
     r.case_name = f.catalog_case;

@@ -318,6 +318,7 @@ struct cli_args {
   std::string report = "text";
   std::string output;
   std::string output_dir;
+  std::string shard;
   std::string filter;
   std::string op;
   std::string types;
@@ -518,6 +519,28 @@ void add_filter_option(CLI::App& cmd, cli_args& a) {
       ->type_name("PATTERN");
 }
 
+void add_shard_option(CLI::App& cmd, cli_args& a) {
+  cmd.add_option("--shard", a.shard,
+                 "run shard K of N (1 <= K <= N <= 100000): every Nth case, fixture and property "
+                 "after the filter, starting with the Kth; the N shards partition the run")
+      ->type_name("K/N")
+      ->check([](const std::string& v) {
+        const std::size_t slash = v.find('/');
+        const auto number = [](const std::string& t) {
+          if (t.empty() || t.size() > 6 || t.find_first_not_of("0123456789") != std::string::npos) {
+            return -1;
+          }
+          return std::stoi(t);
+        };
+        const int k = slash == std::string::npos ? -1 : number(v.substr(0, slash));
+        const int n = slash == std::string::npos ? -1 : number(v.substr(slash + 1));
+        if (k < 1 || n < 1 || k > n || n > 100000) {
+          return std::string("expected K/N with 1 <= K <= N <= 100000, got '") + v + "'";
+        }
+        return std::string();
+      });
+}
+
 void add_types_option(CLI::App& cmd, cli_args& a, const std::string& what) {
   cmd.add_option("--types", a.types, what)
       ->check(CLI::Validator(
@@ -548,6 +571,12 @@ run_options to_run_options(const cli_args& a) {
   o.catalog = !a.properties_only;
   o.properties = !a.no_properties;
   o.property_cases = a.property_cases;
+  if (!a.shard.empty()) {
+    // Validated by the option's check: "K/N" with 1 <= K <= N.
+    const std::size_t slash = a.shard.find('/');
+    o.shard_index = std::stoi(a.shard.substr(0, slash)) - 1;
+    o.shard_count = std::stoi(a.shard.substr(slash + 1));
+  }
   return o;
 }
 
@@ -880,6 +909,7 @@ int run_cli(int argc, char** argv) {
                         "kernel's claim");
   add_report_options(*check, a);
   add_filter_option(*check, a);
+  add_shard_option(*check, a);
   check
       ->add_option("--op", a.op,
                    "only the cases of this op (batch_norm, layer_norm, rms_norm, group_norm, "
@@ -944,6 +974,7 @@ int run_cli(int argc, char** argv) {
   add_level_option(*verify_cmd, a, "the accuracy level the gate requires");
   add_report_options(*verify_cmd, a);
   add_filter_option(*verify_cmd, a);
+  add_shard_option(*verify_cmd, a);
 
   CLI::App* example_cmd =
       app.add_subcommand("example", "exact reference results for a worked example, all modes");

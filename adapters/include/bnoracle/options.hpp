@@ -10,6 +10,7 @@
 #include "bnoracle/error_model.hpp"
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -46,7 +47,19 @@ struct check_options {  // NOLINT(clang-analyzer-optin.performance.Padding)
   // the SyncBN merge and the property suite are float32 and run only when this is float32.
   // Empty: float32.
   std::optional<data_types> types{};
+  // Run only shard `shard_index` (0-based) of `shard_count`: catalog case i (after --filter and
+  // --op, with the fold and SyncBN-merge cases after them) when i mod shard_count is
+  // shard_index, and property k likewise; `verify` shards its fixtures the same way. The shards
+  // of one seed partition the run.
+  int shard_index = 0;
+  int shard_count = 1;
 };
+
+// Whether item `i` of a sharded list belongs to the run's shard.
+[[nodiscard]] inline bool in_shard(const check_options& o, std::size_t i) {
+  return o.shard_count <= 1 ||
+         i % static_cast<std::size_t>(o.shard_count) == static_cast<std::size_t>(o.shard_index);
+}
 
 using run_options = check_options;
 using property_options = check_options;
