@@ -689,7 +689,9 @@ progress_fn progress_on_stderr(const std::string& command, const cli_args& a) {
     std::chrono::steady_clock::time_point last = start;
   };
   auto st = std::make_shared<state>();
-  if (const char* env = std::getenv("BNORACLE_PROGRESS_SECONDS"); env != nullptr && *env != 0) {
+  // Read once, before the run; bnoracle starts no thread of its own that could set it.
+  const char* env = std::getenv("BNORACLE_PROGRESS_SECONDS");  // NOLINT(concurrency-mt-unsafe)
+  if (env != nullptr && *env != 0) {
     char* end = nullptr;
     const double v = std::strtod(env, &end);
     if (end != nullptr && *end == 0 && v >= 0 && v <= 86400) st->interval = v;
