@@ -30,6 +30,13 @@ std::string_view to_string(verdict v) {
   return "?";
 }
 
+std::int64_t count_failing(const std::vector<case_result>& results) {
+  return static_cast<std::int64_t>(
+      std::count_if(results.begin(), results.end(), [](const case_result& r) {
+        return r.result == verdict::fail || r.result == verdict::fault;
+      }));
+}
+
 std::string_view to_string(run_verdict v) {
   switch (v) {
     case run_verdict::conformant:
@@ -483,12 +490,7 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
   }
   const std::size_t total = selected.size() + operations.size();
   case_runner runner(kernel, options);
-  const auto failing = [&s] {
-    return static_cast<std::int64_t>(
-        std::count_if(s.results.begin(), s.results.end(), [](const case_result& r) {
-          return r.result == verdict::fail || r.result == verdict::fault;
-        }));
-  };
+  const auto failing = [&s] { return count_failing(s.results); };
   for (std::size_t i = 0; i < selected.size(); ++i) {
     if (progress) progress(i, total, selected[i]->name, failing());
     runner.run(*selected[i], s.results);

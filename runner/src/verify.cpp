@@ -375,12 +375,7 @@ run_summary verify_results(const std::string& fixtures_dir, const std::string& r
   s.options = opt;
   const std::vector<std::string> ids = list_fixtures(fixtures_dir);
   std::size_t done = 0;
-  const auto failing = [&s] {
-    return static_cast<std::int64_t>(
-        std::count_if(s.results.begin(), s.results.end(), [](const case_result& r) {
-          return r.result == verdict::fail || r.result == verdict::fault;
-        }));
-  };
+  const auto failing = [&s] { return count_failing(s.results); };
   std::size_t index = 0;  // of the fixtures that pass the filter (--shard)
   for (const auto& id : ids) {
     if (progress) progress(done++, ids.size(), id, failing());

@@ -452,15 +452,23 @@ void add_convention_option(CLI::App& cmd, cli_args& a, const char* what) {
       ->type_name("NAME|FIELDS|FILE.json");
 }
 
-// The formats of --report (a comma-separated list), in their order, without repeats.
-std::vector<report_format> report_formats(const std::string& spec) {
+// The formats of --report (a comma-separated list of text, json, junit), in their order, without
+// repeats; `error` says what is wrong with a spec that is not such a list.
+std::vector<report_format> report_formats(const std::string& spec, std::string* error = nullptr) {
   std::vector<report_format> formats;
   std::stringstream in(spec);
   for (std::string word; std::getline(in, word, ',');) {
+    if (word != "text" && word != "json" && word != "junit") {
+      if (error != nullptr) *error = "unknown report format '" + word + "' (text, json or junit)";
+      return {};
+    }
     const report_format f = word == "json"    ? report_format::json
                             : word == "junit" ? report_format::junit
                                               : report_format::text;
     if (std::find(formats.begin(), formats.end(), f) == formats.end()) formats.push_back(f);
+  }
+  if ((formats.empty() || spec.back() == ',') && error != nullptr) {
+    *error = "no report format given";
   }
   return formats;
 }
@@ -482,16 +490,9 @@ void add_report_options(CLI::App& cmd, cli_args& a) {
   cmd.add_option("--report", a.report,
                  "report formats, comma-separated: text, json, junit (several need --output-dir)")
       ->check([](const std::string& spec) {
-        std::stringstream in(spec);
-        std::string word;
-        bool any = false;
-        while (std::getline(in, word, ',')) {
-          if (word != "text" && word != "json" && word != "junit") {
-            return "unknown report format '" + word + "' (text, json or junit)";
-          }
-          any = true;
-        }
-        return any && spec.back() != ',' ? std::string() : std::string("no report format given");
+        std::string error;
+        (void)report_formats(spec, &error);
+        return error;
       })
       ->type_name("FORMATS")
       ->capture_default_str();

@@ -70,6 +70,8 @@ struct run_summary {
 // ends), and how many results so far failed or faulted.
 using progress_fn = std::function<void(std::size_t done, std::size_t total, const std::string& name,
                                        std::int64_t failing)>;
+// The results that failed or faulted: what progress_fn reports as `failing`.
+[[nodiscard]] std::int64_t count_failing(const std::vector<case_result>& results);
 
 // Sets the verdict of a case whose outputs were judged: fail at the gate's level (the reason
 // names the worst element), else mistrusted, else pass; and the strictest level met. Shared by
