@@ -39,8 +39,10 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// No child may be left behind, not even a zombie.
+// No child may be left behind, not even a zombie. The calling thread's persistent worker is
+// bnoracle's own (run_kernel_isolated keeps it between calls): it is ended first.
 void expect_no_children() {
+  stop_worker();
   errno = 0;
   EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
   EXPECT_EQ(errno, ECHILD);
@@ -598,10 +600,11 @@ struct plugin_case {
     for (float& v : arena.f32_span("running_var")) v = 1.0f;
   }
 
+  // In the persistent worker, or forked for the call (the parameter of the IsolationPlugin
+  // tests): run_kernel_isolated takes the worker for plugins unless fork_per_call() is set.
   run_result run(bn_kernel& k, std::chrono::milliseconds limit = timeout) {
-    return run_isolated(
-        kernel_call(k, bn_mode::forward_inference, to_v2(problem), abi_buffers_v2(arena)), arena,
-        limit);
+    return run_kernel_isolated(k, bn_mode::forward_inference, to_v2(problem), abi_buffers_v2(arena),
+                               arena, limit);
   }
 
   // After any fault, the well-behaved plugin still works on the same arena in this process.
@@ -619,7 +622,25 @@ struct plugin_case {
   }
 };
 
-TEST(IsolationPlugin, WellBehavedKernelIsOk) {
+// Every plugin test runs twice: with a fork per call, and in the persistent worker.
+class IsolationPlugin : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    stop_worker();
+    set_fork_per_call(GetParam());
+  }
+  void TearDown() override {
+    stop_worker();
+    set_fork_per_call(false);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Isolation, IsolationPlugin, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& param) {
+                           return std::string(param.param ? "ForkPerCall" : "Worker");
+                         });
+
+TEST_P(IsolationPlugin, WellBehavedKernelIsOk) {
   plugin_case t;
   t.expect_well_behaved_kernel_works();
   // Unsupported is a status, not a fault.
@@ -631,7 +652,7 @@ TEST(IsolationPlugin, WellBehavedKernelIsOk) {
   EXPECT_EQ(r.message, "only dense NC is supported");
 }
 
-TEST(IsolationPlugin, NullPointerWrite) {
+TEST_P(IsolationPlugin, NullPointerWrite) {
   plugin_case t;
   auto k = plugin("null_deref");
   const run_result r = t.run(*k);
@@ -642,7 +663,7 @@ TEST(IsolationPlugin, NullPointerWrite) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, Abort) {
+TEST_P(IsolationPlugin, Abort) {
   plugin_case t;
   auto k = plugin("abort");
   const run_result r = t.run(*k);
@@ -651,7 +672,7 @@ TEST(IsolationPlugin, Abort) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, Hang) {
+TEST_P(IsolationPlugin, Hang) {
   plugin_case t;
   auto k = plugin("hang");
   const run_result r = t.run(*k, 200ms);
@@ -660,7 +681,7 @@ TEST(IsolationPlugin, Hang) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, OverrunOfDst) {
+TEST_P(IsolationPlugin, OverrunOfDst) {
   plugin_case t;
   auto k = plugin("overrun");
   const run_result r = t.run(*k);
@@ -670,7 +691,7 @@ TEST(IsolationPlugin, OverrunOfDst) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, UnderrunOfDst) {
+TEST_P(IsolationPlugin, UnderrunOfDst) {
   plugin_case t;
   auto k = plugin("underrun");
   const run_result r = t.run(*k);
@@ -679,7 +700,7 @@ TEST(IsolationPlugin, UnderrunOfDst) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, WriteToInput) {
+TEST_P(IsolationPlugin, WriteToInput) {
   plugin_case t;
   auto k = plugin("write_input");
   const run_result r = t.run(*k);
@@ -688,7 +709,7 @@ TEST(IsolationPlugin, WriteToInput) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, ReadPastInput) {
+TEST_P(IsolationPlugin, ReadPastInput) {
   plugin_case t;
   auto k = plugin("read_past_input");
   const run_result r = t.run(*k);
@@ -697,7 +718,7 @@ TEST(IsolationPlugin, ReadPastInput) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, ExitThree) {
+TEST_P(IsolationPlugin, ExitThree) {
   plugin_case t;
   auto k = plugin("exit3");
   const run_result r = t.run(*k);
@@ -706,7 +727,7 @@ TEST(IsolationPlugin, ExitThree) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, InputModifiedBehindItsProtection) {
+TEST_P(IsolationPlugin, InputModifiedBehindItsProtection) {
   plugin_case t;
   auto k = plugin("unprotect_input");
   const run_result r = t.run(*k);
@@ -746,7 +767,7 @@ TEST(IsolationLoading, ALibraryThatMisbehavesWhileLoadingIsAFaultNotACrash) {
   EXPECT_NO_THROW((void)load_plugin(hostile("all_null")));
 }
 
-TEST(IsolationPlugin, OverrunOfTheMessageBufferIsAttributedToIt) {
+TEST_P(IsolationPlugin, OverrunOfTheMessageBufferIsAttributedToIt) {
   plugin_case t;
   auto k = load_plugin(hostile("message_overrun"));
   const run_result r = t.run(*k);
@@ -758,7 +779,7 @@ TEST(IsolationPlugin, OverrunOfTheMessageBufferIsAttributedToIt) {
   t.expect_well_behaved_kernel_works();
 }
 
-TEST(IsolationPlugin, InvalidUtf8FromAKernelIsReplaced) {
+TEST_P(IsolationPlugin, InvalidUtf8FromAKernelIsReplaced) {
   plugin_case t;
   auto k = load_plugin(hostile("bad_utf8"));
   EXPECT_TRUE(is_valid_utf8(k->info().name)) << k->info().name;
@@ -769,6 +790,172 @@ TEST(IsolationPlugin, InvalidUtf8FromAKernelIsReplaced) {
   EXPECT_EQ(r.status, BNK_FAILED);
   EXPECT_TRUE(is_valid_utf8(r.message)) << r.message;
   EXPECT_TRUE(contains(r.message, "a cut \xEF\xBF\xBD and a lone \xEF\xBF\xBD here")) << r.message;
+}
+
+// ---- The persistent worker --------------------------------------------------------------------
+
+// Plugin calls in the worker (fork_per_call off), one worker per test.
+class IsolationWorker : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    set_fork_per_call(false);
+    stop_worker();
+    before_ = isolation_statistics();
+  }
+  void TearDown() override { stop_worker(); }
+
+  [[nodiscard]] std::uint64_t workers_started() const {
+    return isolation_statistics().workers_started - before_.workers_started;
+  }
+  [[nodiscard]] std::uint64_t worker_calls() const {
+    return isolation_statistics().worker_calls - before_.worker_calls;
+  }
+  [[nodiscard]] std::uint64_t forked_calls() const {
+    return isolation_statistics().forked_calls - before_.forked_calls;
+  }
+
+ private:
+  isolation_counts before_{};
+};
+
+TEST_F(IsolationWorker, CallsOfOneKernelShareOneWorker) {
+  plugin_case t;
+  ASSERT_TRUE(t.arena.shared());
+  auto good = plugin("none");  // loading probes the library in a fork of its own
+  const std::uint64_t forked_loading = forked_calls();
+  for (int i = 0; i < 5; ++i) {
+    for (float& d : t.arena.f32_span("dst")) d = 0.0f;
+    const run_result r = t.run(*good);
+    ASSERT_TRUE(r.ok()) << r.reason;
+    EXPECT_EQ(t.arena.f32_span("dst")[1], 2.0f / std::sqrt(1.0f + 1e-5f));
+  }
+  EXPECT_EQ(workers_started(), 1U);
+  EXPECT_EQ(worker_calls(), 5U);
+  EXPECT_EQ(forked_calls(), forked_loading);
+}
+
+TEST_F(IsolationWorker, StaticStateCarriesOverFromCallToCall) {
+  plugin_case t;
+  auto counter = plugin("count_calls");
+  EXPECT_EQ(t.run(*counter).message, "call 1");
+  EXPECT_EQ(t.run(*counter).message, "call 2");
+  // A fork per call starts every call from this process's state, where no call ever ran.
+  set_fork_per_call(true);
+  EXPECT_EQ(t.run(*counter).message, "call 1");
+}
+
+TEST_F(IsolationWorker, AnotherKernelObjectGetsAWorkerOfItsOwn) {
+  plugin_case t;
+  auto first = plugin("count_calls");
+  auto second = plugin("count_calls");
+  EXPECT_NE(first->instance(), second->instance());
+  EXPECT_EQ(t.run(*first).message, "call 1");
+  EXPECT_EQ(t.run(*second).message, "call 1");
+  EXPECT_EQ(t.run(*first).message, "call 1");
+  EXPECT_EQ(workers_started(), 3U);
+}
+
+TEST_F(IsolationWorker, EveryCallStartsWithTheCallersFloatingPointEnvironment) {
+  plugin_case t;
+  auto rounding = plugin("round_up");
+  for (int i = 0; i < 3; ++i) {
+    const run_result r = t.run(*rounding);
+    ASSERT_TRUE(r.ok()) << r.reason;
+    EXPECT_EQ(r.message, "started rounding to nearest");
+  }
+  EXPECT_EQ(workers_started(), 1U);
+}
+
+TEST_F(IsolationWorker, AFaultReplacesTheWorkerAndTheNextCallGetsANewOne) {
+  plugin_case t;
+  auto good = plugin("none");
+  auto crash = plugin("null_deref");
+  ASSERT_TRUE(t.run(*good).ok());
+  const run_result r = t.run(*crash);
+  EXPECT_EQ(r.kind, outcome::crashed);
+  EXPECT_TRUE(contains(r.reason, "null pointer")) << r.reason;
+  const run_result again = t.run(*crash);
+  EXPECT_EQ(again.kind, outcome::crashed);
+  ASSERT_TRUE(t.run(*good).ok());
+  EXPECT_EQ(workers_started(), 4U);  // good, crash, crash again, good
+}
+
+TEST_F(IsolationWorker, ACallThatLeavesAThreadRunningRetiresItsWorker) {
+  plugin_case t;
+  auto threads = plugin("leave_thread");
+  for (int i = 0; i < 2; ++i) {
+    const run_result r = t.run(*threads);
+    EXPECT_TRUE(r.ok()) << r.reason;
+  }
+  EXPECT_EQ(workers_started(), 2U);
+  expect_no_children();
+}
+
+TEST_F(IsolationWorker, AProcessTheCallLeavesIsKilledWhenTheCallEnds) {
+  plugin_case t;
+  auto leaver = plugin("leave_process");
+  for (int i = 0; i < 2; ++i) {
+    const run_result r = t.run(*leaver);
+    ASSERT_TRUE(r.ok()) << r.reason;
+    ASSERT_TRUE(r.message.starts_with("left process ")) << r.message;
+    const pid_t left = std::stoi(r.message.substr(13));
+    ASSERT_GT(left, 0);
+    // It left the worker's process group; the worker, a child subreaper, killed and reaped it
+    // before it answered.
+    EXPECT_EQ(kill(left, 0), -1) << "process " << left << " outlived the call";
+    EXPECT_EQ(errno, ESRCH);
+  }
+  EXPECT_EQ(workers_started(), 1U);
+  expect_no_children();
+}
+
+TEST_F(IsolationWorker, AHangIsKilledAtTheDeadlineAndTheWorkerReplaced) {
+  plugin_case t;
+  auto hang = plugin("hang");
+  const run_result r = t.run(*hang, 200ms);
+  EXPECT_EQ(r.kind, outcome::timed_out);
+  t.expect_well_behaved_kernel_works();
+}
+
+TEST_F(IsolationWorker, AForkedProcessGetsItsOwnSlabAndWorkerAndLeavesItsParentsAlone) {
+  plugin_case t;
+  auto counter = plugin("count_calls");
+  ASSERT_EQ(t.run(*counter).message, "call 1");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A campaign job, say: it lets go of the arena it inherited (which must not free the
+    // parent's pages), makes one of its own and calls the kernel in a worker of its own, forked
+    // from this process, where the kernel never ran.
+    t.arena = guarded_arena{};
+    plugin_case mine;
+    const run_result r = mine.run(*counter);
+    const bool fine = mine.arena.shared() && r.ok() && r.message == "call 1";
+    stop_worker();
+    _exit(fine ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // The parent's worker and arena are as they were.
+  const auto src = t.arena.f32_span("src");
+  for (std::size_t i = 0; i < src.size(); ++i) EXPECT_EQ(src[i], static_cast<float>(i));
+  EXPECT_EQ(t.run(*counter).message, "call 2");
+  EXPECT_EQ(workers_started(), 1U);
+}
+
+TEST_F(IsolationWorker, AKernelWrittenInCppForksForEveryCall) {
+  // Its state may change between calls in this process, which a worker would not see.
+  struct counting final : bn_kernel {
+    kernel_info info_;
+    [[nodiscard]] const kernel_info& info() const override { return info_; }
+  } cpp;
+  plugin_case t;
+  EXPECT_FALSE(cpp.runs_in_worker());
+  const run_result r = t.run(cpp);
+  EXPECT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(worker_calls(), 0U);
+  EXPECT_EQ(forked_calls(), 1U);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "bnoracle/reduction.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 namespace bnoracle {
 
@@ -242,6 +243,11 @@ bnk_problem_v2 to_v2(const bnk_problem& p) {
 
 bnk_buffers_v2 to_v2(const bnk_buffers& b) {
   return convert_buffers<bnk_buffers_v2>(b);
+}
+
+std::uint64_t bn_kernel::next_instance() noexcept {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
 }
 
 bnk_status bn_kernel::run_v2(bn_mode mode, const bnk_problem_v2& problem,

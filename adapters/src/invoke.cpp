@@ -146,6 +146,7 @@ std::string repro_options(const call_options& o) {
     s += text;
   }
   if (!o.isolate) s += " --no-isolation";
+  if (o.isolate && fork_per_call()) s += " --fork-per-call";
   return s;
 }
 
@@ -306,8 +307,8 @@ call_result invoke(bn_kernel& kernel, const call_request& q, const call_options&
   buffers.diff_src = at0(buffers.diff_src);
 
   call_result r;
-  const isolated_call call = kernel_call(kernel, m, problem, buffers);
-  r.run = options.isolate ? run_isolated(call, arena, options.timeout) : run_inline(call, arena);
+  r.run = options.isolate ? run_kernel_isolated(kernel, m, problem, buffers, arena, options.timeout)
+                          : run_inline(kernel_call(kernel, m, problem, buffers), arena);
   if (!r.run.ok()) return r;
   r.status = static_cast<bnk_status>(r.run.status);
   r.message = r.run.message;

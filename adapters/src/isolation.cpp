@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <ucontext.h>
@@ -21,10 +22,13 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cfenv>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <new>
 #include <set>
@@ -117,7 +121,134 @@ std::string elements_text(std::size_t n) {
   return std::to_string(n) + (n == 1 ? " element" : " elements");
 }
 
+// ---- the shared slab ---------------------------------------------------------------------------
+
+std::atomic<int> g_fork_per_call{-1};  // -1: not yet read from the environment
+
+bool read_fork_per_call() {
+  int v = g_fork_per_call.load();
+  if (v < 0) {
+    const char* e = std::getenv("BNORACLE_FORK_PER_CALL");  // NOLINT(concurrency-mt-unsafe)
+    v = e != nullptr && *e != '\0' && std::string_view(e) != "0" ? 1 : 0;
+    int expected = -1;
+    if (!g_fork_per_call.compare_exchange_strong(expected, v)) v = expected;
+  }
+  return v != 0;
+}
+
+// Address space reserved for arenas that persistent workers reach. It costs no memory until
+// pages are written (the memory file is sparse and punched again when an arena is released);
+// an arena that does not fit is mapped on its own and its calls fork.
+constexpr std::size_t k_slab_bytes = std::size_t{1} << 36;  // 64 GiB
+
+// One memory file mapped MAP_SHARED over the whole slab, PROT_NONE where no arena is. Forked
+// processes inherit the mapping at the same address, so pointers into an arena are valid in a
+// worker forked before or after the arena was made. Ranges are handed out first fit, in pages.
+// A slab belongs to the process that made it: a process forked from it that makes arenas of its
+// own (a campaign job) gets a slab of its own, and never frees ranges of its parent's.
+class shared_slab {
+ public:
+  // The process's slab, created on first use; nullptr when the calls fork anyway or the slab
+  // could not be made (no memfd, no address space): arenas are then mapped on their own.
+  static shared_slab* get() {
+    if (read_fork_per_call()) return nullptr;
+    if (shared_slab* s = existing(); s != nullptr) return s;
+    static std::mutex creating;
+    const std::lock_guard lock(creating);
+    if (shared_slab* s = existing(); s != nullptr) return s;
+    if (g_failed.load() == getpid()) return nullptr;
+    auto* s = new shared_slab();  // never destroyed: workers and arenas may outlive statics
+    if (s->base_ == nullptr) {
+      delete s;
+      g_failed.store(getpid());
+      return nullptr;
+    }
+    g_current.store(s);
+    return s;
+  }
+  // This process's slab if it made one (whatever fork_per_call() says now), else nullptr.
+  static shared_slab* existing() {
+    shared_slab* const s = g_current.load();
+    return s != nullptr && s->owner_ == getpid() ? s : nullptr;
+  }
+  [[nodiscard]] bool owned() const { return owner_ == getpid(); }
+
+  [[nodiscard]] unsigned char* base() const { return base_; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+
+  // The offset of a free range of `bytes` (a multiple of the page size), or nullopt.
+  std::optional<std::size_t> allocate(std::size_t bytes) {
+    const std::lock_guard lock(mutex_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < bytes) continue;
+      const std::size_t offset = it->first;
+      const std::size_t rest = it->second - bytes;
+      free_.erase(it);
+      if (rest != 0) free_.emplace(offset + bytes, rest);
+      return offset;
+    }
+    return std::nullopt;
+  }
+
+  // Gives a range back: its pages are closed and their memory freed (they read as zeros when
+  // handed out again).
+  void release(std::size_t offset, std::size_t bytes) {
+    mprotect(base_ + offset, bytes, PROT_NONE);
+    fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+              static_cast<off_t>(bytes));
+    const std::lock_guard lock(mutex_);
+    auto [it, inserted] = free_.emplace(offset, bytes);
+    if (!inserted) return;
+    if (const auto next = std::next(it); next != free_.end() && offset + bytes == next->first) {
+      it->second += next->second;
+      free_.erase(next);
+    }
+    if (it != free_.begin()) {
+      if (const auto prev = std::prev(it); prev->first + prev->second == offset) {
+        prev->second += it->second;
+        free_.erase(it);
+      }
+    }
+  }
+
+ private:
+  shared_slab() {
+    const int fd = memfd_create("bnoracle-arenas", MFD_CLOEXEC);
+    if (fd < 0) return;
+    if (ftruncate(fd, static_cast<off_t>(k_slab_bytes)) != 0) {
+      close(fd);
+      return;
+    }
+    void* base = mmap(nullptr, k_slab_bytes, PROT_NONE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (base == MAP_FAILED) {
+      close(fd);
+      return;
+    }
+    fd_ = fd;
+    base_ = static_cast<unsigned char*>(base);
+    size_ = k_slab_bytes;
+    free_.emplace(0, size_);
+  }
+
+  static inline std::atomic<shared_slab*> g_current{nullptr};
+  static inline std::atomic<pid_t> g_failed{0};  // the process where making a slab failed
+  pid_t owner_ = getpid();
+  int fd_ = -1;
+  unsigned char* base_ = nullptr;
+  std::size_t size_ = 0;
+  std::mutex mutex_;
+  std::map<std::size_t, std::size_t> free_;  // offset -> bytes
+};
+
 }  // namespace
+
+bool fork_per_call() {
+  return read_fork_per_call();
+}
+
+void set_fork_per_call(bool on) {
+  g_fork_per_call.store(on ? 1 : 0);
+}
 
 // ---- guarded_arena ----------------------------------------------------------------------------
 
@@ -175,9 +306,17 @@ guarded_arena::guarded_arena(std::vector<buffer_spec> specs, arena_options optio
     buffers_.push_back(std::move(b));
   }
   if (offset == 0) return;
-  void* base = mmap(nullptr, offset, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) throw_errno("guarded_arena: mmap");
-  base_ = base;
+  shared_slab* const slab = shared_slab::get();
+  const std::optional<std::size_t> place = slab != nullptr ? slab->allocate(offset) : std::nullopt;
+  if (place) {
+    base_ = slab->base() + *place;
+    in_slab_ = true;
+    slab_ = slab;
+  } else {
+    void* base = mmap(nullptr, offset, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) throw_errno("guarded_arena: mmap");
+    base_ = base;
+  }
   length_ = offset;
   for (auto& b : buffers_) {
     if (b.pages_hi > b.pages_lo &&
@@ -203,6 +342,8 @@ guarded_arena::guarded_arena(guarded_arena&& other) noexcept
     : options_(other.options_),
       base_(std::exchange(other.base_, nullptr)),
       length_(std::exchange(other.length_, 0)),
+      in_slab_(std::exchange(other.in_slab_, false)),
+      slab_(std::exchange(other.slab_, nullptr)),
       buffers_(std::move(other.buffers_)) {
   other.buffers_.clear();
 }
@@ -213,6 +354,8 @@ guarded_arena& guarded_arena::operator=(guarded_arena&& other) noexcept {
     options_ = other.options_;
     base_ = std::exchange(other.base_, nullptr);
     length_ = std::exchange(other.length_, 0);
+    in_slab_ = std::exchange(other.in_slab_, false);
+    slab_ = std::exchange(other.slab_, nullptr);
     buffers_ = std::move(other.buffers_);
     other.buffers_.clear();
   }
@@ -220,7 +363,18 @@ guarded_arena& guarded_arena::operator=(guarded_arena&& other) noexcept {
 }
 
 void guarded_arena::release() noexcept {
-  if (base_ != nullptr) munmap(base_, length_);
+  if (base_ != nullptr && in_slab_) {
+    // In a process forked after the arena was made the range is the maker's: left alone.
+    auto* const slab = static_cast<shared_slab*>(slab_);
+    if (slab->owned()) {
+      slab->release(static_cast<std::size_t>(static_cast<unsigned char*>(base_) - slab->base()),
+                    length_);
+    }
+  } else if (base_ != nullptr) {
+    munmap(base_, length_);
+  }
+  in_slab_ = false;
+  slab_ = nullptr;
   base_ = nullptr;
   length_ = 0;
   buffers_.clear();
@@ -367,6 +521,16 @@ std::vector<std::pair<void*, std::size_t>> guarded_arena::input_pages() const {
   for (const auto& b : buffers_) {
     if (b.spec.role == buffer_role::input && b.pages_hi > b.pages_lo) {
       pages.emplace_back(at(b.pages_lo), b.pages_hi - b.pages_lo);
+    }
+  }
+  return pages;
+}
+
+std::vector<guarded_arena::page_range> guarded_arena::buffer_pages() const {
+  std::vector<page_range> pages;
+  for (const auto& b : buffers_) {
+    if (b.pages_hi > b.pages_lo) {
+      pages.push_back({at(b.pages_lo), b.pages_hi - b.pages_lo, b.spec.role != buffer_role::input});
     }
   }
   return pages;
@@ -590,25 +754,27 @@ extern "C" void bnoracle_on_fault(int sig, siginfo_t* info, void* context) {
   raise(sig);
 }
 
-// The child: only async-signal-safe work before the call, then the call, then _exit.
-[[noreturn]] void child_main(const isolated_call& call, shared_block* block, void* alt_stack,
-                             const std::vector<std::pair<void*, std::size_t>>& read_only,
-                             pid_t parent, int output) {
-  g_child_block = block;
-  // Its own process group, which the parent kills as a whole when the call ends: processes the
-  // kernel starts do not outlive the call.
-  setpgid(0, 0);
-  // What the kernel prints goes into the call's output file, never to bnoracle's own stdout and
-  // stderr, which a process left behind could otherwise hold open; stdin is /dev/null.
-  if (output >= 0) {
-    dup2(output, STDOUT_FILENO);
-    dup2(output, STDERR_FILENO);
+// Runs the call, recording its stage, status, message or exception in the shared block.
+void run_recorded(const isolated_call& call, shared_block* block) {
+  block->stage.store(shared_block::running);
+  try {
+    const int rc = call(block->message.data(), block->message.size());
+    block->status = rc;
+    block->stage.store(shared_block::returned);
+  } catch (const std::exception& e) {
+    std::snprintf(block->what.data(), block->what.size(), "%s", e.what());
+    block->stage.store(shared_block::threw);
+  } catch (...) {
+    std::snprintf(block->what.data(), block->what.size(), "%s", "an exception of unknown type");
+    block->stage.store(shared_block::threw);
   }
-  const int null_in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_in >= 0) {
-    dup2(null_in, STDIN_FILENO);
-    if (null_in != STDIN_FILENO) close(null_in);
-  }
+  // The kernel's buffered output (stdout is a file here, so fully buffered): into the file. The
+  // parent's buffers were flushed before the fork, so only the kernel's text is written.
+  std::fflush(nullptr);
+}
+
+// The fault handlers on the alternate stack, and the fault signals and SIGABRT unblocked.
+void install_fault_handlers(void* alt_stack) {
   stack_t ss{};
   ss.ss_sp = alt_stack;
   ss.ss_size = alt_stack_size;
@@ -626,6 +792,25 @@ extern "C" void bnoracle_on_fault(int sig, siginfo_t* info, void* context) {
   }
   sigaddset(&unblock, SIGABRT);
   pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
+}
+
+// What every process that runs kernel calls does first (async-signal-safe only): returns false
+// when the parent is already gone.
+bool prepare_call_process(pid_t parent, int output) {
+  // Its own process group, which the parent kills as a whole when the call ends: processes the
+  // kernel starts do not outlive the call.
+  setpgid(0, 0);
+  // What the kernel prints goes into the call's output file, never to bnoracle's own stdout and
+  // stderr, which a process left behind could otherwise hold open; stdin is /dev/null.
+  if (output >= 0) {
+    dup2(output, STDOUT_FILENO);
+    dup2(output, STDERR_FILENO);
+  }
+  const int null_in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_in >= 0) {
+    dup2(null_in, STDIN_FILENO);
+    if (null_in != STDIN_FILENO) close(null_in);
+  }
   // Crashes are expected here: no core dumps (neither files nor a core_pattern pipe), which
   // would be slow and litter the system. Debug a crashing kernel in-process (run_inline).
   const rlimit no_core{0, 0};
@@ -633,7 +818,16 @@ extern "C" void bnoracle_on_fault(int sig, siginfo_t* info, void* context) {
   prctl(PR_SET_DUMPABLE, 0);
   // Die with the parent (e.g. on Ctrl-C) instead of running on, possibly forever.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(125);
+  return getppid() == parent;
+}
+
+// The child: only async-signal-safe work before the call, then the call, then _exit.
+[[noreturn]] void child_main(const isolated_call& call, shared_block* block, void* alt_stack,
+                             const std::vector<std::pair<void*, std::size_t>>& read_only,
+                             pid_t parent, int output) {
+  g_child_block = block;
+  if (!prepare_call_process(parent, output)) _exit(125);
+  install_fault_handlers(alt_stack);
   for (const auto& [address, length] : read_only) {
     if (mprotect(address, length, PROT_READ) != 0) {
       block->setup_errno = errno;
@@ -641,21 +835,7 @@ extern "C" void bnoracle_on_fault(int sig, siginfo_t* info, void* context) {
       _exit(125);
     }
   }
-  block->stage.store(shared_block::running);
-  try {
-    const int rc = call(block->message.data(), block->message.size());
-    block->status = rc;
-    block->stage.store(shared_block::returned);
-  } catch (const std::exception& e) {
-    std::snprintf(block->what.data(), block->what.size(), "%s", e.what());
-    block->stage.store(shared_block::threw);
-  } catch (...) {
-    std::snprintf(block->what.data(), block->what.size(), "%s", "an exception of unknown type");
-    block->stage.store(shared_block::threw);
-  }
-  // The kernel's buffered output (stdout is a file here, so fully buffered): into the file. The
-  // parent's buffers were flushed before the fork, so only the kernel's text is written.
-  std::fflush(nullptr);
+  run_recorded(call, block);
   _exit(0);
 }
 
@@ -987,42 +1167,20 @@ std::string signal_name(int sig) {
   return "signal " + std::to_string(sig);
 }
 
-run_result run_isolated(const isolated_call& call, guarded_arena& arena,
-                        std::chrono::milliseconds timeout, wait_method wait) {
-  call_mapping mapping;
-  shared_block& block = *mapping.block();
-  const auto read_only = arena.input_pages();
-  arena.arm();
-  // Whatever sits in the parent's stream buffers would otherwise be written twice.
-  std::cout.flush();
-  std::cerr.flush();
-  std::clog.flush();
-  std::fflush(nullptr);
-  // Children that exist before the call (a helper a plugin started when loaded) are not its.
-  const std::vector<pid_t> before = children_if_subreaper();
-  const int output = call_output_file();
-  if (output >= 0) lseek(output, 0, SEEK_SET);
-  const pid_t parent = getpid();
-  const auto t0 = std::chrono::steady_clock::now();
-  const pid_t pid = fork();
-  if (pid < 0) throw_errno("run_isolated: fork");
-  if (pid == 0) child_main(call, &block, mapping.alt_stack(), read_only, parent, output);
-  // Also set here, so that the group exists whichever of the two runs first.
-  setpgid(pid, pid);
+namespace {
 
-  int wstatus = 0;
+// How an isolated call ended, as the parent saw it.
+struct call_end {
   bool timed_out = false;
-  const bool ended = wait_until(pid, t0 + timeout, wait);
-  // The whole process group goes, whether the call ended or timed out: whatever the kernel
-  // started must not outlive its call. The child itself is killed only when still running.
-  kill(-pid, SIGKILL);
-  if (!ended) kill(pid, SIGKILL);
-  wait_blocking(pid, wstatus);
-  if (!ended) {
-    // A child that ended on its own just before the kill keeps its own outcome.
-    timed_out = WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL;
-  }
-  end_stray_processes(before);
+  bool process_ended = false;  // the process that ran the call ended (wstatus is its status)
+  int wstatus = 0;
+};
+
+// The result of an isolated call from how it ended and what the shared block and the arena say;
+// the same for a fork per call and a persistent worker.
+run_result classify_call(const call_end& end, shared_block& block, guarded_arena& arena,
+                         std::chrono::milliseconds timeout,
+                         std::chrono::steady_clock::time_point t0, int output) {
   run_result res;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   forward_output(read_call_output(output), res);
@@ -1034,13 +1192,14 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
     res.message = block.message.data();
   }
 
-  if (timed_out) {
+  const int wstatus = end.wstatus;
+  if (end.timed_out) {
     res.kind = outcome::timed_out;
     res.seconds = std::chrono::duration<double>(timeout).count();
     res.reason =
         "timed out: still running after " + seconds_text(res.seconds) + " s, so it was killed";
     append_findings(res);
-  } else if (WIFSIGNALED(wstatus)) {
+  } else if (end.process_ended && WIFSIGNALED(wstatus)) {
     const int sig = WTERMSIG(wstatus);
     res.kind = outcome::crashed;
     res.signal = sig;
@@ -1063,10 +1222,10 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
     append_findings(res);
   } else if (stage == shared_block::setup_failed) {
     throw std::system_error(block.setup_errno, std::generic_category(),
-                            "run_isolated: mprotect of an input in the child");
+                            "run_isolated: mprotect of a buffer in the child");
   } else {
     res.kind = outcome::exited;
-    res.exit_code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+    res.exit_code = end.process_ended && WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
     res.reason = "exited with code " + std::to_string(res.exit_code) +
                  " before the call returned (exit() or _exit() called during the call)";
     append_findings(res);
@@ -1077,6 +1236,417 @@ run_result run_isolated(const isolated_call& call, guarded_arena& arena,
     res.reason += "; the last line it printed: \"" + line + "\"";
   }
   return res;
+}
+
+// Whatever sits in the parent's stream buffers would otherwise be written twice.
+void flush_streams() {
+  std::cout.flush();
+  std::cerr.flush();
+  std::clog.flush();
+  std::fflush(nullptr);
+}
+
+std::atomic<std::uint64_t> g_worker_calls{0};
+std::atomic<std::uint64_t> g_workers_started{0};
+std::atomic<std::uint64_t> g_forked_calls{0};
+
+}  // namespace
+
+run_result run_isolated(const isolated_call& call, guarded_arena& arena,
+                        std::chrono::milliseconds timeout, wait_method wait) {
+  call_mapping mapping;
+  shared_block& block = *mapping.block();
+  const auto read_only = arena.input_pages();
+  arena.arm();
+  flush_streams();
+  // Children that exist before the call (a helper a plugin started when loaded) are not its.
+  const std::vector<pid_t> before = children_if_subreaper();
+  const int output = call_output_file();
+  if (output >= 0) lseek(output, 0, SEEK_SET);
+  const pid_t parent = getpid();
+  const auto t0 = std::chrono::steady_clock::now();
+  g_forked_calls.fetch_add(1, std::memory_order_relaxed);
+  const pid_t pid = fork();
+  if (pid < 0) throw_errno("run_isolated: fork");
+  if (pid == 0) child_main(call, &block, mapping.alt_stack(), read_only, parent, output);
+  // Also set here, so that the group exists whichever of the two runs first.
+  setpgid(pid, pid);
+
+  call_end end;
+  end.process_ended = true;
+  const bool ended = wait_until(pid, t0 + timeout, wait);
+  // The whole process group goes, whether the call ended or timed out: whatever the kernel
+  // started must not outlive its call. The child itself is killed only when still running.
+  kill(-pid, SIGKILL);
+  if (!ended) kill(pid, SIGKILL);
+  wait_blocking(pid, end.wstatus);
+  if (!ended) {
+    // A child that ended on its own just before the kill keeps its own outcome.
+    end.timed_out = WIFSIGNALED(end.wstatus) && WTERMSIG(end.wstatus) == SIGKILL;
+  }
+  end_stray_processes(before);
+  return classify_call(end, block, arena, timeout, t0, output);
+}
+
+// ---- the persistent worker ---------------------------------------------------------------------
+
+namespace {
+
+// The pages of one call's buffers, as the worker opens them.
+struct worker_range {
+  void* address = nullptr;
+  std::size_t length = 0;
+  int protection = PROT_NONE;
+};
+
+constexpr std::size_t k_worker_ranges = 64;
+
+// Shared between the parent and its worker: the result of the current call (as for a fork per
+// call), the call itself, and what the worker found after it.
+struct worker_block {
+  shared_block result;
+  bn_kernel* kernel = nullptr;
+  bn_mode mode = bn_mode::forward_training;
+  bnk_problem_v2 problem{};
+  bnk_buffers_v2 buffers{};
+  fenv_t environment{};
+  std::size_t range_count = 0;
+  std::array<worker_range, k_worker_ranges> ranges{};
+  int threads_left = 0;  // threads of the kernel still running after the call
+};
+
+// The threads of this process (from /proc/self/task), or 0 when that cannot be read.
+int count_threads() {
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return 0;
+  int n = 0;
+  while (const dirent* e = readdir(tasks)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  closedir(tasks);
+  return n;
+}
+
+// Kills and reaps every child of this process, repeating while killing orphans more of them
+// (the worker is a child subreaper, so every process the call started ends up its child).
+void kill_all_children() {
+  for (int round = 0; round < 1000; ++round) {
+    const std::vector<pid_t> children = list_children();
+    if (children.empty()) return;
+    for (const pid_t p : children) kill(p, SIGKILL);
+    for (const pid_t p : children) {
+      int status = 0;
+      while (waitpid(p, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+}
+
+void set_protection(const worker_block& w, bool open) {
+  for (std::size_t i = 0; i < w.range_count; ++i) {
+    const worker_range& r = w.ranges[i];
+    mprotect(r.address, r.length, open ? r.protection : PROT_NONE);
+  }
+}
+
+// The worker: set up like a forked call's child, then one call per byte on the socket until the
+// parent closes it.
+[[noreturn]] void worker_main(worker_block* w, void* alt_stack, int socket, pid_t parent,
+                              int output, const shared_slab* slab) {
+  g_child_block = &w->result;
+  if (!prepare_call_process(parent, output)) _exit(125);
+  // Every process the calls start becomes a child of the worker when its parent dies, so that
+  // the worker can end them all after each call, even those that left its process group.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // The parent's arenas are open in the inherited mapping; the worker opens only the pages of
+  // the call it runs.
+  if (slab != nullptr) mprotect(slab->base(), slab->size(), PROT_NONE);
+  for (;;) {
+    char command = 0;
+    const ssize_t n = recv(socket, &command, 1, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(0);
+    shared_block* const block = &w->result;
+    // The call may have changed either; a call in a fresh fork would start from the parent's.
+    install_fault_handlers(alt_stack);
+    fesetenv(&w->environment);
+    bool opened = true;
+    for (std::size_t i = 0; i < w->range_count && opened; ++i) {
+      const worker_range& r = w->ranges[i];
+      if (mprotect(r.address, r.length, r.protection) != 0) {
+        block->setup_errno = errno;
+        block->stage.store(shared_block::setup_failed);
+        opened = false;
+      }
+    }
+    if (opened) run_recorded(kernel_call(*w->kernel, w->mode, w->problem, w->buffers), block);
+    set_protection(*w, false);
+    kill_all_children();
+    // A thread the call joined may still be listed for a moment while it exits: look again for
+    // up to 2 ms before calling it left running.
+    w->threads_left = count_threads() - 1;
+    for (int look = 0; look < 20 && w->threads_left > 0; ++look) {
+      usleep(100);
+      w->threads_left = count_threads() - 1;
+    }
+    const char done = 1;
+    while (send(socket, &done, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+// The calling thread's worker, from the parent's side. The shared block outlives the worker
+// processes (each new one inherits it), so that a call's result can be read after its worker
+// was killed.
+class worker_process {
+ public:
+  worker_process() = default;
+  worker_process(const worker_process&) = delete;
+  worker_process& operator=(const worker_process&) = delete;
+  worker_process(worker_process&&) = delete;
+  worker_process& operator=(worker_process&&) = delete;
+  ~worker_process() {
+    adopt();
+    stop();
+    if (block_ != nullptr) block_->~worker_block();
+    if (mapping_ != nullptr) munmap(mapping_, mapping_length_);
+  }
+
+  [[nodiscard]] bool serves(const bn_kernel& kernel) const {
+    return pid_ > 0 && kernel_ == &kernel && instance_ == kernel.instance();
+  }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+
+  // In a process forked from the one that made this object (a worker, a forked call, a campaign
+  // job) the worker and the shared block are the maker's: this process lets go of its copies
+  // without touching them (no kill, no write, and no unmapping either: the worker's own fault
+  // handler and signal stack live in that block) and makes its own when it needs a worker.
+  void adopt() {
+    if (owner_ == getpid()) return;
+    if (socket_ >= 0) close(socket_);
+    socket_ = -1;
+    pid_ = -1;
+    mapping_ = nullptr;
+    mapping_length_ = 0;
+    block_ = nullptr;
+    kernel_ = nullptr;
+    instance_ = 0;
+    owner_ = getpid();
+  }
+  [[nodiscard]] int socket() const { return socket_; }
+  // The shared block (valid once start has been called).
+  [[nodiscard]] worker_block& block() const { return *block_; }
+
+  // Forks a worker for `kernel` (ending the current one); throws std::system_error.
+  void start(bn_kernel& kernel, int output) {
+    stop();
+    const shared_slab* const slab = shared_slab::existing();
+    if (mapping_ == nullptr) {
+      const std::size_t page = page_size();
+      const std::size_t length = (sizeof(worker_block) + page - 1) / page * page + alt_stack_size;
+      void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+      if (base == MAP_FAILED) throw_errno("run_kernel_isolated: mmap");
+      mapping_ = base;
+      mapping_length_ = length;
+      block_ = new (base) worker_block();
+    }
+    std::array<int, 2> pair{-1, -1};
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair.data()) != 0) {
+      throw_errno("run_kernel_isolated: socketpair");
+    }
+    flush_streams();
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) {
+      const int e = errno;
+      close(pair[0]);
+      close(pair[1]);
+      throw std::system_error(e, std::generic_category(), "run_kernel_isolated: fork");
+    }
+    if (pid == 0) {
+      close(pair[0]);
+      worker_main(block_, static_cast<char*>(mapping_) + (mapping_length_ - alt_stack_size),
+                  pair[1], parent, output, slab);
+    }
+    close(pair[1]);
+    socket_ = pair[0];
+    setpgid(pid, pid);
+    pid_ = pid;
+    kernel_ = &kernel;
+    instance_ = kernel.instance();
+    g_workers_started.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Kills the worker's process group and the worker, and reaps it; returns its wait status (0
+  // when there was no worker).
+  int stop() {
+    adopt();
+    int wstatus = 0;
+    if (pid_ > 0) {
+      kill(-pid_, SIGKILL);
+      kill(pid_, SIGKILL);
+      wait_blocking(pid_, wstatus);
+    }
+    forget();
+    return wstatus;
+  }
+
+  // The worker ended and the caller reaped it.
+  void forget() {
+    if (socket_ >= 0) close(socket_);
+    socket_ = -1;
+    pid_ = -1;
+    kernel_ = nullptr;
+    instance_ = 0;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int socket_ = -1;
+  void* mapping_ = nullptr;
+  std::size_t mapping_length_ = 0;
+  worker_block* block_ = nullptr;
+  const bn_kernel* kernel_ = nullptr;
+  std::uint64_t instance_ = 0;
+  pid_t owner_ = getpid();
+};
+
+worker_process& this_threads_worker() {
+  thread_local worker_process worker;
+  worker.adopt();
+  return worker;
+}
+
+// Waits until the worker answers (true), ends or the deadline passes (false; `ended` says
+// which, and the worker is then reaped with its status in `wstatus` when it ended).
+bool wait_for_worker(pid_t pid, int socket, std::chrono::steady_clock::time_point deadline,
+                     wait_method method, bool& ended, int& wstatus) {
+  using clock = std::chrono::steady_clock;
+  ended = false;
+  int pidfd = -1;
+#ifdef SYS_pidfd_open
+  if (method == wait_method::automatic) pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)method;
+#endif
+  auto pause = std::chrono::milliseconds(1);
+  bool answered = false;
+  for (;;) {
+    const auto left = deadline - clock::now();
+    if (left <= clock::duration::zero()) break;
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(left);
+    // Without a pidfd the worker's end is seen by polling waitid between short sleeps.
+    if (pidfd < 0) wait = std::min(wait, pause);
+    std::array<pollfd, 2> fds{{{socket, POLLIN, 0}, {pidfd, POLLIN, 0}}};
+    const int r = poll(fds.data(), pidfd >= 0 ? 2 : 1,
+                       static_cast<int>(std::min<long long>(wait.count(), 1 << 30)));
+    if (r < 0 && errno != EINTR) throw_errno("run_kernel_isolated: poll");
+    if (r > 0 && (fds[0].revents & POLLIN) != 0) {
+      char done = 0;
+      if (recv(socket, &done, 1, MSG_DONTWAIT) == 1) {
+        answered = true;
+        break;
+      }
+    }
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == pid) {
+      ended = true;
+      break;
+    }
+    pause = std::min(pause * 2, std::chrono::milliseconds(5));
+  }
+  if (pidfd >= 0) close(pidfd);
+  if (ended) {
+    // Its group first (a process it started may still run), then the worker itself.
+    kill(-pid, SIGKILL);
+    wait_blocking(pid, wstatus);
+  }
+  return answered;
+}
+
+}  // namespace
+
+run_result run_kernel_isolated(bn_kernel& kernel, bn_mode mode, const bnk_problem_v2& problem,
+                               const bnk_buffers_v2& buffers, guarded_arena& arena,
+                               std::chrono::milliseconds timeout, wait_method wait) {
+  const std::vector<guarded_arena::page_range> pages = arena.buffer_pages();
+  if (fork_per_call() || !kernel.runs_in_worker() || !arena.shared() ||
+      pages.size() > k_worker_ranges) {
+    return run_isolated(kernel_call(kernel, mode, problem, buffers), arena, timeout, wait);
+  }
+  worker_process& worker = this_threads_worker();
+  const int output = call_output_file();
+  // A worker that ended between calls (nothing of a call runs there then) is replaced.
+  if (worker.pid() > 0) {
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(worker.pid()), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == worker.pid()) {
+      worker.stop();
+    }
+  }
+  if (!worker.serves(kernel)) worker.start(kernel, output);
+
+  worker_block& w = worker.block();
+  w.result.~shared_block();
+  new (&w.result) shared_block();
+  w.kernel = &kernel;
+  w.mode = mode;
+  w.problem = problem;
+  w.buffers = buffers;
+  fegetenv(&w.environment);
+  w.range_count = pages.size();
+  for (std::size_t i = 0; i < pages.size(); ++i) {
+    w.ranges[i] = {pages[i].address, pages[i].length,
+                   pages[i].writable ? PROT_READ | PROT_WRITE : PROT_READ};
+  }
+  w.threads_left = 0;
+  arena.arm();
+  flush_streams();
+  std::vector<pid_t> before = children_if_subreaper();
+  if (output >= 0) lseek(output, 0, SEEK_SET);
+  const char go = 1;
+  auto t0 = std::chrono::steady_clock::now();
+  if (send(worker.socket(), &go, 1, MSG_NOSIGNAL) != 1) {
+    // The worker ended in the instant since it was checked, before this call reached it.
+    worker.stop();
+    worker.start(kernel, output);
+    t0 = std::chrono::steady_clock::now();
+    if (send(worker.socket(), &go, 1, MSG_NOSIGNAL) != 1) throw_errno("run_kernel_isolated: send");
+  }
+  before.push_back(worker.pid());
+  g_worker_calls.fetch_add(1, std::memory_order_relaxed);
+
+  call_end end;
+  bool ended = false;
+  const bool answered =
+      wait_for_worker(worker.pid(), worker.socket(), t0 + timeout, wait, ended, end.wstatus);
+  if (ended) {
+    end.process_ended = true;
+    worker.forget();
+  } else if (!answered) {
+    end.process_ended = true;
+    end.wstatus = worker.stop();
+    // A worker that ended on its own just before the kill keeps its own outcome.
+    end.timed_out = WIFSIGNALED(end.wstatus) && WTERMSIG(end.wstatus) == SIGKILL;
+  } else if (w.threads_left > 0) {
+    // A call that left threads running retires the worker: they could still write somewhere.
+    worker.stop();
+  }
+  end_stray_processes(before);
+  return classify_call(end, w.result, arena, timeout, t0, output);
+}
+
+isolation_counts isolation_statistics() {
+  isolation_counts c;
+  c.worker_calls = g_worker_calls.load();
+  c.workers_started = g_workers_started.load();
+  c.forked_calls = g_forked_calls.load();
+  return c;
+}
+
+void stop_worker() {
+  this_threads_worker().stop();
 }
 
 run_result run_inline(const isolated_call& call, guarded_arena& arena) {

@@ -163,6 +163,8 @@ class table_kernel final : public bn_kernel {
   }
 
   [[nodiscard]] const kernel_info& info() const override { return info_; }
+  // A C table: nothing the caller changes later reaches the entry points.
+  [[nodiscard]] bool runs_in_worker() const override { return true; }
 
   bnk_status run(bn_mode mode, const bnk_problem& problem, const bnk_buffers& buffers,
                  std::string& message) override {
@@ -218,6 +220,7 @@ class table_kernel_v2 final : public bn_kernel {
   }
 
   [[nodiscard]] const kernel_info& info() const override { return info_; }
+  [[nodiscard]] bool runs_in_worker() const override { return true; }
 
   bnk_status run_v2(bn_mode mode, const bnk_problem_v2& problem, const bnk_buffers_v2& buffers,
                     std::string& message) override {
@@ -280,6 +283,8 @@ class described_kernel final : public bn_kernel {
  public:
   described_kernel(bn_kernel& k, kernel_info info) : kernel_(k), info_(std::move(info)) {}
   [[nodiscard]] const kernel_info& info() const override { return info_; }
+  // The wrapped kernel was constructed before this object and is only forwarded to.
+  [[nodiscard]] bool runs_in_worker() const override { return kernel_.runs_in_worker(); }
   bnk_status run_v2(bn_mode mode, const bnk_problem_v2& problem, const bnk_buffers_v2& buffers,
                     std::string& message) override {
     return kernel_.run_v2(mode, problem, buffers, message);

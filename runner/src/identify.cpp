@@ -49,10 +49,13 @@ probe_result probe(bn_kernel& kernel, const run_options& opt, const std::vector<
   arena.f32("running_mean")[0] = old_mean;
   arena.f32("running_var")[0] = old_var;
   arena.i64("num_batches_tracked")[0] = nbt;
-  const isolated_call call = kernel_call(kernel, bn_mode::forward_training,
-                                         to_abi_v2(p, geo, true, true), abi_buffers_v2(arena));
+  const bnk_problem_v2 problem = to_abi_v2(p, geo, true, true);
+  const bnk_buffers_v2 buffers = abi_buffers_v2(arena);
   const run_result rr =
-      opt.isolate ? run_isolated(call, arena, opt.timeout) : run_inline(call, arena);
+      opt.isolate
+          ? run_kernel_isolated(kernel, bn_mode::forward_training, problem, buffers, arena,
+                                opt.timeout)
+          : run_inline(kernel_call(kernel, bn_mode::forward_training, problem, buffers), arena);
   probe_result r;
   r.ran = rr.ok();
   r.text = rr.ok() ? rr.message : rr.reason;

@@ -9,9 +9,11 @@
 // warnings that point at them.
 #include "bnoracle/kernel_abi.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cfenv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -31,6 +33,11 @@
 #define FAULT_READ_PAST_INPUT 7
 #define FAULT_EXIT3 8
 #define FAULT_UNPROTECT_INPUT 9
+// Not faults of a single call, but what a persistent worker must contain between calls:
+#define FAULT_ROUND_UP 10       // leaves the rounding mode set upward
+#define FAULT_LEAVE_THREAD 11   // leaves a thread running after it returns
+#define FAULT_LEAVE_PROCESS 12  // leaves a process (in a session of its own) running
+#define FAULT_COUNT_CALLS 13    // counts its calls in a static variable
 
 namespace {
 
@@ -39,6 +46,37 @@ float* volatile null_float = nullptr;
 volatile unsigned spin = 0;
 
 #define NO_SANITIZE __attribute__((no_sanitize("address", "undefined"), noinline))
+
+#if BNORACLE_FAULT == FAULT_LEAVE_THREAD
+void* sleep_forever(void* /*unused*/) {
+  for (;;) pause();
+}
+#endif
+
+// What a kernel leaves behind for the next call (the message names it, for the test).
+void leave_state(char* message, std::size_t message_size) {
+  (void)message;
+  (void)message_size;
+#if BNORACLE_FAULT == FAULT_ROUND_UP
+  // Reports the mode it found (every call must start from round-to-nearest), then changes it.
+  std::snprintf(message, message_size, "started rounding %s",
+                std::fegetround() == FE_TONEAREST ? "to nearest" : "otherwise");
+  std::fesetround(FE_UPWARD);
+#elif BNORACLE_FAULT == FAULT_LEAVE_THREAD
+  pthread_t thread{};
+  if (pthread_create(&thread, nullptr, sleep_forever, nullptr) == 0) pthread_detach(thread);
+#elif BNORACLE_FAULT == FAULT_LEAVE_PROCESS
+  const pid_t child = fork();
+  if (child == 0) {
+    setsid();
+    for (;;) pause();
+  }
+  std::snprintf(message, message_size, "left process %d", static_cast<int>(child));
+#elif BNORACLE_FAULT == FAULT_COUNT_CALLS
+  static int calls = 0;
+  std::snprintf(message, message_size, "call %d", ++calls);
+#endif
+}
 
 NO_SANITIZE void commit_fault(const bnk_buffers* b, std::int64_t count) {
   float* const dst = b->dst;
@@ -96,6 +134,7 @@ int forward_inference(const bnk_problem* p, const bnk_buffers* b, char* message,
     }
   }
   commit_fault(b, n * c);
+  leave_state(message, message_size);
   return BNK_OK;
 }
 

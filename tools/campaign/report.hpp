@@ -277,8 +277,9 @@ inline void write_markdown(std::ostream& os, const settings& s,
         "```\n"
         "\n";
   if (s.isolate) {
-    os << "Every kernel call ran in a forked child with guard pages around its buffers (fault "
-          "isolation).\n";
+    os << "Every kernel call ran isolated, with guard pages around its buffers and read-only "
+          "inputs, in a\nworker process of its kernel (fault isolation: "
+          "`adapters/include/bnoracle/isolation.hpp`).\n";
   } else {
     os << "Kernel calls ran in-process (`--no-isolation`), for speed: isolation changes how a "
           "kernel is\ncalled, not what it computes, and a crash would still have ended the "

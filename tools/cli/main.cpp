@@ -328,6 +328,7 @@ struct cli_args {
   bool properties_only = false;
   double timeout = 20;
   bool no_isolation = false;
+  bool fork_per_call = false;
   bool verbose = false;
   bool quiet = false;
   bool list = false;
@@ -444,6 +445,9 @@ void add_kernel_options(CLI::App& cmd, cli_args& a) {
   cmd.add_flag("--no-isolation", a.no_isolation,
                "run a plugin's calls in bnoracle's own process (debugging: a crash ends "
                "bnoracle)");
+  cmd.add_flag("--fork-per-call", a.fork_per_call,
+               "run every isolated call of a plugin in a process of its own instead of in one "
+               "persistent worker process per kernel (also: BNORACLE_FORK_PER_CALL=1)");
 }
 
 void add_convention_option(CLI::App& cmd, cli_args& a, const char* what) {
@@ -564,6 +568,7 @@ run_options to_run_options(const cli_args& a) {
   o.level = *parse_level(a.level);
   o.timeout = std::chrono::milliseconds(std::llround(a.timeout * 1000));
   o.isolate = !a.no_isolation;
+  if (a.fork_per_call) set_fork_per_call(true);
   o.filter = a.filter;
   if (!a.op.empty()) o.op = parse_op_kind(a.op);
   if (!a.types.empty()) o.types = parse_data_types(a.types);

@@ -42,13 +42,13 @@ struct call_request {
 };
 
 struct call_options {
-  bool isolate = true;  // fork per call (false: in-process, for debugging)
+  bool isolate = true;  // run_kernel_isolated (false: in-process, for debugging)
   std::chrono::milliseconds timeout{20000};
 };
 
 // The options of `bnoracle check` that reproduce `o` where it differs from the defaults, each
-// with a leading blank: " --timeout 0.5", " --no-isolation" (or ""). A reproduction command must
-// carry them: a shorter timeout turns a slow kernel into a fault.
+// with a leading blank: " --timeout 0.5", " --no-isolation", " --fork-per-call" (or ""). A
+// reproduction command must carry them: a shorter timeout turns a slow kernel into a fault.
 [[nodiscard]] std::string repro_options(const call_options& o);
 
 struct call_result {

@@ -14,6 +14,9 @@
 // - `run_isolated` forks: the child makes the input buffers read-only, runs the call, records its
 //   status and message (or the address of a fault) in a small shared block and exits; the parent
 //   waits with a deadline, kills and reaps on timeout, and classifies what happened.
+//   `run_kernel_isolated` runs one mode of a kernel the same way, but reuses a persistent worker
+//   process when it can (see "The persistent worker" below), which saves the fork, the copy of
+//   the page tables and the process exit of every call.
 //   `run_inline` runs the call in-process (for debugging with --no-isolation) and still checks
 //   canaries and inputs afterwards; there a fault in a guard page terminates the process.
 //
@@ -39,6 +42,26 @@
 //   reaped too (end_stray_processes). Children registered with register_owned_child are spared.
 // - A kernel that calls exit() runs the process's atexit handlers and static destructors in the
 //   child; they cannot affect the parent's memory except through the arena.
+//
+// The persistent worker. Arenas live in one shared slab: a memory file (memfd) mapped once, at
+// the same address in this process and in every process forked from it, PROT_NONE except where
+// an arena's buffers are. A worker is forked for one kernel object (bn_kernel::runs_in_worker,
+// bn_kernel::instance) and then runs call after call: for each, the parent writes the call (the
+// kernel, mode, problem, buffer pointers and its floating-point environment) into a shared block
+// and wakes the worker over a socket; the worker opens the buffers' pages (inputs read-only,
+// everything else read-write), restores its fault handlers, runs the call, closes the pages
+// again and answers. The guarantees are those of a fork per call — a fault, exit or timeout is
+// classified the same way and attributed to the same buffer, the worker is then replaced — with
+// these differences, all of which a kernel also meets in a long-lived production process:
+// - The kernel's own static state (a cache, a counter, a changed locale or environment) carries
+//   over from one call to the next of the same kernel object. The floating-point environment
+//   and the fault handlers do not: both are reset to the parent's before every call.
+// - Processes the call starts are killed when the call ends, by the worker, which is a child
+//   subreaper for that purpose, so a process that left the group dies too. A call that leaves a
+//   thread running retires the worker: the next call gets a new one.
+// Set BNORACLE_FORK_PER_CALL=1 in the environment (or call set_fork_per_call) to fork for every
+// call instead. An arena outside the slab (the slab could not be created, or is full), a kernel
+// that is not runs_in_worker and every run_isolated call fork per call.
 #pragma once
 
 #include "bnoracle/kernel.hpp"
@@ -163,6 +186,15 @@ class guarded_arena {
 
   // Page ranges a child must make read-only: (address, length) of every non-empty input.
   [[nodiscard]] std::vector<std::pair<void*, std::size_t>> input_pages() const;
+  // Every non-empty buffer's pages, and whether the kernel may write them (all but inputs).
+  struct page_range {
+    void* address = nullptr;
+    std::size_t length = 0;
+    bool writable = false;
+  };
+  [[nodiscard]] std::vector<page_range> buffer_pages() const;
+  // Whether the arena lies in the shared slab, where a persistent worker reaches it.
+  [[nodiscard]] bool shared() const { return in_slab_; }
 
  private:
   struct buffer {
@@ -187,6 +219,8 @@ class guarded_arena {
   arena_options options_{};
   void* base_ = nullptr;
   std::size_t length_ = 0;
+  bool in_slab_ = false;
+  void* slab_ = nullptr;  // the shared slab the arena lies in (isolation.cpp)
   std::vector<buffer> buffers_;
 };
 
@@ -237,6 +271,31 @@ enum class wait_method : std::uint8_t { automatic, polling };
 [[nodiscard]] run_result run_isolated(const isolated_call& call, guarded_arena& arena,
                                       std::chrono::milliseconds timeout,
                                       wait_method wait = wait_method::automatic);
+
+// Runs one mode of `kernel` isolated: in the calling thread's persistent worker when the kernel
+// runs_in_worker, the arena lies in the shared slab and fork_per_call() is false; otherwise
+// through run_isolated(kernel_call(...)). The result is classified as run_isolated's is.
+[[nodiscard]] run_result run_kernel_isolated(bn_kernel& kernel, bn_mode mode,
+                                             const bnk_problem_v2& problem,
+                                             const bnk_buffers_v2& buffers, guarded_arena& arena,
+                                             std::chrono::milliseconds timeout,
+                                             wait_method wait = wait_method::automatic);
+
+// Whether run_kernel_isolated forks for every call. Initially true when the environment variable
+// BNORACLE_FORK_PER_CALL is set to anything but "" or "0", else false. Set it before the first
+// arena is created to also keep arenas out of the shared slab.
+[[nodiscard]] bool fork_per_call();
+void set_fork_per_call(bool on);
+
+// Counts for tests and benchmarks, over the whole process.
+struct isolation_counts {
+  std::uint64_t worker_calls = 0;     // calls run by a persistent worker
+  std::uint64_t workers_started = 0;  // workers forked
+  std::uint64_t forked_calls = 0;     // calls run by a fork of their own (run_isolated)
+};
+[[nodiscard]] isolation_counts isolation_statistics();
+// Ends the calling thread's persistent worker, if it has one (it also ends with the thread).
+void stop_worker();
 
 // Runs `call` in this process, then checks canaries and inputs. No timeout; a fault in a guard
 // page (or anything else the call does wrong) takes the process down.

@@ -84,6 +84,20 @@ class bn_kernel {
                                       const bnk_syncbn_buffers& buffers, std::string& message);
   virtual bnk_status run_fold(const bnk_fold_problem& problem, const bnk_fold_buffers& buffers,
                               std::string& message);
+
+  // True when run_v2 behaves the same in any process forked after this object was constructed:
+  // its behaviour depends only on what the object held then (a C table in a loaded library),
+  // never on state the caller changes later. Isolated calls of such a kernel then reuse one
+  // persistent worker process (isolation.hpp) instead of forking for every call. The default is
+  // false: a kernel written in C++ may keep state its caller changes between calls.
+  [[nodiscard]] virtual bool runs_in_worker() const { return false; }
+  // Different for every kernel object this process constructs, so that a worker forked for one
+  // object is never taken for another constructed later at the same address.
+  [[nodiscard]] std::uint64_t instance() const noexcept { return instance_; }
+
+ private:
+  std::uint64_t instance_ = next_instance();
+  static std::uint64_t next_instance() noexcept;
 };
 
 // The same kernel described by other info: calls are forwarded to `kernel`, which must outlive
