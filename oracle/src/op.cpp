@@ -2,7 +2,11 @@
 
 #include "bnoracle/problem.hpp"
 
+#include <algorithm>
 #include <array>
+#include <charconv>
+#include <string>
+#include <vector>
 
 namespace bnoracle {
 
@@ -122,6 +126,78 @@ std::string describe(const op_desc& op) {
     add(op.running_stats ? "running_stats" : "no_running_stats");
   }
   return fields.empty() ? s : s + "(" + fields + ")";
+}
+
+op_desc parse_op_desc(std::string_view text) {
+  const std::size_t open = text.find('(');
+  const std::string_view name = text.substr(0, open);
+  const std::optional<op_kind> kind = parse_op_kind(name);
+  if (!kind) {
+    throw invalid_problem("op: unknown op '" + std::string(name) +
+                          "' (batch_norm, layer_norm, rms_norm, group_norm, instance_norm)");
+  }
+  op_desc op;
+  op.kind = *kind;
+  std::string_view fields;
+  if (open != std::string_view::npos) {
+    if (text.back() != ')') {
+      throw invalid_problem("op: '" + std::string(text) + "' lacks its closing parenthesis");
+    }
+    fields = text.substr(open + 1, text.size() - open - 2);
+  }
+  // First the fields that pick the usual options (axes=, groups=), then the others over them.
+  int axes = 0;
+  std::int64_t groups = 0;
+  std::vector<std::string_view> rest;
+  const auto number = [&](std::string_view field, std::string_view v) -> std::int64_t {
+    std::int64_t n = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size() || n < 1 || n > (std::int64_t{1} << 40)) {
+      throw invalid_problem("op: '" + std::string(field) + "' wants a positive integer");
+    }
+    return n;
+  };
+  while (!fields.empty()) {
+    const std::size_t comma = fields.find(',');
+    const std::string_view f = fields.substr(0, comma);
+    fields = comma == std::string_view::npos ? std::string_view() : fields.substr(comma + 1);
+    if (f.starts_with("axes=")) {
+      axes = static_cast<int>(std::min<std::int64_t>(number(f, f.substr(5)), 8));
+    } else if (f.starts_with("groups=")) {
+      groups = number(f, f.substr(7));
+    } else {
+      rest.push_back(f);
+    }
+  }
+  const bool rows = op.kind == op_kind::layer_norm || op.kind == op_kind::rms_norm;
+  if (rows && axes == 0) axes = 1;
+  op.normalized_axes = axes;
+  op.groups = groups;
+  op = usual(op.kind, op);
+  op.normalized_axes = axes;
+  op.groups = groups;
+  for (const std::string_view f : rest) {
+    if (f == "weight_offset") {
+      op.weight_offset = true;
+    } else if (f == "cast_before_weight") {
+      op.cast_before_weight = true;
+    } else if (f == "running_stats") {
+      op.running_stats = true;
+    } else if (f == "no_running_stats") {
+      op.running_stats = false;
+    } else if (f == "centred" || f == "uncentred") {
+      op.centred = f == "centred";
+    } else if (f.starts_with("params=")) {
+      const std::optional<param_placement> p = parse_param_placement(f.substr(7));
+      if (!p) throw invalid_problem("op: unknown parameter placement in '" + std::string(f) + "'");
+      op.params = *p;
+    } else {
+      throw invalid_problem("op: unknown field '" + std::string(f) + "' in '" + std::string(text) +
+                            "'");
+    }
+  }
+  validate(op);
+  return op;
 }
 
 std::string describe(const data_types& t) {

@@ -3,6 +3,7 @@
 #include "bnoracle/files.hpp"
 #include "bnoracle/op.hpp"
 #include "bnoracle/text.hpp"
+#include "report_json.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -214,7 +215,9 @@ std::string decimal17(double v) {
   return text;
 }
 
-void write_json(std::ostream& os, const run_summary& s) {
+}  // namespace
+
+nlohmann::json report_json(const run_summary& s) {
   nlohmann::json j;
   j["schema"] = "bnoracle.check";
   j["schema_version"] = 1;
@@ -269,8 +272,14 @@ void write_json(std::ostream& os, const run_summary& s) {
     }
     cases.push_back(std::move(c));
   }
+  return j;
+}
+
+namespace {
+
+void write_json(std::ostream& os, const run_summary& s) {
   // Names and reasons hold text from kernels and file names: invalid UTF-8 becomes U+FFFD.
-  os << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  os << report_json(s).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
 // The test class of a result: bnoracle.<kernel>.<mode> for catalog cases, .<operation> for the
@@ -461,6 +470,9 @@ void write_report(std::ostream& os, const run_summary& s, report_format format, 
       break;
     case report_format::junit:
       write_junit(os, s);
+      break;
+    case report_format::html:
+      write_html(os, s);
       break;
   }
 }

@@ -265,8 +265,23 @@ class case_runner {
       return [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; };
     };
     auto judge = [&](const std::string& shown, output_id id, const std::vector<float>& got) {
-      r.outputs.push_back(
-          judge_output(shown, id, id, ref, model, opt_.level, opt_.mistrust_fraction, from(got)));
+      if (!opt_.profiles) {
+        r.outputs.push_back(
+            judge_output(shown, id, id, ref, model, opt_.level, opt_.mistrust_fraction, from(got)));
+        return;
+      }
+      // Per-element outputs are also drawn per statistic group.
+      output_profile profile;
+      std::function<std::int64_t(std::int64_t)> group_of;
+      if (per_element(id)) {
+        group_of = [&ref](std::int64_t i) { return ref.map().locate(i).group; };
+      }
+      const profile_observer observe(profile, static_cast<std::int64_t>(got.size()),
+                                     ref.map().groups(), std::move(group_of));
+      output_result o = judge_output(shown, id, id, ref, model, opt_.level, opt_.mistrust_fraction,
+                                     from(got), observe);
+      o.profile = std::move(profile);
+      r.outputs.push_back(std::move(o));
     };
     if (m == bn_mode::forward_training || m == bn_mode::forward_inference) {
       judge("dst", output_id::dst, cr.dst);

@@ -341,8 +341,18 @@ case_result judge_fixture(const fixture& f, const results& res, const run_option
                             "expected " + std::to_string(e.values.size()) + " values, got " +
                                 std::to_string(it->second.size()));
       }
-      r.outputs.push_back(
-          judge_elements(e.name, fixture_source(e, it->second), opt.level, opt.mistrust_fraction));
+      if (!opt.profiles) {
+        r.outputs.push_back(judge_elements(e.name, fixture_source(e, it->second), opt.level,
+                                           opt.mistrust_fraction));
+        continue;
+      }
+      // A fixture stores no reduction map: the profile is per element only.
+      output_profile profile;
+      const profile_observer observe(profile, static_cast<std::int64_t>(e.values.size()), 0, {});
+      output_result o = judge_elements(e.name, fixture_source(e, it->second), opt.level,
+                                       opt.mistrust_fraction, observe);
+      o.profile = std::move(profile);
+      r.outputs.push_back(std::move(o));
     }
     // Batch norm counts its training steps; instance norm leaves the counter as given (PyTorch).
     const std::int64_t nbt_after =

@@ -333,6 +333,8 @@ struct cli_args {
   bool quiet = false;
   bool list = false;
   std::string out, fixtures, results, catalog = "corpus";
+  std::vector<std::string> problems;    // check --problem (specs or @FILE)
+  std::string check_catalog = "check";  // check --catalog
   bool force = false;
   std::string example_convention = "pytorch";
 };
@@ -456,18 +458,21 @@ void add_convention_option(CLI::App& cmd, cli_args& a, const char* what) {
       ->type_name("NAME|FIELDS|FILE.json");
 }
 
-// The formats of --report (a comma-separated list of text, json, junit), in their order, without
-// repeats; `error` says what is wrong with a spec that is not such a list.
+// The formats of --report (a comma-separated list of text, json, junit, html), in their order,
+// without repeats; `error` says what is wrong with a spec that is not such a list.
 std::vector<report_format> report_formats(const std::string& spec, std::string* error = nullptr) {
   std::vector<report_format> formats;
   std::stringstream in(spec);
   for (std::string word; std::getline(in, word, ',');) {
-    if (word != "text" && word != "json" && word != "junit") {
-      if (error != nullptr) *error = "unknown report format '" + word + "' (text, json or junit)";
+    if (word != "text" && word != "json" && word != "junit" && word != "html") {
+      if (error != nullptr) {
+        *error = "unknown report format '" + word + "' (text, json, junit or html)";
+      }
       return {};
     }
     const report_format f = word == "json"    ? report_format::json
                             : word == "junit" ? report_format::junit
+                            : word == "html"  ? report_format::html
                                               : report_format::text;
     if (std::find(formats.begin(), formats.end(), f) == formats.end()) formats.push_back(f);
   }
@@ -484,6 +489,8 @@ const char* report_file_name(report_format f) {
       return "report.json";
     case report_format::junit:
       return "report.xml";
+    case report_format::html:
+      return "report.html";
     case report_format::text:
       break;
   }
@@ -492,7 +499,8 @@ const char* report_file_name(report_format f) {
 
 void add_report_options(CLI::App& cmd, cli_args& a) {
   cmd.add_option("--report", a.report,
-                 "report formats, comma-separated: text, json, junit (several need --output-dir)")
+                 "report formats, comma-separated: text, json, junit, html (several need "
+                 "--output-dir)")
       ->check([](const std::string& spec) {
         std::string error;
         (void)report_formats(spec, &error);
@@ -505,8 +513,8 @@ void add_report_options(CLI::App& cmd, cli_args& a) {
                      "write the report to FILE, whole or not at all (default: standard output)");
   output->type_name("FILE");
   cmd.add_option("--output-dir", a.output_dir,
-                 "write each report into DIR (report.txt, report.json, report.xml), created "
-                 "when missing")
+                 "write each report into DIR (report.txt, report.json, report.xml, report.html), "
+                 "created when missing")
       ->type_name("DIR")
       ->excludes(output);
   cmd.add_flag("--verbose", a.verbose, "list every case in the text report");
@@ -583,6 +591,8 @@ run_options to_run_options(const cli_args& a) {
     o.shard_index = std::stoi(a.shard.substr(0, slash)) - 1;
     o.shard_count = std::stoi(a.shard.substr(slash + 1));
   }
+  const std::vector<report_format> formats = report_formats(a.report);
+  o.profiles = std::find(formats.begin(), formats.end(), report_format::html) != formats.end();
   return o;
 }
 
@@ -745,11 +755,67 @@ void save_whole_reasons(const char* command, run_summary& s, const cli_args& a) 
   }
 }
 
+// The cases of --problem, after the catalog's: each spec, or each line of an @FILE (blank lines
+// and lines starting with # skipped). Returns false, having said why, for a spec that does not
+// parse or a file that cannot be read.
+bool add_problem_cases(const cli_args& a, std::uint64_t seed, std::vector<case_spec>& cases) {
+  std::vector<std::string> specs;
+  for (const std::string& p : a.problems) {
+    if (!p.starts_with("@")) {
+      specs.push_back(p);
+      continue;
+    }
+    // A list of problems, not data: a file past 1 MiB is refused rather than read.
+    constexpr std::streamsize k_max_bytes = std::streamsize{1} << 20;
+    std::ifstream in(p.substr(1), std::ios::binary);
+    std::string text(static_cast<std::size_t>(k_max_bytes) + 1, '\0');
+    in.read(text.data(), k_max_bytes + 1);
+    if (!in.is_open() || in.bad() || (!in && !in.eof())) {
+      std::cerr << "bnoracle check: --problem " << valid_utf8(p) << ": cannot read the file\n";
+      return false;
+    }
+    if (in.gcount() > k_max_bytes) {
+      std::cerr << "bnoracle check: --problem " << valid_utf8(p)
+                << ": a file of problems has at most 1 MiB\n";
+      return false;
+    }
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const std::size_t first = line.find_first_not_of(" \t");
+      if (first == std::string::npos || line[first] == '#') continue;
+      specs.push_back(line.substr(first));
+    }
+  }
+  int index = 0;
+  for (const std::string& spec : specs) {
+    try {
+      const bn_problem problem = parse_problem_spec(spec);
+      for (case_spec& c : problem_cases(problem, ++index, seed)) cases.push_back(std::move(c));
+    } catch (const invalid_problem& e) {
+      std::cerr << "bnoracle check: --problem: " << valid_utf8(e.what()) << '\n';
+      return false;
+    }
+  }
+  return true;
+}
+
 int run_check(const cli_args& a) {
   run_options o = to_run_options(a);
-  const std::vector<case_spec> cases = default_catalog(o.seed);
+  std::vector<case_spec> cases;
+  if (a.check_catalog == "check") {
+    cases = default_catalog(o.seed);
+  } else {
+    o.operations = false;
+  }
+  if (!add_problem_cases(a, o.seed, cases)) return k_exit_usage;
   if (!o.catalog && !o.properties) {
     std::cerr << "bnoracle check: --properties-only and --no-properties leave nothing to run\n";
+    return k_exit_usage;
+  }
+  if (cases.empty() && !o.properties) {
+    std::cerr << "bnoracle check: --catalog none without --problem leaves no case to run\n";
     return k_exit_usage;
   }
   if (a.list) {
@@ -938,6 +1004,18 @@ int run_cli(int argc, char** argv) {
   check->add_flag("--properties-only", a.properties_only,
                   "run the property suite only (filter with property/NAME)");
   check->add_flag("--list", a.list, "list the cases and properties and exit");
+  check
+      ->add_option("--problem", a.problems,
+                   "a problem of your own, judged in both data tiers with the catalog's recipes "
+                   "(repeatable): \"LAYOUT NxC[xD...] [strides=S,...] [eps=E] [momentum=M|none] "
+                   "[op=OP]\", or @FILE with one per line")
+      ->type_name("SPEC|@FILE");
+  check
+      ->add_option("--catalog", a.check_catalog,
+                   "the built-in cases: check (the catalog, the fold and the SyncBN merge) or "
+                   "none (only --problem cases)")
+      ->check(CLI::IsMember({"check", "none"}))
+      ->capture_default_str();
 
   CLI::App* identify_cmd =
       app.add_subcommand("identify", "infer the running-statistics convention a kernel follows");

@@ -23,7 +23,7 @@ struct check_options {  // NOLINT(clang-analyzer-optin.performance.Padding)
   accuracy_level level = accuracy_level::standard;  // the accuracy every comparison requires
   int property_cases = 100;                         // generated cases per property
   std::uint64_t seed = 1;  // data and property seed (GoogleTest: BNORACLE_SEED overrides it)
-  bool isolate = true;     // fork per kernel call (false: in-process; a crash ends the run)
+  bool isolate = true;     // isolate kernel calls (false: in-process; a crash ends the run)
   std::chrono::milliseconds timeout{20000};  // per kernel call (isolated calls only)
   bool catalog = true;                       // run the case catalog
   bool properties = true;                    // run the property suite (docs/properties.md)
@@ -53,6 +53,9 @@ struct check_options {  // NOLINT(clang-analyzer-optin.performance.Padding)
   // of one seed partition the run.
   int shard_index = 0;
   int shard_count = 1;
+  // Keep every judged catalog output's profile of error/bound (output_result::profile), which
+  // the HTML report draws.
+  bool profiles = false;
 };
 
 // Whether item `i` of a sharded list belongs to the run's shard.

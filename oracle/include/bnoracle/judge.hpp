@@ -11,12 +11,14 @@
 
 #include "bnoracle/measure.hpp"
 #include "bnoracle/output.hpp"
+#include "bnoracle/profile.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +47,9 @@ struct output_result {
   std::string class_failure;    // non-empty: a class rule was broken (NaN lost, Inf wrong...)
   std::int64_t low_signal = 0;  // elements whose |exact| does not exceed the bound
   bool mistrusted = false;
+  // error/bound over the whole output, for reports that draw it (profile.hpp); filled only when
+  // asked for (run_options::profiles).
+  std::optional<output_profile> profile;
 };
 
 // Where element `i` of an output of that extent lies, e.g. "dst[n=1,c=2,s=7]" or

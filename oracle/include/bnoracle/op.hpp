@@ -109,6 +109,11 @@ void validate(const op_desc& op);
 // "batch_norm", or e.g. "layer_norm(axes=1)", "group_norm(groups=4)",
 // "rms_norm(axes=1,weight_offset)": the fields that differ from the kind's usual options.
 [[nodiscard]] std::string describe(const op_desc& op);
+// The inverse of describe: "layer_norm(axes=2)", "rms_norm(axes=1,weight_offset)",
+// "group_norm(groups=32)", "instance_norm(running_stats)", "batch_norm"; a row op without axes=
+// normalizes its last axis (axes=1). Throws invalid_problem for anything else, or for an op
+// validate() rejects.
+[[nodiscard]] op_desc parse_op_desc(std::string_view text);
 
 // The data type of each role (output.hpp's format_role): the data (src, dst, diff_dst,
 // diff_src), the parameters (γ, β and their gradients) and the statistics (mean, variance,

@@ -1,4 +1,5 @@
-// Reports of a conformance run: text for people, JSON for tools, JUnit XML for CI systems.
+// Reports of a conformance run: text for people, JSON for tools, JUnit XML for CI systems, and
+// an HTML page that draws every output's error against its bound.
 #pragma once
 
 #include "bnoracle/runner.hpp"
@@ -8,7 +9,11 @@
 
 namespace bnoracle {
 
-enum class report_format : std::uint8_t { text, json, junit };
+enum class report_format : std::uint8_t { text, json, junit, html };
+
+// The HTML report (html.cpp): one self-contained page; the results' output profiles are drawn
+// where they were kept (run_options::profiles).
+void write_html(std::ostream& os, const run_summary& s);
 
 // `verbose` text lists every case; otherwise only failures, faults and mistrusted cases.
 void write_report(std::ostream& os, const run_summary& s, report_format format, bool verbose);
