@@ -59,30 +59,6 @@ std::string script_safe(std::string json) {
   return out;
 }
 
-std::string html_escape(const std::string& raw) {
-  std::string out;
-  out.reserve(raw.size());
-  for (const char ch : raw) {
-    switch (ch) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += ch;
-    }
-  }
-  return out;
-}
-
 constexpr const char* k_style = R"css(
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1em;
        color: #1d2330; }
@@ -321,12 +297,12 @@ void write_html(std::ostream& os, const run_summary& s) {
   write_report(text, s, report_format::text, false);
   os << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
      << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-     << "<title>bnoracle: " << html_escape(s.kernel.name) << " — "
-     << html_escape(std::string(to_string(s.verdict()))) << "</title>\n"
+     << "<title>bnoracle: " << xml_escape(s.kernel.name) << " — "
+     << xml_escape(std::string(to_string(s.verdict()))) << "</title>\n"
      << "<style>" << k_style << "</style>\n</head>\n<body>\n"
      << "<header id=\"summary\"></header>\n<section id=\"cases\"></section>\n"
      << "<details id=\"text-report\" open><summary>Text report</summary><pre>"
-     << html_escape(text.str()) << "</pre></details>\n"
+     << xml_escape(text.str()) << "</pre></details>\n"
      << "<script type=\"application/json\" id=\"bnoracle-data\">"
      << script_safe(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
      << "</script>\n<script>" << k_script << "</script>\n</body>\n</html>\n";
