@@ -1471,6 +1471,9 @@ class worker_process {
     close(pair[1]);
     socket_ = pair[0];
     setpgid(pid, pid);
+    // bnoracle's own child: end_stray_processes and reap_exited_strays (a subprocess kernel's
+    // housekeeping) leave it alone.
+    register_owned_child(pid);
     pid_ = pid;
     kernel_ = &kernel;
     instance_ = kernel.instance();
@@ -1485,7 +1488,9 @@ class worker_process {
     if (pid_ > 0) {
       kill(-pid_, SIGKILL);
       kill(pid_, SIGKILL);
-      wait_blocking(pid_, wstatus);
+      // Never throws: a worker someone else reaped (ECHILD) is gone all the same.
+      while (waitpid(pid_, &wstatus, 0) < 0 && errno == EINTR) {
+      }
     }
     forget();
     return wstatus;
@@ -1493,6 +1498,7 @@ class worker_process {
 
   // The worker ended and the caller reaped it.
   void forget() {
+    if (pid_ > 0) unregister_owned_child(pid_);
     if (socket_ >= 0) close(socket_);
     socket_ = -1;
     pid_ = -1;
