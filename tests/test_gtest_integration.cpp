@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #ifndef BNORACLE_KERNEL_DIR
 #error "BNORACLE_KERNEL_DIR must point at the bundled kernels"
@@ -39,8 +40,35 @@ BNORACLE_CONFORMANCE_SUITE_WITH_OPTIONS(
     .types = bnoracle::data_types{bnoracle::format_id::bfloat16, bnoracle::format_id::bfloat16,
                                   bnoracle::format_id::float32});
 
+// Problems of the user's: only they run (the filter), four cases each.
+BNORACLE_CONFORMANCE_SUITE_WITH_OPTIONS(PairwiseOwnProblems, bnoracle::plugin_factory(k_pairwise),
+                                        .properties = false, .filter = "problem",
+                                        .problems = {"nchw 2x3x5x7 eps=1e-3",
+                                                     "nc 4x100 op=layer_norm"});
+
 namespace bnoracle {
 namespace {
+
+TEST(GTestIntegration, ProblemsOfTheUsersBecomeCases) {
+  const testing::UnitTest& u = *testing::UnitTest::GetInstance();
+  const testing::TestSuite* own = nullptr;
+  for (int i = 0; i < u.total_test_suite_count(); ++i) {
+    if (std::string(u.GetTestSuite(i)->name()) == "PairwiseOwnProblems") own = u.GetTestSuite(i);
+  }
+  ASSERT_NE(own, nullptr);
+  std::vector<std::string> names;
+  for (int i = 0; i < own->total_test_count(); ++i) names.emplace_back(own->GetTestInfo(i)->name());
+  const std::vector<std::string> expected{"problem1_exact_pairs_nchw_2x3x5x7",
+                                          "problem1_general_mixed_nchw_2x3x5x7",
+                                          "problem1_general_offset_1e4_nchw_2x3x5x7",
+                                          "problem1_general_constant_nchw_2x3x5x7",
+                                          "problem2_exact_pairs_nc_4x100",
+                                          "problem2_general_mixed_nc_4x100",
+                                          "problem2_general_offset_1e4_nc_4x100",
+                                          "problem2_general_constant_nc_4x100",
+                                          "evidence"};
+  EXPECT_EQ(names, expected);
+}
 
 TEST(GTestIntegration, DataTypesReachTheCasesAndLeaveOutTheFloat32Properties) {
   const testing::UnitTest& u = *testing::UnitTest::GetInstance();

@@ -417,13 +417,21 @@ void register_conformance_tests(const std::string& suite, kernel_factory factory
     const kernel_info& info = probe->info();
     auto wanted = [&](op_kind k) { return info.supports(k) && (!options.op || *options.op == k); };
     if (options.catalog) {
-      for (const case_spec& spec : default_catalog(reg->seed)) {
-        if (!name_matches(spec.name, options.filter)) continue;
-        if (!wanted(spec.problem.op.kind)) continue;
+      auto add = [&](const case_spec& spec) {
+        if (!name_matches(spec.name, options.filter)) return;
+        if (!wanted(spec.problem.op.kind)) return;
         register_one(*reg, unique(gtest_name(spec.name)),
                      guarded(reg, [reg, spec] { run_case(*reg, spec); }));
         reg->cases.push_back(spec);
         ++registered;
+      };
+      for (const case_spec& spec : default_catalog(reg->seed)) add(spec);
+      // A spec that does not parse throws invalid_problem: the suite's one failing test says so.
+      int index = 0;
+      for (const std::string& text : options.problems) {
+        for (const case_spec& spec : problem_cases(parse_problem_spec(text), ++index, reg->seed)) {
+          add(spec);
+        }
       }
     }
     // The property suite is float32 (as `check --types` runs it): none with other types.

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace bnoracle {
 
@@ -56,6 +57,10 @@ struct check_options {  // NOLINT(clang-analyzer-optin.performance.Padding)
   // Keep every judged catalog output's profile of error/bound (output_result::profile), which
   // the HTML report draws.
   bool profiles = false;
+  // Problems of the user's, run after the catalog's cases (fixtures/catalog.hpp's
+  // parse_problem_spec syntax, e.g. "nchw 256x64x56x56 eps=1e-5"): four cases each, named
+  // problem<k>/... (the GoogleTest integration; `bnoracle check --problem` on the command line).
+  std::vector<std::string> problems{};
 };
 
 // Whether item `i` of a sharded list belongs to the run's shard.
