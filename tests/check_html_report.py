@@ -7,6 +7,10 @@ headless Chromium (--dump-dom: the document after its script ran) and checks tha
 - every drawn plot holds exactly the points its output's embedded profile has: one circle per
   measured run of elements and per statistic group, one bar per histogram bin;
 - every output with a profile is drawn where its result is open, and nothing else is drawn;
+- the diagnosis box shows one paragraph per defect class the data lists (none for a correct
+  kernel, at least one for the mutant);
+- a failed property's shrunk counterexample is drawn as one table per tensor, with the rows and
+  columns its shape gives (at most 64 x 32);
 - the page loads nothing from anywhere (no src or href attribute, no link element).
 
 Usage: check_html_report.py BNORACLE KERNEL_DIR MUTANT_DIR WORK_DIR [CHROMIUM]
@@ -80,7 +84,32 @@ def render(chromium, page, fragment):
     return out.stdout
 
 
-def check_page(chromium, page, fragment, expect_open):
+def tensors_of(reason):
+    """The tensors of a property's shrunk counterexample: (name, rows, columns) as the page draws
+    them, from the problem line's shape and the "name = [...]" lines."""
+    at = reason.find("shrunk counterexample:")
+    if at < 0:
+        return []
+    lines = reason[at:].split("\n")[1:]
+    dims = [int(d) for d in lines[0].split()[1].split("x")]
+    n, c = dims[0], dims[1] if len(dims) > 1 else 1
+    s = 1
+    for d in dims[2:]:
+        s *= d
+    out = []
+    for line in lines[1:]:
+        stripped = line.strip()
+        if " = [" not in stripped or not stripped.endswith("]"):
+            continue
+        name, values = stripped.split(" = [", 1)
+        count = len(values[:-1].split(", ")) if values[:-1] else 0
+        per_element = count > 0 and count == n * c * s
+        rows, cols = (n * c, s) if per_element else (1, count)
+        out.append((name, min(rows, 64), min(cols, 32)))
+    return out
+
+
+def check_page(chromium, page, fragment, expect_open, needs_plots=True):
     text = open(page, encoding="utf-8").read()
     dom = Dom()
     dom.feed(render(chromium, page, fragment))
@@ -126,7 +155,7 @@ def check_page(chromium, page, fragment, expect_open):
             if p["groups"]:
                 expected[(index, o["name"], "groups")] = sum(v is not None for v in p["groups"])
             expected[(index, o["name"], "histogram")] = len(p["histogram"])
-    if not expected:
+    if needs_plots and not expected:
         failures.append("no open result has a profile to draw")
     for key, count in expected.items():
         if key not in drawn:
@@ -135,6 +164,30 @@ def check_page(chromium, page, fragment, expect_open):
             failures.append(f"{key} holds {drawn[key]} points; its data has {count}")
     for key in drawn.keys() - expected.keys():
         failures.append(f"{key} is drawn but its result should be closed")
+    # A failed property's counterexample: one table per tensor, with its rows and columns.
+    for index, case in enumerate(data["cases"]):
+        if case["mode"] != "property" or case["verdict"] != "FAIL":
+            continue
+        want = tensors_of(case["reason"])
+        tables = [i for i, (t, a, _) in enumerate(dom.nodes) if t == "table" and "data-tensor" in a
+                  and dom.within(i, "details", "data-index", str(index)) is not None]
+        got = []
+        for i in tables:
+            rows = [j for j, (t, _, _) in enumerate(dom.nodes) if t == "tr" and dom.within(j, "table") == i]
+            cells = sum(1 for j, (t, _, _) in enumerate(dom.nodes) if t == "td" and dom.within(j, "table") == i)
+            cols = cells // (len(rows) - 1) if len(rows) > 1 else 0
+            got.append((dom.nodes[i][1]["data-tensor"], len(rows) - 1, cols))
+        if not want:
+            failures.append(f"{case['case']}: no counterexample tensor in the reason")
+        if got != want:
+            failures.append(f"{case['case']}: tables {got}, counterexample {want}")
+    # The diagnosis: one paragraph per class the report's data lists, and no box without one.
+    boxes = [i for i, (t, a, _) in enumerate(dom.nodes) if t == "div" and a.get("id") == "diagnosis"]
+    paragraphs = sum(1 for j, (t, _, parent) in enumerate(dom.nodes)
+                     if t == "p" and boxes and parent == boxes[0])
+    if len(data.get("diagnosis", [])) != paragraphs or bool(boxes) != bool(data.get("diagnosis")):
+        failures.append(f"the diagnosis box shows {paragraphs} classes; the data lists "
+                        f"{len(data.get('diagnosis', []))}")
     summary = "".join(a.get("class", "") for t, a, _ in dom.nodes if t == "span")
     if "verdict" not in summary:
         failures.append("no verdict badge in the page")
@@ -156,6 +209,10 @@ def main():
         # A correct kernel with every result opened.
         ("correct", os.path.join(kernels, "libbnk_pairwise.so"),
          ["--filter", "general/", "--no-properties"], "#all", lambda c: True, 0),
+        # A failed property: its shrunk counterexample drawn as tables.
+        ("property", os.path.join(mutants, "libbnm_unbiased_normalization.so"),
+         ["--properties-only", "--filter", "recovery", "--property-cases", "30"], "",
+         lambda c: c["verdict"] in ("FAIL", "FAULT"), 1),
     ]
     failures = []
     for name, kernel, options, fragment, expect_open, code in runs:
@@ -169,7 +226,13 @@ def main():
                             f"{r.stderr[-2000:]}")
             continue
         page = os.path.join(out_dir, "report.html")
-        found, opened, drawn = check_page(chromium, page, fragment, expect_open)
+        found, opened, drawn = check_page(chromium, page, fragment, expect_open,
+                                          needs_plots=name != "property")
+        classes = [d["class"] for d in json.load(open(os.path.join(out_dir, "report.json")))["diagnosis"]]
+        if name == "property":
+            pass  # a property names a class only where it tests one thing; recovery does not
+        elif (name == "mutant") != bool(classes) or (classes and classes[0] != "epsilon"):
+            found.append(f"the diagnosis lists {classes}")
         failures += [f"{name}: {f}" for f in found]
         print(f"{name}: {opened} results open, {drawn} plots drawn, "
               f"{os.path.getsize(page)} bytes")

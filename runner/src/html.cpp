@@ -63,6 +63,11 @@ constexpr const char* k_style = R"css(
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1em;
        color: #1d2330; }
 h1 { font-size: 1.4em; margin: 0.2em 0; }
+table.tensor { font-size: 0.8em; margin: 0.4em 0; }
+table.tensor caption { text-align: left; font-weight: bold; }
+table.tensor td { text-align: right; padding: 0 0.4em; }
+#diagnosis { border-left: 4px solid #b35c00; padding: 0 0.8em; margin: 0.8em 0; }
+#diagnosis p.also { color: #555; }
 .verdict { display: inline-block; padding: 0.15em 0.6em; border-radius: 4px; color: #fff;
            font-weight: 600; }
 .v-conformant, .r-pass { background: #2d7d46; }
@@ -186,6 +191,57 @@ function outputsTable(outputs) {
   return t;
 }
 // The op of a result: its problem names it unless it is batch norm (docs/cli.md).
+// A hex float of the reports ("0x1.8p+1", "-0x0p+0", "inf", "nan") as a number.
+function hexValue(t) {
+  const m = /^(-?)0x([0-9a-f])(?:\.([0-9a-f]*))?p([-+][0-9]+)$/i.exec(t);
+  if (!m) return t === 'inf' ? Infinity : t === '-inf' ? -Infinity : NaN;
+  const frac = m[3] || '';
+  let v = parseInt(m[2], 16);
+  for (let i = 0; i < frac.length; ++i) v += parseInt(frac[i], 16) / Math.pow(16, i + 1);
+  v *= Math.pow(2, parseInt(m[4], 10));
+  return m[1] ? -v : v;
+}
+const k_table_rows = 64, k_table_cols = 32;
+// A property's shrunk counterexample as tables: its problem line gives the shape
+// (N x C x spatial...), each "name = [...]" line a tensor in logical order, drawn one row per
+// (n, c) and one column per spatial position (per-channel vectors as one row), at most
+// k_table_rows x k_table_cols cells; each cell shows the value in decimal, its hex in the title.
+function counterexampleTables(reason) {
+  const at = reason.indexOf('shrunk counterexample:');
+  if (at < 0) return null;
+  const lines = reason.slice(at).split('\n').slice(1);
+  const shape = /^\S+ ([0-9]+(?:x[0-9]+)*)/.exec(lines[0] || '');
+  if (!shape) return null;
+  const dims = shape[1].split('x').map(Number);
+  const N = dims[0], C = dims.length > 1 ? dims[1] : 1;
+  const S = dims.slice(2).reduce((a, b) => a * b, 1);
+  const box = el('div', {class: 'counterexample'});
+  for (const line of lines.slice(1)) {
+    const m = /^\s+([a-z_]+) = \[(.*)\]$/.exec(line);
+    if (!m) continue;
+    const values = m[2] ? m[2].split(', ') : [];
+    const perElement = values.length > 0 && values.length === N * C * S;
+    const rows = perElement ? N * C : 1, cols = perElement ? S : values.length;
+    const table = el('table', {class: 'tensor', 'data-tensor': m[1]});
+    table.appendChild(el('caption', {}, `${m[1]} (${values.length} values` +
+        (rows > k_table_rows || cols > k_table_cols ? `, the first ${Math.min(rows, k_table_rows)} × ${Math.min(cols, k_table_cols)} shown` : '') + ')'));
+    const head = el('tr');
+    head.appendChild(el('th', {}, perElement ? 'n, c \\ s' : ''));
+    for (let j = 0; j < Math.min(cols, k_table_cols); ++j) head.appendChild(el('th', {}, String(j)));
+    table.appendChild(head);
+    for (let r = 0; r < Math.min(rows, k_table_rows); ++r) {
+      const tr = el('tr');
+      tr.appendChild(el('th', {}, perElement ? `${Math.floor(r / C)}, ${r % C}` : m[1]));
+      for (let j = 0; j < Math.min(cols, k_table_cols); ++j) {
+        const text = values[r * cols + j];
+        tr.appendChild(el('td', {title: text}, String(Number(hexValue(text).toPrecision(6)))));
+      }
+      table.appendChild(tr);
+    }
+    box.appendChild(table);
+  }
+  return box.childNodes.length ? box : null;
+}
 function opOf(c) {
   const m = / op=(\S+)/.exec(c.problem);
   return m ? m[1] : 'batch_norm';
@@ -237,6 +293,21 @@ function render() {
   }
   head.appendChild(counts);
   for (const u of s.unjudged) head.appendChild(el('p', {}, `no evidence: ${u}`));
+  if (data.diagnosis && data.diagnosis.length) {
+    const box = el('div', {id: 'diagnosis'});
+    box.appendChild(el('h2', {}, 'Diagnosis'));
+    data.diagnosis.forEach((d, i) => {
+      const p = el('p', {class: i === 0 ? 'likely' : 'also'});
+      p.appendChild(el('strong', {}, `${i === 0 ? 'Most likely' : 'Also consistent'}: ${d.title}`));
+      p.appendChild(document.createTextNode(
+          ` [${d.class}] — explains ${d.explained} of ${d.failed} failed results` +
+          (d.magnitude_only ? ' in magnitude only' : '') + '. ' +
+          (d.evidence.length ? `Evidence: ${d.evidence.join('; ')}. ` : '') +
+          (d.example ? `E.g. ${d.example}.` : '')));
+      box.appendChild(p);
+    });
+    head.appendChild(box);
+  }
 
   const all = location.hash === '#all';
   const list = document.getElementById('cases');
@@ -256,6 +327,8 @@ function render() {
     const box = el('div');
     box.appendChild(el('p', {class: 'muted'}, `${c.problem} (${c.tier})`));
     if (c.reason) box.appendChild(el('pre', {}, c.reason));
+    const tables = c.mode === 'property' && c.reason ? counterexampleTables(c.reason) : null;
+    if (tables) box.appendChild(tables);
     if (c.reason_file) box.appendChild(el('p', {}, `whole reason: ${c.reason_file}`));
     if (c.repro) {
       const p = el('p', {}, 'reproduce: ');

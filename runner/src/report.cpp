@@ -197,6 +197,7 @@ void write_text(std::ostream& os, const run_summary& s, bool verbose) {
      << "   (strict: log2(L) summation error, standard: probabilistic sqrt(L), lenient: L; "
         "docs/error-model.md)\n";
   for (const auto& u : s.unjudged) os << "no evidence: " << u << '\n';
+  for (const std::string& line : diagnosis_lines(diagnose(s))) os << "diagnosis: " << line << '\n';
   os << "verdict: " << verdict_line(s) << '\n';
 }
 
@@ -238,6 +239,16 @@ nlohmann::json report_json(const run_summary& s) {
                   {"faults", s.faults},         {"best_level", level_name(s.best)},
                   {"exit_code", s.exit_code()}, {"verdict", to_string(s.verdict())},
                   {"unjudged", s.unjudged}};
+  auto& diagnosis = j["diagnosis"] = nlohmann::json::array();
+  for (const auto& d : diagnose(s)) {
+    diagnosis.push_back({{"class", d.cls},
+                         {"title", d.title},
+                         {"explained", d.explained},
+                         {"failed", d.failed},
+                         {"magnitude_only", d.approximate},
+                         {"evidence", d.evidence},
+                         {"example", d.example}});
+  }
   auto& cases = j["cases"] = nlohmann::json::array();
   for (const auto& r : s.results) {
     nlohmann::json c{{"case", r.case_name},
@@ -251,6 +262,11 @@ nlohmann::json report_json(const run_summary& s) {
                      {"reason_file", r.reason_file},
                      {"seconds", r.seconds},
                      {"repro", r.repro}};
+    auto& explained = c["explained_by"] = nlohmann::json::array();
+    for (const auto& e : r.explained_by) {
+      explained.push_back(
+          {{"class", e.cls}, {"evidence", e.evidence}, {"magnitude_only", e.approximate}});
+    }
     auto& outs = c["outputs"] = nlohmann::json::array();
     for (const auto& o : r.outputs) {
       outs.push_back(

@@ -229,6 +229,7 @@ class case_runner {
     if (!cr.run.ok() || !cr.padding_written.empty()) {
       r.result = verdict::fault;
       r.reason = cr.describe();
+      if (opt_.diagnose) r.explained_by = explain_fault(m, cr.run.reason);
       return;
     }
     const bnk_status status = cr.status;
@@ -249,6 +250,9 @@ class case_runner {
         r.result = verdict::fail;
         r.reason =
             "accepted a problem the " + p.convention + " convention rejects: " + ref.refusal();
+        r.explained_by.push_back(
+            {"degenerate_batch",
+             "accepted a degenerate batch the convention refuses (" + ref.refusal() + ")", false});
       }
       return;
     }
@@ -322,6 +326,20 @@ class case_runner {
       state.nbt = nbt;
     }
     conclude(r, opt_.level);
+    if (r.result == verdict::fail && opt_.diagnose) {
+      const std::vector<returned_output> returned{
+          {"dst", output_id::dst, &cr.dst},
+          {"diff_src", output_id::diff_src, &cr.diff_src},
+          {"diff_gamma", output_id::diff_gamma, &cr.diff_gamma},
+          {"diff_beta", output_id::diff_beta, &cr.diff_beta},
+          {"save_mean", output_id::mean, &cr.save_mean},
+          {"save_stat(invstd)", output_id::invstd, &cr.save_stat},
+          {"save_stat(var)", output_id::var, &cr.save_stat},
+          {"running_mean", output_id::running_mean, &cr.running_mean},
+          {"running_var", output_id::running_var, &cr.running_var}};
+      r.explained_by = explain_call(ref, model, in, affine, r.outputs, returned,
+                                    cr.num_batches_tracked, opt_.level);
+    }
   }
 
   bn_kernel& kernel_;
@@ -514,7 +532,11 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
     const fixture& f = operations[i];
     if (progress) progress(selected.size() + i, total, f.catalog_case, failing());
     const auto start = std::chrono::steady_clock::now();
-    case_result r = judge_fixture(f, kernel_results(kernel, f, options), options);
+    const results got = kernel_results(kernel, f, options);
+    case_result r = judge_fixture(f, got, options);
+    if (r.result == verdict::fail && options.diagnose) {
+      r.explained_by = explain_operation(f, got, r.outputs, options.level);
+    }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.repro = check_repro(options, f.catalog_case);
     s.results.push_back(std::move(r));
@@ -563,6 +585,7 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
           break;
         case property_verdict::fail:
           r.result = p.fault ? verdict::fault : verdict::fail;
+          if (options.diagnose) r.explained_by = explain_property(p.name);
           r.reason = p.reason + " (after " + std::to_string(p.cases) +
                      " passing cases; shrunk counterexample:)\n" + p.counterexample;
           break;

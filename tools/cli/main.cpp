@@ -325,6 +325,7 @@ struct cli_args {
   std::uint64_t seed = 1;
   int property_cases = 100;
   bool no_properties = false;
+  bool no_diagnosis = false;
   bool properties_only = false;
   double timeout = 20;
   bool no_isolation = false;
@@ -584,6 +585,7 @@ run_options to_run_options(const cli_args& a) {
   o.convention = a.convention;
   o.catalog = !a.properties_only;
   o.properties = !a.no_properties;
+  o.diagnose = !a.no_diagnosis;
   o.property_cases = a.property_cases;
   if (!a.shard.empty()) {
     // Validated by the option's check: "K/N" with 1 <= K <= N.
@@ -1001,6 +1003,8 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::Range(1, 1'000'000))
       ->capture_default_str();
   check->add_flag("--no-properties", a.no_properties, "run the case catalog only");
+  check->add_flag("--no-diagnosis", a.no_diagnosis,
+                  "do not test the defect hypotheses against failed results (docs/diagnosis.md)");
   check->add_flag("--properties-only", a.properties_only,
                   "run the property suite only (filter with property/NAME)");
   check->add_flag("--list", a.list, "list the cases and properties and exit");

@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -104,11 +105,28 @@ struct kernel_outcome {
   std::string name;  // the kernel's table name
   accuracy_level level = accuracy_level::lenient;
   std::vector<check_outcome> checks;
+  // The diagnosis of the catalog, half and property results together: the classes it lists,
+  // the most likely first, with the first one's evidence; and the first class of each op's
+  // results on their own.
+  std::vector<std::string> diagnosis;
+  std::string evidence;
+  std::map<std::string, std::string> diagnosis_by_op;
   [[nodiscard]] int kinds() const {
     return static_cast<int>(
         std::count_if(checks.begin(), checks.end(), [](const auto& c) { return c.killed(); }));
   }
 };
+
+// The op a catalog result exercises, from its case name: family cases are named after their op
+// ("layer_norm/general/…", "half/bf16_weights/rms_norm/…"); the others are batch norm's.
+std::string op_of_case(const std::string& name) {
+  for (const std::string_view op : {"layer_norm", "rms_norm", "group_norm", "instance_norm"}) {
+    const std::string key = std::string(op) + "/";
+    if (name.rfind(key, 0) == 0 || name.find("/" + key) != std::string::npos)
+      return std::string(op);
+  }
+  return "batch_norm";
+}
 
 void count(check_outcome& out, const case_result& r, std::size_t keep,
            const std::string& prefix = "") {
@@ -240,11 +258,12 @@ kernel_outcome run_checks(const std::string& path, accuracy_level level, const s
   }
   k.checks.push_back(fixtures);
 
+  run_summary all;  // what the diagnosis reads: every catalog, half and property result
   check_outcome catalog;
   catalog.kind = "catalog";
-  for (const case_result& r :
-       run_catalog(*kernel, default_catalog(set.seed), opt, nullptr).results) {
+  for (case_result& r : run_catalog(*kernel, default_catalog(set.seed), opt, nullptr).results) {
     count(catalog, r, 3);
+    all.results.push_back(std::move(r));
   }
   k.checks.push_back(catalog);
 
@@ -258,9 +277,9 @@ kernel_outcome run_checks(const std::string& path, accuracy_level level, const s
     if (!kernel->info().supports(*types)) continue;
     run_options typed = opt;
     typed.types = types;
-    for (const case_result& r :
-         run_catalog(*kernel, default_catalog(set.seed), typed, nullptr).results) {
+    for (case_result& r : run_catalog(*kernel, default_catalog(set.seed), typed, nullptr).results) {
       count(half, r, 3, "[" + name + "] ");
+      all.results.push_back(std::move(r));
     }
   }
   k.checks.push_back(half);
@@ -279,14 +298,34 @@ kernel_outcome run_checks(const std::string& path, accuracy_level level, const s
     if (failed) {
       ++properties.flagged;
       properties.caught.push_back(name);
+      case_result r;
+      r.case_name = "property/" + name;
+      r.op = "property";
+      r.result = verdict::fail;
+      r.explained_by = explain_property(name);
+      all.results.push_back(std::move(r));
     }
   }
   k.checks.push_back(properties);
+  const std::vector<diagnosis> d = diagnose(all);
+  for (const diagnosis& x : d) k.diagnosis.push_back(x.cls);
+  if (!d.empty() && !d.front().evidence.empty()) k.evidence = d.front().evidence.front();
+  std::map<std::string, run_summary> by_op;
+  for (const case_result& r : all.results) {
+    if (r.op != "property") by_op[op_of_case(r.case_name)].results.push_back(r);
+  }
+  for (const auto& [op, summary] : by_op) {
+    if (count_failing(summary.results) == 0) continue;
+    const std::vector<diagnosis> od = diagnose(summary);
+    k.diagnosis_by_op[op] = od.empty() ? std::string() : od.front().cls;
+  }
   return k;
 }
 
 json to_json(const kernel_outcome& k) {
-  json j{{"name", k.name}, {"level", to_string(k.level)}, {"checks", json::array()}};
+  json j{{"name", k.name},          {"level", to_string(k.level)},
+         {"checks", json::array()}, {"diagnosis", k.diagnosis},
+         {"evidence", k.evidence},  {"diagnosis_by_op", k.diagnosis_by_op}};
   for (const auto& c : k.checks) {
     j["checks"].push_back(
         {{"kind", c.kind}, {"judged", c.judged}, {"flagged", c.flagged}, {"caught", c.caught}});
@@ -306,6 +345,9 @@ kernel_outcome from_json(const json& j) {
     o.caught = c.at("caught").get<std::vector<std::string>>();
     k.checks.push_back(o);
   }
+  k.diagnosis = j.at("diagnosis").get<std::vector<std::string>>();
+  k.evidence = j.at("evidence").get<std::string>();
+  k.diagnosis_by_op = j.at("diagnosis_by_op").get<std::map<std::string, std::string>>();
   return k;
 }
 
@@ -314,7 +356,32 @@ kernel_outcome from_json(const json& j) {
 struct mutant_entry {
   std::string name, section, description;
   std::vector<std::string> types;  // the configurations of the half check
+  std::string expected_class;      // DIAGNOSIS.tsv: the class the diagnosis should name
 };
+
+// DIAGNOSIS.tsv beside the manifest: mutant<TAB>defect class, for every mutant.
+void read_expected_classes(const std::string& manifest_path, std::vector<mutant_entry>& mutants) {
+  const std::string path = (fs::path(manifest_path).parent_path() / "DIAGNOSIS.tsv").string();
+  std::ifstream in(path);
+  if (!in) throw usage_error("cannot read " + path);
+  std::map<std::string, std::string> cls;
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty() || line[0] == '#') continue;
+    const auto tab = line.find('\t');
+    if (tab == std::string::npos || find_defect_class(line.substr(tab + 1)) == nullptr) {
+      throw usage_error(path + ":" + std::to_string(n) + ": expected mutant<TAB>a defect class");
+    }
+    cls[line.substr(0, tab)] = line.substr(tab + 1);
+  }
+  for (mutant_entry& m : mutants) {
+    const auto it = cls.find(m.name);
+    if (it == cls.end()) throw usage_error(path + ": no class for the mutant " + m.name);
+    m.expected_class = it->second;
+  }
+}
 
 std::vector<mutant_entry> read_manifest(const std::string& path) {
   std::ifstream in(path);
@@ -344,9 +411,10 @@ std::vector<mutant_entry> read_manifest(const std::string& path) {
         types.push_back(t);
       }
     }
-    out.push_back({cols[0], cols[1], cols[2], types});
+    out.push_back({cols[0], cols[1], cols[2], types, {}});
   }
   if (out.empty()) throw usage_error("the manifest " + path + " lists no mutant");
+  read_expected_classes(path, out);
   return out;
 }
 
@@ -447,6 +515,17 @@ std::string cell(const check_outcome& c, bool list_names) {
   return os.str();
 }
 
+// The diagnosis column: the first class named, marked right or wrong against the expected one,
+// and the other classes listed.
+std::string diagnosis_cell(const kernel_outcome& k, const std::string& expected) {
+  if (k.diagnosis.empty()) return "— (none; expected `" + expected + "`)";
+  std::string out = (k.diagnosis.front() == expected ? "✓ `" : "✗ `") + k.diagnosis.front() + "`";
+  if (k.diagnosis.front() != expected) out += " (expected `" + expected + "`)";
+  for (std::size_t i = 1; i < k.diagnosis.size(); ++i)
+    out += (i == 1 ? "; also " : ", ") + k.diagnosis[i];
+  return out;
+}
+
 std::string escape(std::string s) {
   std::string out;
   for (const char ch : s) {
@@ -477,6 +556,21 @@ std::string markdown(const std::vector<mutant_entry>& manifest,
   }
   int flagged = 0;
   for (const auto& [label, k] : correct) flagged += k.kinds() > 0 ? 1 : 0;
+  int named_right = 0;
+  int diagnosed_correct = 0;  // correct kernels given a class: must stay 0
+  for (const auto& m : manifest) {
+    const auto it = mutants.find(m.name);
+    if (it != mutants.end() && !it->second.diagnosis.empty() &&
+        it->second.diagnosis.front() == m.expected_class) {
+      ++named_right;
+    }
+  }
+  for (const auto& [label, k] : correct) diagnosed_correct += k.diagnosis.empty() ? 0 : 1;
+  const auto percent = [](int a, std::size_t b) {
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(1) << (b == 0 ? 0.0 : 100.0 * a / static_cast<double>(b));
+    return os.str();
+  };
 
   md << "# Kill matrix\n\n"
      << "<!-- Generated by tools/run-kill-matrix (bnoracle_killmatrix); do not edit by hand. "
@@ -508,21 +602,26 @@ std::string markdown(const std::vector<mutant_entry>& manifest,
      << "; caught by more than one kind of check: " << multi
      << "; survived: " << (static_cast<int>(manifest.size()) - killed - missing);
   if (missing > 0) md << "; not run: " << missing;
-  md << "\n- correct kernels: " << correct.size() << "; flagged: " << flagged << "\n\n";
+  md << "\n- correct kernels: " << correct.size() << "; flagged: " << flagged << "\n";
+  md << "- diagnosis ([diagnosis.md](diagnosis.md)): names the mutant's defect class first for "
+     << named_right << " of " << manifest.size() << " mutants ("
+     << percent(named_right, manifest.size())
+     << "%); names a class for a correct kernel: " << diagnosed_correct << " of " << correct.size()
+     << "\n\n";
 
   md << "## Mutants\n\n"
      << "| mutant | section | defect (and the bug it imitates) | fixtures | catalog | half | "
-        "properties | kinds |\n"
-     << "|---|---|---|---|---|---|---|---|\n";
+        "properties | kinds | diagnosis |\n"
+     << "|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& m : manifest) {
     md << "| `" << m.name << "` | " << m.section << " | " << escape(m.description) << " | ";
     const auto it = mutants.find(m.name);
     if (it == mutants.end()) {
-      md << "not run | not run | not run | not run | — |\n";
+      md << "not run | not run | not run | not run | — | — |\n";
       continue;
     }
     for (const auto& c : it->second.checks) md << cell(c, true) << " | ";
-    md << it->second.kinds() << " |\n";
+    md << it->second.kinds() << " | " << diagnosis_cell(it->second, m.expected_class) << " |\n";
   }
   md << "\n## Correct kernels\n\n"
      << "| kernel | level | fixtures | catalog | half | properties |\n|---|---|---|---|---|---|\n";
@@ -530,6 +629,39 @@ std::string markdown(const std::vector<mutant_entry>& manifest,
     md << "| `" << label << "` | " << to_string(k.level);
     for (const auto& c : k.checks) md << " | " << cell(c, true);
     md << " |\n";
+  }
+  md << "\n## Diagnosis by defect class\n\n"
+     << "For each class of [DIAGNOSIS.tsv](../kernels/mutants/DIAGNOSIS.tsv), the mutants that "
+        "belong to it and how many of them the diagnosis names it for first; then for each op, "
+        "the mutants with failures on that op's cases, diagnosed from those results alone.\n\n"
+     << "| class | mutants | named first |\n|---|---|---|\n";
+  for (const defect_class& dc : defect_classes()) {
+    int n = 0, right = 0;
+    for (const auto& m : manifest) {
+      if (m.expected_class != dc.id) continue;
+      ++n;
+      const auto it = mutants.find(m.name);
+      if (it != mutants.end() && !it->second.diagnosis.empty() &&
+          it->second.diagnosis.front() == dc.id) {
+        ++right;
+      }
+    }
+    if (n > 0) md << "| `" << dc.id << "` " << dc.title << " | " << n << " | " << right << " |\n";
+  }
+  md << "\n| op | mutants failing on it | named first |\n|---|---|---|\n";
+  for (const std::string_view op :
+       {"batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"}) {
+    int n = 0, right = 0;
+    for (const auto& m : manifest) {
+      const auto it = mutants.find(m.name);
+      if (it == mutants.end()) continue;
+      const auto d = it->second.diagnosis_by_op.find(std::string(op));
+      if (d == it->second.diagnosis_by_op.end()) continue;
+      ++n;
+      if (d->second == m.expected_class) ++right;
+    }
+    md << "| " << op << " | " << n << " | " << right << " ("
+       << percent(right, static_cast<std::size_t>(n)) << "%) |\n";
   }
   md << "\n## By section of BUGS.md\n\n| section | mutants | caught | by more than one kind "
         "|\n|---|---|---|---|\n";

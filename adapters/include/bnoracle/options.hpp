@@ -57,6 +57,9 @@ struct check_options {  // NOLINT(clang-analyzer-optin.performance.Padding)
   // Keep every judged catalog output's profile of error/bound (output_result::profile), which
   // the HTML report draws.
   bool profiles = false;
+  // Test the defect hypotheses against every failed result (diagnosis.hpp): what the reports'
+  // diagnosis is made of. Costs a few model evaluations per failed result, none for a pass.
+  bool diagnose = true;
   // Problems of the user's, run after the catalog's cases (fixtures/catalog.hpp's
   // parse_problem_spec syntax, e.g. "nchw 256x64x56x56 eps=1e-5"): four cases each, named
   // problem<k>/... (the GoogleTest integration; `bnoracle check --problem` on the command line).

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "bnoracle/catalog.hpp"
+#include "bnoracle/diagnosis.hpp"
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/judge.hpp"
 #include "bnoracle/kernel.hpp"
@@ -38,6 +39,8 @@ struct case_result {
   // Where the whole reason was written when the text and JUnit reports shorten it (a property's
   // counterexample can run to megabytes; save_long_reasons), or empty.
   std::string reason_file;
+  // The defect hypotheses that explain a failure (diagnosis.hpp); empty when none does.
+  std::vector<explanation> explained_by;
 };
 
 // Exit codes of a run (README.md): the gate's verdict.
