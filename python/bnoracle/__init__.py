@@ -1,0 +1,175 @@
+"""bnoracle: the exact reference and the judge of batch norm and its family, on NumPy arrays.
+
+    import numpy as np, bnoracle
+    x = np.random.default_rng(0).normal(size=(8, 4, 5, 5)).astype(np.float32)
+    ref = bnoracle.reference("batch_norm", "forward_training", x, gamma=g, beta=b)
+    ref.golden("dst")                       # the exact output, correctly rounded to float32
+    verdict = bnoracle.judge("batch_norm", "forward_training", x, {"dst": y}, gamma=g, beta=b)
+    print(verdict)                          # per output: the worst element, its error, the bound
+    bnoracle.assert_conformant(...)         # the same, raising AssertionError on a failure
+
+Tensors are NumPy arrays (or anything numpy.asarray takes: a CPU PyTorch tensor) in logical
+order, shape (N, C, spatial...) with 0 to 3 spatial axes. The op is "batch_norm",
+"layer_norm(axes=1)", "rms_norm(axes=1,weight_offset)", "group_norm(groups=4)",
+"instance_norm(running_stats)"; the mode one of MODES; the level one of LEVELS. Every value must
+be one of its role's format in `types` ("float32", "cudnn_mixed", "bf16_mixed", ... or
+"data=float16,parameters=float32,statistics=float32"; docs/reference.md, "Data types"): float16
+arrays convert exactly, bfloat16 values arrive as float32 arrays holding bfloat16 values.
+docs/python.md walks through it; docs/error-model.md says what each bound is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _bnoracle
+
+__all__ = ["LEVELS", "MODES", "Reference", "OutputVerdict", "Verdict", "reference", "judge",
+           "assert_conformant"]
+
+LEVELS = ("strict", "standard", "lenient")
+MODES = ("forward_training", "forward_inference", "backward_training", "backward_inference")
+
+
+def _array(x):
+    return None if x is None else np.ascontiguousarray(np.asarray(x), dtype=np.float32)
+
+
+def _problem(op, mode, src, diff_dst=None, gamma=None, beta=None, running_mean=None,
+             running_var=None, num_batches_tracked=0, eps=1e-5, momentum=0.1,
+             convention="pytorch", types=None, tier="general"):
+    src_array = np.asarray(src)
+    if types is None:
+        types = "data=float16" if src_array.dtype == np.float16 else "float32"
+    return _bnoracle.Problem(op, mode, _array(src_array), _array(diff_dst), _array(gamma),
+                             _array(beta), _array(running_mean), _array(running_var),
+                             int(num_batches_tracked), float(eps),
+                             None if momentum is None else float(momentum), convention, types,
+                             tier)
+
+
+class Reference:
+    """The exact results of one problem: goldens, exact values and bounds per output."""
+
+    def __init__(self, problem):
+        self._p = problem
+
+    @property
+    def outputs(self):
+        """The outputs the mode produces: "dst", "mean", "invstd", "running_var", ..."""
+        return list(self._p.outputs)
+
+    @property
+    def refusal(self):
+        """Non-empty when the convention refuses the problem (then no output is defined)."""
+        return self._p.refusal
+
+    @property
+    def problem(self):
+        """The problem in one line, as bnoracle's reports print it."""
+        return self._p.description
+
+    def golden(self, name):
+        """The exact value of every element correctly rounded to the output's format (float32
+        array, shaped as the output)."""
+        return self._p.goldens(name)
+
+    def bound(self, name, level="standard"):
+        """The error model's bound on |kernel - exact| of every element at `level` (float64;
+        inf where the model claims nothing)."""
+        return self._p.bounds(name, level)
+
+    def exact(self, name, digits=45):
+        """The exact values as decimal strings ("undefined"/"unspecified" where none), flat."""
+        return self._p.exact(name, digits)
+
+
+def reference(op, mode, src, **inputs):
+    """The exact reference of a problem. `inputs`: diff_dst, gamma, beta, running_mean,
+    running_var, num_batches_tracked, eps, momentum (None: cumulative average), convention,
+    types, tier ("general", or "exact" for data whose statistics are exact by construction)."""
+    return Reference(_problem(op, mode, src, **inputs))
+
+
+class OutputVerdict:
+    """One output judged: whether every element is within its bound at each level, and the
+    worst element (where, got, expected, exact value, error and bound in ulps)."""
+
+    def __init__(self, fields, level):
+        self.__dict__.update(fields)
+        self.level = level
+
+    def __bool__(self):
+        return bool(self.passed[self.level])
+
+    def __str__(self):
+        state = "ok" if self else "FAILS"
+        if self.class_failure:
+            return f"{self.name}: {state} at {self.level}: {self.class_failure}"
+        return (f"{self.name}: {state} at {self.level}, worst/bound {self.worst_ratio:.3g}: "
+                f"{self.text}")
+
+
+class Verdict:
+    """The judgement of a kernel's outputs on one problem at one level."""
+
+    def __init__(self, problem, outputs, level, repro):
+        self.problem = problem
+        self.outputs = outputs
+        self.level = level
+        self.repro = repro
+
+    @property
+    def passed(self):
+        return all(self.outputs)
+
+    def __bool__(self):
+        return self.passed
+
+    @property
+    def best_level(self):
+        """The strictest level every output meets, or None."""
+        for level in LEVELS:
+            if all(o.passed[level] for o in self.outputs):
+                return level
+        return None
+
+    @property
+    def failures(self):
+        return [o for o in self.outputs if not o]
+
+    def __str__(self):
+        head = (f"{'PASS' if self else 'FAIL'} at {self.level} (best level met: "
+                f"{self.best_level or 'none'}); problem: {self.problem}")
+        return "\n".join([head] + [f"  {o}" for o in self.outputs] + [f"  repro: {self.repro}"])
+
+
+def judge(op, mode, src, outputs, level="standard", **inputs):
+    """Judges a kernel's `outputs` ({"dst": array, "running_var": array, ...}) of one problem
+    against the exact reference at `level`. Every output given is judged; one the mode does not
+    produce raises KeyError, a wrong number of values ValueError."""
+    if level not in LEVELS:
+        raise ValueError(f"level: {level!r} is not one of {LEVELS}")
+    if not outputs:
+        raise ValueError("outputs: nothing to judge")
+    p = _problem(op, mode, src, **inputs)
+    judged = [OutputVerdict(p.judge(name, _array(values), level), level)
+              for name, values in outputs.items()]
+    shape = "x".join(str(d) for d in np.asarray(src).shape)
+    # The call with its scalar options; the tensors are the caller's.
+    scalars = [f"{k}={v!r}" for k, v in sorted(inputs.items())
+               if not isinstance(v, (np.ndarray, list)) and not hasattr(v, "shape")]
+    tensors = [k for k, v in sorted(inputs.items()) if k not in {s.split("=")[0] for s in scalars}]
+    args = ", ".join([repr(op), repr(mode), "src", "outputs", f"level={level!r}"]
+                     + scalars + [f"{k}={k}" for k in tensors])
+    repro = f"bnoracle.judge({args})  # src of shape {shape}"
+    return Verdict(p.description, judged, level, repro)
+
+
+def assert_conformant(op, mode, src, outputs, level="standard", **inputs):
+    """judge(), raising AssertionError with the verdict (every output, the worst element in
+    decimal and hex, its bound, a reproduction line) when an output fails."""
+    verdict = judge(op, mode, src, outputs, level=level, **inputs)
+    if not verdict:
+        raise AssertionError(str(verdict))
+    return verdict
