@@ -1,0 +1,35 @@
+"""The pytest plugin: options, the seed in the header and in failures, the fixture's level."""
+from bnoracle.pytest_plugin import Session
+
+pytest_plugins = ["pytester"]
+
+TESTS = """
+import numpy as np
+
+def test_golden_passes(bnoracle):
+    x = bnoracle.rng.normal(size=(4, 3)).astype(np.float32)
+    ref = bnoracle.reference("batch_norm", "forward_training", x)
+    verdict = bnoracle.assert_conformant("batch_norm", "forward_training", x,
+                                         {"dst": ref.golden("dst")})
+    assert verdict.level == "lenient"
+
+def test_identity_fails(bnoracle):
+    x = bnoracle.rng.normal(size=(4, 3)).astype(np.float32)
+    bnoracle.assert_conformant("batch_norm", "forward_training", x, {"dst": x})
+"""
+
+
+def test_the_fixture_judges_at_the_options_level_and_prints_the_seed(pytester):
+    pytester.makepyfile(TESTS)
+    result = pytester.runpytest("-p", "bnoracle.pytest_plugin", "--bnoracle-level", "lenient",
+                                "--bnoracle-seed", "7")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["bnoracle: level lenient, seed 7*",
+                                 "*FAIL at lenient*", "*--bnoracle-seed 7 reproduces*"])
+
+
+def test_a_seed_gives_the_same_data_to_the_same_test():
+    a = Session("standard", 7, "t.py::test_x").rng.normal(size=5)
+    b = Session("standard", 7, "t.py::test_x").rng.normal(size=5)
+    c = Session("standard", 7, "t.py::test_y").rng.normal(size=5)
+    assert (a == b).all() and not (a == c).all()
