@@ -6,6 +6,8 @@
 // any memory layout the user has is a layout of the same logical tensor, and the reference's
 // results do not depend on it. Values are taken as float32 (float16 arrays convert exactly); each
 // must be a value of its role's format in the problem's data types, as for every other interface.
+#include "check.hpp"
+
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/judge.hpp"
 #include "bnoracle/op.hpp"
@@ -258,4 +260,5 @@ PYBIND11_MODULE(_bnoracle, m) {
       .def("exact", &exact_of, py::arg("name"), py::arg("digits") = 45)
       .def("judge", &judge_output_of, py::arg("name"), py::arg("got"), py::arg("level"),
            py::arg("mistrust_fraction") = 0.5);
+  bind_check(m);
 }

@@ -25,7 +25,7 @@ import numpy as np
 from . import _bnoracle
 
 __all__ = ["LEVELS", "MODES", "Reference", "OutputVerdict", "Verdict", "reference", "judge",
-           "assert_conformant"]
+           "assert_conformant", "Unsupported", "Refused", "Report", "check"]
 
 LEVELS = ("strict", "standard", "lenient")
 MODES = ("forward_training", "forward_inference", "backward_training", "backward_inference")
@@ -173,3 +173,65 @@ def assert_conformant(op, mode, src, outputs, level="standard", **inputs):
     if not verdict:
         raise AssertionError(str(verdict))
     return verdict
+
+
+class Unsupported(Exception):
+    """Raised by a kernel's method for a problem it does not handle: the case is skipped."""
+
+
+class Refused(Exception):
+    """Raised by a kernel's method for a problem it refuses as invalid (one value per channel in
+    training): right where the convention refuses it, a failure elsewhere."""
+
+
+class Report:
+    """The result of check(): the run's verdict, its counts, and the reports bnoracle check
+    writes, as text (also str(report)), json, junit and html."""
+
+    def __init__(self, fields):
+        self.__dict__.update(fields)
+
+    @property
+    def conformant(self):
+        return self.verdict == "CONFORMANT"
+
+    def __bool__(self):
+        return self.conformant
+
+    def __str__(self):
+        return self.text
+
+    def write(self, path):
+        """Writes the report whose format the file's extension names (.txt, .json, .xml,
+        .html)."""
+        formats = {".txt": self.text, ".json": self.json, ".xml": self.junit, ".html": self.html}
+        for ext, text in formats.items():
+            if str(path).endswith(ext):
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text)
+                return
+        raise ValueError(f"{path}: the extension names no report format ({', '.join(formats)})")
+
+
+def check(kernel, level="standard", seed=1, property_cases=100, catalog=True, properties=True,
+          filter="", op=None, types=None, isolate=True, timeout=20.0):
+    """Runs bnoracle's conformance suite (the case catalog, the fold and SyncBN-merge cases a
+    kernel does not provide being skipped, and the property suite) in this process against a
+    kernel written in Python, with the diagnosis of any failure. Returns a Report.
+
+    The kernel is an object with a method per mode it provides (forward_training,
+    forward_inference, backward_training, backward_inference), each taking a namespace with the
+    problem (op, mode, types, eps, momentum, track_running, num_batches_tracked) and its inputs
+    as float32 arrays in logical order (src, diff_dst: shape (N, C, spatial...); gamma, beta,
+    running_mean, running_var, save_mean, save_stat: vectors; None where absent), and returning
+    a dict of its outputs by name (dst, save_mean, save_stat, running_mean, running_var,
+    num_batches_tracked, diff_src, diff_gamma, diff_beta). Optional attributes describe it: name,
+    version, convention ("pytorch"), ops (["batch_norm"]), types (["float32"]), saves ("none",
+    "mean_invstd", "mean_var"), updates_running (True), supports_cumulative (False).
+
+    isolate=True runs every call in a forked child, as bnoracle check isolates a plugin: a kernel
+    that crashes the interpreter, hangs past `timeout` seconds, or writes its inputs becomes a
+    FAULT of that result. A CUDA context does not survive fork: isolate=False for GPU kernels
+    (docs/python.md)."""
+    return Report(_bnoracle.check(kernel, level, seed, property_cases, catalog, properties,
+                                  filter, op, types, isolate, float(timeout)))
