@@ -108,6 +108,10 @@ class python_kernel final : public bn_kernel {
   }
 
   [[nodiscard]] const kernel_info& info() const override { return info_; }
+  // Isolated calls run in one persistent worker forked at the first call (isolation.hpp), as a
+  // plugin's do: the kernel object is not changed by this process while check() runs, and what
+  // it keeps from call to call stays in the worker, as it would in a process of its own.
+  [[nodiscard]] bool runs_in_worker() const override { return true; }
 
   bnk_status run_v2(bn_mode mode, const bnk_problem_v2& problem, const bnk_buffers_v2& b,
                     std::string& message) override {

@@ -261,4 +261,16 @@ PYBIND11_MODULE(_bnoracle, m) {
       .def("judge", &judge_output_of, py::arg("name"), py::arg("got"), py::arg("level"),
            py::arg("mistrust_fraction") = 0.5);
   bind_check(m);
+  // The op descriptor's canonical text from the subprocess protocol's op object (kind and
+  // fields), as bnoracle.check gives a kernel: "layer_norm(axes=1)", "group_norm(groups=4)".
+  m.def("describe_op", [](const std::string& kind, int normalized_axes, std::int64_t groups,
+                          bool centred, const std::string& params, bool weight_offset,
+                          bool running_stats, bool cast_before_weight) {
+    const std::optional<op_kind> k = parse_op_kind(kind);
+    const std::optional<param_placement> pp = parse_param_placement(params);
+    if (!k || !pp) throw py::value_error("op: unknown kind or params");
+    op_desc op{*k, normalized_axes, groups, centred, *pp, weight_offset, running_stats,
+               cast_before_weight};
+    return describe(op);
+  });
 }

@@ -229,9 +229,9 @@ def check(kernel, level="standard", seed=1, property_cases=100, catalog=True, pr
     version, convention ("pytorch"), ops (["batch_norm"]), types (["float32"]), saves ("none",
     "mean_invstd", "mean_var"), updates_running (True), supports_cumulative (False).
 
-    isolate=True runs every call in a forked child, as bnoracle check isolates a plugin: a kernel
-    that crashes the interpreter, hangs past `timeout` seconds, or writes its inputs becomes a
-    FAULT of that result. A CUDA context does not survive fork: isolate=False for GPU kernels
+    isolate=True runs the calls in a worker process forked at the first call, as bnoracle check
+    isolates a plugin: a kernel that crashes the interpreter, hangs past `timeout` seconds, or
+    writes its inputs becomes a FAULT of that result (and the worker is forked again). A CUDA context does not survive fork: isolate=False for GPU kernels
     (docs/python.md)."""
     return Report(_bnoracle.check(kernel, level, seed, property_cases, catalog, properties,
                                   filter, op, types, isolate, float(timeout)))
