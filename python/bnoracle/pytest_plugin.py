@@ -63,6 +63,23 @@ class Session:
     def judge(self, op, mode, src, outputs, level=None, **inputs):
         return _bnoracle.judge(op, mode, src, outputs, level=level or self.level, **inputs)
 
+    def check(self, kernel, level=None, **options):
+        """bnoracle.check at the session's level and seed; raises AssertionError naming every
+        failed case and property, with the diagnosis, when the kernel is not conformant."""
+        report = _bnoracle.check(kernel, level=level or self.level, seed=self.seed, **options)
+        if not report:
+            import json
+            cases = json.loads(report.json)["cases"]
+            failed = [f"{c['case']} {c['mode']}: {c['reason'].splitlines()[0] if c['reason'] else ''}"
+                      for c in cases if c["verdict"] in ("FAIL", "FAULT")]
+            shown = failed[:20] + ([f"... and {len(failed) - 20} more"] if len(failed) > 20 else [])
+            raise AssertionError(
+                f"{report.verdict} at {level or self.level} (seed {self.seed}): "
+                f"{report.failed} failed, {report.faults} faults\n  "
+                + "\n  ".join(shown + [f"diagnosis: {d}" for d in report.diagnosis])
+                + f"\n  (pytest --bnoracle-seed {self.seed} reproduces)")
+        return report
+
     def assert_conformant(self, op, mode, src, outputs, level=None, **inputs):
         verdict = self.judge(op, mode, src, outputs, level=level, **inputs)
         if not verdict:

@@ -28,6 +28,31 @@ def test_the_fixture_judges_at_the_options_level_and_prints_the_seed(pytester):
                                  "*FAIL at lenient*", "*--bnoracle-seed 7 reproduces*"])
 
 
+CHECKS = """
+import sys
+sys.path.insert(0, %r)
+from numpy_batch_norm import NumpyBatchNorm
+
+def test_correct_kernel(bnoracle):
+    bnoracle.check(NumpyBatchNorm(), filter="exact/basic/", properties=False)
+
+def test_unbiased_kernel(bnoracle):
+    bnoracle.check(NumpyBatchNorm(ddof=1), filter="exact/basic/", properties=False)
+"""
+
+
+def test_the_fixtures_check_names_the_failed_cases_and_the_diagnosis(pytester):
+    import pathlib
+    examples = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python"
+    pytester.makepyfile(CHECKS % str(examples))
+    result = pytester.runpytest("-p", "bnoracle.pytest_plugin", "--bnoracle-level", "lenient",
+                                "--bnoracle-seed", "3")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*NOT CONFORMANT at lenient (seed 3)*",
+                                 "*exact/basic/nchw_4x3x5x5 forward_training*",
+                                 "*diagnosis: most likely*[variance_estimator]*"])
+
+
 def test_a_seed_gives_the_same_data_to_the_same_test():
     a = Session("standard", 7, "t.py::test_x").rng.normal(size=5)
     b = Session("standard", 7, "t.py::test_x").rng.normal(size=5)
