@@ -269,8 +269,8 @@ PYBIND11_MODULE(_bnoracle, m) {
     const std::optional<op_kind> k = parse_op_kind(kind);
     const std::optional<param_placement> pp = parse_param_placement(params);
     if (!k || !pp) throw py::value_error("op: unknown kind or params");
-    op_desc op{*k, normalized_axes, groups, centred, *pp, weight_offset, running_stats,
-               cast_before_weight};
+    op_desc op{*k,  normalized_axes, groups,        centred,
+               *pp, weight_offset,   running_stats, cast_before_weight};
     return describe(op);
   });
 }
