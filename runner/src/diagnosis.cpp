@@ -207,15 +207,10 @@ class defect_model {
     }
     if (k.read == read_rule::dy_dense && !backward) return false;
     if (k.read != read_rule::strided) {
-      // Reading dense NCHW changes nothing where the layout is dense NCHW.
-      std::int64_t stride = 1;
+      // Reading dense NCHW changes nothing where every element already sits at its logical index.
       bool dense = true;
-      const std::vector<std::int64_t>& st = geo_.strides();
-      std::vector<std::int64_t> extents{geo_.n(), geo_.c()};
-      for (const std::int64_t e : geo_.spatial()) extents.push_back(e);
-      for (std::size_t d = extents.size(); d-- > 0;) {
-        if (extents[d] > 1 && st[d] != stride) dense = false;
-        stride *= extents[d];
+      for (std::size_t i = 0; i < off_.size() && dense; ++i) {
+        dense = off_[i] == static_cast<std::int64_t>(i);
       }
       if (dense) return false;
     }
@@ -310,7 +305,7 @@ class defect_model {
             in_.gamma[static_cast<std::size_t>(par_[static_cast<std::size_t>(i)])]);
       }
       if (k.backward == backward_rule::first_gamma)
-        return gamma_fwd(map_.member(grp_[static_cast<std::size_t>(i)], 0));
+        return gamma_fwd(member(grp_[static_cast<std::size_t>(i)], 0));
       return gamma_fwd(i);
     };
     auto beta = [&](std::int64_t i) -> double {
@@ -408,7 +403,6 @@ class defect_model {
       const bool eval = m == bn_mode::backward_inference && !k.backward_eval_training;
       auto& dx = out.at(output_id::diff_src, static_cast<std::size_t>(E));
       const auto P = static_cast<std::size_t>(map_.params());
-      std::vector<double> dgamma(P, 0.0), dbeta(P, 0.0);
       std::vector<std::vector<double>> dgamma_terms(P);
       std::vector<double> group_dgamma(static_cast<std::size_t>(G)),
           group_dbeta(static_cast<std::size_t>(G));
@@ -424,7 +418,7 @@ class defect_model {
         }
         std::int64_t used = L;
         if (k.backward == backward_rule::odd_tail_dropped) used = L - L % 2;
-        std::vector<double> gs, gx, dys, dyx;
+        std::vector<double> dys, dyx;
         double sum_g = 0, sum_gx = 0, sum_dyx = 0;
         for (std::int64_t j = 0; j < L; ++j) {
           const std::int64_t i = member(g, j);
@@ -956,8 +950,10 @@ bool explains(double predicted, float got, double exact, double bound, bool appr
   }
   if (std::isinf(predicted)) return false;
   const double effect = std::isfinite(exact) ? std::abs(predicted - exact) : 0.0;
-  const double share = approximate ? 0.5 : 1.0 / 64;
-  return std::abs(static_cast<double>(got) - predicted) <= 2 * bound + share * effect;
+  const double share = approximate ? budgets::diagnosis_magnitude_share.value
+                                   : budgets::diagnosis_effect_share.value;
+  return std::abs(static_cast<double>(got) - predicted) <=
+         budgets::diagnosis_bound_factor.value * bound + share * effect;
 }
 
 // How a hypothesis's prediction of one output compares with what the kernel returned.
@@ -987,7 +983,8 @@ output_fit fit_output(const std::vector<double>& predicted, const std::vector<fl
         return output_fit::mismatch;
       if (std::isfinite(v) &&
           std::abs(static_cast<double>(g) - v) >
-              std::ldexp(std::max(std::abs(v), std::abs(static_cast<double>(g))), -8)) {
+              std::ldexp(std::max(std::abs(v), std::abs(static_cast<double>(g))),
+                         -static_cast<int>(budgets::diagnosis_class_bits.value))) {
         return output_fit::mismatch;
       }
       if (!(std::isnan(v) && std::isnan(exact)) && v != exact) deviates = true;
@@ -1008,7 +1005,8 @@ output_fit fit_output(const std::vector<double>& predicted, const std::vector<fl
   }
   // A magnitude match must also match the size of the deviation, not only lie within it.
   if (approximate && failed && max_error > 0 &&
-      !(max_effect >= max_error / 4 && max_effect <= max_error * 4)) {
+      !(max_effect >= max_error / budgets::diagnosis_magnitude_ratio.value &&
+        max_effect <= max_error * budgets::diagnosis_magnitude_ratio.value)) {
     return output_fit::mismatch;
   }
   return deviates ? output_fit::explained : output_fit::no_deviation;
@@ -1410,7 +1408,10 @@ std::vector<diagnosis> diagnose(const run_summary& s) {
                    [&key](const diagnosis& a, const diagnosis& b) { return key(a) > key(b); });
   if (!out.empty()) {
     const std::int64_t first = out.front().explained;
-    std::erase_if(out, [first](const diagnosis& d) { return d.explained * 4 < first; });
+    std::erase_if(out, [first](const diagnosis& d) {
+      return static_cast<double>(d.explained) <
+             budgets::diagnosis_listed_share.value * static_cast<double>(first);
+    });
   }
   return out;
 }

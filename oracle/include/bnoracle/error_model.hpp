@@ -126,17 +126,63 @@ inline constexpr budget bound_slack{
     "bound_slack", 1.0000001,
     "the bound itself is evaluated in double from double approximations of exact quantities: a "
     "relative 1e-7 covers that arithmetic"};
+// The diagnosis (docs/diagnosis.md): when a defect model's prediction explains a kernel's value.
+inline constexpr budget diagnosis_bound_factor{
+    "diagnosis_bound_factor", 2,
+    "a kernel with the defect computes the defective formula in float32: its error against the "
+    "model is that of a correct pipeline (one bound), doubled for the model's own double "
+    "evaluation and the defect's change of the chain"};
+inline constexpr budget diagnosis_effect_share{
+    "diagnosis_effect_share", 1.0 / 64,
+    "plus this share of the defect's effect |model - exact|: the kernel rounds the defective "
+    "quantities (a wrong divisor, an eps term) once more than the model"};
+inline constexpr budget diagnosis_magnitude_share{
+    "diagnosis_magnitude_share", 0.5,
+    "order-dependent roundings (float16/bfloat16 sums, one-pass variance) are modelled in one "
+    "order: a kernel summing in another lies within half the effect of the model"};
+inline constexpr budget diagnosis_magnitude_ratio{
+    "diagnosis_magnitude_ratio", 4,
+    "and the largest deviation of a failed output within this factor of the model's: the same "
+    "narrowing in another order, not a defect of another size"};
+inline constexpr budget diagnosis_class_bits{
+    "diagnosis_class_bits", 8,
+    "where the golden is judged by class (undefined, infinite), model and kernel values agree to "
+    "this many bits: no bound exists there, and the class match is the evidence"};
+inline constexpr budget diagnosis_listed_share{
+    "diagnosis_listed_share", 0.25,
+    "a class is listed beside the first when it explains at least this share of what the first "
+    "explains"};
 }  // namespace budgets
 
 // Every budget, in the order `bnoracle budgets` prints them.
-inline constexpr std::array<const budget*, 21> k_budget_table{{
-    &budgets::mean_division,   &budgets::var_pointwise,     &budgets::var_mean_coupling,
-    &budgets::rsqrt,           &budgets::fwd_apply,         &budgets::fwd_scale_shift,
-    &budgets::fwd_beta,        &budgets::running_update,    &budgets::momentum_conversion,
-    &budgets::bessel,          &budgets::bwd_apply,         &budgets::bwd_dot,
-    &budgets::gamma_product,   &budgets::copies_average,    &budgets::underflow,
-    &budgets::narrow_rounding, &budgets::narrow_statistics, &budgets::cast_before_weight,
-    &budgets::standard_lambda, &budgets::double_evaluation, &budgets::bound_slack,
+inline constexpr std::array<const budget*, 27> k_budget_table{{
+    &budgets::mean_division,
+    &budgets::var_pointwise,
+    &budgets::var_mean_coupling,
+    &budgets::rsqrt,
+    &budgets::fwd_apply,
+    &budgets::fwd_scale_shift,
+    &budgets::fwd_beta,
+    &budgets::running_update,
+    &budgets::momentum_conversion,
+    &budgets::bessel,
+    &budgets::bwd_apply,
+    &budgets::bwd_dot,
+    &budgets::gamma_product,
+    &budgets::copies_average,
+    &budgets::underflow,
+    &budgets::narrow_rounding,
+    &budgets::narrow_statistics,
+    &budgets::cast_before_weight,
+    &budgets::standard_lambda,
+    &budgets::double_evaluation,
+    &budgets::bound_slack,
+    &budgets::diagnosis_bound_factor,
+    &budgets::diagnosis_effect_share,
+    &budgets::diagnosis_magnitude_share,
+    &budgets::diagnosis_magnitude_ratio,
+    &budgets::diagnosis_class_bits,
+    &budgets::diagnosis_listed_share,
 }};
 
 // The budget table (docs/error-model.md explains each entry), and one entry by name (throws
