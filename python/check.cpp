@@ -259,9 +259,7 @@ py::dict check(const py::object& kernel, const std::string& level, std::uint64_t
                bool isolate, double timeout) {
   python_kernel k(kernel);
   run_options o;
-  const std::optional<accuracy_level> l = parse_level(level);
-  if (!l) throw py::value_error("level: '" + level + "' is not strict, standard or lenient");
-  o.level = *l;
+  o.level = level_named(level);
   o.seed = seed;
   o.property_cases = property_cases;
   o.catalog = catalog;

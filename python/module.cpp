@@ -28,6 +28,13 @@
 namespace py = pybind11;
 
 namespace bnoracle {
+
+accuracy_level level_named(const std::string& s) {
+  const std::optional<accuracy_level> l = parse_level(s);
+  if (!l) throw py::value_error("level: '" + s + "' is not strict, standard or lenient");
+  return *l;
+}
+
 namespace {
 
 using float_array = py::array_t<float, py::array::c_style | py::array::forcecast>;
@@ -45,12 +52,6 @@ bn_mode mode_named(const std::string& s) {
                           "backward_inference");
   }
   return *m;
-}
-
-accuracy_level level_named(const std::string& s) {
-  const std::optional<accuracy_level> l = parse_level(s);
-  if (!l) throw py::value_error("level: '" + s + "' is not strict, standard or lenient");
-  return *l;
 }
 
 // A problem, its inputs owned (the reference reads them through pointers), the reference and

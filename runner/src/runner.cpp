@@ -268,7 +268,9 @@ class case_runner {
     auto from = [](const std::vector<float>& v) {
       return [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; };
     };
+    std::vector<returned_output> returned;  // what the diagnosis compares its models with
     auto judge = [&](const std::string& shown, output_id id, const std::vector<float>& got) {
+      returned.push_back({shown, id, &got});
       if (!opt_.profiles) {
         r.outputs.push_back(
             judge_output(shown, id, id, ref, model, opt_.level, opt_.mistrust_fraction, from(got)));
@@ -327,16 +329,6 @@ class case_runner {
     }
     conclude(r, opt_.level);
     if (r.result == verdict::fail && opt_.diagnose) {
-      const std::vector<returned_output> returned{
-          {"dst", output_id::dst, &cr.dst},
-          {"diff_src", output_id::diff_src, &cr.diff_src},
-          {"diff_gamma", output_id::diff_gamma, &cr.diff_gamma},
-          {"diff_beta", output_id::diff_beta, &cr.diff_beta},
-          {"save_mean", output_id::mean, &cr.save_mean},
-          {"save_stat(invstd)", output_id::invstd, &cr.save_stat},
-          {"save_stat(var)", output_id::var, &cr.save_stat},
-          {"running_mean", output_id::running_mean, &cr.running_mean},
-          {"running_var", output_id::running_var, &cr.running_var}};
       r.explained_by = explain_call(ref, model, in, affine, r.outputs, returned,
                                     cr.num_batches_tracked, opt_.level);
     }
