@@ -101,6 +101,50 @@ TEST(ExactSum, AcceptsTheExtremeProductsAndRejectsWhatIsNotAFloatProduct) {
   EXPECT_THROW(acc.add(std::numeric_limits<double>::infinity()), std::domain_error);
 }
 
+TEST(BinnedSum, EqualsTheRationalSumsOfFloatsAndProductsAcrossTheWholeRange) {
+  // Every exponent, subnormals and both signs; the same dyadic as exact_sum's (value() is
+  // normalized, so equal values are equal representations).
+  std::mt19937 rng(4242);
+  for (int trial = 0; trial < 10; ++trial) {
+    binned_sum sum;
+    binned_product_sum products;
+    exact_sum sum_ref;
+    exact_sum products_ref;
+    rational expect_sum = 0;
+    rational expect_products = 0;
+    for (int i = 0; i < 3000; ++i) {
+      const float a = random_float(rng);
+      const float b = trial % 2 == 0 ? random_float(rng) : a;
+      sum.add(a);
+      products.add_product(a, b);
+      sum_ref.add(static_cast<double>(a));
+      products_ref.add_product(a, b);
+      expect_sum += to_rational(a);
+      expect_products += to_rational(a) * to_rational(b);
+    }
+    ASSERT_EQ(to_rational(sum.value()), expect_sum) << trial;
+    ASSERT_EQ(to_rational(products.value()), expect_products) << trial;
+    ASSERT_TRUE(sum.value() == sum_ref.value()) << trial;
+    ASSERT_TRUE(products.value() == products_ref.value()) << trial;
+  }
+}
+
+TEST(BinnedSum, BinsHoldingManyOfTheLargestProductsStayExact) {
+  // One bin collects 2^12 products of FLT_MAX·FLT_MAX (2^256 each): a partial sum beyond one
+  // term's range, which the accumulator still holds exactly.
+  binned_product_sum products;
+  binned_sum sum;
+  for (int i = 0; i < 4096; ++i) {
+    products.add_product(FLT_MAX, FLT_MAX);
+    sum.add(FLT_MAX);
+  }
+  products.add_product(std::numeric_limits<float>::denorm_min(),
+                       std::numeric_limits<float>::denorm_min());
+  EXPECT_EQ(to_rational(products.value()),
+            to_rational(FLT_MAX) * to_rational(FLT_MAX) * 4096 + rational(1, pow2(298)));
+  EXPECT_EQ(to_rational(sum.value()), to_rational(FLT_MAX) * 4096);
+}
+
 TEST(ExactSum, MergingTwoAccumulatorsEqualsOneAccumulator) {
   std::mt19937 rng(99);
   exact_sum a;

@@ -1,8 +1,10 @@
 #include "bnoracle/reference.hpp"
 
+#include "bnoracle/fast_path.hpp"
 #include "bnoracle/superacc.hpp"
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -471,6 +473,37 @@ struct group_state {
 
 }  // namespace
 
+// Calls f(g) for every statistic group, spread over the cores when there are several groups and
+// enough elements (4096) to pay for the threads; the first exception is rethrown. Results do not
+// depend on the number of threads: groups are independent and each is computed exactly.
+template <class F>
+void for_each_group_in_parallel(const reduction_map& map, std::int64_t elements, F&& f) {
+  const auto threads = static_cast<std::int64_t>(std::max(1U, std::thread::hardware_concurrency()));
+  if (threads == 1 || map.groups() <= 1 || elements < 4096) {
+    for (std::int64_t g = 0; g < map.groups(); ++g) f(g);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+  {
+    std::vector<std::jthread> pool;
+    for (std::int64_t t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        try {
+          for (std::int64_t g = t; g < map.groups(); g += threads) f(g);
+        } catch (...) {
+          errors[static_cast<std::size_t>(t)] = std::current_exception();
+        }
+      });
+    }
+  }
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+// Statistic groups of at least this many elements are summed in exponent bins (superacc.hpp).
+constexpr std::int64_t k_binned_sums_from = 512;
+
 struct reference::impl {
   bn_problem problem;
   geometry geom;
@@ -485,6 +518,9 @@ struct reference::impl {
   bool uniform = true;  // every element of a group has the same γ/β (or there are none)
   std::vector<group_state> grp;
   std::vector<running_result> running;  // per running entry, after the update
+  bool fast_path = true;
+  mutable std::atomic<std::int64_t> certified{0};  // per-element goldens of the fast path
+  mutable std::atomic<std::int64_t> exact_path{0};  // and of the exact path
 
   impl(const bn_problem& p, bn_mode m, const bn_inputs& inputs)
       : problem(p),
@@ -499,7 +535,7 @@ struct reference::impl {
     validate();
     nbt_after = in.num_batches_tracked;
     grp.resize(static_cast<std::size_t>(map.groups()));
-    for (std::int64_t g = 0; g < map.groups(); ++g) analyze(g);
+    for_each_group_in_parallel(map, geom.elements(), [this](std::int64_t g) { analyze(g); });
     if (has_running) update_running_entries();
   }
 
@@ -615,24 +651,19 @@ struct reference::impl {
     if (training()) refusal = training_refusal(problem);
   }
 
-  // The exact pass over statistic group g.
-  void analyze(std::int64_t g) {
-    auto& s = grp[static_cast<std::size_t>(g)];
-    const std::int64_t L = map.group_size();
-    const rational eps = exact_of(problem.eps);
-    const bool need_x = training() || mode == bn_mode::backward_inference;
-    const bool offset = problem.op.weight_offset && !in.gamma.empty();
-    const std::int64_t ju = uniform ? group_param(g) : -1;
-    if (uniform && !finite(gamma_raw(ju))) s.gamma_finite = false;
-
-    exact_sum s1, s2, sdy, sdyx;
+  // The exact sums of statistic group g (Σx, Σx², and in backward Σdy, Σdy·x or Σg, Σg·x) and
+  // its finiteness flags, into s.
+  template <class Sum, class ProductSum>
+  void sum_group(std::int64_t g, group_state& s, bool need_x, bool offset) const {
+    Sum s1, sdy;
+    ProductSum s2, sdyx;
     exact_sum3 sg, sgx;  // γ varies inside the group: products of three floats
     map.for_each_in_group(g, [&](std::int64_t off, std::int64_t li) {
       const float x = need_x ? in.src[off] : 0.0F;
       if (need_x && !finite(x)) s.x_finite = false;
       if (need_x && std::isnan(x)) s.x_nan = true;
       if (training() && finite(x)) {
-        s1.add(static_cast<double>(x));
+        s1.add(x);
         s2.add_product(x, x);
       }
       if (!backward()) return;
@@ -642,7 +673,7 @@ struct reference::impl {
         return;
       }
       if (uniform) {
-        sdy.add(static_cast<double>(dy));
+        sdy.add(dy);
         if (finite(x)) sdyx.add_product(dy, x);
         return;
       }
@@ -664,12 +695,33 @@ struct reference::impl {
     if (uniform) {
       s.sdy = sdy.value();
       s.sdyx = sdyx.value();
-      const dyadic gu = gamma_of(ju);
-      s.sg = gu * s.sdy;
-      s.sgx = gu * s.sdyx;
     } else {
       s.sg = sg.value();
       s.sgx = sgx.value();
+    }
+  }
+
+  // The exact pass over statistic group g.
+  void analyze(std::int64_t g) {
+    auto& s = grp[static_cast<std::size_t>(g)];
+    const std::int64_t L = map.group_size();
+    const rational eps = exact_of(problem.eps);
+    const bool need_x = training() || mode == bn_mode::backward_inference;
+    const bool offset = problem.op.weight_offset && !in.gamma.empty();
+    const std::int64_t ju = uniform ? group_param(g) : -1;
+    if (uniform && !finite(gamma_raw(ju))) s.gamma_finite = false;
+
+    // Large groups sum in exponent bins (a few instructions per term), small ones directly in
+    // the fixed-point accumulator (the bins' setup would dominate); both are exact.
+    if (L >= k_binned_sums_from) {
+      sum_group<binned_sum, binned_product_sum>(g, s, need_x, offset);
+    } else {
+      sum_group<exact_sum, exact_sum>(g, s, need_x, offset);
+    }
+    if (uniform) {
+      const dyadic gu = gamma_of(ju);
+      s.sg = gu * s.sdy;
+      s.sgx = gu * s.sdyx;
     }
 
     if (training()) {
@@ -949,6 +1001,116 @@ struct reference::impl {
     if (unspecified) return exact_value::unspecified();
     return exact_value::sum(dy_int(0), std::move(terms));
   }
+
+  // ---- the certified fast path (fast_path.hpp) ----
+
+  // The constants of group s for per-element output `id`, converted once; ok = false leaves
+  // every element of the group to the exact path. The conditions are those under which dst()
+  // and diff_src() give an affine value for the whole group.
+  struct fast_group {
+    bool ok = false;
+    fast::approx mu;  // the normalizing mean (0 exactly for an op that does not centre)
+    fast::approx r;   // 1/sqrt(w)
+    fast::approx a;   // Σg/L (backward training, centred)
+    fast::approx k;   // J/(L²·w) (backward training)
+  };
+
+  [[nodiscard]] fast_group fast_constants(output_id id, const group_state& s) const {
+    fast_group fg;
+    if (!fast_path || !refusal.empty() || !s.stats_defined || !s.h_elem) return fg;
+    const big_int L(map.group_size());
+    const auto take = [](std::optional<fast::approx> v, fast::approx& into) {
+      if (v) into = *v;
+      return v.has_value();
+    };
+    if (!take(fast::approx_rsqrt(s.w), fg.r)) return fg;
+    const bool batch_mean = training() && centred;
+    if (batch_mean && !take(fast::approx_of(s.s1.mant, L, s.s1.exp), fg.mu)) return fg;
+    if (!training()) fg.mu.v = {static_cast<double>(s.run_mean), 0.0};
+    if (id == output_id::diff_src && mode == bn_mode::backward_training) {
+      if (!s.dy_finite || !s.gamma_finite) return fg;
+      if (centred && !take(fast::approx_of(s.sg.mant, L, s.sg.exp), fg.a)) return fg;
+      // k = J/(L²·w) = p2/p1 (analyze: p1 = L²·wn, p2 = J·wd).
+      if (!take(fast::approx_of(s.p2.mant, s.p1.mant, s.p2.exp - s.p1.exp), fg.k)) return fg;
+    }
+    fg.ok = true;
+    return fg;
+  }
+
+  // The golden of the element at memory offset `off` with γ/β entry j by the fast path, or
+  // nullopt for the exact path (an element the exact path treats specially, or one the error
+  // bound does not decide).
+  // The golden of the element at memory offset `off` with γ/β entry j by the fast path, or
+  // nullopt for the exact path (an element the exact path treats specially, or one the error
+  // bound does not decide). `Id` and `Mode` are the output and the mode, fixed per call of
+  // fill_group so that the per-element code has no dispatch.
+  template <output_id Id, bn_mode Mode>
+  [[nodiscard]] std::optional<golden> fast_element(const fast_group& fg, std::int64_t off,
+                                                   std::int64_t j, const float_format& f) const {
+    const bool offset = problem.op.weight_offset && !in.gamma.empty();
+    const float w = gamma_raw(j);
+    if constexpr (Id == output_id::dst) {
+      const float x = in.src[off];
+      if (!finite(x) || !params_finite(j)) return std::nullopt;
+      return fast::normalized_affine(x, fg.mu, fast::applied_gamma(w, offset), fg.r, beta_raw(j),
+                                     f);
+    } else {
+      const float dy = in.diff_dst[off];
+      if (!finite(w) || !finite(dy)) return std::nullopt;
+      const dw::dword g = fast::gradient_term(w, offset, dy);
+      if constexpr (Mode == bn_mode::backward_training) {
+        return fast::coupled_gradient(g, in.src[off], fg.a, fg.mu, fg.k, fg.r, f);
+      } else {
+        return fast::scaled(g, fg.r, f);
+      }
+    }
+  }
+
+  // Every element of statistic group g of per-element output `id`, rounded to f, into out.
+  void fill_group(output_id id, std::int64_t g, const float_format& f,
+                  std::vector<golden>& out) const {
+    const fast_group fg = fast_constants(id, grp[static_cast<std::size_t>(g)]);
+    if (!fg.ok) {
+      map.for_each_in_group(g, [&](std::int64_t, std::int64_t i) {
+        out[static_cast<std::size_t>(i)] = element(id, i).round(f);
+      });
+      exact_path += map.group_size();
+      return;
+    }
+    if (id == output_id::dst) {
+      if (mode == bn_mode::forward_training) {
+        fill_fast<output_id::dst, bn_mode::forward_training>(fg, g, f, out);
+      } else {
+        fill_fast<output_id::dst, bn_mode::forward_inference>(fg, g, f, out);
+      }
+    } else if (mode == bn_mode::backward_training) {
+      fill_fast<output_id::diff_src, bn_mode::backward_training>(fg, g, f, out);
+    } else {
+      fill_fast<output_id::diff_src, bn_mode::backward_inference>(fg, g, f, out);
+    }
+  }
+
+  template <output_id Id, bn_mode Mode>
+  void fill_fast(const fast_group& fg, std::int64_t g, const float_format& f,
+                 std::vector<golden>& out) const {
+    // A group whose elements share one γ/β entry looks it up once.
+    const std::int64_t shared = uniform ? group_param(g) : -1;
+    std::int64_t by_fast = 0;
+    std::int64_t by_exact = 0;
+    map.for_each_in_group(g, [&](std::int64_t off, std::int64_t i) {
+      auto& slot = out[static_cast<std::size_t>(i)];
+      const std::int64_t j = uniform ? shared : map.param_of(i);
+      if (const std::optional<golden> v = fast_element<Id, Mode>(fg, off, j, f)) {
+        slot = *v;
+        ++by_fast;
+        return;
+      }
+      slot = element(Id, i).round(f);
+      ++by_exact;
+    });
+    certified += by_fast;
+    exact_path += by_exact;
+  }
 };
 
 reference::reference(const bn_problem& problem, bn_mode mode, const bn_inputs& inputs)
@@ -1078,36 +1240,23 @@ std::vector<golden> reference::goldens(output_id id) const {
   std::vector<golden> out(static_cast<std::size_t>(n));
   const reduction_map& map = impl_->map;
   const float_format& f = format_of_output(id);
-  // Statistic groups are independent and each group's scale cache is touched by one thread only,
-  // so per-element outputs are computed by group on every core. Results do not depend on the
-  // number of threads: each element is computed exactly and rounded once.
-  const auto threads = static_cast<std::int64_t>(std::max(1U, std::thread::hardware_concurrency()));
-  if (!per_element(id) || threads == 1 || map.groups() == 1 || n < 4096) {
+  if (!per_element(id)) {
     for (std::int64_t i = 0; i < n; ++i)
       out[static_cast<std::size_t>(i)] = impl_->element(id, i).round(f);
     return out;
   }
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
-  {
-    std::vector<std::jthread> pool;
-    for (std::int64_t t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        try {
-          for (std::int64_t grp = t; grp < map.groups(); grp += threads) {
-            map.for_each_in_group(grp, [&](std::int64_t, std::int64_t i) {
-              out[static_cast<std::size_t>(i)] = impl_->element(id, i).round(f);
-            });
-          }
-        } catch (...) {
-          errors[static_cast<std::size_t>(t)] = std::current_exception();
-        }
-      });
-    }
-  }
-  for (const auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+  // Statistic groups are independent and each group's scale cache is touched by one thread only,
+  // so per-element outputs are computed by group on every core.
+  for_each_group_in_parallel(map, n, [&](std::int64_t g) { impl_->fill_group(id, g, f, out); });
   return out;
+}
+
+reference::evaluation_counts reference::evaluations() const {
+  return {impl_->certified.load(), impl_->exact_path.load()};
+}
+
+void reference::set_fast_path(bool on) {
+  impl_->fast_path = on;
 }
 
 }  // namespace bnoracle

@@ -50,6 +50,18 @@ void basic_exact_sum<Limbs, Lsb>::add_scaled(std::uint64_t magnitude, std::int64
 }
 
 template <int Limbs, int Lsb>
+void basic_exact_sum<Limbs, Lsb>::add_integer(std::uint64_t magnitude, std::int64_t exp2,
+                                              bool negative) {
+  if (magnitude == 0) return;
+  const std::int64_t bit = exp2 - Lsb;
+  const int width = 64 - std::countl_zero(magnitude);
+  if (bit < 0 || bit + width > 64 * Limbs - 2) {
+    throw std::domain_error("exact_sum: partial sum outside the accumulator's range");
+  }
+  add_at(static_cast<unsigned>(bit), magnitude, negative);
+}
+
+template <int Limbs, int Lsb>
 void basic_exact_sum<Limbs, Lsb>::add_at(unsigned bit, std::uint64_t magnitude, bool negative) {
   const unsigned limb = bit / 64U;
   const unsigned offset = bit % 64U;
@@ -134,6 +146,44 @@ void exact_sum3::add_product3(float a, float b, float c) {
   const std::int64_t bit = static_cast<std::int64_t>(ea) + eb + ec - k_lsb_exponent;
   add_scaled((p & 0xFFFFFFFFU) * mc, bit, negative);
   add_scaled((p >> 32U) * mc, bit + 32, negative);
+}
+
+// ---- binned sums -------------------------------------------------------------------------------
+
+binned_sum::binned_sum() = default;
+
+void binned_sum::flush() {
+  for (std::size_t b = 1; b < bins_.size(); ++b) {
+    const std::int64_t v = bins_[b];
+    if (v == 0) continue;
+    const std::uint64_t magnitude =
+        v < 0 ? std::uint64_t{0} - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
+    spill_.add_integer(magnitude, static_cast<std::int64_t>(b) - 150, v < 0);
+    bins_[b] = 0;
+  }
+  count_ = 0;
+}
+
+dyadic binned_sum::value() const {
+  binned_sum copy = *this;
+  copy.flush();
+  return copy.spill_.value();
+}
+
+binned_product_sum::binned_product_sum() = default;
+
+dyadic binned_product_sum::value() const {
+  exact_sum acc;
+  __extension__ using ubin = unsigned __int128;
+  for (std::size_t b = 2; b < bins_.size(); ++b) {
+    const bin v = bins_[b];
+    if (v == 0) continue;
+    const ubin magnitude = v < 0 ? ubin{0} - static_cast<ubin>(v) : static_cast<ubin>(v);
+    const auto exp2 = static_cast<std::int64_t>(b) - 300;
+    acc.add_integer(static_cast<std::uint64_t>(magnitude), exp2, v < 0);
+    acc.add_integer(static_cast<std::uint64_t>(magnitude >> 64U), exp2 + 64, v < 0);
+  }
+  return acc.value();
 }
 
 }  // namespace bnoracle

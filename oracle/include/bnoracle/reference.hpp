@@ -126,9 +126,21 @@ class reference {
   [[nodiscard]] golden round(std::string_view name, std::int64_t index) const;
   // The format output `id` is rounded to: its role's data type (problem().types).
   [[nodiscard]] const float_format& format_of_output(output_id id) const;
-  // Every element rounded, in index order.
+  // Every element rounded, in index order. Per-element outputs are evaluated by the certified
+  // fast path where its error bound decides the rounding and by the exact path elsewhere
+  // (fast_path.hpp); both give the same golden (value, class and ulp bit for bit; the residual to
+  // its stated accuracy).
   [[nodiscard]] std::vector<golden> goldens(output_id id) const;
   [[nodiscard]] std::vector<golden> goldens(std::string_view name) const;
+
+  // How many per-element goldens `goldens` has decided so far by each path.
+  struct evaluation_counts {
+    std::int64_t certified = 0;  // by the fast path
+    std::int64_t exact = 0;      // by the exact path (fallbacks and special values)
+  };
+  [[nodiscard]] evaluation_counts evaluations() const;
+  // Off: every golden comes from the exact path (the independent check of the fast one).
+  void set_fast_path(bool on);
 
   // The statistics that normalize statistic group g (a channel in batch norm) in this mode,
   // exactly: the batch mean and biased variance in training, the running ones in inference.
