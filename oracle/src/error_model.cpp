@@ -234,6 +234,20 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       t.mean_abs_dy_dev = sum_abs_dy_dev / t.L;
     }
   }
+  // The per-group factors every per-element bound of a group shares, once per level: the same
+  // functions of the same terms pipeline_bound would evaluate for each element.
+  const std::int64_t L = map.group_size();
+  level_terms_.resize(terms_.size());
+  for (std::size_t c = 0; c < terms_.size(); ++c) {
+    for (const accuracy_level l : {accuracy_level::strict, accuracy_level::standard,
+                                   accuracy_level::lenient}) {
+      level_terms& lt = level_terms_[c][static_cast<std::size_t>(l)];
+      lt.g = stat_factor(l, L);
+      lt.g_dot = summation_factor(l, L);
+      lt.dmu = training ? mean_error(terms_[c], lt.g) : 0.0;
+      lt.rho = rho_of(terms_[c], lt.g);
+    }
+  }
 }
 
 double error_model::gamma_of(std::int64_t j) const {
@@ -474,10 +488,9 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
   // g of the statistics (Σx, Σ(x − μ)², Σdy): on exact-tier data every sum is exact in any order,
   // and what remains is the incremental rounding of update-based algorithms (Welford), bounded
   // at the strict level; reductions of rounded products (Σdy·x̂) are never exact: level's g.
-  const std::int64_t L = ref_->map().group_size();
-  const double g = tier_ == data_tier::exact ? summation_factor(accuracy_level::strict, L)
-                                             : summation_factor(level, L);
-  const double g_dot = summation_factor(level, L);
+  const level_terms& lt = level_terms_[static_cast<std::size_t>(c)][static_cast<std::size_t>(level)];
+  const double g = lt.g;
+  const double g_dot = lt.g_dot;
   const double slack = budgets::bound_slack.value;
   const double eta = budgets::underflow.value * k_eta;
 
@@ -496,8 +509,8 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
   if (running ? !t.stats_defined : dx_of_r ? !t.r_defined : !t.defined) return inf;
   if (per_element(id) && (!std::isfinite(gamma) || (!dx_of_r && !std::isfinite(beta)))) return inf;
   const double ag = std::fabs(gamma);
-  const double dmu = training ? mean_error(t, g) : 0.0;
-  const double rho = rho_of(t, g);
+  const double dmu = lt.dmu;
+  const double rho = lt.rho;
 
   if (id == output_id::mean) return slack * dmu;
   if (id == output_id::var) return slack * var_error(t, g);

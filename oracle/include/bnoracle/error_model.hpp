@@ -290,6 +290,12 @@ class error_model {
   // The statistics format backward training reads its saved statistics in, when not float32.
   const float_format* saved_format_ = nullptr;
   std::vector<channel_terms> terms_;
+  // Per group and level (indexed by accuracy_level): the summation factors of the statistics
+  // (g) and of the dot products (g_dot), the mean's error and r's relative error.
+  struct level_terms {
+    double g = 0, g_dot = 0, dmu = 0, rho = 0;
+  };
+  std::vector<std::array<level_terms, 3>> level_terms_;
 };
 
 }  // namespace bnoracle
