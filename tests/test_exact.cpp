@@ -319,6 +319,26 @@ TEST(RoundTo, Float32IsRoundToFloat) {
   }
 }
 
+TEST(Isqrt, IsTheFloorOfTheSquareRootAsBoostComputesIt) {
+  // Random integers of 1 to 1200 bits, perfect squares and their neighbours.
+  std::mt19937_64 rng(99);
+  for (int i = 0; i < 3000; ++i) {
+    big_int v = 0;
+    const int bits = 1 + static_cast<int>(rng() % 1200);
+    for (int k = 0; k < bits; k += 64) v = (v << 64) + big_int(rng());
+    v >>= static_cast<unsigned>((bits + 63) / 64 * 64 - bits);
+    ASSERT_EQ(isqrt(v), mp::sqrt(v)) << i;
+    const big_int sq = v * v;
+    ASSERT_EQ(isqrt(sq), v) << i;
+    if (v > 0) {  // (v − 1)² <= v² − 1 < v² + 1 < (v + 1)²
+      ASSERT_EQ(isqrt(sq - 1), v - 1) << i;
+      ASSERT_EQ(isqrt(sq + 1), v) << i;
+    }
+  }
+  for (std::uint64_t v = 0; v < 5000; ++v) ASSERT_EQ(isqrt(big_int(v)), mp::sqrt(big_int(v)));
+  EXPECT_THROW((void)isqrt(big_int(-1)), std::domain_error);
+}
+
 TEST(SqrtScale, RecognizesRationalSquareRootsExactly) {
   // 3/sqrt(9/4) = 2 exactly; 1/sqrt(2) is irrational.
   const sqrt_scale exact(rational(3), rational(9, 4));

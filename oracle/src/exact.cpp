@@ -91,6 +91,25 @@ std::int64_t bit_length(const big_int& v) {
   return static_cast<std::int64_t>(mp::msb(mp::abs(v))) + 1;
 }
 
+big_int isqrt(const big_int& v) {
+  if (v.sign() < 0) throw std::domain_error("isqrt: negative argument");
+  if (v.is_zero()) return v;
+  // v = top·2^shift + rest with shift even and top below 2^64.
+  std::int64_t shift = std::max<std::int64_t>(bit_length(v) - 64, 0);
+  shift += shift % 2;
+  const auto top = static_cast<std::uint64_t>(big_int(v >> static_cast<unsigned>(shift)));
+  // sqrt(v) < sqrt(top + 1)·2^(shift/2) <= (sqrt(top) + 1)·2^(shift/2), and the double root of
+  // the rounded top is within 2^-52 relative of sqrt(top): x0 below is an overestimate.
+  const double root = std::sqrt(static_cast<double>(top)) * (1.0 + 0x1p-40);
+  big_int x = big_int(static_cast<std::uint64_t>(root) + 2) << static_cast<unsigned>(shift / 2);
+  // From any x >= floor(sqrt(v)), x ← (x + v/x)/2 decreases until it reaches floor(sqrt(v)).
+  for (;;) {
+    big_int y = (x + v / x) >> 1U;
+    if (y >= x) return x;
+    x = std::move(y);
+  }
+}
+
 rational to_rational(const dyadic& d) {
   if (d.exp >= 0) return rational(shifted(d.mant, d.exp));
   return rational(d.mant, pow2(-d.exp));

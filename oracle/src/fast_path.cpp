@@ -73,7 +73,7 @@ std::optional<approx> approx_rsqrt(const rational& w) {
   // negative: then m = floor(wd/(wn·4^−t))).
   const big_int m = t >= 0 ? big_int((wd << static_cast<unsigned>(2 * t)) / wn)
                            : big_int(wd / (wn << static_cast<unsigned>(-2 * t)));
-  const big_int root = mp::sqrt(m);
+  const big_int root = isqrt(m);
   if (bit_length(root) > 127) return std::nullopt;
   return from_integer(root, -t, false, 1.0);
 }

@@ -14,7 +14,7 @@ namespace bnoracle {
 namespace {
 
 bool is_square(const big_int& v, big_int& root) {
-  root = mp::sqrt(v);
+  root = isqrt(v);
   return root * root == v;
 }
 
@@ -76,7 +76,7 @@ const sqrt_scale::enclosure& sqrt_scale::enclose(std::int64_t bits) const {
   }
   // floor(sqrt(floor(num/den))) == floor(sqrt(num/den)) for positive integers.
   enclosure e;
-  e.lo = mp::sqrt(num / den);
+  e.lo = isqrt(num / den);
   e.exact = e.lo * e.lo * den == num;
   e.exp = -t;
   cache_.emplace_back(bits, std::move(e));

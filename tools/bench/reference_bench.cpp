@@ -2,14 +2,21 @@
 //
 // Each iteration computes forward training (dst and the per-channel statistics) and backward
 // training (diff_src, diff_gamma, diff_beta), i.e. everything a conformance case needs. Counters
-// report elements (L·C) per second. Sizes: L·C = 2^18 (C = 64, N = 16, 16×16) and
-// 2^22 (C = 64, N = 64, 32×32). Run: build/default/tools/bnoracle_bench
+// report elements (L·C) per second, and how many per-element goldens the certified fast path
+// decided and how many it left to the exact path. Sizes: L·C = 2^18 (C = 64, N = 16, 16×16) and
+// 2^22 (C = 64, N = 64, 32×32); bm_scaling runs 2^10 to 2^26 (bm_scaling/28 is 2^28: run it with
+// --benchmark_filter=scaling/28); bm_judge_resnet50 judges ResNet-50's first batch norm at
+// batch 256 (256×64×112×112, forward and backward training: reference, error model and the
+// judgement of a float32 result). Run: build/default/tools/bnoracle_bench (docs/performance.md).
+#include "bnoracle/error_model.hpp"
+#include "bnoracle/judge.hpp"
 #include "bnoracle/reference.hpp"
 
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -40,8 +47,7 @@ data make(std::int64_t n, std::int64_t hw) {
   return d;
 }
 
-void bm_reference(benchmark::State& state) {
-  const data d = make(state.range(0), state.range(1));
+void run_reference(benchmark::State& state, const data& d) {
   bn_inputs in;
   in.src = d.x.data();
   in.diff_dst = d.dy.data();
@@ -63,6 +69,81 @@ void bm_reference(benchmark::State& state) {
   // Per-element goldens decided by the certified fast path and left to the exact path.
   state.counters["certified"] = static_cast<double>(certified);
   state.counters["fallbacks"] = static_cast<double>(exact);
+}
+
+void bm_reference(benchmark::State& state) {
+  run_reference(state, make(state.range(0), state.range(1)));
+}
+
+// 2^k elements: C = 64 channels, N = 2^(k − 6 − 2·⌊(k − 6)/4⌋)... in short N·H·W = 2^(k − 6) with
+// H = W = 2^⌊(k − 6)/4⌋.
+void bm_scaling(benchmark::State& state) {
+  const std::int64_t k = state.range(0);
+  const std::int64_t side = std::int64_t{1} << ((k - 6) / 4);
+  const std::int64_t n = (std::int64_t{1} << (k - 6)) / (side * side);
+  run_reference(state, make(n, side));
+}
+
+// Forward and backward training of one problem judged as `bnoracle check` judges a case: the
+// reference, the error model and judge_output of dst and diff_src (here against a plain double
+// loop's float32 results, which pass), at the standard level.
+void bm_judge_resnet50(benchmark::State& state) {
+  const data d = make(state.range(0), state.range(1));
+  const std::size_t count = d.x.size();
+  // The kernel's results: the textbook formulas in double, rounded to float32.
+  std::vector<float> y(count), dx(count);
+  {
+    const std::int64_t C = d.p.c;
+    const std::int64_t S = d.p.spatial[0] * d.p.spatial[1];
+    const double L = static_cast<double>(d.p.n * S);
+    for (std::int64_t c = 0; c < C; ++c) {
+      double s = 0, v = 0, sdy = 0, sdyx = 0;
+      const auto each = [&](auto f) {
+        for (std::int64_t n = 0; n < d.p.n; ++n) {
+          for (std::int64_t i = 0; i < S; ++i) f(static_cast<std::size_t>((n * C + c) * S + i));
+        }
+      };
+      const auto X = [&](std::size_t k) { return static_cast<double>(d.x[k]); };
+      const auto DY = [&](std::size_t k) { return static_cast<double>(d.dy[k]); };
+      each([&](std::size_t k) { s += X(k); });
+      const double mean = s / L;
+      each([&](std::size_t k) { v += (X(k) - mean) * (X(k) - mean); });
+      const double r = 1.0 / std::sqrt(v / L + d.p.eps);
+      const auto g = static_cast<double>(d.gamma[static_cast<std::size_t>(c)]);
+      const auto b = static_cast<double>(d.beta[static_cast<std::size_t>(c)]);
+      each([&](std::size_t k) {
+        const double xh = (X(k) - mean) * r;
+        y[k] = static_cast<float>(g * xh + b);
+        sdy += DY(k);
+        sdyx += DY(k) * xh;
+      });
+      each([&](std::size_t k) {
+        const double xh = (X(k) - mean) * r;
+        dx[k] = static_cast<float>(g * r * (DY(k) - sdy / L - xh * sdyx / L));
+      });
+    }
+  }
+  bn_inputs in;
+  in.src = d.x.data();
+  in.diff_dst = d.dy.data();
+  in.gamma = d.gamma;
+  in.beta = d.beta;
+  bool passed = true;
+  for (auto _ : state) {
+    for (const auto& [mode, id, got] :
+         {std::tuple{bn_mode::forward_training, output_id::dst, &y},
+          std::tuple{bn_mode::backward_training, output_id::diff_src, &dx}}) {
+      const reference ref(d.p, mode, in);
+      const error_model model(ref, in, data_tier::general);
+      const std::vector<float>& v = *got;
+      const output_result r = judge_output(
+          "out", id, id, ref, model, accuracy_level::standard, 1.0,
+          [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; });
+      passed = passed && r.passed[static_cast<std::size_t>(accuracy_level::standard)];
+    }
+  }
+  state.counters["passed"] = passed ? 1 : 0;
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
 
 // The plain loop a "double-precision reference" would use: two-pass mean and variance, then the
@@ -132,6 +213,17 @@ BENCHMARK(bm_reference)
     ->Iterations(2)
     ->UseRealTime();
 BENCHMARK(bm_double_loop)->Args({16, 16})->Args({64, 32})->Unit(benchmark::kMillisecond);
+BENCHMARK(bm_scaling)
+    ->DenseRange(10, 26, 4)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(0.5)
+    ->UseRealTime();
+BENCHMARK(bm_scaling)->Arg(28)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime();
+BENCHMARK(bm_judge_resnet50)
+    ->Args({256, 112})
+    ->Unit(benchmark::kSecond)
+    ->Iterations(1)
+    ->UseRealTime();
 
 }  // namespace
 

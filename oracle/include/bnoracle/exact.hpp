@@ -66,6 +66,11 @@ struct dyadic {
 // Number of bits of |v| (0 for v == 0).
 [[nodiscard]] std::int64_t bit_length(const big_int& v);
 
+// floor(sqrt(v)) for v >= 0 (throws std::domain_error for v < 0): Newton's iteration on
+// integers from an overestimate taken from the double square root of v's leading bits, a few
+// divisions instead of boost's bit-by-bit root.
+[[nodiscard]] big_int isqrt(const big_int& v);
+
 // What kind of value a golden holds.
 enum class golden_class : std::uint8_t {
   finite,       // `value` is the correctly rounded exact value, `residual` is meaningful.
