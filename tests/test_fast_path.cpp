@@ -130,7 +130,8 @@ TEST(FastPath, CertifiedRoundingsAreTheExactRoundings) {
     for (int i = 0; i < 20000; ++i) {
       // Near a representable value or near a midpoint of the format, at distances from 2^-60
       // to 1 ulp, or anywhere.
-      const int e = f->emin - 2 + static_cast<int>(rng() % static_cast<unsigned>(f->emax - f->emin + 4));
+      const int e =
+          f->emin - 2 + static_cast<int>(rng() % static_cast<unsigned>(f->emax - f->emin + 4));
       const double ulp = std::ldexp(1.0, e - f->precision + 1);
       const double base = std::nearbyint(std::ldexp(unit(rng), f->precision - 1)) * ulp;
       const double at = i % 3 == 0 ? base : base + 0.5 * ulp;
@@ -139,7 +140,8 @@ TEST(FastPath, CertifiedRoundingsAreTheExactRoundings) {
       dw::dword y = dw::two_sum(at, i % 5 == 0 ? 0.0 : delta * 0x1p-30);
       if (i % 7 == 0) y = dw::two_sum(at, delta);
       if (i % 2 == 1) y = dw::neg(y);
-      const double err = i % 4 == 0 ? 0.0 : std::fabs(delta) * 0x1p-31 * static_cast<double>(rng() % 3);
+      const double err =
+          i % 4 == 0 ? 0.0 : std::fabs(delta) * 0x1p-31 * static_cast<double>(rng() % 3);
       const std::optional<golden> g = fast::certify(y, err, *f);
       const rational value = exact(y);
       if (!g) {
@@ -221,10 +223,11 @@ void expect_same_goldens(const case_spec& base, const data_types& types, agreeme
       ASSERT_EQ(a.size(), b.size());
       for (std::size_t i = 0; i < a.size(); ++i) {
         const std::string where = spec.name + " " + describe(types) + " " +
-                                  std::string(to_string(m)) + " " +
-                                  std::string(to_string(id)) + "[" + std::to_string(i) + "]";
+                                  std::string(to_string(m)) + " " + std::string(to_string(id)) +
+                                  "[" + std::to_string(i) + "]";
         ASSERT_EQ(a[i].cls, b[i].cls) << where;
-        ASSERT_EQ(std::bit_cast<std::uint32_t>(a[i].value), std::bit_cast<std::uint32_t>(b[i].value))
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(a[i].value),
+                  std::bit_cast<std::uint32_t>(b[i].value))
             << where;
         if (a[i].cls != golden_class::finite) continue;
         ASSERT_EQ(a[i].ulp_exp, b[i].ulp_exp) << where;

@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
 namespace bnoracle {
@@ -239,8 +240,8 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
   const std::int64_t L = map.group_size();
   level_terms_.resize(terms_.size());
   for (std::size_t c = 0; c < terms_.size(); ++c) {
-    for (const accuracy_level l : {accuracy_level::strict, accuracy_level::standard,
-                                   accuracy_level::lenient}) {
+    for (const accuracy_level l :
+         {accuracy_level::strict, accuracy_level::standard, accuracy_level::lenient}) {
       level_terms& lt = level_terms_[c][static_cast<std::size_t>(l)];
       lt.g = stat_factor(l, L);
       lt.g_dot = summation_factor(l, L);
@@ -457,7 +458,8 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
           eta * underflow_terms);
 }
 
-double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_level level) const {
+double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_level level,
+                                   const reduction_map::position* located) const {
   const double inf = std::numeric_limits<double>::infinity();
   const output_extent extent = describe(id).extent;
   if (ref_->problem().op.kind != op_kind::batch_norm) {
@@ -471,7 +473,7 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
   double gamma = 0;
   double beta = 0;
   if (per_element(id)) {
-    const reduction_map::position at = ref_->map().locate(index);
+    const reduction_map::position at = located != nullptr ? *located : ref_->map().locate(index);
     c = at.group;
     x = static_cast<double>(in_.src[at.offset]);
     if (in_.diff_dst != nullptr) dy = static_cast<double>(in_.diff_dst[at.offset]);
@@ -488,7 +490,8 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
   // g of the statistics (Σx, Σ(x − μ)², Σdy): on exact-tier data every sum is exact in any order,
   // and what remains is the incremental rounding of update-based algorithms (Welford), bounded
   // at the strict level; reductions of rounded products (Σdy·x̂) are never exact: level's g.
-  const level_terms& lt = level_terms_[static_cast<std::size_t>(c)][static_cast<std::size_t>(level)];
+  const level_terms& lt =
+      level_terms_[static_cast<std::size_t>(c)][static_cast<std::size_t>(level)];
   const double g = lt.g;
   const double g_dot = lt.g_dot;
   const double slack = budgets::bound_slack.value;
@@ -597,8 +600,25 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
   throw std::out_of_range("error model: no bound for output '" + std::string(to_string(id)) + "'");
 }
 
+std::array<double, 3> error_model::bounds(output_id id, std::int64_t index) const {
+  // One look-up of the element's position serves the three levels.
+  std::optional<reduction_map::position> at;
+  if (per_element(id)) at = ref_->map().locate(index);
+  std::array<double, 3> b{};
+  for (const accuracy_level l :
+       {accuracy_level::strict, accuracy_level::standard, accuracy_level::lenient}) {
+    b[static_cast<std::size_t>(l)] = bound(id, index, l, at ? &*at : nullptr);
+  }
+  return b;
+}
+
 double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
-  double b = pipeline_bound(id, index, level);
+  return bound(id, index, level, nullptr);
+}
+
+double error_model::bound(output_id id, std::int64_t index, accuracy_level level,
+                          const reduction_map::position* located) const {
+  double b = pipeline_bound(id, index, level, located);
   if (!std::isfinite(b)) return b;
   if (ref_->problem().op.cast_before_weight) b += cast_bound(id, index, level, b);
   const float_format& f = ref_->format_of_output(id);

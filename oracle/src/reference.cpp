@@ -519,7 +519,7 @@ struct reference::impl {
   std::vector<group_state> grp;
   std::vector<running_result> running;  // per running entry, after the update
   bool fast_path = true;
-  mutable std::atomic<std::int64_t> certified{0};  // per-element goldens of the fast path
+  mutable std::atomic<std::int64_t> certified{0};   // per-element goldens of the fast path
   mutable std::atomic<std::int64_t> exact_path{0};  // and of the exact path
 
   impl(const bn_problem& p, bn_mode m, const bn_inputs& inputs)

@@ -136,9 +136,9 @@ void bm_judge_resnet50(benchmark::State& state) {
       const reference ref(d.p, mode, in);
       const error_model model(ref, in, data_tier::general);
       const std::vector<float>& v = *got;
-      const output_result r = judge_output(
-          "out", id, id, ref, model, accuracy_level::standard, 1.0,
-          [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; });
+      const output_result r =
+          judge_output("out", id, id, ref, model, accuracy_level::standard, 1.0,
+                       [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; });
       passed = passed && r.passed[static_cast<std::size_t>(accuracy_level::standard)];
     }
   }
@@ -220,6 +220,7 @@ BENCHMARK(bm_scaling)
     ->UseRealTime();
 BENCHMARK(bm_scaling)->Arg(28)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime();
 BENCHMARK(bm_judge_resnet50)
+    ->Args({16, 56})
     ->Args({256, 112})
     ->Unit(benchmark::kSecond)
     ->Iterations(1)

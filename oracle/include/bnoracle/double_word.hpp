@@ -30,7 +30,7 @@ struct dword {
   double lo = 0.0;
 };
 
-inline constexpr double k_op_error = 0x1p-103;      // 8u², u = 2^-53
+inline constexpr double k_op_error = 0x1p-103;       // 8u², u = 2^-53
 inline constexpr double k_op_underflow = 0x1p-1000;  // absolute, per operation
 
 // s + e = a + b exactly (Knuth's TwoSum).
@@ -80,7 +80,9 @@ inline constexpr double k_op_underflow = 0x1p-1000;  // absolute, per operation
   return fast_two_sum(v.hi, w);
 }
 
-[[nodiscard]] inline dword neg(dword x) { return {-x.hi, -x.lo}; }
+[[nodiscard]] inline dword neg(dword x) {
+  return {-x.hi, -x.lo};
+}
 
 [[nodiscard]] inline dword mul(dword x, double y) {
   const dword c = two_prod(x.hi, y);
@@ -99,6 +101,8 @@ inline constexpr double k_op_underflow = 0x1p-1000;  // absolute, per operation
 }
 
 // An upper bound of |x.hi + x.lo| (|lo| <= ulp(hi)/2, so |hi|·(1 + 2^-52) covers it).
-[[nodiscard]] inline double magnitude(dword x) { return std::fabs(x.hi) * (1.0 + 0x1p-52); }
+[[nodiscard]] inline double magnitude(dword x) {
+  return std::fabs(x.hi) * (1.0 + 0x1p-52);
+}
 
 }  // namespace bnoracle::dw

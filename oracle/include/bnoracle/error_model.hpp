@@ -233,6 +233,9 @@ class error_model {
   [[nodiscard]] double bound(output_id id, std::int64_t index, accuracy_level level) const;
   // The same by the output's name; throws std::out_of_range for a name that is no output.
   [[nodiscard]] double bound(std::string_view name, std::int64_t index, accuracy_level level) const;
+  // The bounds of element `index` at every level, indexed by accuracy_level (what the judge
+  // needs for each element; the element is located once).
+  [[nodiscard]] std::array<double, 3> bounds(output_id id, std::int64_t index) const;
 
   // Per-channel quantities the bounds are made of (in double), exposed for reports and tests.
   struct channel_terms {
@@ -262,7 +265,11 @@ class error_model {
   // the pipeline's bound of the same element), and
   // a double approximation of the exact value (its error far below the pipeline's bound), which
   // bound() combines with the final rounding to the output's format.
-  [[nodiscard]] double pipeline_bound(output_id id, std::int64_t index, accuracy_level level) const;
+  // `located`: the element's position when the caller has it (per-element outputs), else null.
+  [[nodiscard]] double bound(output_id id, std::int64_t index, accuracy_level level,
+                             const reduction_map::position* located) const;
+  [[nodiscard]] double pipeline_bound(output_id id, std::int64_t index, accuracy_level level,
+                                      const reduction_map::position* located) const;
   [[nodiscard]] double cast_bound(output_id id, std::int64_t index, accuracy_level level,
                                   double pipeline) const;
   [[nodiscard]] double estimate(output_id id, std::int64_t index) const;

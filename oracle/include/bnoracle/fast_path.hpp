@@ -88,8 +88,8 @@ inline constexpr double k_bound_margin = 1.0 + 0x1p-40;
 
 // y = β + γ·(x − μ)·r, γ exact as a double word (1 + w with the weight offset).
 [[nodiscard]] inline std::optional<golden> normalized_affine(float x, const approx& mu,
-                                                            dw::dword gamma, const approx& r,
-                                                            float beta, const float_format& f) {
+                                                             dw::dword gamma, const approx& r,
+                                                             float beta, const float_format& f) {
   using dw::magnitude;
   constexpr double c = dw::k_op_error;
   constexpr double eta = dw::k_op_underflow;
@@ -109,9 +109,9 @@ inline constexpr double k_bound_margin = 1.0 + 0x1p-40;
 
 // dx = r·((g − a) − (x − μ)·k), g = γ·dy exact as a double word.
 [[nodiscard]] inline std::optional<golden> coupled_gradient(dw::dword g, float x, const approx& a,
-                                                           const approx& mu, const approx& k,
-                                                           const approx& r,
-                                                           const float_format& f) {
+                                                            const approx& mu, const approx& k,
+                                                            const approx& r,
+                                                            const float_format& f) {
   using dw::magnitude;
   constexpr double c = dw::k_op_error;
   constexpr double eta = dw::k_op_underflow;
@@ -132,10 +132,10 @@ inline constexpr double k_bound_margin = 1.0 + 0x1p-40;
 
 // dx = g·r, g exact as a double word.
 [[nodiscard]] inline std::optional<golden> scaled(dw::dword g, const approx& r,
-                                                 const float_format& f) {
+                                                  const float_format& f) {
   const dw::dword dx = dw::mul(g, r.v);
-  const double e = dw::magnitude(g) * r.err + dw::k_op_error * dw::magnitude(dx) +
-                   dw::k_op_underflow;
+  const double e =
+      dw::magnitude(g) * r.err + dw::k_op_error * dw::magnitude(dx) + dw::k_op_underflow;
   return certify(dx, e * k_bound_margin, f);
 }
 

@@ -14,6 +14,7 @@
 #include "bnoracle/profile.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -168,8 +169,9 @@ template <class Source, class Observer = ignore_elements>
     }
     double ratio_at_level = 0;
     double bound_at_level = 0;
+    const std::array<double, 3> bounds = src.bounds(i);
     for (std::size_t l = 0; l < 3; ++l) {
-      const double bound = src.bound(i, k_accuracy_levels[l]);
+      const double bound = bounds[static_cast<std::size_t>(k_accuracy_levels[l])];
       // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
       // statistics): any result passes, NaN included, and the ratio is 0, not inf/inf.
       const double ratio = std::isinf(bound) ? 0.0
@@ -228,6 +230,9 @@ class reference_source {
   [[nodiscard]] element_error measure(std::int64_t i, float v) const;
   [[nodiscard]] double bound(std::int64_t i, accuracy_level l) const {
     return model_.bound(bound_id_, i, l);
+  }
+  [[nodiscard]] std::array<double, 3> bounds(std::int64_t i) const {
+    return model_.bounds(bound_id_, i);
   }
   [[nodiscard]] std::string where(std::int64_t i) const {
     return element_where(ref_.map(), shown_, i, describe(golden_id_).extent);
