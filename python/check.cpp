@@ -213,8 +213,17 @@ class python_kernel final : public bn_kernel {
         message = std::string("the kernel returned no '") + name + "'";
         return false;
       }
+      // Any array or tensor bnoracle takes elsewhere (PyTorch tensors with requires_grad, on a
+      // GPU, in bfloat16): bnoracle._as_float32 converts it exactly.
+      py::object converted;
+      try {
+        converted = py::module_::import("bnoracle").attr("_as_float32")(outputs[name]);
+      } catch (const py::error_already_set& e) {
+        message = std::string("'") + name + "': not an array bnoracle can read (" + e.what() + ")";
+        return false;
+      }
       const auto a =
-          py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(outputs[name]);
+          py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(converted);
       if (!a || a.size() != n) {
         message = std::string("'") + name + "': expected " + std::to_string(n) + " values, got " +
                   (a ? std::to_string(a.size()) : std::string("no array"));

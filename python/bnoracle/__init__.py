@@ -8,13 +8,15 @@
     print(verdict)                          # per output: the worst element, its error, the bound
     bnoracle.assert_conformant(...)         # the same, raising AssertionError on a failure
 
-Tensors are NumPy arrays (or anything numpy.asarray takes: a CPU PyTorch tensor) in logical
-order, shape (N, C, spatial...) with 0 to 3 spatial axes. The op is "batch_norm",
+Tensors are NumPy arrays, PyTorch tensors (any device, bfloat16 included), or anything
+numpy.asarray or numpy.from_dlpack takes, in logical order, shape (N, C, spatial...) with 0 to 3
+spatial axes. The op is "batch_norm",
 "layer_norm(axes=1)", "rms_norm(axes=1,weight_offset)", "group_norm(groups=4)",
 "instance_norm(running_stats)"; the mode one of MODES; the level one of LEVELS. Every value must
 be one of its role's format in `types` ("float32", "cudnn_mixed", "bf16_mixed", ... or
 "data=float16,parameters=float32,statistics=float32"; docs/reference.md, "Data types"): float16
-arrays convert exactly, bfloat16 values arrive as float32 arrays holding bfloat16 values.
+and bfloat16 arrays and tensors convert exactly (a float32 array may also hold bfloat16 values),
+and a float16 or bfloat16 src sets the data type when `types` is not given.
 docs/python.md walks through it; docs/error-model.md says what each bound is.
 """
 
@@ -31,16 +33,55 @@ LEVELS = ("strict", "standard", "lenient")
 MODES = ("forward_training", "forward_inference", "backward_training", "backward_inference")
 
 
+def _widen_bfloat16(bits):
+    """bfloat16 values given by their 16 bits, as float32 (exact: a bfloat16 is the top half of
+    a float32)."""
+    return (np.asarray(bits).view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _as_numpy(x):
+    """`x` as a NumPy array and the 16-bit format it arrived in ("float16", "bfloat16" or None).
+
+    Takes NumPy arrays and anything numpy.asarray takes; PyTorch tensors on any device, with or
+    without requires_grad (detached and copied to the CPU; bfloat16, which NumPy lacks, widened
+    exactly to float32); other tensors through DLPack (numpy.from_dlpack: JAX, CuPy on the CPU);
+    and NumPy arrays of ml_dtypes' bfloat16 (JAX's), widened exactly."""
+    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach"):
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if str(t.dtype) == "torch.bfloat16":
+            import torch  # present: x is one of its tensors
+            return _widen_bfloat16(t.contiguous().view(torch.int16).numpy()), "bfloat16"
+        a = t.numpy()
+    elif not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__"):
+        try:
+            a = np.from_dlpack(x)
+        except (TypeError, BufferError, RuntimeError, AttributeError):
+            a = np.asarray(x)
+    else:
+        a = np.asarray(x)
+    if a.dtype.name == "bfloat16":
+        return _widen_bfloat16(a), "bfloat16"
+    return a, ("float16" if a.dtype == np.float16 else None)
+
+
+def _as_float32(x):
+    """`x` (any array or tensor _as_numpy takes) as a contiguous float32 NumPy array: float16
+    and bfloat16 values convert exactly."""
+    return np.ascontiguousarray(_as_numpy(x)[0], dtype=np.float32)
+
+
 def _array(x):
-    return None if x is None else np.ascontiguousarray(np.asarray(x), dtype=np.float32)
+    return None if x is None else _as_float32(x)
 
 
 def _problem(op, mode, src, diff_dst=None, gamma=None, beta=None, running_mean=None,
              running_var=None, num_batches_tracked=0, eps=1e-5, momentum=0.1,
              convention="pytorch", types=None, tier="general"):
-    src_array = np.asarray(src)
+    src_array, src_format = _as_numpy(src)
     if types is None:
-        types = "data=float16" if src_array.dtype == np.float16 else "float32"
+        types = f"data={src_format}" if src_format else "float32"
     return _bnoracle.Problem(op, mode, _array(src_array), _array(diff_dst), _array(gamma),
                              _array(beta), _array(running_mean), _array(running_var),
                              int(num_batches_tracked), float(eps),
@@ -155,7 +196,7 @@ def judge(op, mode, src, outputs, level="standard", **inputs):
     p = _problem(op, mode, src, **inputs)
     judged = [OutputVerdict(p.judge(name, _array(values), level), level)
               for name, values in outputs.items()]
-    shape = "x".join(str(d) for d in np.asarray(src).shape)
+    shape = "x".join(str(d) for d in _as_numpy(src)[0].shape)
     # The call with its scalar options; the tensors are the caller's.
     scalars = [f"{k}={v!r}" for k, v in sorted(inputs.items())
                if not isinstance(v, (np.ndarray, list)) and not hasattr(v, "shape")]

@@ -121,3 +121,63 @@ def test_misuse_gets_clear_errors():
     assert "expected more than 1 value" in ref.refusal
     with pytest.raises(ValueError, match="refuses"):
         ref.golden("dst")
+
+
+# ---- tensors of other libraries ---------------------------------------------------------------
+
+def _bfloat16_values(a):
+    """float32 values rounded to bfloat16 (nearest even), held in float32: an independent
+    rounding by the bits."""
+    bits = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def test_pytorch_tensors_are_read_as_arrays():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor(X, requires_grad=True)  # requires_grad: numpy() alone would refuse it
+    from_tensor = bnoracle.reference("batch_norm", "forward_training", x,
+                                     gamma=torch.tensor(GAMMA), beta=torch.tensor(BETA), eps=EPS)
+    from_array = bnoracle.reference("batch_norm", "forward_training", X, gamma=GAMMA, beta=BETA,
+                                    eps=EPS)
+    assert np.array_equal(from_tensor.golden("dst"), from_array.golden("dst"))
+    y = torch.tensor(from_array.golden("dst"), requires_grad=True)
+    assert bnoracle.judge("batch_norm", "forward_training", x, {"dst": y}, gamma=GAMMA,
+                          beta=BETA, eps=EPS)
+
+
+def test_bfloat16_tensors_widen_exactly_and_name_the_data_type():
+    torch = pytest.importorskip("torch")
+    xb = torch.tensor(X).to(torch.bfloat16)
+    held = _bfloat16_values(X)
+    assert np.array_equal(xb.float().numpy(), held)
+    ref = bnoracle.reference("layer_norm", "forward_training", xb, eps=EPS)
+    assert "data=bfloat16" in ref.problem
+    same = bnoracle.reference("layer_norm", "forward_training", held, eps=EPS,
+                              types="data=bfloat16")
+    assert np.array_equal(ref.golden("dst"), same.golden("dst"))
+    # A bfloat16 result tensor is judged: the goldens themselves, as bfloat16, pass.
+    got = torch.tensor(ref.golden("dst")).to(torch.bfloat16)
+    assert bnoracle.judge("layer_norm", "forward_training", xb, {"dst": got}, eps=EPS)
+
+
+def test_objects_speaking_dlpack_are_read():
+    torch = pytest.importorskip("torch")
+
+    class OnlyDlpack:
+        """A tensor of some other library: all it offers is DLPack."""
+
+        def __init__(self, t):
+            self._t = t
+
+        def __dlpack__(self, stream=None):
+            return self._t.__dlpack__()
+
+        def __dlpack_device__(self):
+            return self._t.__dlpack_device__()
+
+    ref = bnoracle.reference("batch_norm", "forward_training", OnlyDlpack(torch.tensor(X)),
+                             gamma=GAMMA, beta=BETA, eps=EPS)
+    assert np.array_equal(ref.golden("dst"),
+                          bnoracle.reference("batch_norm", "forward_training", X, gamma=GAMMA,
+                                             beta=BETA, eps=EPS).golden("dst"))
