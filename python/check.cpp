@@ -16,6 +16,7 @@
 #include "bnoracle/catalog.hpp"
 #include "bnoracle/format.hpp"
 #include "bnoracle/kernel.hpp"
+#include "bnoracle/properties.hpp"
 #include "bnoracle/report.hpp"
 #include "bnoracle/runner.hpp"
 
@@ -307,9 +308,34 @@ py::dict check(const py::object& kernel, const std::string& level, std::uint64_t
   return out;
 }
 
+// The names `check` would run for this op (all ops when none): catalog cases and, as
+// "property/NAME", properties — what `bnoracle check --list` prints (a kernel's declarations
+// narrow them further when it runs).
+std::vector<std::string> list_items(const std::optional<std::string>& op, bool catalog,
+                                    bool properties) {
+  std::optional<op_kind> kind;
+  if (op) {
+    kind = parse_op_kind(*op);
+    if (!kind) throw py::value_error("op: '" + *op + "' is not an op");
+  }
+  std::vector<std::string> names;
+  if (catalog) {
+    for (const case_spec& c : default_catalog(1)) {
+      if (!kind || c.problem.op.kind == *kind) names.push_back(c.name);
+    }
+  }
+  if (properties) {
+    for (const property_info& p : property_list()) {
+      if (property_applies(p, nullptr, kind)) names.push_back("property/" + std::string(p.name));
+    }
+  }
+  return names;
+}
+
 }  // namespace
 
 void bind_check(py::module_& m) {
+  m.def("list_items", &list_items, py::arg("op"), py::arg("catalog"), py::arg("properties"));
   m.def("check", &check, py::arg("kernel"), py::arg("level"), py::arg("seed"),
         py::arg("property_cases"), py::arg("catalog"), py::arg("properties"), py::arg("filter"),
         py::arg("op"), py::arg("types"), py::arg("isolate"), py::arg("timeout"));

@@ -10,7 +10,8 @@ in a conftest.py. Then
 judges at the level `--bnoracle-level` gives (standard by default), and
 `bnoracle.rng` is a NumPy generator seeded by `--bnoracle-seed` (random by default), so that a
 test drawing its own data reproduces: the seed is printed in the session header and in every
-failure.
+failure. `conformance_suite` makes a kernel's conformance check one test item per case and per
+property. Under pytest-xdist every worker uses the controller's seed.
 """
 
 from __future__ import annotations
@@ -35,11 +36,20 @@ def pytest_addoption(parser):
 def _seed(config):
     seed = config.getoption("--bnoracle-seed")
     if seed is None:
+        # Under pytest-xdist every worker uses the seed the controller drew (and printed).
+        seed = getattr(config, "workerinput", {}).get("bnoracle_seed")
+    if seed is None:
         seed = getattr(config, "_bnoracle_seed", None)
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
             config._bnoracle_seed = seed
     return seed
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist: hands the session's seed to each worker it starts."""
+    node.workerinput["bnoracle_seed"] = _seed(node.config)
 
 
 def pytest_report_header(config):
@@ -67,6 +77,10 @@ class Session:
         """bnoracle.check at the session's level and seed; raises AssertionError naming every
         failed case and property, with the diagnosis, when the kernel is not conformant."""
         report = _bnoracle.check(kernel, level=level or self.level, seed=self.seed, **options)
+        return self._conformant(report, level)
+
+    def _conformant(self, report, level=None):
+        """The report when CONFORMANT; else AssertionError naming every failure."""
         if not report:
             import json
             cases = json.loads(report.json)["cases"]
@@ -93,3 +107,40 @@ def bnoracle(request):
     """bnoracle's judge at the session's level, with a seeded random generator."""
     config = request.config
     return Session(config.getoption("--bnoracle-level"), _seed(config), request.node.nodeid)
+
+
+def conformance_suite(kernel_factory, op=None, catalog=True, properties=True, **options):
+    """A pytest test function that runs bnoracle's suite against `kernel_factory()` as one test
+    item per catalog case and per property, so that pytest lists, selects (-k) and reports each
+    one, and pytest-xdist spreads them over its workers:
+
+        from bnoracle.pytest_plugin import conformance_suite
+        test_my_layer_norm = conformance_suite(MyLayerNorm, op="layer_norm")
+
+    The items are the catalog cases and properties of `op`, or of every op in the kernel's `ops`
+    attribute (["batch_norm"] when it has none); each item calls the `bnoracle` fixture's
+    check() with the factory's kernel and `options` (level, types, property_cases, ...),
+    restricted to that case or property. A kernel that does not provide a case's mode is
+    skipped in it, as in check()."""
+    ops = [op] if op else list(getattr(kernel_factory, "ops", ["batch_norm"]))
+    names = []
+    for o in ops:
+        names += [n for n in _bnoracle._bnoracle.list_items(o, catalog, properties)
+                  if n not in names]
+
+    @pytest.mark.parametrize("bnoracle_item", names)
+    def test(bnoracle, bnoracle_item):
+        is_property = bnoracle_item.startswith("property/")
+        # The name followed by '*' is a glob over whole names: this case or property alone
+        # (no catalog name is a prefix of another).
+        level = options.get("level") or bnoracle.level
+        rest = {k: v for k, v in options.items() if k != "level"}
+        report = _bnoracle.check(kernel_factory(), level=level, seed=bnoracle.seed, op=op,
+                                 catalog=not is_property, properties=is_property,
+                                 filter=bnoracle_item + "*", **rest)
+        if report.passed == 0 and report.failed == 0 and report.faults == 0:
+            pytest.skip(f"{bnoracle_item}: nothing judged (the kernel provides none of its "
+                        "modes, ops or data types)")
+        bnoracle._conformant(report, level)
+
+    return test
