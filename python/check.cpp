@@ -25,6 +25,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -263,6 +265,23 @@ class python_kernel final : public bn_kernel {
   kernel_info info_;
 };
 
+// A finished run, rendered in one of bnoracle check's report formats on demand.
+struct run_reports {
+  std::shared_ptr<const run_summary> summary;
+  [[nodiscard]] std::string render(const std::string& name) const {
+    const std::optional<report_format> format =
+        name == "text"    ? std::optional{report_format::text}
+        : name == "json"  ? std::optional{report_format::json}
+        : name == "junit" ? std::optional{report_format::junit}
+        : name == "html"  ? std::optional{report_format::html}
+                          : std::nullopt;
+    if (!format) throw py::value_error("report: '" + name + "' is not text, json, junit or html");
+    std::ostringstream os;
+    write_report(os, *summary, *format, false);
+    return os.str();
+  }
+};
+
 py::dict check(const py::object& kernel, const std::string& level, std::uint64_t seed,
                int property_cases, bool catalog, bool properties, const std::string& filter,
                const std::optional<std::string>& op, const std::optional<std::string>& types,
@@ -288,7 +307,9 @@ py::dict check(const py::object& kernel, const std::string& level, std::uint64_t
     if (!o.types) throw py::value_error("types: '" + *types + "' is not a configuration");
   }
   o.profiles = true;
-  const run_summary s = run_conformance(k, default_catalog(seed), o, nullptr);
+  auto summary = std::make_shared<const run_summary>(
+      run_conformance(k, default_catalog(seed), o, nullptr));
+  const run_summary& s = *summary;
   py::dict out;
   out["verdict"] = std::string(to_string(s.verdict()));
   out["exit_code"] = s.exit_code();
@@ -296,13 +317,9 @@ py::dict check(const py::object& kernel, const std::string& level, std::uint64_t
   out["failed"] = s.failed;
   out["skipped"] = s.skipped;
   out["faults"] = s.faults;
-  for (const auto& [name, format] :
-       {std::pair{"text", report_format::text}, std::pair{"json", report_format::json},
-        std::pair{"junit", report_format::junit}, std::pair{"html", report_format::html}}) {
-    std::ostringstream os;
-    write_report(os, s, format, false);
-    out[name] = os.str();
-  }
+  // The reports are rendered when Python first asks for one (the HTML page of a large run is
+  // megabytes of plot data): the run's summary travels with the result.
+  out["summary"] = run_reports{summary};
   std::vector<std::string> lines = diagnosis_lines(diagnose(s));
   out["diagnosis"] = lines;
   return out;
@@ -335,6 +352,7 @@ std::vector<std::string> list_items(const std::optional<std::string>& op, bool c
 }  // namespace
 
 void bind_check(py::module_& m) {
+  py::class_<run_reports>(m, "RunReports").def("render", &run_reports::render, py::arg("format"));
   m.def("list_items", &list_items, py::arg("op"), py::arg("catalog"), py::arg("properties"));
   m.def("check", &check, py::arg("kernel"), py::arg("level"), py::arg("seed"),
         py::arg("property_cases"), py::arg("catalog"), py::arg("properties"), py::arg("filter"),

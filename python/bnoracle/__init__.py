@@ -230,7 +230,34 @@ class Report:
     writes, as text (also str(report)), json, junit and html."""
 
     def __init__(self, fields):
+        self._summary = fields.pop("summary")
+        self._rendered = {}
         self.__dict__.update(fields)
+
+    def _render(self, fmt):
+        if fmt not in self._rendered:
+            self._rendered[fmt] = self._summary.render(fmt)
+        return self._rendered[fmt]
+
+    @property
+    def text(self):
+        """The text report, as bnoracle check prints it."""
+        return self._render("text")
+
+    @property
+    def json(self):
+        """The JSON report (docs/cli.md; fixtures/schema/bnoracle.check.v1.schema.json)."""
+        return self._render("json")
+
+    @property
+    def junit(self):
+        """The JUnit XML report."""
+        return self._render("junit")
+
+    @property
+    def html(self):
+        """The self-contained HTML report."""
+        return self._render("html")
 
     @property
     def conformant(self):
