@@ -87,6 +87,12 @@ void print_usage(std::ostream& os) {
         "  --max-elements N       largest N*C*spatial of a problem (default 4096)\n"
         "  --only INDEX           run problem INDEX of each op alone and show it (reproduces a\n"
         "                         report's problem with --op)\n"
+        "  --shard K/N            run shard K of N: problems i with i mod N = K - 1 of every\n"
+        "                         stream (1 <= K <= N <= 100000); the N shards' JSON reports\n"
+        "                         merge into the unsharded run's report (--merge)\n"
+        "  --merge FILE           (repeatable) run nothing: merge the --json reports of the N\n"
+        "                         shards of this same command (same kernels and options, no\n"
+        "                         --shard) into its report; every shard exactly once\n"
         "  --markdown FILE        write the report as Markdown (deterministic)\n"
         "  --json FILE            write the report as JSON\n"
         "  --help                 this text\n";
@@ -170,6 +176,17 @@ settings parse_args(int argc, char** argv) {
       s.max_elements = parse_number<std::int64_t>(a, value(), 16, std::int64_t{1} << 24);
     } else if (a == "--only") {
       s.only = parse_number<std::int64_t>(a, value(), 0, std::int64_t{1} << 40);
+    } else if (a == "--shard") {
+      const std::string_view v = value();
+      const auto slash = v.find('/');
+      if (slash == std::string_view::npos)
+        throw usage_error("--shard: expected K/N, got '" + std::string(v) + "'");
+      const auto n = parse_number<std::int64_t>(a, v.substr(slash + 1), 1, 100'000);
+      const auto k = parse_number<std::int64_t>(a, v.substr(0, slash), 1, n);
+      s.shard_index = k - 1;
+      s.shard_count = n;
+    } else if (a == "--merge") {
+      s.merge.emplace_back(value());
     } else if (a == "--markdown") {
       s.markdown = std::string(value());
     } else if (a == "--json") {
@@ -179,6 +196,9 @@ settings parse_args(int argc, char** argv) {
     }
   }
   if (!s.help && s.kernels.empty()) throw usage_error("no --kernel given");
+  if (!s.merge.empty() && (s.shard_count > 1 || s.only)) {
+    throw usage_error("--merge: give the unsharded command's options, without --shard or --only");
+  }
   if (s.only && *s.only >= s.problems) s.problems = *s.only + 1;
   if (s.only && *s.only >= problems_of(s, op_kind::layer_norm)) s.family_problems = *s.only + 1;
   return s;
@@ -628,8 +648,10 @@ kernel_stats run_workers(const kernel_run& k, const settings& s, op_kind op) {
     if (w.pid == 0) {
       int rc = 0;
       try {
-        const kernel_stats st = run_share(k, s, op, static_cast<std::int64_t>(j),
-                                          static_cast<std::int64_t>(jobs), &current[j]);
+        // This shard's problems (i mod N = shard), dealt out to the jobs in turn.
+        const auto first = s.shard_index + s.shard_count * static_cast<std::int64_t>(j);
+        const auto step = s.shard_count * static_cast<std::int64_t>(jobs);
+        const kernel_stats st = run_share(k, s, op, first, step, &current[j]);
         const std::string text = to_json(st).dump();
         if (std::fwrite(text.data(), 1, text.size(), w.out) != text.size()) rc = 4;
         if (std::fflush(w.out) != 0) rc = 4;
@@ -720,6 +742,93 @@ void print_op(std::ostream& os, const kernel_run& k, const op_run& o, const sett
   if (!st.failures.empty()) os << '\n';
 }
 
+// Merges the JSON reports of the N shards of command `s` into `runs` (their statistics as one
+// run would have them). Every report must come from this command with --shard K/N, and together
+// they must hold every shard once: a missing, repeated or foreign shard is an error, never a
+// smaller report.
+void merge_shards(const settings& s, std::vector<kernel_run>& runs) {
+  std::vector<nlohmann::json> reports;
+  std::optional<std::int64_t> count;
+  std::vector<bool> seen;
+  for (const std::string& path : s.merge) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw usage_error("--merge: cannot read '" + path + "'");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(f);
+    } catch (const std::exception& e) {
+      throw usage_error("--merge: '" + path + "' is not JSON: " + e.what());
+    }
+    const auto field = [&](const char* name) -> const nlohmann::json& {
+      if (!j.is_object() || !j.contains(name)) {
+        throw usage_error("--merge: '" + path + "' is not a campaign report (no '" + name + "')");
+      }
+      return j.at(name);
+    };
+    settings unsharded = s;
+    unsharded.merge.clear();
+    const auto same = [&](const char* name, const nlohmann::json& want) {
+      if (field(name) != want) {
+        throw usage_error("--merge: '" + path + "' has " + name + " " + field(name).dump() +
+                          ", this command " + want.dump() + ": a shard of another run");
+      }
+    };
+    same("tool", "bnoracle_campaign");
+    same("seed", s.seed);
+    same("problems_per_kernel", s.problems);
+    same("family_problems_per_kernel", problems_of(s, op_kind::layer_norm));
+    same("max_elements", s.max_elements);
+    same("isolation", s.isolate);
+    same("types", s.types);
+    const nlohmann::json& shard = field("shard");
+    const auto n = shard.at("count").get<std::int64_t>();
+    const auto k = shard.at("index").get<std::int64_t>();
+    if (count && *count != n) {
+      throw usage_error("--merge: '" + path + "' is shard " + std::to_string(k) + " of " +
+                        std::to_string(n) + ", the others of " + std::to_string(*count));
+    }
+    count = n;
+    seen.resize(static_cast<std::size_t>(n), false);
+    if (k < 1 || k > n || seen[static_cast<std::size_t>(k - 1)]) {
+      throw usage_error("--merge: shard " + std::to_string(k) + "/" + std::to_string(n) +
+                        " given twice or out of range ('" + path + "')");
+    }
+    seen[static_cast<std::size_t>(k - 1)] = true;
+    const nlohmann::json& kernels = field("kernels");
+    if (!kernels.is_array() || kernels.size() != runs.size()) {
+      throw usage_error("--merge: '" + path + "' has other kernels than this command");
+    }
+    for (std::size_t r = 0; r < runs.size(); ++r) {
+      const nlohmann::json& kj = kernels[r];
+      if (kj.at("name") != runs[r].name ||
+          kj.at("level") != std::string(to_string(runs[r].level)) ||
+          kj.at("ops").size() != runs[r].ops.size()) {
+        throw usage_error("--merge: '" + path + "': kernel " + std::to_string(r + 1) + " is " +
+                          kj.at("name").dump() + " at " + kj.at("level").dump() + ", not " +
+                          runs[r].name + " at " + std::string(to_string(runs[r].level)));
+      }
+    }
+    reports.push_back(std::move(j));
+  }
+  for (std::size_t k = 0; k < seen.size(); ++k) {
+    if (!seen[k]) {
+      throw usage_error("--merge: shard " + std::to_string(k + 1) + "/" +
+                        std::to_string(seen.size()) + " is missing");
+    }
+  }
+  for (std::size_t r = 0; r < runs.size(); ++r) {
+    for (std::size_t o = 0; o < runs[r].ops.size(); ++o) {
+      for (const nlohmann::json& j : reports) {
+        const nlohmann::json& oj = j.at("kernels")[r].at("ops")[o];
+        if (oj.at("op") != std::string(to_string(runs[r].ops[o].op))) {
+          throw usage_error("--merge: the reports' ops differ from this command's");
+        }
+        runs[r].ops[o].stats.merge(kernel_from_json(oj));
+      }
+    }
+  }
+}
+
 int run(const settings& s) {
   std::vector<kernel_run> runs;
   for (const kernel_arg& a : s.kernels) {
@@ -751,7 +860,20 @@ int run(const settings& s) {
     }
     runs.push_back(std::move(k));
   }
-  if (s.only) {
+  if (!s.merge.empty()) {
+    try {
+      merge_shards(s, runs);
+    } catch (const usage_error& e) {
+      std::cerr << "bnoracle_campaign: " << e.what() << '\n';
+      return k_exit_usage;
+    } catch (const std::exception& e) {
+      std::cerr << "bnoracle_campaign: --merge: a report could not be read: " << e.what() << '\n';
+      return k_exit_usage;
+    }
+    for (const kernel_run& k : runs) {
+      for (const op_run& o : k.ops) print_op(std::cout, k, o, s);
+    }
+  } else if (s.only) {
     for (kernel_run& k : runs) {
       for (op_run& o : k.ops) {
         std::cout << "== " << k.name << ' ' << to_string(o.op) << " at " << to_string(k.level)

@@ -1,6 +1,6 @@
 # The false-positive campaign's own tests (tests/CMakeLists.txt), run with cmake -P:
 #   -DCAMPAIGN=<bnoracle_campaign> -DKERNELS=<dir of libbnk_*.so> -DWORK=<scratch dir>
-#   -DMODE=pass|fail|usage|deterministic  [-DPROBLEMS=N] [-DFAMILY_PROBLEMS=N]
+#   -DMODE=pass|fail|usage|deterministic|shards  [-DPROBLEMS=N] [-DFAMILY_PROBLEMS=N]
 #   [-DWRONG=<wrong kernel .so>] [-DTYPES=<data-type configuration> (pass: in those types)]
 #
 # pass           every bundled correct kernel passes N batch-norm problems and FAMILY_PROBLEMS of
@@ -11,6 +11,9 @@
 #                again
 # usage          usage errors and an unloadable plugin exit 2 with a message
 # deterministic  the Markdown and JSON do not depend on --jobs
+# shards         three --shard K/3 runs merged with --merge give the unsharded run's Markdown and
+#                JSON (failures of the wrong kernel included, with the same exit code), and a
+#                missing, repeated or foreign shard is refused (exit 2), never merged
 # regressions    the problems a full campaign once failed on (seed 1), each run alone with
 #                --only on every bundled kernel that declares its op, pass: a reference or
 #                model defect they exposed stays fixed without the full campaign's hour
@@ -177,6 +180,42 @@ elseif(MODE STREQUAL "deterministic")
                           "${WORK}/report.${ext})")
     endif()
   endforeach()
+elseif(MODE STREQUAL "shards")
+  set(args --kernel ${KERNELS}/libbnk_welford.so --kernel ${WRONG} --problems ${PROBLEMS}
+           --family-problems ${FAMILY_PROBLEMS} --seed 4)
+  run(1 ${args} --jobs 2 --markdown report.md --json report.json)
+  file(RENAME ${WORK}/report.md ${WORK}/whole.md)
+  file(RENAME ${WORK}/report.json ${WORK}/whole.json)
+  foreach(k 1 2 3)
+    run(1 ${args} --shard ${k}/3 --json shard${k}.json)
+  endforeach()
+  run(1 ${args} --merge shard2.json --merge shard3.json --merge shard1.json --markdown report.md
+      --json report.json)
+  file(READ ${WORK}/whole.md a)
+  file(READ ${WORK}/report.md b)
+  if(NOT a STREQUAL b)
+    message(FATAL_ERROR "the merged shards' Markdown differs from the unsharded run's "
+                        "(${WORK}/whole.md vs ${WORK}/report.md)")
+  endif()
+  file(READ ${WORK}/whole.json a)
+  file(READ ${WORK}/report.json b)
+  if(NOT a STREQUAL b)
+    message(FATAL_ERROR "the merged shards' JSON differs from the unsharded run's")
+  endif()
+  run(2 ${args} --merge shard1.json --merge shard2.json)
+  if(NOT ERR MATCHES "shard 3/3 is missing")
+    message(FATAL_ERROR "a missing shard: ${ERR}")
+  endif()
+  run(2 ${args} --merge shard1.json --merge shard1.json --merge shard2.json --merge shard3.json)
+  if(NOT ERR MATCHES "given twice")
+    message(FATAL_ERROR "a repeated shard: ${ERR}")
+  endif()
+  run(2 --kernel ${KERNELS}/libbnk_welford.so --kernel ${WRONG} --problems ${PROBLEMS}
+      --family-problems ${FAMILY_PROBLEMS} --seed 5 --merge shard1.json --merge shard2.json
+      --merge shard3.json)
+  if(NOT ERR MATCHES "a shard of another run")
+    message(FATAL_ERROR "a foreign shard: ${ERR}")
+  endif()
 elseif(MODE STREQUAL "regressions")
   # op:problem of seed 1, with what each exposed:
   #   rms_norm 1190 1510 2803 3022 3928  the exact dγ's reduction of commensurable square roots

@@ -43,6 +43,12 @@ struct settings {
   int timeout_seconds = 20;
   std::int64_t max_elements = 4096;
   std::optional<std::int64_t> only;
+  // --shard K/N: problems i with i mod N = K − 1 of each stream (0-based shard_index = K − 1).
+  std::int64_t shard_index = 0;
+  std::int64_t shard_count = 1;
+  // --merge FILE...: no problems are run; the JSON reports of the N shards of this very command
+  // are merged into its report.
+  std::vector<std::string> merge;
   std::string markdown, json;
   std::string program = "bnoracle_campaign";  // as invoked (shown_path of argv[0])
   bool help = false;
@@ -139,6 +145,7 @@ inline constexpr op_title k_op_titles[] = {
   if (s.max_elements != settings{}.max_elements) os << " --max-elements " << s.max_elements;
   if (s.timeout_seconds != settings{}.timeout_seconds) os << " --timeout " << s.timeout_seconds;
   if (!s.isolate) os << " --no-isolation";
+  if (s.shard_count > 1) os << " --shard " << s.shard_index + 1 << '/' << s.shard_count;
   return os.str();
 }
 
@@ -419,6 +426,8 @@ inline void write_markdown(std::ostream& os, const settings& s,
   j["family_problems_per_kernel"] = problems_of(s, op_kind::layer_norm);
   j["max_elements"] = s.max_elements;
   j["isolation"] = s.isolate;
+  j["types"] = s.types;
+  j["shard"] = {{"index", s.shard_index + 1}, {"count", s.shard_count}};
   nlohmann::json labels = nlohmann::json::array();
   for (std::size_t b = 0; b < k_buckets; ++b) labels.push_back(bucket_label(b));
   j["histogram_buckets"] = labels;
