@@ -14,6 +14,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cmath>
 #include <random>
 #include <tuple>
@@ -129,20 +130,36 @@ void bm_judge_resnet50(benchmark::State& state) {
   in.gamma = d.gamma;
   in.beta = d.beta;
   bool passed = true;
+  // Wall seconds in each phase: the reference's statistics pass, the error model's pass, and
+  // judge_output (the goldens, the bounds and the comparison).
+  double t_reference = 0, t_model = 0, t_judge = 0;
+  using clock = std::chrono::steady_clock;
+  const auto since = [](clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  };
   for (auto _ : state) {
     for (const auto& [mode, id, got] :
          {std::tuple{bn_mode::forward_training, output_id::dst, &y},
           std::tuple{bn_mode::backward_training, output_id::diff_src, &dx}}) {
+      auto t = clock::now();
       const reference ref(d.p, mode, in);
+      t_reference += since(t);
+      t = clock::now();
       const error_model model(ref, in, data_tier::general);
+      t_model += since(t);
+      t = clock::now();
       const std::vector<float>& v = *got;
       const output_result r =
           judge_output("out", id, id, ref, model, accuracy_level::standard, 1.0,
                        [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; });
+      t_judge += since(t);
       passed = passed && r.passed[static_cast<std::size_t>(accuracy_level::standard)];
     }
   }
   state.counters["passed"] = passed ? 1 : 0;
+  state.counters["s_reference"] = t_reference;
+  state.counters["s_model"] = t_model;
+  state.counters["s_judge"] = t_judge;
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
 

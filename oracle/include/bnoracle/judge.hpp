@@ -21,6 +21,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -109,9 +110,17 @@ struct ignore_elements {
 //   float got(i)                               the kernel's value
 //   element_error measure(i, v)                for classes finite and overflow
 //   double bound(i, accuracy_level)            the error model's bound
+//   std::array<double, 3> bounds(i)            the bounds of the three levels (by level)
 //   std::string where(i)                       e.g. "dst[n=1,c=2,s=7]"
 //   bool per_element()                         one value per data element (mistrust applies)
 // `observe` sees every element (the campaign's histograms).
+//
+// For a large output, measure and bounds — most of the cost — are evaluated ahead, a block at a
+// time, on every core; the loop that combines them stays sequential, in index order, so the
+// result is the same as with one thread, bit for bit. measure, bounds, cls and got must
+// therefore be safe to call from several threads at once (they only read).
+inline constexpr std::int64_t k_judge_block = std::int64_t{1} << 16;
+
 template <class Source, class Observer = ignore_elements>
 [[nodiscard]] output_result judge_elements(std::string name, const Source& src,
                                            accuracy_level level, double mistrust_fraction,
@@ -122,7 +131,34 @@ template <class Source, class Observer = ignore_elements>
   r.count = src.count();
   const auto lvl = static_cast<std::size_t>(level);
   std::int64_t judged = 0;
+  // Measured elements' errors and bounds of the current block, when evaluated ahead.
+  const auto threads = static_cast<std::int64_t>(std::thread::hardware_concurrency());
+  const bool ahead = threads > 1 && r.count >= 2 * k_judge_block;
+  std::vector<element_error> errors;
+  std::vector<std::array<double, 3>> bounds_ahead;
+  std::int64_t block_start = -1;
+  const auto prepare_block = [&](std::int64_t start) {
+    const std::int64_t end = std::min(r.count, start + k_judge_block);
+    errors.resize(static_cast<std::size_t>(end - start));
+    bounds_ahead.resize(static_cast<std::size_t>(end - start));
+    const auto work = [&](std::int64_t from, std::int64_t to) {
+      for (std::int64_t i = from; i < to; ++i) {
+        const golden_class c = src.cls(i);
+        if (c != golden_class::finite && c != golden_class::overflow) continue;
+        const auto k = static_cast<std::size_t>(i - start);
+        errors[k] = src.measure(i, src.got(i));
+        bounds_ahead[k] = src.bounds(i);
+      }
+    };
+    const std::int64_t mid = start + (end - start) / 2;
+    {
+      std::jthread second(work, mid, end);
+      work(start, mid);
+    }
+    block_start = start;
+  };
   for (std::int64_t i = 0; i < r.count; ++i) {
+    if (ahead && i % k_judge_block == 0) prepare_block(i);
     const golden_class cls = src.cls(i);
     const float v = src.got(i);
     auto note_worst = [&](double ratio, double ulps, double ulp, double bound) {
@@ -161,7 +197,8 @@ template <class Source, class Observer = ignore_elements>
       observe(element_event{i, element_kind::by_class, ok, 0});
       continue;
     }
-    const element_error e = src.measure(i, v);
+    const element_error e =
+        ahead ? errors[static_cast<std::size_t>(i - block_start)] : src.measure(i, v);
     ++judged;
     if (std::isfinite(e.ulps)) {
       r.max_ulps = std::max(r.max_ulps, std::fabs(e.ulps));
@@ -169,7 +206,8 @@ template <class Source, class Observer = ignore_elements>
     }
     double ratio_at_level = 0;
     double bound_at_level = 0;
-    const std::array<double, 3> bounds = src.bounds(i);
+    const std::array<double, 3> bounds =
+        ahead ? bounds_ahead[static_cast<std::size_t>(i - block_start)] : src.bounds(i);
     for (std::size_t l = 0; l < 3; ++l) {
       const double bound = bounds[static_cast<std::size_t>(k_accuracy_levels[l])];
       // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
