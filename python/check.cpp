@@ -307,8 +307,8 @@ py::dict check(const py::object& kernel, const std::string& level, std::uint64_t
     if (!o.types) throw py::value_error("types: '" + *types + "' is not a configuration");
   }
   o.profiles = true;
-  auto summary = std::make_shared<const run_summary>(
-      run_conformance(k, default_catalog(seed), o, nullptr));
+  auto summary =
+      std::make_shared<const run_summary>(run_conformance(k, default_catalog(seed), o, nullptr));
   const run_summary& s = *summary;
   py::dict out;
   out["verdict"] = std::string(to_string(s.verdict()));
