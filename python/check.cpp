@@ -23,12 +23,14 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace py = pybind11;
@@ -285,7 +287,7 @@ struct run_reports {
 py::dict check(const py::object& kernel, const std::string& level, std::uint64_t seed,
                int property_cases, bool catalog, bool properties, const std::string& filter,
                const std::optional<std::string>& op, const std::optional<std::string>& types,
-               bool isolate, double timeout) {
+               bool isolate, double timeout, int jobs) {
   python_kernel k(kernel);
   run_options o;
   o.level = level_named(level);
@@ -297,6 +299,9 @@ py::dict check(const py::object& kernel, const std::string& level, std::uint64_t
   o.isolate = isolate;
   o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(timeout * 1000));
   o.kernel_path = "--python";
+  // 0: every core (at most 8), as bnoracle check --jobs.
+  o.jobs =
+      jobs > 0 ? jobs : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 8U));
   if (op) {
     const std::optional<op_kind> kind = parse_op_kind(*op);
     if (!kind) throw py::value_error("op: '" + *op + "' is not an op");
@@ -356,7 +361,7 @@ void bind_check(py::module_& m) {
   m.def("list_items", &list_items, py::arg("op"), py::arg("catalog"), py::arg("properties"));
   m.def("check", &check, py::arg("kernel"), py::arg("level"), py::arg("seed"),
         py::arg("property_cases"), py::arg("catalog"), py::arg("properties"), py::arg("filter"),
-        py::arg("op"), py::arg("types"), py::arg("isolate"), py::arg("timeout"));
+        py::arg("op"), py::arg("types"), py::arg("isolate"), py::arg("timeout"), py::arg("jobs"));
 }
 
 }  // namespace bnoracle

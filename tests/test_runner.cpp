@@ -148,6 +148,60 @@ TEST(RunnerHalf, Bf16Weights) {
   expect_half_configuration_passes("bf16_weights");
 }
 
+// Properties checked by helper processes (--jobs) give the results of one process, in its order.
+TEST(Runner, PropertiesCheckedByHelperProcessesEqualOneProcess) {
+  const std::string path = std::string(BNORACLE_MUTANT_DIR) + "/libbnm_eps_outside_sqrt.so";
+  auto kernel = load_plugin(path);
+  run_options o;
+  o.catalog = false;
+  o.property_cases = 10;
+  o.diagnose = false;
+  const run_summary one = run_conformance(*kernel, {}, o, nullptr);
+  o.jobs = 3;
+  const run_summary three = run_conformance(*kernel, {}, o, nullptr);
+  ASSERT_EQ(one.results.size(), three.results.size());
+  ASSERT_GE(one.results.size(), 6U);
+  for (std::size_t i = 0; i < one.results.size(); ++i) {
+    EXPECT_EQ(one.results[i].case_name, three.results[i].case_name);
+    EXPECT_EQ(one.results[i].result, three.results[i].result) << one.results[i].case_name;
+    EXPECT_EQ(one.results[i].reason, three.results[i].reason) << one.results[i].case_name;
+  }
+  EXPECT_GT(one.failed, 0) << "the mutant fails some property, in both runs";
+  EXPECT_EQ(one.failed, three.failed);
+  EXPECT_EQ(one.verdict(), three.verdict());
+}
+
+// A helper that dies leaves no property unjudged and no run CONFORMANT: each of its properties is
+// a fault naming the helper.
+TEST(Runner, AHelperProcessThatDiesMakesItsPropertiesFaults) {
+  const std::string path = std::string(BNORACLE_KERNEL_DIR) + "/libbnk_pairwise.so";
+  auto kernel = load_plugin(path);
+  run_options o;
+  o.catalog = false;
+  o.property_cases = 5;
+  o.jobs = 2;
+  ::setenv("BNORACLE_TEST_PROPERTY_HELPER_DIES", "1", 1);
+  const run_summary s = run_conformance(*kernel, {}, o, nullptr);
+  ::unsetenv("BNORACLE_TEST_PROPERTY_HELPER_DIES");
+  ASSERT_GE(s.results.size(), 4U);
+  std::size_t helped = 0;
+  for (std::size_t i = 0; i < s.results.size(); ++i) {
+    const case_result& r = s.results[i];
+    if (i % 2 == 0) {
+      EXPECT_EQ(r.result, verdict::pass) << r.case_name << ": checked in this process";
+      continue;
+    }
+    ++helped;
+    EXPECT_EQ(r.result, verdict::fault) << r.case_name;
+    EXPECT_NE(r.reason.find("the helper process checking this property was killed by signal"),
+              std::string::npos)
+        << r.reason;
+  }
+  EXPECT_GT(helped, 0U);
+  EXPECT_NE(s.verdict(), run_verdict::conformant);
+  EXPECT_EQ(s.exit_code(), k_exit_kernel_fault);
+}
+
 TEST(Runner, FailureReportsNameTheCaseTheElementAndTheReproduction) {
   const run_summary s = run_with("biased_running_var", accuracy_level::standard, "exact/basic");
   std::ostringstream os;

@@ -1014,20 +1014,28 @@ bool property_applies(const property_info& p, const kernel_info* info, std::opti
          declared(op_kind::group_norm) || declared(op_kind::instance_norm);
 }
 
-std::vector<property_result> check_properties(bn_kernel& kernel, const property_options& options,
-                                              const std::string& filter,
-                                              const property_progress& progress) {
+std::vector<std::string_view> selected_properties(const kernel_info& info,
+                                                  const property_options& options,
+                                                  const std::string& filter) {
   // Only the properties of the ops the kernel declares (and of options.op), as the catalog runs
   // only their cases: a batch-norm kernel is not reported eleven skipped layer-norm properties
   // (check_property still answers skip for one named explicitly).
   std::vector<std::string_view> selected;
   std::size_t index = 0;  // of the properties that apply and pass the filter (--shard)
   for (const auto& p : property_list()) {
-    if (!property_applies(p, &kernel.info(), options.op)) continue;
+    if (!property_applies(p, &info, options.op)) continue;
     if (name_matches("property/" + std::string(p.name), filter) && in_shard(options, index++)) {
       selected.push_back(p.name);
     }
   }
+  return selected;
+}
+
+std::vector<property_result> check_properties(bn_kernel& kernel, const property_options& options,
+                                              const std::string& filter,
+                                              const property_progress& progress) {
+  const std::vector<std::string_view> selected =
+      selected_properties(kernel.info(), options, filter);
   std::vector<property_result> out;
   std::int64_t failing = 0;
   for (std::size_t i = 0; i < selected.size(); ++i) {

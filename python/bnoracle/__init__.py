@@ -282,7 +282,7 @@ class Report:
 
 
 def check(kernel, level="standard", seed=1, property_cases=100, catalog=True, properties=True,
-          filter="", op=None, types=None, isolate=True, timeout=20.0):
+          filter="", op=None, types=None, isolate=True, timeout=20.0, jobs=None):
     """Runs bnoracle's conformance suite (the case catalog, the fold and SyncBN-merge cases a
     kernel does not provide being skipped, and the property suite) in this process against a
     kernel written in Python, with the diagnosis of any failure. Returns a Report.
@@ -299,7 +299,13 @@ def check(kernel, level="standard", seed=1, property_cases=100, catalog=True, pr
 
     isolate=True runs the calls in a worker process forked at the first call, as bnoracle check
     isolates a plugin: a kernel that crashes the interpreter, hangs past `timeout` seconds, or
-    writes its inputs becomes a FAULT of that result (and the worker is forked again). A CUDA context does not survive fork: isolate=False for GPU kernels
-    (docs/python.md)."""
+    writes its inputs becomes a FAULT of that result (and the worker is forked again). A CUDA
+    context does not survive fork: isolate=False for GPU kernels (docs/python.md).
+
+    jobs: processes checking properties at once (helpers forked at the start check every Nth
+    property while this process runs the catalog; the results are those of one process). None:
+    every core when isolated, 1 with isolate=False (a GPU kernel must not be forked)."""
+    if jobs is None:
+        jobs = 0 if isolate else 1
     return Report(_bnoracle.check(kernel, level, seed, property_cases, catalog, properties,
-                                  filter, op, types, isolate, float(timeout)))
+                                  filter, op, types, isolate, float(timeout), int(jobs)))

@@ -2,12 +2,23 @@
 #include "bnoracle/verify.hpp"
 
 #include "bnoracle/invoke.hpp"
+#include "bnoracle/isolation.hpp"
 #include "bnoracle/measure.hpp"
 #include "bnoracle/properties.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -538,8 +549,152 @@ run_summary run_catalog_as_judged(bn_kernel& kernel, const std::vector<case_spec
   return s;
 }
 
+// ---- properties in helper processes ----------------------------------------------------------
+
+// A process forked to check some of the properties while this one runs the catalog and the
+// others. RapidCheck keeps a property's context in static state, so properties cannot run in
+// threads of one process; a forked process has its own (and its own isolation slab: a slab
+// belongs to the process that made it). Its results come back as JSON in a temporary file.
+struct property_helper {
+  pid_t pid = -1;
+  std::FILE* out = nullptr;
+  std::vector<std::size_t> indices;  // of the selected properties, in order
+};
+
+nlohmann::json property_to_json(const property_result& p) {
+  return {{"name", p.name},      {"summary", p.summary}, {"verdict", static_cast<int>(p.verdict)},
+          {"cases", p.cases},    {"reason", p.reason},   {"counterexample", p.counterexample},
+          {"repro", p.repro},    {"fault", p.fault},     {"rapidcheck_seed", p.rapidcheck_seed},
+          {"seconds", p.seconds}};
+}
+
+property_result property_from_json(const nlohmann::json& j) {
+  property_result p;
+  p.name = j.at("name").get<std::string>();
+  p.summary = j.at("summary").get<std::string>();
+  const int v = j.at("verdict").get<int>();
+  if (v < 0 || v > static_cast<int>(property_verdict::skip)) {
+    throw std::runtime_error("a property verdict out of range");
+  }
+  p.verdict = static_cast<property_verdict>(v);
+  p.cases = j.at("cases").get<int>();
+  p.reason = j.at("reason").get<std::string>();
+  p.counterexample = j.at("counterexample").get<std::string>();
+  p.repro = j.at("repro").get<std::string>();
+  p.fault = j.at("fault").get<bool>();
+  p.rapidcheck_seed = j.at("rapidcheck_seed").get<std::uint64_t>();
+  p.seconds = j.at("seconds").get<double>();
+  return p;
+}
+
+// Starts options.jobs − 1 helpers, helper h checking selected properties h + 1, h + 1 + J, ...
+// (this process keeps 0, J, 2J, ...). A helper that cannot be started leaves its properties to
+// this process.
+std::vector<property_helper> start_property_helpers(bn_kernel& kernel, const run_options& options,
+                                                    const std::vector<std::string_view>& names) {
+  std::vector<property_helper> helpers;
+  const auto jobs = static_cast<std::size_t>(std::max(options.jobs, 1));
+  for (std::size_t h = 1; h < jobs && h < names.size(); ++h) {
+    property_helper helper;
+    for (std::size_t i = h; i < names.size(); i += jobs) helper.indices.push_back(i);
+    helper.out = std::tmpfile();
+    if (helper.out == nullptr) break;
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      std::fclose(helper.out);
+      break;
+    }
+    if (pid == 0) {
+      // Fault injection for the test of a helper that dies (tests/test_runner.cpp).
+      if (const char* e = std::getenv("BNORACLE_TEST_PROPERTY_HELPER_DIES"); e != nullptr && *e) {
+        std::abort();
+      }
+      int rc = 0;
+      try {
+        nlohmann::json results = nlohmann::json::array();
+        for (const std::size_t i : helper.indices) {
+          results.push_back(property_to_json(check_property(names[i], kernel, options)));
+        }
+        const std::string text = results.dump();
+        if (std::fwrite(text.data(), 1, text.size(), helper.out) != text.size()) rc = 4;
+        if (std::fflush(helper.out) != 0) rc = 4;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "bnoracle: property helper: %s\n", e.what());
+        rc = 4;
+      }
+      std::fflush(nullptr);
+      _exit(rc);
+    }
+    register_owned_child(pid);
+    helper.pid = pid;
+    helpers.push_back(std::move(helper));
+  }
+  return helpers;
+}
+
+// Waits for a helper and puts its results at their indices; a helper that died or answered
+// nothing readable makes each of its properties a fault that says so — never a pass.
+void finish_property_helper(property_helper& helper, const std::vector<std::string_view>& names,
+                            std::vector<std::optional<property_result>>& results) {
+  int status = 0;
+  pid_t got = -1;
+  do {
+    got = waitpid(helper.pid, &status, 0);
+  } while (got < 0 && errno == EINTR);
+  unregister_owned_child(helper.pid);
+  std::string trouble;
+  if (got != helper.pid) {
+    trouble = "could not be waited for";
+  } else if (WIFSIGNALED(status)) {
+    trouble = "was killed by signal " + std::to_string(WTERMSIG(status));
+  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    trouble = "exited with code " + std::to_string(WEXITSTATUS(status));
+  } else {
+    std::rewind(helper.out);
+    std::string text;
+    std::array<char, 65536> buf{};
+    std::size_t n = 0;
+    while ((n = std::fread(buf.data(), 1, buf.size(), helper.out)) > 0) text.append(buf.data(), n);
+    try {
+      const nlohmann::json j = nlohmann::json::parse(text);
+      if (!j.is_array() || j.size() != helper.indices.size()) {
+        throw std::runtime_error("not one result per property");
+      }
+      for (std::size_t k = 0; k < helper.indices.size(); ++k) {
+        property_result p = property_from_json(j[k]);
+        if (p.name != names[helper.indices[k]]) throw std::runtime_error("results out of order");
+        results[helper.indices[k]] = std::move(p);
+      }
+    } catch (const std::exception& e) {
+      trouble = std::string("answered nothing readable (") + e.what() + ")";
+    }
+  }
+  std::fclose(helper.out);
+  helper.out = nullptr;
+  if (trouble.empty()) return;
+  for (const std::size_t i : helper.indices) {
+    property_result p;
+    p.name = std::string(names[i]);
+    p.verdict = property_verdict::fail;
+    p.fault = true;
+    p.reason = "the helper process checking this property " + trouble +
+               " (--jobs 1 checks it in bnoracle's own process)";
+    results[i] = std::move(p);
+  }
+}
+
 run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_spec>& cases,
                                       const run_options& options, const progress_fn& progress) {
+  // Helpers start first, so that they check their properties while this process runs the
+  // catalog. A kernel in a process of its own (--exec) is not shared by forked processes.
+  const bool run_properties = options.properties && !narrow_types(options);
+  std::vector<std::string_view> names;
+  std::vector<property_helper> helpers;
+  if (run_properties && options.jobs > 1 && kernel.runs_in_worker()) {
+    names = selected_properties(kernel.info(), options, options.filter);
+    helpers = start_property_helpers(kernel, options, names);
+  }
   run_summary s;
   if (options.catalog) {
     s = run_catalog_as_judged(kernel, cases, options, progress);
@@ -548,7 +703,7 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
     s.options = options;
   }
   // The property suite generates float32 problems: it runs with a float32 catalog.
-  if (options.properties && !narrow_types(options)) {
+  if (run_properties) {
     // The catalog's failures count on through the properties.
     const std::int64_t catalog_failing = s.failed + s.faults;
     const property_progress pp = [&progress, catalog_failing](std::size_t done, std::size_t total,
@@ -556,7 +711,28 @@ run_summary run_conformance_as_judged(bn_kernel& kernel, const std::vector<case_
                                                               std::int64_t failing) {
       if (progress) progress(done, total, name, catalog_failing + failing);
     };
-    for (const property_result& p : check_properties(kernel, options, options.filter, pp)) {
+    std::vector<property_result> checked;
+    if (helpers.empty()) {
+      checked = check_properties(kernel, options, options.filter, pp);
+    } else {
+      // This process's share, then the helpers' results, in the order of one process.
+      std::vector<std::optional<property_result>> at(names.size());
+      std::vector<bool> helped(names.size(), false);
+      for (const property_helper& h : helpers) {
+        for (const std::size_t i : h.indices) helped[i] = true;
+      }
+      std::int64_t failing = 0;
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        if (helped[i]) continue;
+        pp(i, names.size(), "property/" + std::string(names[i]), failing);
+        at[i] = check_property(names[i], kernel, options);
+        if (at[i]->verdict == property_verdict::fail) ++failing;
+      }
+      for (property_helper& h : helpers) finish_property_helper(h, names, at);
+      for (auto& p : at) checked.push_back(std::move(*p));
+      pp(names.size(), names.size(), "", failing);
+    }
+    for (const property_result& p : checked) {
       case_result r;
       r.case_name = "property/" + p.name;
       r.op = "property";

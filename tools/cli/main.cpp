@@ -61,6 +61,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -333,6 +334,8 @@ struct cli_args {
   bool verbose = false;
   bool quiet = false;
   bool list = false;
+  // check --jobs: processes checking properties at once; 0 is every core (at most 8).
+  int jobs = 0;
   std::string out, fixtures, results, catalog = "corpus";
   std::vector<std::string> problems;    // check --problem (specs or @FILE)
   std::string check_catalog = "check";  // check --catalog
@@ -587,6 +590,8 @@ run_options to_run_options(const cli_args& a) {
   o.properties = !a.no_properties;
   o.diagnose = !a.no_diagnosis;
   o.property_cases = a.property_cases;
+  o.jobs = a.jobs > 0 ? a.jobs
+                      : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 8U));
   if (!a.shard.empty()) {
     // Validated by the option's check: "K/N" with 1 <= K <= N.
     const std::size_t slash = a.shard.find('/');
@@ -1008,6 +1013,13 @@ int run_cli(int argc, char** argv) {
   check->add_flag("--properties-only", a.properties_only,
                   "run the property suite only (filter with property/NAME)");
   check->add_flag("--list", a.list, "list the cases and properties and exit");
+  check
+      ->add_option("--jobs", a.jobs,
+                   "processes checking properties at once (helpers forked at the start check "
+                   "every Nth property while this one runs the catalog; same results): 0 is "
+                   "every core, at most 8; --exec kernels always use 1")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   check
       ->add_option("--problem", a.problems,
                    "a problem of your own, judged in both data tiers with the catalog's recipes "

@@ -64,6 +64,11 @@ struct check_options {  // NOLINT(clang-analyzer-optin.performance.Padding)
   // parse_problem_spec syntax, e.g. "nchw 256x64x56x56 eps=1e-5"): four cases each, named
   // problem<k>/... (the GoogleTest integration; `bnoracle check --problem` on the command line).
   std::vector<std::string> problems{};
+  // Processes that check properties at once (`bnoracle check --jobs`): with J > 1, J − 1 helper
+  // processes forked at the start of the run check every Jth property each while this one runs
+  // the catalog and the rest; results are the same as with one, in the same order. Kernels in a
+  // process of their own (--exec) always run with one.
+  int jobs = 1;
 };
 
 // Whether item `i` of a sharded list belongs to the run's shard.

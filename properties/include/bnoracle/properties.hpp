@@ -77,6 +77,12 @@ using property_progress = std::function<void(std::size_t done, std::size_t total
 
 // Checks every property whose "property/<name>" matches `filter` (catalog.hpp's name_matches
 // rules; empty: all).
+// The properties check_properties runs for a kernel declaring `info`, in its order: those that
+// apply (property_applies with options.op), match `filter` and fall in options' shard.
+[[nodiscard]] std::vector<std::string_view> selected_properties(const kernel_info& info,
+                                                                const property_options& options,
+                                                                const std::string& filter);
+
 [[nodiscard]] std::vector<property_result> check_properties(bn_kernel& kernel,
                                                             const property_options& options,
                                                             const std::string& filter,
