@@ -80,7 +80,10 @@ struct tensor_io {
 
 class python_kernel final : public bn_kernel {
  public:
-  explicit python_kernel(py::object kernel) : kernel_(std::move(kernel)) {
+  explicit python_kernel(py::object kernel)
+      : kernel_(std::move(kernel)),
+        namespace_(py::module_::import("types").attr("SimpleNamespace")),
+        as_float32_(py::module_::import("bnoracle").attr("_as_float32")) {
     info_.name =
         attribute_or<std::string>(kernel_, "name", py::str(py::type::of(kernel_).attr("__name__")));
     info_.version = attribute_or<std::string>(kernel_, "version", "0");
@@ -200,7 +203,7 @@ class python_kernel final : public bn_kernel {
     const bool saved_in = mode == bn_mode::backward_training;
     call["save_mean"] = saved_in ? vector(b.save_mean, pr.statistic_groups, *stats) : py::none();
     call["save_stat"] = saved_in ? vector(b.save_stat, pr.statistic_groups, *stats) : py::none();
-    const py::object ns = py::module_::import("types").attr("SimpleNamespace")(**call);
+    const py::object ns = namespace_(**call);
 
     const py::object result = kernel_.attr(k_mode_methods[static_cast<int>(mode)])(ns);
     if (!py::isinstance<py::dict>(result)) {
@@ -222,7 +225,7 @@ class python_kernel final : public bn_kernel {
       // GPU, in bfloat16): bnoracle._as_float32 converts it exactly.
       py::object converted;
       try {
-        converted = py::module_::import("bnoracle").attr("_as_float32")(outputs[name]);
+        converted = as_float32_(outputs[name]);
       } catch (const py::error_already_set& e) {
         message = std::string("'") + name + "': not an array bnoracle can read (" + e.what() + ")";
         return false;
@@ -264,6 +267,9 @@ class python_kernel final : public bn_kernel {
   }
 
   py::object kernel_;
+  // Looked up once: every call builds a namespace and converts each output.
+  py::object namespace_;   // types.SimpleNamespace
+  py::object as_float32_;  // bnoracle._as_float32
   kernel_info info_;
 };
 

@@ -48,6 +48,57 @@ data make(std::int64_t n, std::int64_t hw) {
   return d;
 }
 
+// The plain loop a "double-precision reference" would use: two-pass mean and variance, then the
+// textbook backward, all in double, results stored as float. y and dx have the data's size,
+// dgamma and dbeta one entry per channel.
+void double_loop(const data& d, std::vector<float>& y, std::vector<float>& dx,
+                 std::vector<float>& dgamma, std::vector<float>& dbeta) {
+  const std::int64_t C = d.p.c;
+  const std::int64_t S = d.p.spatial[0] * d.p.spatial[1];
+  const std::int64_t N = d.p.n;
+  const double L = static_cast<double>(N * S);
+  for (std::int64_t c = 0; c < C; ++c) {
+    double s = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      for (std::int64_t i = 0; i < S; ++i)
+        s += static_cast<double>(d.x[static_cast<std::size_t>((n * C + c) * S + i)]);
+    }
+    const double mean = s / L;
+    double v = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      for (std::int64_t i = 0; i < S; ++i) {
+        const double t =
+            static_cast<double>(d.x[static_cast<std::size_t>((n * C + c) * S + i)]) - mean;
+        v += t * t;
+      }
+    }
+    const double r = 1.0 / std::sqrt(v / L + d.p.eps);
+    const double g = static_cast<double>(d.gamma[static_cast<std::size_t>(c)]);
+    const double b = static_cast<double>(d.beta[static_cast<std::size_t>(c)]);
+    double sdy = 0;
+    double sdyxh = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      for (std::int64_t i = 0; i < S; ++i) {
+        const auto k = static_cast<std::size_t>((n * C + c) * S + i);
+        const double xh = (static_cast<double>(d.x[k]) - mean) * r;
+        y[k] = static_cast<float>(g * xh + b);
+        sdy += static_cast<double>(d.dy[k]);
+        sdyxh += static_cast<double>(d.dy[k]) * xh;
+      }
+    }
+    for (std::int64_t n = 0; n < N; ++n) {
+      for (std::int64_t i = 0; i < S; ++i) {
+        const auto k = static_cast<std::size_t>((n * C + c) * S + i);
+        const double xh = (static_cast<double>(d.x[k]) - mean) * r;
+        dx[k] =
+            static_cast<float>(g * r * (static_cast<double>(d.dy[k]) - sdy / L - xh * sdyxh / L));
+      }
+    }
+    dgamma[static_cast<std::size_t>(c)] = static_cast<float>(sdyxh);
+    dbeta[static_cast<std::size_t>(c)] = static_cast<float>(sdy);
+  }
+}
+
 void run_reference(benchmark::State& state, const data& d) {
   bn_inputs in;
   in.src = d.x.data();
@@ -91,39 +142,9 @@ void bm_scaling(benchmark::State& state) {
 void bm_judge_resnet50(benchmark::State& state) {
   const data d = make(state.range(0), state.range(1));
   const std::size_t count = d.x.size();
-  // The kernel's results: the textbook formulas in double, rounded to float32.
-  std::vector<float> y(count), dx(count);
-  {
-    const std::int64_t C = d.p.c;
-    const std::int64_t S = d.p.spatial[0] * d.p.spatial[1];
-    const double L = static_cast<double>(d.p.n * S);
-    for (std::int64_t c = 0; c < C; ++c) {
-      double s = 0, v = 0, sdy = 0, sdyx = 0;
-      const auto each = [&](auto f) {
-        for (std::int64_t n = 0; n < d.p.n; ++n) {
-          for (std::int64_t i = 0; i < S; ++i) f(static_cast<std::size_t>((n * C + c) * S + i));
-        }
-      };
-      const auto X = [&](std::size_t k) { return static_cast<double>(d.x[k]); };
-      const auto DY = [&](std::size_t k) { return static_cast<double>(d.dy[k]); };
-      each([&](std::size_t k) { s += X(k); });
-      const double mean = s / L;
-      each([&](std::size_t k) { v += (X(k) - mean) * (X(k) - mean); });
-      const double r = 1.0 / std::sqrt(v / L + d.p.eps);
-      const auto g = static_cast<double>(d.gamma[static_cast<std::size_t>(c)]);
-      const auto b = static_cast<double>(d.beta[static_cast<std::size_t>(c)]);
-      each([&](std::size_t k) {
-        const double xh = (X(k) - mean) * r;
-        y[k] = static_cast<float>(g * xh + b);
-        sdy += DY(k);
-        sdyx += DY(k) * xh;
-      });
-      each([&](std::size_t k) {
-        const double xh = (X(k) - mean) * r;
-        dx[k] = static_cast<float>(g * r * (DY(k) - sdy / L - xh * sdyx / L));
-      });
-    }
-  }
+  // The kernel's results: the plain double loop's, rounded to float32.
+  std::vector<float> y(count), dx(count), dgamma(64), dbeta(64);
+  double_loop(d, y, dx, dgamma, dbeta);
   bn_inputs in;
   in.src = d.x.data();
   in.diff_dst = d.dy.data();
@@ -163,57 +184,12 @@ void bm_judge_resnet50(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
 
-// The plain loop a "double-precision reference" would use: two-pass mean and variance, then the
-// textbook backward, all in double, results stored as float.
 void bm_double_loop(benchmark::State& state) {
   const data d = make(state.range(0), state.range(1));
-  const std::int64_t C = d.p.c;
-  const std::int64_t S = d.p.spatial[0] * d.p.spatial[1];
-  const std::int64_t N = d.p.n;
-  const double L = static_cast<double>(N * S);
   std::vector<float> y(d.x.size()), dx(d.x.size());
   std::vector<float> dgamma(64), dbeta(64);
   for (auto _ : state) {
-    for (std::int64_t c = 0; c < C; ++c) {
-      double s = 0;
-      for (std::int64_t n = 0; n < N; ++n) {
-        for (std::int64_t i = 0; i < S; ++i)
-          s += static_cast<double>(d.x[static_cast<std::size_t>((n * C + c) * S + i)]);
-      }
-      const double mean = s / L;
-      double v = 0;
-      for (std::int64_t n = 0; n < N; ++n) {
-        for (std::int64_t i = 0; i < S; ++i) {
-          const double t =
-              static_cast<double>(d.x[static_cast<std::size_t>((n * C + c) * S + i)]) - mean;
-          v += t * t;
-        }
-      }
-      const double r = 1.0 / std::sqrt(v / L + d.p.eps);
-      const double g = static_cast<double>(d.gamma[static_cast<std::size_t>(c)]);
-      const double b = static_cast<double>(d.beta[static_cast<std::size_t>(c)]);
-      double sdy = 0;
-      double sdyxh = 0;
-      for (std::int64_t n = 0; n < N; ++n) {
-        for (std::int64_t i = 0; i < S; ++i) {
-          const auto k = static_cast<std::size_t>((n * C + c) * S + i);
-          const double xh = (static_cast<double>(d.x[k]) - mean) * r;
-          y[k] = static_cast<float>(g * xh + b);
-          sdy += static_cast<double>(d.dy[k]);
-          sdyxh += static_cast<double>(d.dy[k]) * xh;
-        }
-      }
-      for (std::int64_t n = 0; n < N; ++n) {
-        for (std::int64_t i = 0; i < S; ++i) {
-          const auto k = static_cast<std::size_t>((n * C + c) * S + i);
-          const double xh = (static_cast<double>(d.x[k]) - mean) * r;
-          dx[k] =
-              static_cast<float>(g * r * (static_cast<double>(d.dy[k]) - sdy / L - xh * sdyxh / L));
-        }
-      }
-      dgamma[static_cast<std::size_t>(c)] = static_cast<float>(sdyxh);
-      dbeta[static_cast<std::size_t>(c)] = static_cast<float>(sdy);
-    }
+    double_loop(d, y, dx, dgamma, dbeta);
     benchmark::DoNotOptimize(y.data());
     benchmark::DoNotOptimize(dx.data());
     benchmark::ClobberMemory();

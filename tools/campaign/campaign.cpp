@@ -765,8 +765,6 @@ void merge_shards(const settings& s, std::vector<kernel_run>& runs) {
       }
       return j.at(name);
     };
-    settings unsharded = s;
-    unsharded.merge.clear();
     const auto same = [&](const char* name, const nlohmann::json& want) {
       if (field(name) != want) {
         throw usage_error("--merge: '" + path + "' has " + name + " " + field(name).dump() +
