@@ -16,6 +16,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -378,3 +379,60 @@ TEST(Layouts, NonFiniteInputsPoisonTheSameLogicalPositionsInEveryLayout) {
 }
 
 }  // namespace
+
+// geometry::offset, which the error model and the judge use to find an element's inputs, is the
+// sum of index times stride over the dimensions, in every kind of view, including the dense
+// spatial dimensions it takes in one product and spatial dimensions of extent 1 with any stride.
+TEST(Layouts, GeometryOffsetIsTheSumOfIndexTimesStrideInEveryView) {
+  const std::vector<std::vector<std::int64_t>> extents_list = {
+      {17, 3}, {4, 5, 7}, {3, 4, 5, 6}, {2, 3, 3, 4, 5}, {3, 2, 1, 5}, {2, 3, 4, 1, 1},
+      {2, 2, 1, 3, 1}, {2, 3, 1, 1, 1}};
+  for (const auto& ext : extents_list) {
+    const std::size_t dims = ext.size();
+    std::vector<std::pair<std::string, std::vector<std::int64_t>>> views = {
+        {"canonical", strides_for(ext, identity_order(dims))},
+        {"channels-last", strides_for(ext, channels_last_order(dims))},
+        {"transposed", strides_for(ext, transposed_order(dims))},
+        {"padded", strides_for(ext, identity_order(dims), 3)},
+    };
+    auto reversed = strides_for(ext, identity_order(dims));
+    for (std::size_t d = 2; d < dims; ++d) reversed[d] = -reversed[d];
+    views.emplace_back("spatially reversed", reversed);
+    auto broadcast = strides_for(ext, identity_order(dims));
+    broadcast[0] = 0;
+    views.emplace_back("broadcast batch", broadcast);
+    if (dims > 2) {
+      auto spatial_broadcast = strides_for(ext, identity_order(dims));
+      spatial_broadcast[dims - 1] = 0;
+      views.emplace_back("broadcast innermost", spatial_broadcast);
+      auto odd_unit = strides_for(ext, identity_order(dims));
+      for (std::size_t d = 2; d < dims; ++d) {
+        if (ext[d] == 1) odd_unit[d] = 1000;  // never multiplied by anything but 0
+      }
+      views.emplace_back("unit dimensions with odd strides", odd_unit);
+    }
+    for (const auto& [name, strides] : views) {
+      bnoracle::bn_problem p;
+      p.n = ext[0];
+      p.c = ext[1];
+      p.spatial.assign(ext.begin() + 2, ext.end());
+      p.mem_layout = layout::strided;
+      p.strides = strides;
+      const bnoracle::geometry g(p);
+      logical_case t;
+      t.extents = ext;
+      std::int64_t mismatches = 0;
+      for (std::size_t li = 0; li < t.size(); ++li) {
+        const auto idx = t.index_of(li);
+        std::int64_t want = 0;
+        for (std::size_t d = 0; d < dims; ++d) want += idx[d] * strides[d];
+        const auto s = static_cast<std::int64_t>(li) % g.spatial_size();
+        if (g.offset(idx[0], idx[1], s) != want && ++mismatches <= 3) {
+          ADD_FAILURE() << name << ", element " << li << ": offset " << g.offset(idx[0], idx[1], s)
+                        << ", want " << want;
+        }
+      }
+      EXPECT_EQ(mismatches, 0) << name;
+    }
+  }
+}

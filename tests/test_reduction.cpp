@@ -103,6 +103,9 @@ std::vector<map_case> cases() {
       {"batch_nhwc", batch_norm_op(), shape(3, 2, {1, 3}, layout::nhwc)},
       {"batch_strided", batch_norm_op(), shape(2, 2, {3}, std::nullopt, {-1, 8, 2})},
       {"batch_nc", batch_norm_op(), shape(5, 4, {})},
+      // Spatial dimensions stored transposed: the offset is not linear in the spatial index.
+      {"batch_spatial_transposed", batch_norm_op(), shape(2, 2, {2, 3}, std::nullopt, {12, 6, 1, 2})},
+      {"layer_spatial_transposed", layer_norm_op(2), shape(2, 2, {2, 3}, std::nullopt, {12, 6, 1, 2})},
       {"instance", instance_norm_op(), shape(2, 3, {2, 2})},
       {"instance_ndhwc", instance_norm_op(true), shape(2, 2, {2, 1, 3}, layout::ndhwc)},
       {"group_2", group_norm_op(2), shape(2, 4, {3})},
@@ -184,6 +187,25 @@ TEST(ReductionMap, GroupsParametersAndOffsetsFollowTheDefinitions) {
       });
     }
     EXPECT_EQ(visited, g.elements());
+  }
+}
+
+// The cursor gives, element after element from any start, the position locate gives (which the
+// test above checks against the definitions): group, γ/β index and offset.
+TEST(ReductionMap, CursorWalksEveryElementToTheSamePositionAsLocate) {
+  for (const map_case& mc : cases()) {
+    SCOPED_TRACE(mc.name);
+    const geometry g(mc.problem);
+    const reduction_map m(mc.op, g);
+    for (std::int64_t first = 0; first < g.elements(); ++first) {
+      reduction_map::cursor at(m, first);
+      for (std::int64_t li = first; li < g.elements(); ++li, at.next()) {
+        const reduction_map::position want = m.locate(li);
+        ASSERT_EQ(at->group, want.group) << "from " << first << ", logical " << li;
+        ASSERT_EQ(at->param, want.param) << "from " << first << ", logical " << li;
+        ASSERT_EQ(at->offset, want.offset) << "from " << first << ", logical " << li;
+      }
+    }
   }
 }
 

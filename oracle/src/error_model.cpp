@@ -13,6 +13,9 @@ namespace bnoracle {
 
 namespace {
 
+constexpr accuracy_level k_levels[3] = {accuracy_level::strict, accuracy_level::standard,
+                                        accuracy_level::lenient};
+
 // The format every quantity of a float32 pipeline is rounded to (format.hpp).
 constexpr double k_u = k_float32.u();      // unit roundoff (round to nearest)
 constexpr double k_eta = k_float32.eta();  // spacing of subnormals: absolute error of underflow
@@ -159,6 +162,11 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
   const bool has_running = !in.running_mean.empty();
   centred_ = op.centred;
   uniform_ = map.uniform_params() || in.gamma.empty();
+  training_ = training;
+  cast_before_weight_ = op.cast_before_weight;
+  for (std::size_t i = 0; i < output_formats_.size(); ++i) {
+    output_formats_[i] = &ref.format_of_output(static_cast<output_id>(i));
+  }
   if (training && has_running && ref.refusal().empty()) {
     factor_ = new_value_factor(ref.conv(), ref.problem().momentum, in.num_batches_tracked + 1)
                   .convert_to<double>();
@@ -240,8 +248,7 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
   const std::int64_t L = map.group_size();
   level_terms_.resize(terms_.size());
   for (std::size_t c = 0; c < terms_.size(); ++c) {
-    for (const accuracy_level l :
-         {accuracy_level::strict, accuracy_level::standard, accuracy_level::lenient}) {
+    for (const accuracy_level l : k_levels) {
       level_terms& lt = level_terms_[c][static_cast<std::size_t>(l)];
       lt.g = stat_factor(l, L);
       lt.g_dot = summation_factor(l, L);
@@ -458,33 +465,32 @@ double error_model::param_bound(output_id id, std::int64_t j, accuracy_level lev
           eta * underflow_terms);
 }
 
+error_model::element_inputs error_model::element_at(const reduction_map::position& at) const {
+  element_inputs e;
+  e.group = at.group;
+  e.x = static_cast<double>(in_.src[at.offset]);
+  if (in_.diff_dst != nullptr) e.dy = static_cast<double>(in_.diff_dst[at.offset]);
+  // γ and β of the element: the group's where they are uniform over it.
+  const channel_terms& t = terms_[static_cast<std::size_t>(at.group)];
+  e.gamma = uniform_ ? t.gamma : gamma_of(at.param);
+  e.beta = uniform_ ? t.beta : beta_of(at.param);
+  return e;
+}
+
 double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_level level,
                                    const reduction_map::position* located) const {
+  if (per_element(id)) {
+    return element_pipeline_bound(
+        id, element_at(located != nullptr ? *located : ref_->map().locate(index)), level);
+  }
   const double inf = std::numeric_limits<double>::infinity();
   const output_extent extent = describe(id).extent;
   if (ref_->problem().op.kind != op_kind::batch_norm) {
     if (extent == output_extent::parameter) return param_bound(id, index, level);
     if (extent == output_extent::running) return averaged_running_bound(id, index, level);
   }
-  std::int64_t c = index;
-  double x = 0;
-  double dy = 0;
-  // γ and β of the element: the group's where they are uniform over it.
-  double gamma = 0;
-  double beta = 0;
-  if (per_element(id)) {
-    const reduction_map::position at = located != nullptr ? *located : ref_->map().locate(index);
-    c = at.group;
-    x = static_cast<double>(in_.src[at.offset]);
-    if (in_.diff_dst != nullptr) dy = static_cast<double>(in_.diff_dst[at.offset]);
-    gamma = uniform_ ? terms_[static_cast<std::size_t>(c)].gamma : gamma_of(at.param);
-    beta = uniform_ ? terms_[static_cast<std::size_t>(c)].beta : beta_of(at.param);
-  }
+  const std::int64_t c = index;
   const channel_terms& t = terms_[static_cast<std::size_t>(c)];
-  if (!per_element(id)) {
-    gamma = t.gamma;
-    beta = t.beta;
-  }
   const bn_mode mode = ref_->mode();
   const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
   // g of the statistics (Σx, Σ(x − μ)², Σdy): on exact-tier data every sum is exact in any order,
@@ -507,41 +513,17 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
   // values themselves: a copy, exact.
   const bool running = id == output_id::running_mean || id == output_id::running_var;
   if (running && training && t.L == 0) return 0.0;
-  // Inference's dx is γ·r·dy: it needs neither the running mean nor β.
-  const bool dx_of_r = id == output_id::diff_src && !training;
-  if (running ? !t.stats_defined : dx_of_r ? !t.r_defined : !t.defined) return inf;
-  if (per_element(id) && (!std::isfinite(gamma) || (!dx_of_r && !std::isfinite(beta)))) return inf;
-  const double ag = std::fabs(gamma);
+  if (running ? !t.stats_defined : !t.defined) return inf;
   const double dmu = lt.dmu;
   const double rho = lt.rho;
 
   if (id == output_id::mean) return slack * dmu;
   if (id == output_id::var) return slack * var_error(t, g);
   // Past τ >= 1 the kernel's 1/sqrt(v + ε) is not bounded at all: nor is anything made with it.
-  const bool uses_r = id != output_id::running_mean && id != output_id::running_var;
-  if (uses_r && !std::isfinite(rho)) return inf;
+  if (!running && !std::isfinite(rho)) return inf;
   if (id == output_id::invstd) return slack * (t.r * rho);
   if (id == output_id::running_mean) return running_mean_bound(t, g);
   if (id == output_id::running_var) return running_var_bound(t, g);
-  // With r = 0 a non-finite x or dy would make the products below NaN: an element whose value
-  // depends on one (y on x; dx on dy, and in training on x) is non-finite or undefined, and
-  // judged by class.
-  const bool x_enters = id == output_id::dst || (id == output_id::diff_src && training);
-  if ((x_enters && !std::isfinite(x)) || (id == output_id::diff_src && !std::isfinite(dy))) {
-    return inf;
-  }
-  if (id == output_id::dst) {
-    const double dev = std::fabs(x - t.mu);
-    // An intermediate that underflows ((x − μ), x̂ = (x − μ)·r, r·γ) carries its absolute error
-    // η through the factors applied after it: r, |γ|, both, or |x − μ|.
-    const double eta_y = eta * ((1 + ag) * (1 + t.r) + dev);
-    return slack *
-           (ag * (t.r * dmu + dev * t.r * rho) +
-            k_u * (budgets::fwd_apply.value * ag * t.r * dev +
-                   budgets::fwd_scale_shift.value * ag * t.r * (std::fabs(x) + std::fabs(t.mu)) +
-                   budgets::fwd_beta.value * std::fabs(beta)) +
-            eta_y);
-  }
   if (id == output_id::diff_gamma) {
     // Each term dy·x̂ may underflow (η), or be formed from dy·(x − μ) that underflows before ×r
     // (η·r) or from x̂ that underflows before ×dy (η·|dy|).
@@ -557,59 +539,191 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
            (t.L * t.mean_abs_dy_dev * t.r * (rho + k_u * (g_dot + budgets::bwd_dot.value + 1)) +
             eta_dg);
   }
+  throw std::out_of_range("error model: no bound for output '" + std::string(to_string(id)) + "'");
+}
+
+error_model::element_constants error_model::element_constants_of(std::int64_t group,
+                                                                  accuracy_level level) const {
+  const channel_terms& t = terms_[static_cast<std::size_t>(group)];
+  const level_terms& lt =
+      level_terms_[static_cast<std::size_t>(group)][static_cast<std::size_t>(level)];
+  element_constants k;
+  k.t = &t;
+  k.lt = &lt;
+  k.r_dmu = t.r * lt.dmu;
+  // Backward training's dx (below): where γ varies inside the group the terms are of g = γ·dy
+  // (γ is inside them, and each product γ·dy is one more rounding); without centring there is
+  // no mean(g) to subtract.
+  const double gp = uniform_ ? 0.0 : budgets::gamma_product.value;
+  const double scale = uniform_ ? std::fabs(t.gamma) : 1.0;
+  k.am1 = centred_ ? std::fabs(t.m1) : 0.0;
+  k.am2 = std::fabs(t.m2);
+  k.dm1 = centred_ ? k_u * ((lt.g + gp) * t.mean_abs_dy + k.am1) : 0.0;
+  k.dm2 = t.mean_abs_dy_xhat * lt.rho + t.r * lt.dmu * t.mean_abs_dy +
+          k_u * (lt.g_dot + budgets::bwd_dot.value + gp) * t.mean_abs_dy_xhat + k_u * k.am2;
+  k.am2_r_dmu = k.am2 * t.r * lt.dmu;
+  k.scale_r = scale * t.r;
+  k.eta_chain = 2 * (1 + scale) * (1 + t.r);
+  k.eta_sqrt_l = 1 + std::sqrt(t.L);
+  k.m2_underflow = t.r + t.mean_abs_dy;
+  return k;
+}
+
+double error_model::element_pipeline_bound(output_id id, const element_inputs& e,
+                                           accuracy_level level) const {
+  std::array<element_constants, 3> k{};
+  for (const accuracy_level l : k_levels) {
+    k[static_cast<std::size_t>(l)] = element_constants_of(e.group, l);
+  }
+  return element_pipeline_bounds(id, e, k)[static_cast<std::size_t>(level)];
+}
+
+std::array<double, 3> error_model::element_pipeline_bounds(
+    output_id id, const element_inputs& e, const std::array<element_constants, 3>& k) const {
+  const double inf = std::numeric_limits<double>::infinity();
+  std::array<double, 3> b{inf, inf, inf};
+  // The terms that do not depend on the level are the same in the three constants.
+  const element_constants& k0 = k[0];
+  const channel_terms& t = *k0.t;
+  const double x = e.x;
+  const double dy = e.dy;
+  const double gamma = e.gamma;
+  const double beta = e.beta;
+  const bool training = training_;
+  const double slack = budgets::bound_slack.value;
+  const double eta = budgets::underflow.value * k_eta;
+  // Inference's dx is γ·r·dy: it needs neither the running mean nor β.
+  const bool dx_of_r = id == output_id::diff_src && !training;
+  if (dx_of_r ? !t.r_defined : !t.defined) return b;
+  if (!std::isfinite(gamma) || (!dx_of_r && !std::isfinite(beta))) return b;
+  const double ag = std::fabs(gamma);
+  // With r = 0 a non-finite x or dy would make the products below NaN: an element whose value
+  // depends on one (y on x; dx on dy, and in training on x) is non-finite or undefined, and
+  // judged by class.
+  const bool x_enters = id == output_id::dst || (id == output_id::diff_src && training);
+  if ((x_enters && !std::isfinite(x)) || (id == output_id::diff_src && !std::isfinite(dy))) {
+    return b;
+  }
+  // Past τ >= 1 the kernel's 1/sqrt(v + ε) is not bounded at all: nor is anything made with it
+  // (ρ of that level is +Inf, and so is the bound).
+  const auto each_level = [&](auto&& f) {
+    for (std::size_t l = 0; l < 3; ++l) {
+      if (std::isfinite(k[l].lt->rho)) b[l] = f(k[l], k[l].lt->rho, k[l].lt->dmu);
+    }
+  };
+  if (id == output_id::dst) {
+    const double dev = std::fabs(x - t.mu);
+    // An intermediate that underflows ((x − μ), x̂ = (x − μ)·r, r·γ) carries its absolute error
+    // η through the factors applied after it: r, |γ|, both, or |x − μ|.
+    const double eta_y = eta * ((1 + ag) * (1 + t.r) + dev);
+    const double roundings =
+        k_u * (budgets::fwd_apply.value * ag * t.r * dev +
+               budgets::fwd_scale_shift.value * ag * t.r * (std::fabs(x) + std::fabs(t.mu)) +
+               budgets::fwd_beta.value * std::fabs(beta));
+    each_level([&](const element_constants& kl, double rho, double /*dmu*/) {
+      return slack * (ag * (kl.r_dmu + dev * t.r * rho) + roundings + eta_y);
+    });
+    return b;
+  }
   if (id == output_id::diff_src) {
     if (!training) {
       // γ·r that underflows carries η·|dy|.
-      return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) +
-                      eta * ((1 + ag) * (1 + t.r) + std::fabs(dy)));
+      const double eta_dx = eta * ((1 + ag) * (1 + t.r) + std::fabs(dy));
+      each_level([&](const element_constants& /*kl*/, double rho, double /*dmu*/) {
+        return slack * (ag * t.r * std::fabs(dy) * (rho + 2 * k_u) + eta_dx);
+      });
+      return b;
     }
-    // Where γ varies inside the group the terms are of g = γ·dy (γ is inside them, and each
-    // product γ·dy is one more rounding); without centring there is no mean(g) to subtract.
-    const double gp = uniform_ ? 0.0 : budgets::gamma_product.value;
-    const double scale = uniform_ ? ag : 1.0;
+    // dx = s·r·(g − m1 − x̂·m2), s = |γ| with g = dy where γ is uniform over the group, s = 1 with
+    // g = γ·dy where it varies (element_constants_of gives the group's terms: m1, m2 and their
+    // errors δm1, δm2).
     const double dyv = uniform_ ? std::fabs(dy) : std::fabs(gamma * dy);
     const double xhat = std::fabs(x - t.mu) * t.r;
-    const double am1 = centred_ ? std::fabs(t.m1) : 0.0;
-    const double am2 = std::fabs(t.m2);
-    const double dm1 = centred_ ? k_u * ((g + gp) * t.mean_abs_dy + am1) : 0.0;
-    const double dm2 = t.mean_abs_dy_xhat * rho + t.r * dmu * t.mean_abs_dy +
-                       k_u * (g_dot + budgets::bwd_dot.value + gp) * t.mean_abs_dy_xhat + k_u * am2;
+    const double am1 = k0.am1;
+    const double am2 = k0.am2;
     // An underflowing intermediate (γ·dy, dy·x̂_j, their means, x̂·m2) carries its absolute error
     // η through the factors after it: x̂_j (|x̂_j| <= √L, as Σx̂² <= L), x̂, r, γ, or some of them.
     // m2 = mean(g·x̂) also takes η·r from each dy·(x − μ) formed before its ×r, and η·|g| from
     // each x̂ formed before its ×g; x̂ by m2, and γ·r by the bracket (docs/error-model.md).
-    const double m2_underflow = t.r + t.mean_abs_dy;
     const double eta_dx =
-        eta *
-        (1 + 2 * (1 + scale) * (1 + t.r) * (1 + xhat) * (1 + std::sqrt(static_cast<double>(t.L))) +
-         scale * t.r * (xhat * m2_underflow + am2) + dyv + am1 + xhat * am2);
-    // The bound above is first order in the perturbations of r (ρ), of x̂_j (δx̂) and of m2
-    // (δm2). In float32 their products are O(u²), far inside bound_slack; saved statistics
-    // narrowed to float16 or bfloat16 make r·δμ as large as a few percent, and the products
-    // count: ρ times every first-order term of the bracket, and δx̂·δm2.
-    double second_order = 0;
-    if (saved_format_ != nullptr) {
-      const double dxhat = xhat * rho + t.r * dmu;
-      second_order = rho * (dm1 + am2 * t.r * dmu + xhat * dm2 + dxhat * dm2) + dxhat * dm2;
-    }
-    return slack * (scale * t.r *
-                        (rho * (dyv + am1 + 2 * xhat * am2) + dm1 + am2 * t.r * dmu + xhat * dm2 +
-                         second_order + budgets::bwd_apply.value * k_u * (dyv + am1 + xhat * am2)) +
-                    eta_dx);
+        eta * (1 + k0.eta_chain * (1 + xhat) * k0.eta_sqrt_l +
+               k0.scale_r * (xhat * k0.m2_underflow + am2) + dyv + am1 + xhat * am2);
+    // ρ's share of the bracket and the roundings of its operations.
+    const double perturbed = dyv + am1 + 2 * xhat * am2;
+    const double roundings = budgets::bwd_apply.value * k_u * (dyv + am1 + xhat * am2);
+    each_level([&](const element_constants& kl, double rho, double dmu) {
+      const double dm1 = kl.dm1;
+      const double dm2 = kl.dm2;
+      // The bound is first order in the perturbations of r (ρ), of x̂_j (δx̂) and of m2 (δm2).
+      // In float32 their products are O(u²), far inside bound_slack; saved statistics narrowed
+      // to float16 or bfloat16 make r·δμ as large as a few percent, and the products count: ρ
+      // times every first-order term of the bracket, and δx̂·δm2.
+      double second_order = 0;
+      if (saved_format_ != nullptr) {
+        const double dxhat = xhat * rho + t.r * dmu;
+        second_order = rho * (dm1 + kl.am2_r_dmu + xhat * dm2 + dxhat * dm2) + dxhat * dm2;
+      }
+      return slack *
+             (kl.scale_r * (rho * perturbed + dm1 + kl.am2_r_dmu + xhat * dm2 + second_order +
+                            roundings) +
+              eta_dx);
+    });
+    return b;
   }
   throw std::out_of_range("error model: no bound for output '" + std::string(to_string(id)) + "'");
 }
 
 std::array<double, 3> error_model::bounds(output_id id, std::int64_t index) const {
-  // One look-up of the element's position serves the three levels.
-  std::optional<reduction_map::position> at;
-  if (per_element(id)) at = ref_->map().locate(index);
   std::array<double, 3> b{};
-  for (const accuracy_level l :
-       {accuracy_level::strict, accuracy_level::standard, accuracy_level::lenient}) {
-    b[static_cast<std::size_t>(l)] = bound(id, index, l, at ? &*at : nullptr);
+  if (!per_element(id)) {
+    for (const accuracy_level l : k_levels) {
+      b[static_cast<std::size_t>(l)] = bound(id, index, l, nullptr);
+    }
+    return b;
+  }
+  // One look-up of the element and its inputs serves the three levels, and the estimate of the
+  // exact value (for a narrow output's rounding) does not depend on the level.
+  const reduction_map::position at = ref_->map().locate(index);
+  const element_inputs e = element_at(at);
+  std::array<element_constants, 3> k{};
+  for (const accuracy_level l : k_levels) {
+    k[static_cast<std::size_t>(l)] = element_constants_of(e.group, l);
+  }
+  b = element_pipeline_bounds(id, e, k);
+  std::optional<double> estimated;
+  for (const accuracy_level l : k_levels) {
+    const auto li = static_cast<std::size_t>(l);
+    b[li] = finish_bound(id, index, l, b[li], &at, estimated);
   }
   return b;
+}
+
+void error_model::bounds(output_id id, std::int64_t from, std::int64_t to,
+                         std::span<std::array<double, 3>> out) const {
+  if (!per_element(id)) {
+    for (std::int64_t i = from; i < to; ++i) out[static_cast<std::size_t>(i - from)] = bounds(id, i);
+    return;
+  }
+  if (from >= to) return;
+  reduction_map::cursor at(ref_->map(), from);
+  std::int64_t group = -1;
+  std::array<element_constants, 3> k{};
+  for (std::int64_t i = from; i < to; ++i, at.next()) {
+    const element_inputs e = element_at(*at);
+    if (e.group != group) {
+      group = e.group;
+      for (const accuracy_level l : k_levels) {
+        k[static_cast<std::size_t>(l)] = element_constants_of(group, l);
+      }
+    }
+    std::optional<double> estimated;
+    std::array<double, 3>& b = out[static_cast<std::size_t>(i - from)];
+    b = element_pipeline_bounds(id, e, k);
+    for (const accuracy_level l : k_levels) {
+      const auto li = static_cast<std::size_t>(l);
+      b[li] = finish_bound(id, i, l, b[li], &*at, estimated);
+    }
+  }
 }
 
 double error_model::bound(output_id id, std::int64_t index, accuracy_level level) const {
@@ -618,14 +732,22 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
 
 double error_model::bound(output_id id, std::int64_t index, accuracy_level level,
                           const reduction_map::position* located) const {
-  double b = pipeline_bound(id, index, level, located);
+  std::optional<double> estimated;
+  return finish_bound(id, index, level, pipeline_bound(id, index, level, located), located,
+                      estimated);
+}
+
+double error_model::finish_bound(output_id id, std::int64_t index, accuracy_level level,
+                                 double b, const reduction_map::position* located,
+                                 std::optional<double>& estimated) const {
   if (!std::isfinite(b)) return b;
-  if (ref_->problem().op.cast_before_weight) b += cast_bound(id, index, level, b);
-  const float_format& f = ref_->format_of_output(id);
+  if (cast_before_weight_) b += cast_bound(id, index, level, b);
+  const float_format& f = *output_formats_[static_cast<std::size_t>(id)];
   // A float32 output is the pipeline's own; a bound of 0 is an exact copy of an input of the
   // same format (running statistics an empty batch leaves unchanged).
   if (f.id == format_id::float32 || b == 0) return b;
-  const double y = std::fabs(estimate(id, index));
+  if (!estimated) estimated = std::fabs(estimate(id, index, located));
+  const double y = *estimated;
   if (!std::isfinite(y)) return std::numeric_limits<double>::infinity();
   // The float32 result lies within b of the exact value, whose approximation y is off by far
   // less than b (it is a double evaluation of the same quantities): |result| <= y + 2b.
@@ -693,13 +815,14 @@ double error_model::cast_bound(output_id id, std::int64_t index, accuracy_level 
 // A double evaluation of the exact value from the model's own quantities. Its error is a few
 // units of 2^-53 on the magnitudes the pipeline bound charges u = 2^-24 on, so it stays far
 // inside that bound; bound() uses it only for the size of the final rounding.
-double error_model::estimate(output_id id, std::int64_t index) const {
+double error_model::estimate(output_id id, std::int64_t index,
+                             const reduction_map::position* located) const {
   const reduction_map& map = ref_->map();
   const bn_mode mode = ref_->mode();
   const bool training = mode == bn_mode::forward_training || mode == bn_mode::backward_training;
   const bool batch_norm = ref_->problem().op.kind == op_kind::batch_norm;
   if (per_element(id)) {
-    const reduction_map::position at = map.locate(index);
+    const reduction_map::position at = located != nullptr ? *located : map.locate(index);
     const channel_terms& t = terms_[static_cast<std::size_t>(at.group)];
     const double gamma = uniform_ ? t.gamma : gamma_of(at.param);
     const double x = static_cast<double>(in_.src[at.offset]);

@@ -135,6 +135,21 @@ geometry::geometry(const bn_problem& p) : n_(p.n), c_(p.c), spatial_(p.spatial) 
     ext_[3 - rk + i] = p.spatial[i];
     sp_stride_[3 - rk + i] = strides_[i + 2];
   }
+  // The spatial offset is linear in the flat spatial index when every dimension of extent > 1
+  // has the stride of the innermost such dimension times the extents inside it (dimensions of
+  // extent 1 contribute nothing whatever their stride).
+  sp_linear_ = true;
+  std::int64_t place = 1;  // product of the extents inside dimension i
+  for (int i = 2; i >= 0; --i) {
+    if (ext_[i] > 1) {
+      if (place == 1) sp_step_ = sp_stride_[i];  // the innermost dimension of extent > 1
+      std::int64_t expected = 0;
+      if (__builtin_mul_overflow(sp_step_, place, &expected) || sp_stride_[i] != expected) {
+        sp_linear_ = false;
+      }
+    }
+    place *= ext_[i];
+  }
   // Memory extent, with overflow checks: |index · stride| summed over dimensions.
   if (elements() > 0) {
     std::int64_t lo = 0;
@@ -154,7 +169,7 @@ geometry::geometry(const bn_problem& p) : n_(p.n), c_(p.c), spatial_(p.spatial) 
   }
 }
 
-std::int64_t geometry::offset(std::int64_t n, std::int64_t c, std::int64_t s) const {
+std::int64_t geometry::offset_by_dimension(std::int64_t n, std::int64_t c, std::int64_t s) const {
   std::int64_t off = n * strides_[0] + c * strides_[1];
   for (int i = 2; i >= 0; --i) {
     off += (s % ext_[i]) * sp_stride_[i];

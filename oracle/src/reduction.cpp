@@ -2,6 +2,15 @@
 
 namespace bnoracle {
 
+reduction_map::cursor::cursor(const reduction_map& m, std::int64_t first)
+    : m_(&m), p_(m.locate(first)) {
+  const geometry::coordinates at = m.geom_.coordinates_of(first);
+  n_ = at.n;
+  c_ = at.c;
+  s_ = at.s;
+  if (m.op_.kind != op_kind::batch_norm && m.group_size_ > 0) k_ = first % m.group_size_;
+}
+
 reduction_map::reduction_map(const op_desc& op, const geometry& geom) : op_(op), geom_(geom) {
   validate(op);
   const std::int64_t N = geom.n();

@@ -7,7 +7,8 @@
 // 2^22 (C = 64, N = 64, 32×32); bm_scaling runs 2^10 to 2^26 (bm_scaling/28 is 2^28: run it with
 // --benchmark_filter=scaling/28); bm_judge_resnet50 judges ResNet-50's first batch norm at
 // batch 256 (256×64×112×112, forward and backward training: reference, error model and the
-// judgement of a float32 result). Run: build/default/tools/bnoracle_bench (docs/performance.md).
+// judgement of a float32 result); bm_judge_layer_norm judges one (64, 256) layer-norm backward
+// output as bnoracle.judge does. Run: build/default/tools/bnoracle_bench (docs/performance.md).
 #include "bnoracle/error_model.hpp"
 #include "bnoracle/judge.hpp"
 #include "bnoracle/reference.hpp"
@@ -184,6 +185,68 @@ void bm_judge_resnet50(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
 
+// The judgement bnoracle.judge makes of one (rows, hidden) layer-norm backward-training output
+// (diff_src), from the inputs: the reference, the error model and judge_output, per call (the
+// peer is tools/bench-python-judge's torch.testing.assert_close). The kernel's values are the
+// goldens (they pass); the cost does not depend on them.
+void bm_judge_layer_norm(benchmark::State& state) {
+  const std::int64_t rows = state.range(0);
+  const std::int64_t hidden = state.range(1);
+  bn_problem p;
+  p.op = layer_norm_op(1);
+  p.n = rows;
+  p.c = hidden;
+  p.mem_layout = dense_layout(0);
+  p.eps = 1e-5;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.5F, 2.0F);
+  std::vector<float> x(static_cast<std::size_t>(rows * hidden));
+  std::vector<float> dy(x.size()), gamma(static_cast<std::size_t>(hidden)), beta(gamma.size());
+  for (auto& v : x) v = dist(rng);
+  for (auto& v : dy) v = dist(rng);
+  for (auto& v : gamma) v = 1 + dist(rng) / 16;
+  for (auto& v : beta) v = dist(rng) / 16;
+  bn_inputs in;
+  in.src = x.data();
+  in.diff_dst = dy.data();
+  in.gamma = gamma;
+  in.beta = beta;
+  std::vector<float> got(x.size());
+  {
+    const reference ref(p, bn_mode::backward_training, in);
+    const std::vector<golden> g = ref.goldens(output_id::diff_src);
+    for (std::size_t i = 0; i < g.size(); ++i) got[i] = g[i].value;
+  }
+  double t_reference = 0, t_model = 0, t_judge = 0;
+  using clock = std::chrono::steady_clock;
+  const auto since = [](clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  };
+  bool passed = true;
+  for (auto _ : state) {
+    auto t = clock::now();
+    const reference ref(p, bn_mode::backward_training, in);
+    t_reference += since(t);
+    t = clock::now();
+    const error_model model(ref, in, data_tier::general);
+    t_model += since(t);
+    t = clock::now();
+    const output_result r = judge_output(
+        "diff_src", output_id::diff_src, output_id::diff_src, ref, model, accuracy_level::standard,
+        1.0, [&got](std::int64_t i) { return got[static_cast<std::size_t>(i)]; });
+    t_judge += since(t);
+    passed = passed && r.passed[static_cast<std::size_t>(accuracy_level::standard)];
+  }
+  const auto per_call = [&](double seconds) {
+    return benchmark::Counter(seconds / static_cast<double>(state.iterations()) * 1e3);
+  };
+  state.counters["passed"] = passed ? 1 : 0;
+  state.counters["ms_reference"] = per_call(t_reference);
+  state.counters["ms_model"] = per_call(t_model);
+  state.counters["ms_judge"] = per_call(t_judge);
+  state.SetItemsProcessed(state.iterations() * rows * hidden);
+}
+
 void bm_double_loop(benchmark::State& state) {
   const data d = make(state.range(0), state.range(1));
   std::vector<float> y(d.x.size()), dx(d.x.size());
@@ -212,6 +275,7 @@ BENCHMARK(bm_scaling)
     ->MinTime(0.5)
     ->UseRealTime();
 BENCHMARK(bm_scaling)->Arg(28)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime();
+BENCHMARK(bm_judge_layer_norm)->Args({64, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_judge_resnet50)
     ->Args({16, 56})
     ->Args({256, 112})

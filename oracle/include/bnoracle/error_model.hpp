@@ -236,6 +236,11 @@ class error_model {
   // The bounds of element `index` at every level, indexed by accuracy_level (what the judge
   // needs for each element; the element is located once).
   [[nodiscard]] std::array<double, 3> bounds(output_id id, std::int64_t index) const;
+  // The same for elements [from, to), into out[0 .. to − from): a per-element output is walked
+  // in index order, with the terms its elements' bounds share computed once per statistic group
+  // (the result is bit for bit that of bounds(id, i) for each i).
+  void bounds(output_id id, std::int64_t from, std::int64_t to,
+              std::span<std::array<double, 3>> out) const;
 
   // Per-channel quantities the bounds are made of (in double), exposed for reports and tests.
   struct channel_terms {
@@ -270,9 +275,41 @@ class error_model {
                              const reduction_map::position* located) const;
   [[nodiscard]] double pipeline_bound(output_id id, std::int64_t index, accuracy_level level,
                                       const reduction_map::position* located) const;
+  // What the bound of an element of a per-element output (dst, diff_src) reads from the inputs.
+  struct element_inputs {
+    std::int64_t group = 0;
+    double x = 0, dy = 0, gamma = 0, beta = 0;  // γ and β as applied to the element
+  };
+  [[nodiscard]] element_inputs element_at(const reduction_map::position& at) const;
+  struct level_terms;
+  // The terms every per-element bound of a statistic group shares at a level (the same
+  // expressions the per-element formulas would evaluate, evaluated once).
+  struct element_constants {
+    const channel_terms* t = nullptr;
+    const level_terms* lt = nullptr;
+    double r_dmu = 0;  // r·δμ
+    // Backward training's dx: |m1|, |m2|, their errors, |m2|·r·δμ, s·r, and the underflow
+    // chain's factors 2(1 + s)(1 + r), 1 + √L and r + mean|g|.
+    double am1 = 0, am2 = 0, dm1 = 0, dm2 = 0, am2_r_dmu = 0, scale_r = 0;
+    double eta_chain = 0, eta_sqrt_l = 0, m2_underflow = 0;
+  };
+  [[nodiscard]] element_constants element_constants_of(std::int64_t group,
+                                                       accuracy_level level) const;
+  [[nodiscard]] double element_pipeline_bound(output_id id, const element_inputs& e,
+                                              accuracy_level level) const;
+  // The pipeline's bounds of an element at the three levels (indexed by accuracy_level), from the
+  // group's constants at each level.
+  [[nodiscard]] std::array<double, 3> element_pipeline_bounds(
+      output_id id, const element_inputs& e, const std::array<element_constants, 3>& k) const;
+  // The pipeline's bound `b` of an element completed with the cast-before-weight roundings and
+  // the rounding to a narrow output format; `estimated` caches |estimate| across levels.
+  [[nodiscard]] double finish_bound(output_id id, std::int64_t index, accuracy_level level,
+                                    double b, const reduction_map::position* located,
+                                    std::optional<double>& estimated) const;
   [[nodiscard]] double cast_bound(output_id id, std::int64_t index, accuracy_level level,
                                   double pipeline) const;
-  [[nodiscard]] double estimate(output_id id, std::int64_t index) const;
+  [[nodiscard]] double estimate(output_id id, std::int64_t index,
+                                const reduction_map::position* located) const;
   [[nodiscard]] double stat_factor(accuracy_level level, std::int64_t n) const;
   [[nodiscard]] double rho_of(const channel_terms& t, double g) const;
   [[nodiscard]] double running_mean_bound(const channel_terms& t, double g) const;
@@ -294,6 +331,10 @@ class error_model {
   double factor_ = 0;  // weight of the new value in the running update
   bool centred_ = true;
   bool uniform_ = true;  // γ is the same over every statistic group (or absent)
+  bool training_ = false;            // forward or backward training: batch statistics
+  bool cast_before_weight_ = false;  // the op rounds x̂ to the data type before ×γ
+  // The format of each output, indexed by output_id.
+  std::array<const float_format*, static_cast<std::size_t>(output_id::bias) + 1> output_formats_{};
   // The statistics format backward training reads its saved statistics in, when not float32.
   const float_format* saved_format_ = nullptr;
   std::vector<channel_terms> terms_;

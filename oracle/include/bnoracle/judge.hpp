@@ -20,6 +20,7 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -115,11 +116,15 @@ struct ignore_elements {
 //   bool per_element()                         one value per data element (mistrust applies)
 // `observe` sees every element (the campaign's histograms).
 //
-// For a large output, measure and bounds — most of the cost — are evaluated ahead, a block at a
-// time, on every core; the loop that combines them stays sequential, in index order, so the
-// result is the same as with one thread, bit for bit. measure, bounds, cls and got must
-// therefore be safe to call from several threads at once (they only read).
+// Measure and bounds — most of the cost — are evaluated ahead, a block at a time (on every core
+// for an output of at least k_judge_parallel_from elements); the loop that combines them stays
+// sequential, in index order, so the result is the same as with one thread, bit for bit.
+// measure, bounds, cls and got must therefore be safe to call from several threads at once
+// (they only read). A source may also provide
+//   void bounds(std::int64_t from, std::int64_t to, std::span<std::array<double, 3>> out)
+// the bounds of a range at once (the error model shares the terms of a statistic group).
 inline constexpr std::int64_t k_judge_block = std::int64_t{1} << 16;
+inline constexpr std::int64_t k_judge_parallel_from = std::int64_t{1} << 13;
 
 template <class Source, class Observer = ignore_elements>
 [[nodiscard]] output_result judge_elements(std::string name, const Source& src,
@@ -131,9 +136,9 @@ template <class Source, class Observer = ignore_elements>
   r.count = src.count();
   const auto lvl = static_cast<std::size_t>(level);
   std::int64_t judged = 0;
-  // Measured elements' errors and bounds of the current block, when evaluated ahead.
+  // Measured elements' errors and bounds of the current block.
   const auto threads = static_cast<std::int64_t>(std::thread::hardware_concurrency());
-  const bool ahead = threads > 1 && r.count >= 2 * k_judge_block;
+  const bool parallel = threads > 1 && r.count >= k_judge_parallel_from;
   std::vector<element_error> errors;
   std::vector<std::array<double, 3>> bounds_ahead;
   std::int64_t block_start = -1;
@@ -142,23 +147,37 @@ template <class Source, class Observer = ignore_elements>
     errors.resize(static_cast<std::size_t>(end - start));
     bounds_ahead.resize(static_cast<std::size_t>(end - start));
     const auto work = [&](std::int64_t from, std::int64_t to) {
+      if constexpr (requires(std::span<std::array<double, 3>> out) {
+                      src.bounds(from, to, out);
+                    }) {
+        src.bounds(from, to,
+                   std::span<std::array<double, 3>>(bounds_ahead)
+                       .subspan(static_cast<std::size_t>(from - start),
+                                static_cast<std::size_t>(to - from)));
+      }
       for (std::int64_t i = from; i < to; ++i) {
         const golden_class c = src.cls(i);
         if (c != golden_class::finite && c != golden_class::overflow) continue;
         const auto k = static_cast<std::size_t>(i - start);
         errors[k] = src.measure(i, src.got(i));
-        bounds_ahead[k] = src.bounds(i);
+        if constexpr (!requires(std::span<std::array<double, 3>> out) {
+                        src.bounds(from, to, out);
+                      }) {
+          bounds_ahead[k] = src.bounds(i);
+        }
       }
     };
-    const std::int64_t mid = start + (end - start) / 2;
-    {
+    if (parallel) {
+      const std::int64_t mid = start + (end - start) / 2;
       std::jthread second(work, mid, end);
       work(start, mid);
+    } else {
+      work(start, end);
     }
     block_start = start;
   };
   for (std::int64_t i = 0; i < r.count; ++i) {
-    if (ahead && i % k_judge_block == 0) prepare_block(i);
+    if (i % k_judge_block == 0) prepare_block(i);
     const golden_class cls = src.cls(i);
     const float v = src.got(i);
     auto note_worst = [&](double ratio, double ulps, double ulp, double bound) {
@@ -197,8 +216,7 @@ template <class Source, class Observer = ignore_elements>
       observe(element_event{i, element_kind::by_class, ok, 0});
       continue;
     }
-    const element_error e =
-        ahead ? errors[static_cast<std::size_t>(i - block_start)] : src.measure(i, v);
+    const element_error e = errors[static_cast<std::size_t>(i - block_start)];
     ++judged;
     if (std::isfinite(e.ulps)) {
       r.max_ulps = std::max(r.max_ulps, std::fabs(e.ulps));
@@ -206,8 +224,7 @@ template <class Source, class Observer = ignore_elements>
     }
     double ratio_at_level = 0;
     double bound_at_level = 0;
-    const std::array<double, 3> bounds =
-        ahead ? bounds_ahead[static_cast<std::size_t>(i - block_start)] : src.bounds(i);
+    const std::array<double, 3>& bounds = bounds_ahead[static_cast<std::size_t>(i - block_start)];
     for (std::size_t l = 0; l < 3; ++l) {
       const double bound = bounds[static_cast<std::size_t>(k_accuracy_levels[l])];
       // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
@@ -271,6 +288,9 @@ class reference_source {
   }
   [[nodiscard]] std::array<double, 3> bounds(std::int64_t i) const {
     return model_.bounds(bound_id_, i);
+  }
+  void bounds(std::int64_t from, std::int64_t to, std::span<std::array<double, 3>> out) const {
+    model_.bounds(bound_id_, from, to, out);
   }
   [[nodiscard]] std::string where(std::int64_t i) const {
     return element_where(ref_.map(), shown_, i, describe(golden_id_).extent);

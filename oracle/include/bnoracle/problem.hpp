@@ -83,7 +83,10 @@ class geometry {
   }
 
   // Memory offset and canonical logical index of element (n, c, s).
-  [[nodiscard]] std::int64_t offset(std::int64_t n, std::int64_t c, std::int64_t s) const;
+  [[nodiscard]] std::int64_t offset(std::int64_t n, std::int64_t c, std::int64_t s) const {
+    if (sp_linear_) return n * strides_[0] + c * strides_[1] + s * sp_step_;
+    return offset_by_dimension(n, c, s);
+  }
   [[nodiscard]] std::int64_t logical_index(std::int64_t n, std::int64_t c, std::int64_t s) const {
     return (n * c_ + c) * spatial_size_ + s;
   }
@@ -112,11 +115,18 @@ class geometry {
   }
 
  private:
+  [[nodiscard]] std::int64_t offset_by_dimension(std::int64_t n, std::int64_t c,
+                                                 std::int64_t s) const;
+
   std::int64_t n_ = 0, c_ = 0, spatial_size_ = 1;
   std::vector<std::int64_t> spatial_;
   std::vector<std::int64_t> strides_;
   std::int64_t ext_[3] = {1, 1, 1};        // spatial extents padded to 3
   std::int64_t sp_stride_[3] = {0, 0, 0};  // spatial strides padded to 3
+  // Where the spatial offset of flat spatial index s is s·sp_step_ (dense spatial dimensions, in
+  // any layout): offset() then needs no division per dimension.
+  bool sp_linear_ = false;
+  std::int64_t sp_step_ = 0;
   std::int64_t min_offset_ = 0, max_offset_ = -1;
 };
 

@@ -74,6 +74,40 @@ class reduction_map {
     return p;
   }
 
+  // The positions of consecutive logical indices from `first` (< elements()), one step at a
+  // time: the coordinates advance like an odometer, with no division per element (the judge,
+  // the error model and the reference walk whole outputs and groups in index order).
+  class cursor {
+   public:
+    cursor(const reduction_map& m, std::int64_t first);
+    [[nodiscard]] const position& operator*() const { return p_; }
+    [[nodiscard]] const position* operator->() const { return &p_; }
+    void next() {
+      const geometry& g = m_->geom_;
+      if (++s_ == g.spatial_size()) {
+        s_ = 0;
+        if (++c_ == g.c()) {
+          c_ = 0;
+          ++n_;
+        }
+      }
+      const bool batch_norm = m_->op_.kind == op_kind::batch_norm;
+      if (++k_ == m_->group_size_) {
+        k_ = 0;
+        if (!batch_norm) ++p_.group;
+      }
+      if (batch_norm) p_.group = c_;
+      p_.offset = g.offset(n_, c_, s_);
+      if (p_.param >= 0) p_.param = m_->op_.params == param_placement::per_channel ? c_ : k_;
+    }
+
+   private:
+    const reduction_map* m_;
+    std::int64_t n_ = 0, c_ = 0, s_ = 0;
+    std::int64_t k_ = 0;  // index inside the statistic group (every op but batch norm)
+    position p_{};
+  };
+
   // The γ/β index of the element with this canonical logical index (-1 when the op has none).
   [[nodiscard]] std::int64_t param_of(std::int64_t logical) const {
     switch (op_.params) {
@@ -119,11 +153,10 @@ class reduction_map {
       geom_.for_each_in_channel(group, f);
       return;
     }
+    if (group_size_ == 0) return;
     const std::int64_t first = group * group_size_;
-    for (std::int64_t li = first; li < first + group_size_; ++li) {
-      const geometry::coordinates at = geom_.coordinates_of(li);
-      f(geom_.offset(at.n, at.c, at.s), li);
-    }
+    cursor at(*this, first);
+    for (std::int64_t li = first; li < first + group_size_; ++li, at.next()) f(at->offset, li);
   }
 
   // For messages: "n=1,c=2,s=3" for an element; "c=2" for a batch-norm group, "n=1,c=2" for an
