@@ -18,6 +18,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -176,7 +177,12 @@ py::array_t<double> bounds_of(const problem_state& s, const std::string& name,
   const accuracy_level l = level_named(level);
   py::array_t<double> out(s.shape_of(id));
   double* p = out.mutable_data();
-  for (py::ssize_t i = 0; i < out.size(); ++i) p[i] = s.model().bound(id, i, l);
+  // The error model gives the three levels of a range at once (sharing each group's terms).
+  std::vector<std::array<double, 3>> all(static_cast<std::size_t>(out.size()));
+  s.model().bounds(id, 0, out.size(), all);
+  for (py::ssize_t i = 0; i < out.size(); ++i) {
+    p[i] = all[static_cast<std::size_t>(i)][static_cast<std::size_t>(l)];
+  }
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "bnoracle/judge.hpp"
 
+#include "bnoracle/format.hpp"
+
 #include "bnoracle/exact.hpp"
 
 #include <algorithm>
@@ -57,7 +59,7 @@ element_error reference_source::measure(std::int64_t i, float v) const {
   const golden& g = at(i);
   element_error e;
   e.ulps = error_ulps(v, g);
-  e.ulp = std::ldexp(1.0, g.ulp_exp);
+  e.ulp = exact_pow2(g.ulp_exp);
   e.abs_err = std::fabs(e.ulps) * e.ulp;
   e.exact_magnitude = std::fabs(static_cast<double>(g.value) + g.residual * e.ulp);
   return e;

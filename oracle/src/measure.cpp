@@ -1,5 +1,7 @@
 #include "bnoracle/measure.hpp"
 
+#include "bnoracle/format.hpp"
+
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -25,7 +27,7 @@ double error_ulps(float got, const golden& expected) {
   }
   if (std::isnan(got)) return inf;
   // An overflowing golden is measured against ±2^(emax+1) of its format (exact.hpp, golden).
-  const double overflow = std::ldexp(1.0, format_of(expected.format).overflow_exponent());
+  const double overflow = exact_pow2(format_of(expected.format).overflow_exponent());
   double reference = static_cast<double>(expected.value);
   if (expected.cls == golden_class::overflow) reference = expected.value < 0 ? -overflow : overflow;
   double g = static_cast<double>(got);
@@ -37,8 +39,9 @@ double error_ulps(float got, const golden& expected) {
   }
   const int k = static_cast<int>(ulp_exponent(expected));
   // got − reference is exact in double for float32 operands of nearby magnitude; for distant
-  // ones the relative rounding of double is far below any error worth reporting.
-  return std::ldexp(g - reference, -k) - expected.residual;
+  // ones the relative rounding of double is far below any error worth reporting. Scaling it by
+  // 2^−k (|k| <= 149) is exact: the product stays in double's normal range.
+  return (g - reference) * exact_pow2(-k) - expected.residual;
 }
 
 bool bit_equal(float a, float b) {

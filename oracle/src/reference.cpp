@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <mutex>
+#include <span>
 #include <stdexcept>
 #include <thread>
 
@@ -1039,9 +1041,6 @@ struct reference::impl {
 
   // The golden of the element at memory offset `off` with γ/β entry j by the fast path, or
   // nullopt for the exact path (an element the exact path treats specially, or one the error
-  // bound does not decide).
-  // The golden of the element at memory offset `off` with γ/β entry j by the fast path, or
-  // nullopt for the exact path (an element the exact path treats specially, or one the error
   // bound does not decide). `Id` and `Mode` are the output and the mode, fixed per call of
   // fill_group so that the per-element code has no dispatch.
   template <output_id Id, bn_mode Mode>
@@ -1088,6 +1087,32 @@ struct reference::impl {
     } else {
       fill_fast<output_id::diff_src, bn_mode::backward_inference>(fg, g, f, out);
     }
+  }
+
+  // Elements [from, to) of per-element output Id into out, with the fast constants of every
+  // group in `table`; the exact path under `exact_lock` (fill_range may run on several threads).
+  template <output_id Id, bn_mode Mode>
+  void fill_range(const std::vector<fast_group>& table, std::int64_t from, std::int64_t to,
+                  const float_format& f, std::span<golden> out, std::mutex& exact_lock) const {
+    std::int64_t by_fast = 0;
+    std::int64_t by_exact = 0;
+    reduction_map::cursor at(map, from);
+    for (std::int64_t i = from; i < to; ++i, at.next()) {
+      golden& slot = out[static_cast<std::size_t>(i - from)];
+      const fast_group& fg = table[static_cast<std::size_t>(at->group)];
+      if (fg.ok) {
+        if (const std::optional<golden> v = fast_element<Id, Mode>(fg, at->offset, at->param, f)) {
+          slot = *v;
+          ++by_fast;
+          continue;
+        }
+      }
+      const std::lock_guard<std::mutex> hold(exact_lock);
+      slot = element(Id, i).round(f);
+      ++by_exact;
+    }
+    certified += by_fast;
+    exact_path += by_exact;
   }
 
   template <output_id Id, bn_mode Mode>
@@ -1249,6 +1274,73 @@ std::vector<golden> reference::goldens(output_id id) const {
   // so per-element outputs are computed by group on every core.
   for_each_group_in_parallel(map, n, [&](std::int64_t g) { impl_->fill_group(id, g, f, out); });
   return out;
+}
+
+struct reference::golden_ranges::state {
+  const reference::impl* im = nullptr;
+  output_id id = output_id::dst;
+  const float_format* f = nullptr;
+  std::int64_t size = 0;
+  std::vector<reference::impl::fast_group> table;  // per statistic group (per-element outputs)
+  mutable std::mutex exact_lock;
+};
+
+reference::golden_ranges::golden_ranges(std::unique_ptr<state> s) : s_(std::move(s)) {}
+reference::golden_ranges::golden_ranges(golden_ranges&&) noexcept = default;
+reference::golden_ranges& reference::golden_ranges::operator=(golden_ranges&&) noexcept = default;
+reference::golden_ranges::~golden_ranges() = default;
+
+std::int64_t reference::golden_ranges::size() const {
+  return s_->size;
+}
+
+void reference::golden_ranges::fill(std::int64_t from, std::int64_t to,
+                                    std::span<golden> out) const {
+  if (from < 0 || to > s_->size || from > to || out.size() < static_cast<std::size_t>(to - from)) {
+    throw std::out_of_range("reference: golden range out of range");
+  }
+  const impl& im = *s_->im;
+  const float_format& f = *s_->f;
+  if (from == to) return;
+  if (!per_element(s_->id)) {
+    const std::lock_guard<std::mutex> hold(s_->exact_lock);
+    for (std::int64_t i = from; i < to; ++i) {
+      out[static_cast<std::size_t>(i - from)] = im.element(s_->id, i).round(f);
+    }
+    return;
+  }
+  std::mutex& lock = s_->exact_lock;
+  if (s_->id == output_id::dst) {
+    if (im.mode == bn_mode::forward_training) {
+      im.fill_range<output_id::dst, bn_mode::forward_training>(s_->table, from, to, f, out, lock);
+    } else {
+      im.fill_range<output_id::dst, bn_mode::forward_inference>(s_->table, from, to, f, out, lock);
+    }
+  } else if (im.mode == bn_mode::backward_training) {
+    im.fill_range<output_id::diff_src, bn_mode::backward_training>(s_->table, from, to, f, out,
+                                                                   lock);
+  } else {
+    im.fill_range<output_id::diff_src, bn_mode::backward_inference>(s_->table, from, to, f, out,
+                                                                    lock);
+  }
+}
+
+reference::golden_ranges reference::goldens_by_range(output_id id) const {
+  require_output(*this, id);
+  auto s = std::make_unique<golden_ranges::state>();
+  s->im = impl_.get();
+  s->id = id;
+  s->f = &format_of_output(id);
+  s->size = impl_->size_of(id);
+  if (per_element(id)) {
+    const reduction_map& map = impl_->map;
+    s->table.resize(static_cast<std::size_t>(map.groups()));
+    for_each_group_in_parallel(map, s->size, [&](std::int64_t g) {
+      s->table[static_cast<std::size_t>(g)] =
+          impl_->fast_constants(id, impl_->grp[static_cast<std::size_t>(g)]);
+    });
+  }
+  return golden_ranges(std::move(s));
 }
 
 reference::evaluation_counts reference::evaluations() const {

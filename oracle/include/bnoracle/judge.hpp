@@ -122,7 +122,11 @@ struct ignore_elements {
 // measure, bounds, cls and got must therefore be safe to call from several threads at once
 // (they only read). A source may also provide
 //   void bounds(std::int64_t from, std::int64_t to, std::span<std::array<double, 3>> out)
-// the bounds of a range at once (the error model shares the terms of a statistic group).
+// the bounds of a range at once (the error model shares the terms of a statistic group), and
+//   void begin_block(std::int64_t start, std::int64_t end)   before the block is evaluated
+//   void prepare(std::int64_t from, std::int64_t to)          on each thread's part of it
+// to compute what cls, expected and measure read for the block's elements (the reference's
+// goldens are streamed a block at a time, never materialized whole).
 inline constexpr std::int64_t k_judge_block = std::int64_t{1} << 16;
 inline constexpr std::int64_t k_judge_parallel_from = std::int64_t{1} << 13;
 
@@ -146,7 +150,9 @@ template <class Source, class Observer = ignore_elements>
     const std::int64_t end = std::min(r.count, start + k_judge_block);
     errors.resize(static_cast<std::size_t>(end - start));
     bounds_ahead.resize(static_cast<std::size_t>(end - start));
+    if constexpr (requires { src.begin_block(start, end); }) src.begin_block(start, end);
     const auto work = [&](std::int64_t from, std::int64_t to) {
+      if constexpr (requires { src.prepare(from, to); }) src.prepare(from, to);
       if constexpr (requires(std::span<std::array<double, 3>> out) {
                       src.bounds(from, to, out);
                     }) {
@@ -265,7 +271,8 @@ template <class Observer = ignore_elements>
                                          const std::function<float(std::int64_t)>& got,
                                          Observer&& observe = {});
 
-// The source judge_output gives judge_elements.
+// The source judge_output gives judge_elements: the goldens of the current block are computed
+// by prepare (each thread its part) and read by cls, expected and measure.
 class reference_source {
  public:
   reference_source(const std::string& shown, output_id golden_id, output_id bound_id,
@@ -277,8 +284,17 @@ class reference_source {
         ref_(ref),
         model_(model),
         got_(got),
-        gold_(ref.goldens(golden_id)) {}
-  [[nodiscard]] std::int64_t count() const { return static_cast<std::int64_t>(gold_.size()); }
+        ranges_(ref.goldens_by_range(golden_id)) {}
+  [[nodiscard]] std::int64_t count() const { return ranges_.size(); }
+  void begin_block(std::int64_t start, std::int64_t end) const {
+    block_.resize(static_cast<std::size_t>(end - start));
+    base_ = start;
+  }
+  void prepare(std::int64_t from, std::int64_t to) const {
+    ranges_.fill(from, to,
+                 std::span<golden>(block_).subspan(static_cast<std::size_t>(from - base_),
+                                                   static_cast<std::size_t>(to - from)));
+  }
   [[nodiscard]] golden_class cls(std::int64_t i) const { return at(i).cls; }
   [[nodiscard]] float expected(std::int64_t i) const { return at(i).value; }
   [[nodiscard]] float got(std::int64_t i) const { return got_(i); }
@@ -296,8 +312,9 @@ class reference_source {
     return element_where(ref_.map(), shown_, i, describe(golden_id_).extent);
   }
   [[nodiscard]] bool per_element() const { return bnoracle::per_element(golden_id_); }
+  // The golden of element i, which must lie in the current block.
   [[nodiscard]] const golden& at(std::int64_t i) const {
-    return gold_[static_cast<std::size_t>(i)];
+    return block_[static_cast<std::size_t>(i - base_)];
   }
 
  private:
@@ -307,7 +324,10 @@ class reference_source {
   const reference& ref_;
   const error_model& model_;
   const std::function<float(std::int64_t)>& got_;
-  std::vector<golden> gold_;
+  reference::golden_ranges ranges_;
+  // The current block's goldens (judge_elements' evaluation state, hence mutable).
+  mutable std::vector<golden> block_;
+  mutable std::int64_t base_ = 0;
 };
 
 template <class Observer>

@@ -133,6 +133,27 @@ class reference {
   [[nodiscard]] std::vector<golden> goldens(output_id id) const;
   [[nodiscard]] std::vector<golden> goldens(std::string_view name) const;
 
+  // The goldens of one output a range of elements at a time, each range equal to the same range
+  // of goldens(id): the judge streams an output through these instead of materializing it whole.
+  // fill() may be called from several threads at once (the exact path, whose per-group caches
+  // are not shared safely, is taken under a lock). Valid while the reference lives.
+  class golden_ranges {
+   public:
+    golden_ranges(golden_ranges&&) noexcept;
+    golden_ranges& operator=(golden_ranges&&) noexcept;
+    ~golden_ranges();
+    [[nodiscard]] std::int64_t size() const;
+    // Elements [from, to) into out[0 .. to − from).
+    void fill(std::int64_t from, std::int64_t to, std::span<golden> out) const;
+
+   private:
+    friend class reference;
+    struct state;
+    explicit golden_ranges(std::unique_ptr<state> s);
+    std::unique_ptr<state> s_;
+  };
+  [[nodiscard]] golden_ranges goldens_by_range(output_id id) const;
+
   // How many per-element goldens `goldens` has decided so far by each path.
   struct evaluation_counts {
     std::int64_t certified = 0;  // by the fast path
