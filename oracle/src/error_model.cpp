@@ -708,6 +708,10 @@ void error_model::bounds(output_id id, std::int64_t from, std::int64_t to,
   reduction_map::cursor at(ref_->map(), from);
   std::int64_t group = -1;
   std::array<element_constants, 3> k{};
+  // A float32 output without the cast-before-weight roundings is the pipeline's bound itself.
+  const bool pipeline_only =
+      !cast_before_weight_ &&
+      output_formats_[static_cast<std::size_t>(id)]->id == format_id::float32;
   for (std::int64_t i = from; i < to; ++i, at.next()) {
     const element_inputs e = element_at(*at);
     if (e.group != group) {
@@ -716,9 +720,10 @@ void error_model::bounds(output_id id, std::int64_t from, std::int64_t to,
         k[static_cast<std::size_t>(l)] = element_constants_of(group, l);
       }
     }
-    std::optional<double> estimated;
     std::array<double, 3>& b = out[static_cast<std::size_t>(i - from)];
     b = element_pipeline_bounds(id, e, k);
+    if (pipeline_only) continue;
+    std::optional<double> estimated;
     for (const accuracy_level l : k_levels) {
       const auto li = static_cast<std::size_t>(l);
       b[li] = finish_bound(id, i, l, b[li], &*at, estimated);

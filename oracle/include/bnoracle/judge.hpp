@@ -140,16 +140,22 @@ template <class Source, class Observer = ignore_elements>
   r.count = src.count();
   const auto lvl = static_cast<std::size_t>(level);
   std::int64_t judged = 0;
-  // Measured elements' errors and bounds of the current block.
+  // Measured elements' errors, bounds and ratios of the current block (k_accuracy_levels is the
+  // order of accuracy_level, so levels index these arrays directly).
+  static_assert(k_accuracy_levels[0] == accuracy_level::strict &&
+                k_accuracy_levels[1] == accuracy_level::standard &&
+                k_accuracy_levels[2] == accuracy_level::lenient);
   const auto threads = static_cast<std::int64_t>(std::thread::hardware_concurrency());
   const bool parallel = threads > 1 && r.count >= k_judge_parallel_from;
   std::vector<element_error> errors;
-  std::vector<std::array<double, 3>> bounds_ahead;
+  std::vector<std::array<double, 3>> bounds_ahead;  // by accuracy_level
+  std::vector<std::array<double, 3>> ratios_ahead;  // |error|/bound, by accuracy_level
   std::int64_t block_start = -1;
   const auto prepare_block = [&](std::int64_t start) {
     const std::int64_t end = std::min(r.count, start + k_judge_block);
     errors.resize(static_cast<std::size_t>(end - start));
     bounds_ahead.resize(static_cast<std::size_t>(end - start));
+    ratios_ahead.resize(static_cast<std::size_t>(end - start));
     if constexpr (requires { src.begin_block(start, end); }) src.begin_block(start, end);
     const auto work = [&](std::int64_t from, std::int64_t to) {
       if constexpr (requires { src.prepare(from, to); }) src.prepare(from, to);
@@ -170,6 +176,14 @@ template <class Source, class Observer = ignore_elements>
                         src.bounds(from, to, out);
                       }) {
           bounds_ahead[k] = src.bounds(i);
+        }
+        for (std::size_t l = 0; l < 3; ++l) {
+          const double bound = bounds_ahead[k][l];
+          // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
+          // statistics): any result passes, NaN included, and the ratio is 0, not inf/inf.
+          ratios_ahead[k][l] = std::isinf(bound) ? 0.0
+                               : bound > 0       ? errors[k].abs_err / bound
+                                                 : (errors[k].abs_err > 0 ? inf : 0.0);
         }
       }
     };
@@ -228,22 +242,13 @@ template <class Source, class Observer = ignore_elements>
       r.max_ulps = std::max(r.max_ulps, std::fabs(e.ulps));
       r.sum_sq_ulps += e.ulps * e.ulps;
     }
-    double ratio_at_level = 0;
-    double bound_at_level = 0;
-    const std::array<double, 3>& bounds = bounds_ahead[static_cast<std::size_t>(i - block_start)];
+    const auto k = static_cast<std::size_t>(i - block_start);
+    const std::array<double, 3>& ratios = ratios_ahead[k];
     for (std::size_t l = 0; l < 3; ++l) {
-      const double bound = bounds[static_cast<std::size_t>(k_accuracy_levels[l])];
-      // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
-      // statistics): any result passes, NaN included, and the ratio is 0, not inf/inf.
-      const double ratio = std::isinf(bound) ? 0.0
-                           : bound > 0       ? e.abs_err / bound
-                                             : (e.abs_err > 0 ? inf : 0.0);
-      if (!(ratio <= 1.0)) r.passed[l] = false;
-      if (l == lvl) {
-        ratio_at_level = ratio;
-        bound_at_level = bound;
-      }
+      if (!(ratios[l] <= 1.0)) r.passed[l] = false;
     }
+    const double ratio_at_level = ratios[lvl];
+    const double bound_at_level = bounds_ahead[k][lvl];
     const bool claim = std::isfinite(bound_at_level);
     if (claim) ++r.judged;
     // Low signal: the bound swamps the value itself, so agreement says little.
