@@ -1365,6 +1365,9 @@ int count_threads() {
 // Kills and reaps every child of this process, repeating while killing orphans more of them
 // (the worker is a child subreaper, so every process the call started ends up its child).
 void kill_all_children() {
+  // No child at all (the usual case) is one system call to know: waitid fails with ECHILD.
+  siginfo_t info{};
+  if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD) return;
   for (int round = 0; round < 1000; ++round) {
     const std::vector<pid_t> children = list_children();
     if (children.empty()) return;
@@ -1377,11 +1380,19 @@ void kill_all_children() {
   }
 }
 
-void set_protection(const worker_block& w, bool open) {
-  for (std::size_t i = 0; i < w.range_count; ++i) {
-    const worker_range& r = w.ranges[i];
-    mprotect(r.address, r.length, open ? r.protection : PROT_NONE);
+// Closes the call's pages again. Everything of the slab between them is closed already (the
+// worker closes the whole slab when it starts and opens only a call's ranges), so one mprotect
+// over the span from the first range to the end of the last closes them all.
+void close_ranges(const worker_block& w) {
+  if (w.range_count == 0) return;
+  auto* lo = static_cast<char*>(w.ranges[0].address);
+  char* hi = lo + w.ranges[0].length;
+  for (std::size_t i = 1; i < w.range_count; ++i) {
+    auto* a = static_cast<char*>(w.ranges[i].address);
+    lo = std::min(lo, a);
+    hi = std::max(hi, a + w.ranges[i].length);
   }
+  mprotect(lo, static_cast<std::size_t>(hi - lo), PROT_NONE);
 }
 
 // The worker: set up like a forked call's child, then one call per byte on the socket until the
@@ -1415,7 +1426,7 @@ void set_protection(const worker_block& w, bool open) {
       }
     }
     if (opened) run_recorded(kernel_call(*w->kernel, w->mode, w->problem, w->buffers), block);
-    set_protection(*w, false);
+    close_ranges(*w);
     kill_all_children();
     // A thread the call joined may still be listed for a moment while it exits: look again for
     // up to 2 ms before calling it left running.

@@ -571,19 +571,20 @@ error_model::element_constants error_model::element_constants_of(std::int64_t gr
 
 double error_model::element_pipeline_bound(output_id id, const element_inputs& e,
                                            accuracy_level level) const {
+  // Only this level's constants, and only this level evaluated.
+  const auto l = static_cast<std::size_t>(level);
   std::array<element_constants, 3> k{};
-  for (const accuracy_level l : k_levels) {
-    k[static_cast<std::size_t>(l)] = element_constants_of(e.group, l);
-  }
-  return element_pipeline_bounds(id, e, k)[static_cast<std::size_t>(level)];
+  k[l] = element_constants_of(e.group, level);
+  return element_pipeline_bounds(id, e, k, l, l)[l];
 }
 
-std::array<double, 3> error_model::element_pipeline_bounds(
-    output_id id, const element_inputs& e, const std::array<element_constants, 3>& k) const {
+std::array<double, 3> error_model::element_pipeline_bounds(output_id id, const element_inputs& e,
+                                                           const std::array<element_constants, 3>& k,
+                                                           std::size_t lo, std::size_t hi) const {
   const double inf = std::numeric_limits<double>::infinity();
   std::array<double, 3> b{inf, inf, inf};
-  // The terms that do not depend on the level are the same in the three constants.
-  const element_constants& k0 = k[0];
+  // The terms that do not depend on the level are the same in every level's constants.
+  const element_constants& k0 = k[lo];
   const channel_terms& t = *k0.t;
   const double x = e.x;
   const double dy = e.dy;
@@ -607,7 +608,7 @@ std::array<double, 3> error_model::element_pipeline_bounds(
   // Past τ >= 1 the kernel's 1/sqrt(v + ε) is not bounded at all: nor is anything made with it
   // (ρ of that level is +Inf, and so is the bound).
   const auto each_level = [&](auto&& f) {
-    for (std::size_t l = 0; l < 3; ++l) {
+    for (std::size_t l = lo; l <= hi; ++l) {
       if (std::isfinite(k[l].lt->rho)) b[l] = f(k[l], k[l].lt->rho, k[l].lt->dmu);
     }
   };
@@ -689,7 +690,7 @@ std::array<double, 3> error_model::bounds(output_id id, std::int64_t index) cons
   for (const accuracy_level l : k_levels) {
     k[static_cast<std::size_t>(l)] = element_constants_of(e.group, l);
   }
-  b = element_pipeline_bounds(id, e, k);
+  b = element_pipeline_bounds(id, e, k, 0, 2);
   std::optional<double> estimated;
   for (const accuracy_level l : k_levels) {
     const auto li = static_cast<std::size_t>(l);
@@ -721,7 +722,7 @@ void error_model::bounds(output_id id, std::int64_t from, std::int64_t to,
       }
     }
     std::array<double, 3>& b = out[static_cast<std::size_t>(i - from)];
-    b = element_pipeline_bounds(id, e, k);
+    b = element_pipeline_bounds(id, e, k, 0, 2);
     if (pipeline_only) continue;
     std::optional<double> estimated;
     for (const accuracy_level l : k_levels) {

@@ -297,10 +297,11 @@ class error_model {
                                                        accuracy_level level) const;
   [[nodiscard]] double element_pipeline_bound(output_id id, const element_inputs& e,
                                               accuracy_level level) const;
-  // The pipeline's bounds of an element at the three levels (indexed by accuracy_level), from the
-  // group's constants at each level.
+  // The pipeline's bounds of an element at the levels lo..hi (indexed by accuracy_level; the
+  // others are left +Inf), from the group's constants at those levels.
   [[nodiscard]] std::array<double, 3> element_pipeline_bounds(
-      output_id id, const element_inputs& e, const std::array<element_constants, 3>& k) const;
+      output_id id, const element_inputs& e, const std::array<element_constants, 3>& k,
+      std::size_t lo, std::size_t hi) const;
   // The pipeline's bound `b` of an element completed with the cast-before-weight roundings and
   // the rounding to a narrow output format; `estimated` caches |estimate| across levels.
   [[nodiscard]] double finish_bound(output_id id, std::int64_t index, accuracy_level level,
