@@ -175,7 +175,10 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
   // norm) the backward magnitudes are of dy and γ multiplies the bounds; where it varies (layer,
   // RMS and group norm) they are of g = γ·dy and γ is inside them.
   terms_.resize(static_cast<std::size_t>(map.groups()));
-  for (std::int64_t c = 0; c < map.groups(); ++c) {
+  level_terms_.resize(terms_.size());
+  // The terms of group c: the magnitudes the bounds need, from passes in double over its
+  // elements.
+  const auto group_terms = [&](std::int64_t c) {
     auto& t = terms_[static_cast<std::size_t>(c)];
     t.L = static_cast<double>(map.group_size());
     if (uniform_) {
@@ -190,7 +193,7 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       t.old_mean = static_cast<double>(in.running_mean[e]);
       t.old_var = static_cast<double>(in.running_var[e]);
     }
-    if (training && (!ref.refusal().empty() || map.group_size() == 0)) continue;
+    if (training && (!ref.refusal().empty() || map.group_size() == 0)) return;
     t.mu = ref.normalizing_mean(c).to_double();
     t.var = ref.normalizing_var(c).to_double();
     // One pass in double over the group for the magnitudes the bounds need.
@@ -226,7 +229,7 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
     // Inference's dx = γ·r·dy needs r alone: a NaN or infinite running mean does not touch it.
     t.r_defined = t.defined || (!training && var_ok && t.w > 0 && std::isfinite(t.gamma));
     if (t.r_defined) t.r = 1.0 / std::sqrt(t.w);
-    if (!t.defined || t.L == 0) continue;
+    if (!t.defined || t.L == 0) return;
     if (backward) {
       double sum_dy_xhat = 0;
       double sum_abs_dy_xhat = 0;
@@ -242,20 +245,26 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
       t.mean_abs_dy_xhat = sum_abs_dy_xhat / t.L;
       t.mean_abs_dy_dev = sum_abs_dy_dev / t.L;
     }
-  }
+  };
   // The per-group factors every per-element bound of a group shares, once per level: the same
   // functions of the same terms pipeline_bound would evaluate for each element.
   const std::int64_t L = map.group_size();
-  level_terms_.resize(terms_.size());
-  for (std::size_t c = 0; c < terms_.size(); ++c) {
+  const auto factors = [&](std::int64_t c) {
+    const auto u = static_cast<std::size_t>(c);
     for (const accuracy_level l : k_levels) {
-      level_terms& lt = level_terms_[c][static_cast<std::size_t>(l)];
+      level_terms& lt = level_terms_[u][static_cast<std::size_t>(l)];
       lt.g = stat_factor(l, L);
       lt.g_dot = summation_factor(l, L);
-      lt.dmu = training ? mean_error(terms_[c], lt.g) : 0.0;
-      lt.rho = rho_of(terms_[c], lt.g);
+      lt.dmu = training ? mean_error(terms_[u], lt.g) : 0.0;
+      lt.rho = rho_of(terms_[u], lt.g);
     }
-  }
+  };
+  // Groups are independent (each writes its own terms, in the order of one thread): on every
+  // core.
+  for_each_group_in_parallel(map, map.geom().elements(), [&](std::int64_t c) {
+    group_terms(c);
+    factors(c);
+  });
 }
 
 double error_model::gamma_of(std::int64_t j) const {

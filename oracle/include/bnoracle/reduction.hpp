@@ -17,8 +17,12 @@
 #include "bnoracle/op.hpp"
 #include "bnoracle/problem.hpp"
 
+#include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace bnoracle {
 
@@ -174,5 +178,33 @@ class reduction_map {
   std::int64_t group_size_ = 0;
   std::int64_t params_ = 0;
 };
+
+// Calls f(g) for every statistic group, spread over the cores when there are several groups and
+// enough elements (4096) to pay for the threads; the first exception is rethrown. Results do not
+// depend on the number of threads: groups are independent and each is computed exactly.
+template <class F>
+inline void for_each_group_in_parallel(const reduction_map& map, std::int64_t elements, F&& f) {
+  const auto threads = static_cast<std::int64_t>(std::max(1U, std::thread::hardware_concurrency()));
+  if (threads == 1 || map.groups() <= 1 || elements < 4096) {
+    for (std::int64_t g = 0; g < map.groups(); ++g) f(g);
+    return;
+  }
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+  {
+    std::vector<std::jthread> pool;
+    for (std::int64_t t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        try {
+          for (std::int64_t g = t; g < map.groups(); g += threads) f(g);
+        } catch (...) {
+          errors[static_cast<std::size_t>(t)] = std::current_exception();
+        }
+      });
+    }
+  }
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
 
 }  // namespace bnoracle
