@@ -476,7 +476,7 @@ struct group_state {
 }  // namespace
 
 // Statistic groups of at least this many elements are summed in exponent bins (superacc.hpp).
-constexpr std::int64_t k_binned_sums_from = 512;
+constexpr std::int64_t k_binned_sums_from = 256;
 
 struct reference::impl {
   bn_problem problem;
