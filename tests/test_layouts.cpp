@@ -385,8 +385,8 @@ TEST(Layouts, NonFiniteInputsPoisonTheSameLogicalPositionsInEveryLayout) {
 // spatial dimensions it takes in one product and spatial dimensions of extent 1 with any stride.
 TEST(Layouts, GeometryOffsetIsTheSumOfIndexTimesStrideInEveryView) {
   const std::vector<std::vector<std::int64_t>> extents_list = {
-      {17, 3}, {4, 5, 7}, {3, 4, 5, 6}, {2, 3, 3, 4, 5}, {3, 2, 1, 5}, {2, 3, 4, 1, 1},
-      {2, 2, 1, 3, 1}, {2, 3, 1, 1, 1}};
+      {17, 3},      {4, 5, 7},       {3, 4, 5, 6},    {2, 3, 3, 4, 5},
+      {3, 2, 1, 5}, {2, 3, 4, 1, 1}, {2, 2, 1, 3, 1}, {2, 3, 1, 1, 1}};
   for (const auto& ext : extents_list) {
     const std::size_t dims = ext.size();
     std::vector<std::pair<std::string, std::vector<std::int64_t>>> views = {

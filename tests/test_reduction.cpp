@@ -104,8 +104,10 @@ std::vector<map_case> cases() {
       {"batch_strided", batch_norm_op(), shape(2, 2, {3}, std::nullopt, {-1, 8, 2})},
       {"batch_nc", batch_norm_op(), shape(5, 4, {})},
       // Spatial dimensions stored transposed: the offset is not linear in the spatial index.
-      {"batch_spatial_transposed", batch_norm_op(), shape(2, 2, {2, 3}, std::nullopt, {12, 6, 1, 2})},
-      {"layer_spatial_transposed", layer_norm_op(2), shape(2, 2, {2, 3}, std::nullopt, {12, 6, 1, 2})},
+      {"batch_spatial_transposed", batch_norm_op(),
+       shape(2, 2, {2, 3}, std::nullopt, {12, 6, 1, 2})},
+      {"layer_spatial_transposed", layer_norm_op(2),
+       shape(2, 2, {2, 3}, std::nullopt, {12, 6, 1, 2})},
       {"instance", instance_norm_op(), shape(2, 3, {2, 2})},
       {"instance_ndhwc", instance_norm_op(true), shape(2, 2, {2, 1, 3}, layout::ndhwc)},
       {"group_2", group_norm_op(2), shape(2, 4, {3})},

@@ -552,7 +552,7 @@ double error_model::pipeline_bound(output_id id, std::int64_t index, accuracy_le
 }
 
 error_model::element_constants error_model::element_constants_of(std::int64_t group,
-                                                                  accuracy_level level) const {
+                                                                 accuracy_level level) const {
   const channel_terms& t = terms_[static_cast<std::size_t>(group)];
   const level_terms& lt =
       level_terms_[static_cast<std::size_t>(group)][static_cast<std::size_t>(level)];
@@ -587,9 +587,9 @@ double error_model::element_pipeline_bound(output_id id, const element_inputs& e
   return element_pipeline_bounds(id, e, k, l, l)[l];
 }
 
-std::array<double, 3> error_model::element_pipeline_bounds(output_id id, const element_inputs& e,
-                                                           const std::array<element_constants, 3>& k,
-                                                           std::size_t lo, std::size_t hi) const {
+std::array<double, 3> error_model::element_pipeline_bounds(
+    output_id id, const element_inputs& e, const std::array<element_constants, 3>& k,
+    std::size_t lo, std::size_t hi) const {
   const double inf = std::numeric_limits<double>::infinity();
   std::array<double, 3> b{inf, inf, inf};
   // The terms that do not depend on the level are the same in every level's constants.
@@ -673,10 +673,9 @@ std::array<double, 3> error_model::element_pipeline_bounds(output_id id, const e
         const double dxhat = xhat * rho + t.r * dmu;
         second_order = rho * (dm1 + kl.am2_r_dmu + xhat * dm2 + dxhat * dm2) + dxhat * dm2;
       }
-      return slack *
-             (kl.scale_r * (rho * perturbed + dm1 + kl.am2_r_dmu + xhat * dm2 + second_order +
-                            roundings) +
-              eta_dx);
+      return slack * (kl.scale_r * (rho * perturbed + dm1 + kl.am2_r_dmu + xhat * dm2 +
+                                    second_order + roundings) +
+                      eta_dx);
     });
     return b;
   }
@@ -711,7 +710,8 @@ std::array<double, 3> error_model::bounds(output_id id, std::int64_t index) cons
 void error_model::bounds(output_id id, std::int64_t from, std::int64_t to,
                          std::span<std::array<double, 3>> out) const {
   if (!per_element(id)) {
-    for (std::int64_t i = from; i < to; ++i) out[static_cast<std::size_t>(i - from)] = bounds(id, i);
+    for (std::int64_t i = from; i < to; ++i)
+      out[static_cast<std::size_t>(i - from)] = bounds(id, i);
     return;
   }
   if (from >= to) return;
@@ -752,8 +752,8 @@ double error_model::bound(output_id id, std::int64_t index, accuracy_level level
                       estimated);
 }
 
-double error_model::finish_bound(output_id id, std::int64_t index, accuracy_level level,
-                                 double b, const reduction_map::position* located,
+double error_model::finish_bound(output_id id, std::int64_t index, accuracy_level level, double b,
+                                 const reduction_map::position* located,
                                  std::optional<double>& estimated) const {
   if (!std::isfinite(b)) return b;
   if (cast_before_weight_) b += cast_bound(id, index, level, b);

@@ -281,7 +281,11 @@ BENCHMARK(bm_scaling)
     ->MinTime(0.5)
     ->UseRealTime();
 BENCHMARK(bm_scaling)->Arg(28)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime();
-BENCHMARK(bm_judge_layer_norm)->Args({64, 256})->Args({1024, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_judge_layer_norm)
+    ->Args({64, 256})
+    ->Args({1024, 256})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(bm_judge_resnet50)
     ->Args({16, 56})
     ->Args({64, 112})

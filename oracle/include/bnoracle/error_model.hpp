@@ -331,7 +331,7 @@ class error_model {
   double eps_;
   double factor_ = 0;  // weight of the new value in the running update
   bool centred_ = true;
-  bool uniform_ = true;  // γ is the same over every statistic group (or absent)
+  bool uniform_ = true;              // γ is the same over every statistic group (or absent)
   bool training_ = false;            // forward or backward training: batch statistics
   bool cast_before_weight_ = false;  // the op rounds x̂ to the data type before ×γ
   // The format of each output, indexed by output_id.

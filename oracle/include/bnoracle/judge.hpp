@@ -159,9 +159,7 @@ template <class Source, class Observer = ignore_elements>
     if constexpr (requires { src.begin_block(start, end); }) src.begin_block(start, end);
     const auto work = [&](std::int64_t from, std::int64_t to) {
       if constexpr (requires { src.prepare(from, to); }) src.prepare(from, to);
-      if constexpr (requires(std::span<std::array<double, 3>> out) {
-                      src.bounds(from, to, out);
-                    }) {
+      if constexpr (requires(std::span<std::array<double, 3>> out) { src.bounds(from, to, out); }) {
         src.bounds(from, to,
                    std::span<std::array<double, 3>>(bounds_ahead)
                        .subspan(static_cast<std::size_t>(from - start),
