@@ -18,10 +18,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -177,11 +179,17 @@ py::array_t<double> bounds_of(const problem_state& s, const std::string& name,
   const accuracy_level l = level_named(level);
   py::array_t<double> out(s.shape_of(id));
   double* p = out.mutable_data();
-  // The error model gives the three levels of a range at once (sharing each group's terms).
-  std::vector<std::array<double, 3>> all(static_cast<std::size_t>(out.size()));
-  s.model().bounds(id, 0, out.size(), all);
-  for (py::ssize_t i = 0; i < out.size(); ++i) {
-    p[i] = all[static_cast<std::size_t>(i)][static_cast<std::size_t>(l)];
+  // The error model gives the three levels of a range at once (sharing each group's terms), a
+  // block at a time so that the temporary stays small.
+  constexpr py::ssize_t k_block = py::ssize_t{1} << 16;
+  std::vector<std::array<double, 3>> block(
+      static_cast<std::size_t>(std::min<py::ssize_t>(out.size(), k_block)));
+  for (py::ssize_t from = 0; from < out.size(); from += k_block) {
+    const py::ssize_t to = std::min(out.size(), from + k_block);
+    s.model().bounds(id, from, to, std::span(block).first(static_cast<std::size_t>(to - from)));
+    for (py::ssize_t i = from; i < to; ++i) {
+      p[i] = block[static_cast<std::size_t>(i - from)][static_cast<std::size_t>(l)];
+    }
   }
   return out;
 }

@@ -6,11 +6,13 @@
 // same example and channel for instance norm, same example and channel group for group norm,
 // the same leading coordinates for layer and RMS norm), and a γ/β entry exactly when they agree
 // on the parameter's axes.
+#include "bnoracle/error_model.hpp"
 #include "bnoracle/reduction.hpp"
 #include "bnoracle/reference.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -303,6 +305,75 @@ TEST(ReductionMap, ReferenceTakesValuesOfTheTypesAndRefusesInferenceWithoutRunni
   EXPECT_EQ(reference(p, bn_mode::forward_training, in).output_size(output_id::running_mean), 2);
   p.op = instance_norm_op(false);
   EXPECT_THROW(reference(p, bn_mode::forward_training, in), invalid_problem);
+}
+
+// β without γ (PyTorch's layer_norm(x, shape, weight=None, bias=b)) is γ = 1: the same exact
+// values, so the same goldens, for ops whose γ/β vary inside a statistic group — β indexed per
+// element, not per group — and shapes with fewer γ/β entries than channels (L < C). The error
+// model's bounds of the per-element outputs are finite and no larger than with γ = 1 given
+// explicitly (which adds the rounding of γ·dy).
+TEST(ReductionMap, BetaWithoutGammaGivesTheGoldensOfGammaOne) {
+  struct op_case {
+    std::string name;
+    op_desc op;
+    bn_problem problem;
+  };
+  const std::vector<op_case> ops = {
+      {"layer_norm", layer_norm_op(1), shape(2, 8, {3})},
+      {"rms_norm", rms_norm_op(1), shape(2, 8, {3})},
+      {"layer_two_axes", layer_norm_op(2), shape(3, 2, {2, 3})},
+      {"group_norm", group_norm_op(2), shape(2, 4, {3})},
+  };
+  for (const op_case& oc : ops) {
+    SCOPED_TRACE(oc.name);
+    bn_problem p = oc.problem;
+    p.op = oc.op;
+    p.eps = 1e-3;
+    const geometry g(p);
+    const reduction_map m(p.op, g);
+    std::vector<float> x(static_cast<std::size_t>(g.elements()));
+    std::vector<float> dy(x.size());
+    std::vector<float> beta(static_cast<std::size_t>(m.params()));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      x[i] = static_cast<float>((i * 7 + 3) % 11) * 0.25F - 1.0F;
+      dy[i] = static_cast<float>((i * 5 + 1) % 13) * 0.125F - 0.75F;
+    }
+    for (std::size_t j = 0; j < beta.size(); ++j) beta[j] = 0.5F + static_cast<float>(j);
+    const std::vector<float> ones(beta.size(), 1.0F);
+    for (const bn_mode mode : {bn_mode::forward_training, bn_mode::backward_training}) {
+      SCOPED_TRACE(std::string(to_string(mode)));
+      bn_inputs only_beta;
+      only_beta.src = x.data();
+      only_beta.diff_dst = dy.data();
+      only_beta.beta = beta;
+      bn_inputs both = only_beta;
+      both.gamma = ones;
+      const reference a(p, mode, only_beta);
+      const reference b(p, mode, both);
+      const error_model ea(a, only_beta, data_tier::general);
+      const error_model eb(b, both, data_tier::general);
+      for (const output_id id : a.outputs()) {
+        if (!b.has_output(id)) continue;
+        SCOPED_TRACE(std::string(to_string(id)));
+        const std::vector<golden> ga = a.goldens(id);
+        const std::vector<golden> gb = b.goldens(id);
+        ASSERT_EQ(ga.size(), gb.size());
+        for (std::size_t i = 0; i < ga.size(); ++i) {
+          ASSERT_EQ(ga[i].cls, gb[i].cls) << "element " << i;
+          ASSERT_EQ(ga[i].value, gb[i].value) << "element " << i;
+        }
+        if (!per_element(id)) continue;
+        for (std::int64_t i = 0; i < a.output_size(id); ++i) {
+          for (const accuracy_level l :
+               {accuracy_level::strict, accuracy_level::standard, accuracy_level::lenient}) {
+            const double bound_a = ea.bound(id, i, l);
+            ASSERT_TRUE(std::isfinite(bound_a)) << "element " << i;
+            ASSERT_LE(bound_a, eb.bound(id, i, l)) << "element " << i;
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -1365,9 +1365,12 @@ int count_threads() {
 // Kills and reaps every child of this process, repeating while killing orphans more of them
 // (the worker is a child subreaper, so every process the call started ends up its child).
 void kill_all_children() {
-  // No child at all (the usual case) is one system call to know: waitid fails with ECHILD.
+  // No child at all (the usual case) is one system call to know: waitid fails with ECHILD
+  // (__WALL: children of any exit signal, those clone() made without SIGCHLD included).
   siginfo_t info{};
-  if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD) return;
+  if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) != 0 && errno == ECHILD) {
+    return;
+  }
   for (int round = 0; round < 1000; ++round) {
     const std::vector<pid_t> children = list_children();
     if (children.empty()) return;

@@ -161,7 +161,8 @@ error_model::error_model(const reference& ref, const bn_inputs& in, data_tier ti
   const bool backward = mode == bn_mode::backward_training || mode == bn_mode::backward_inference;
   const bool has_running = !in.running_mean.empty();
   centred_ = op.centred;
-  uniform_ = map.uniform_params() || in.gamma.empty();
+  // β without γ in an op whose entries vary inside a group: β per element, γ reads as 1.
+  uniform_ = map.uniform_params() || (in.gamma.empty() && in.beta.empty());
   training_ = training;
   cast_before_weight_ = op.cast_before_weight;
   for (std::size_t i = 0; i < output_formats_.size(); ++i) {
@@ -563,7 +564,8 @@ error_model::element_constants error_model::element_constants_of(std::int64_t gr
   // Backward training's dx (below): where γ varies inside the group the terms are of g = γ·dy
   // (γ is inside them, and each product γ·dy is one more rounding); without centring there is
   // no mean(g) to subtract.
-  const double gp = uniform_ ? 0.0 : budgets::gamma_product.value;
+  // No γ (β alone): no product γ·dy to round.
+  const double gp = uniform_ || in_.gamma.empty() ? 0.0 : budgets::gamma_product.value;
   const double scale = uniform_ ? std::fabs(t.gamma) : 1.0;
   k.am1 = centred_ ? std::fabs(t.m1) : 0.0;
   k.am2 = std::fabs(t.m2);

@@ -40,7 +40,8 @@ double error_ulps(float got, const golden& expected) {
   const int k = static_cast<int>(ulp_exponent(expected));
   // got − reference is exact in double for float32 operands of nearby magnitude; for distant
   // ones the relative rounding of double is far below any error worth reporting. Scaling it by
-  // 2^−k (|k| <= 149) is exact: the product stays in double's normal range.
+  // 2^−k is exact: a golden's ulp exponent lies well inside double's exponent range (below 2^±900
+  // even for the overflow class of an unbounded r), and so does the product.
   return (g - reference) * exact_pow2(-k) - expected.residual;
 }
 

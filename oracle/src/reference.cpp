@@ -489,12 +489,17 @@ struct reference::impl {
   std::int64_t nbt_after = 0;
   bool has_running = false;
   bool centred = true;
-  bool uniform = true;  // every element of a group has the same γ/β (or there are none)
+  // Every element of a group has the same γ/β entry, or there are none. β without γ in an op
+  // whose entries vary inside a group is not uniform: β is looked up per element (γ reads as 1).
+  bool uniform = true;
   std::vector<group_state> grp;
   std::vector<running_result> running;  // per running entry, after the update
   bool fast_path = true;
   mutable std::atomic<std::int64_t> certified{0};   // per-element goldens of the fast path
   mutable std::atomic<std::int64_t> exact_path{0};  // and of the exact path
+  // Taken around the exact path when golden_ranges fill on several threads: its per-group caches
+  // (sqrt_scale) are not shared safely. goldens() needs none (each group on one thread).
+  mutable std::mutex exact_lock;
 
   impl(const bn_problem& p, bn_mode m, const bn_inputs& inputs)
       : problem(p),
@@ -504,7 +509,7 @@ struct reference::impl {
         conv(find_convention(p.convention)),
         in(inputs),
         centred(p.op.centred),
-        uniform(map.uniform_params() || inputs.gamma.empty()) {
+        uniform(map.uniform_params() || (inputs.gamma.empty() && inputs.beta.empty())) {
     if (conv == nullptr) throw invalid_problem("convention: " + convention_error(p.convention));
     validate();
     nbt_after = in.num_batches_tracked;
@@ -1062,10 +1067,10 @@ struct reference::impl {
   }
 
   // Elements [from, to) of per-element output Id into out, with the fast constants of every
-  // group in `table`; the exact path under `exact_lock` (fill_range may run on several threads).
+  // group in `table`; the exact path under exact_lock (fill_range may run on several threads).
   template <output_id Id, bn_mode Mode>
   void fill_range(const std::vector<fast_group>& table, std::int64_t from, std::int64_t to,
-                  const float_format& f, std::span<golden> out, std::mutex& exact_lock) const {
+                  const float_format& f, std::span<golden> out) const {
     std::int64_t by_fast = 0;
     std::int64_t by_exact = 0;
     reduction_map::cursor at(map, from);
@@ -1254,7 +1259,6 @@ struct reference::golden_ranges::state {
   const float_format* f = nullptr;
   std::int64_t size = 0;
   std::vector<reference::impl::fast_group> table;  // per statistic group (per-element outputs)
-  mutable std::mutex exact_lock;
 };
 
 reference::golden_ranges::golden_ranges(std::unique_ptr<state> s) : s_(std::move(s)) {}
@@ -1275,25 +1279,22 @@ void reference::golden_ranges::fill(std::int64_t from, std::int64_t to,
   const float_format& f = *s_->f;
   if (from == to) return;
   if (!per_element(s_->id)) {
-    const std::lock_guard<std::mutex> hold(s_->exact_lock);
+    const std::lock_guard<std::mutex> hold(im.exact_lock);
     for (std::int64_t i = from; i < to; ++i) {
       out[static_cast<std::size_t>(i - from)] = im.element(s_->id, i).round(f);
     }
     return;
   }
-  std::mutex& lock = s_->exact_lock;
   if (s_->id == output_id::dst) {
     if (im.mode == bn_mode::forward_training) {
-      im.fill_range<output_id::dst, bn_mode::forward_training>(s_->table, from, to, f, out, lock);
+      im.fill_range<output_id::dst, bn_mode::forward_training>(s_->table, from, to, f, out);
     } else {
-      im.fill_range<output_id::dst, bn_mode::forward_inference>(s_->table, from, to, f, out, lock);
+      im.fill_range<output_id::dst, bn_mode::forward_inference>(s_->table, from, to, f, out);
     }
   } else if (im.mode == bn_mode::backward_training) {
-    im.fill_range<output_id::diff_src, bn_mode::backward_training>(s_->table, from, to, f, out,
-                                                                   lock);
+    im.fill_range<output_id::diff_src, bn_mode::backward_training>(s_->table, from, to, f, out);
   } else {
-    im.fill_range<output_id::diff_src, bn_mode::backward_inference>(s_->table, from, to, f, out,
-                                                                    lock);
+    im.fill_range<output_id::diff_src, bn_mode::backward_inference>(s_->table, from, to, f, out);
   }
 }
 

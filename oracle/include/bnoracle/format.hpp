@@ -7,6 +7,7 @@
 #pragma once
 
 #include <bit>
+#include <cassert>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -44,6 +45,7 @@ struct float_format {
 // 2^k from its bits, for k in double's normal range [−1022, 1023]: what std::ldexp(1.0, k) gives,
 // without a library call (the judge takes one or two per element).
 [[nodiscard]] inline double exact_pow2(int k) {
+  assert(k >= -1022 && k <= 1023);
   return std::bit_cast<double>(static_cast<std::uint64_t>(k + 1023) << 52U);
 }
 

@@ -17,6 +17,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -187,8 +188,19 @@ template <class Source, class Observer = ignore_elements>
     };
     if (parallel) {
       const std::int64_t mid = start + (end - start) / 2;
-      std::jthread second(work, mid, end);
-      work(start, mid);
+      // An exception on the second thread (the exact path's, an allocation's) is rethrown here.
+      std::exception_ptr failure;
+      {
+        const std::jthread second([&] {
+          try {
+            work(mid, end);
+          } catch (...) {
+            failure = std::current_exception();
+          }
+        });
+        work(start, mid);
+      }
+      if (failure) std::rethrow_exception(failure);
     } else {
       work(start, end);
     }

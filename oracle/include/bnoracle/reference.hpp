@@ -135,8 +135,9 @@ class reference {
 
   // The goldens of one output a range of elements at a time, each range equal to the same range
   // of goldens(id): the judge streams an output through these instead of materializing it whole.
-  // fill() may be called from several threads at once (the exact path, whose per-group caches
-  // are not shared safely, is taken under a lock). Valid while the reference lives.
+  // fill() may be called from several threads at once, on any golden_ranges of the reference
+  // (the exact path, whose per-group caches are not shared safely, is taken under the
+  // reference's lock), but not while goldens() runs. Valid while the reference lives.
   class golden_ranges {
    public:
     golden_ranges(golden_ranges&&) noexcept;
