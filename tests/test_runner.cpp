@@ -148,13 +148,19 @@ TEST(RunnerHalf, Bf16Weights) {
   expect_half_configuration_passes("bf16_weights");
 }
 
-// Properties checked by helper processes (--jobs) give the results of one process, in its order.
-TEST(Runner, PropertiesCheckedByHelperProcessesEqualOneProcess) {
-  const std::string path = std::string(BNORACLE_MUTANT_DIR) + "/libbnm_eps_outside_sqrt.so";
-  auto kernel = load_plugin(path);
+// Options that run the property suite alone, `cases` cases per property, in `jobs` processes.
+run_options properties_only(int cases, int jobs) {
   run_options o;
   o.catalog = false;
-  o.property_cases = 10;
+  o.property_cases = cases;
+  o.jobs = jobs;
+  return o;
+}
+
+// Properties checked by helper processes (--jobs) give the results of one process, in its order.
+TEST(Runner, PropertiesCheckedByHelperProcessesEqualOneProcess) {
+  auto kernel = load_plugin(std::string(BNORACLE_MUTANT_DIR) + "/libbnm_eps_outside_sqrt.so");
+  run_options o = properties_only(10, 1);
   o.diagnose = false;
   const run_summary one = run_conformance(*kernel, {}, o, nullptr);
   o.jobs = 3;
@@ -174,14 +180,9 @@ TEST(Runner, PropertiesCheckedByHelperProcessesEqualOneProcess) {
 // A helper that dies leaves no property unjudged and no run CONFORMANT: each of its properties is
 // a fault naming the helper.
 TEST(Runner, AHelperProcessThatDiesMakesItsPropertiesFaults) {
-  const std::string path = std::string(BNORACLE_KERNEL_DIR) + "/libbnk_pairwise.so";
-  auto kernel = load_plugin(path);
-  run_options o;
-  o.catalog = false;
-  o.property_cases = 5;
-  o.jobs = 2;
+  auto kernel = load_plugin(std::string(BNORACLE_KERNEL_DIR) + "/libbnk_pairwise.so");
   ::setenv("BNORACLE_TEST_PROPERTY_HELPER_DIES", "1", 1);
-  const run_summary s = run_conformance(*kernel, {}, o, nullptr);
+  const run_summary s = run_conformance(*kernel, {}, properties_only(5, 2), nullptr);
   ::unsetenv("BNORACLE_TEST_PROPERTY_HELPER_DIES");
   ASSERT_GE(s.results.size(), 4U);
   std::size_t helped = 0;

@@ -692,20 +692,8 @@ std::array<double, 3> error_model::bounds(output_id id, std::int64_t index) cons
     }
     return b;
   }
-  // One look-up of the element and its inputs serves the three levels, and the estimate of the
-  // exact value (for a narrow output's rounding) does not depend on the level.
-  const reduction_map::position at = ref_->map().locate(index);
-  const element_inputs e = element_at(at);
-  std::array<element_constants, 3> k{};
-  for (const accuracy_level l : k_levels) {
-    k[static_cast<std::size_t>(l)] = element_constants_of(e.group, l);
-  }
-  b = element_pipeline_bounds(id, e, k, 0, 2);
-  std::optional<double> estimated;
-  for (const accuracy_level l : k_levels) {
-    const auto li = static_cast<std::size_t>(l);
-    b[li] = finish_bound(id, index, l, b[li], &at, estimated);
-  }
+  // A range of one element: one look-up of its position and inputs serves the three levels.
+  bounds(id, index, index + 1, std::span(&b, 1));
   return b;
 }
 

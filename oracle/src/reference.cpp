@@ -1053,16 +1053,24 @@ struct reference::impl {
       exact_path += map.group_size();
       return;
     }
+    with_output_and_mode(id,
+                         [&]<output_id Id, bn_mode Mode>() { fill_fast<Id, Mode>(fg, g, f, out); });
+  }
+
+  // Calls f.template operator()<Id, Mode>() with per-element output `id` (dst or diff_src) and
+  // this mode as template arguments, so that the per-element code has no dispatch.
+  template <class F>
+  void with_output_and_mode(output_id id, F&& f) const {
     if (id == output_id::dst) {
       if (mode == bn_mode::forward_training) {
-        fill_fast<output_id::dst, bn_mode::forward_training>(fg, g, f, out);
+        f.template operator()<output_id::dst, bn_mode::forward_training>();
       } else {
-        fill_fast<output_id::dst, bn_mode::forward_inference>(fg, g, f, out);
+        f.template operator()<output_id::dst, bn_mode::forward_inference>();
       }
     } else if (mode == bn_mode::backward_training) {
-      fill_fast<output_id::diff_src, bn_mode::backward_training>(fg, g, f, out);
+      f.template operator()<output_id::diff_src, bn_mode::backward_training>();
     } else {
-      fill_fast<output_id::diff_src, bn_mode::backward_inference>(fg, g, f, out);
+      f.template operator()<output_id::diff_src, bn_mode::backward_inference>();
     }
   }
 
@@ -1285,17 +1293,9 @@ void reference::golden_ranges::fill(std::int64_t from, std::int64_t to,
     }
     return;
   }
-  if (s_->id == output_id::dst) {
-    if (im.mode == bn_mode::forward_training) {
-      im.fill_range<output_id::dst, bn_mode::forward_training>(s_->table, from, to, f, out);
-    } else {
-      im.fill_range<output_id::dst, bn_mode::forward_inference>(s_->table, from, to, f, out);
-    }
-  } else if (im.mode == bn_mode::backward_training) {
-    im.fill_range<output_id::diff_src, bn_mode::backward_training>(s_->table, from, to, f, out);
-  } else {
-    im.fill_range<output_id::diff_src, bn_mode::backward_inference>(s_->table, from, to, f, out);
-  }
+  im.with_output_and_mode(s_->id, [&]<output_id Id, bn_mode Mode>() {
+    im.fill_range<Id, Mode>(s_->table, from, to, f, out);
+  });
 }
 
 reference::golden_ranges reference::goldens_by_range(output_id id) const {

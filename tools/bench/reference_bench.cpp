@@ -18,7 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
-#include <tuple>
+#include <string>
 #include <vector>
 
 namespace {
@@ -137,9 +137,40 @@ void bm_scaling(benchmark::State& state) {
   run_reference(state, make(n, side));
 }
 
-// Forward and backward training of one problem judged as `bnoracle check` judges a case: the
-// reference, the error model and judge_output of dst and diff_src (here against a plain double
-// loop's float32 results, which pass), at the standard level.
+// Wall seconds of each phase of judging one output, summed over calls (the reference's
+// statistics pass, the error model's pass, and judge_output: the goldens, the bounds and the
+// comparison), and the per-element goldens each path of the reference decided.
+struct judge_phases {
+  double reference = 0, model = 0, judge = 0;
+  std::int64_t certified = 0, fallbacks = 0;
+};
+
+// Judges output `id` of problem p in `mode` as `bnoracle check` judges a case, at the standard
+// level, against `got`; true when it passes.
+bool judge_timed(const bn_problem& p, bn_mode mode, const bn_inputs& in, output_id id,
+                 const std::vector<float>& got, judge_phases& t) {
+  using clock = std::chrono::steady_clock;
+  const auto since = [](clock::time_point start) {
+    return std::chrono::duration<double>(clock::now() - start).count();
+  };
+  auto start = clock::now();
+  const reference ref(p, mode, in);
+  t.reference += since(start);
+  start = clock::now();
+  const error_model model(ref, in, data_tier::general);
+  t.model += since(start);
+  start = clock::now();
+  const output_result r =
+      judge_output(std::string(to_string(id)), id, id, ref, model, accuracy_level::standard, 1.0,
+                   [&got](std::int64_t i) { return got[static_cast<std::size_t>(i)]; });
+  t.judge += since(start);
+  t.certified += ref.evaluations().certified;
+  t.fallbacks += ref.evaluations().exact;
+  return r.passed[static_cast<std::size_t>(accuracy_level::standard)];
+}
+
+// Forward and backward training of one problem judged as `bnoracle check` judges a case: dst
+// and diff_src (here against a plain double loop's float32 results, which pass).
 void bm_judge_resnet50(benchmark::State& state) {
   const data d = make(state.range(0), state.range(1));
   const std::size_t count = d.x.size();
@@ -152,36 +183,15 @@ void bm_judge_resnet50(benchmark::State& state) {
   in.gamma = d.gamma;
   in.beta = d.beta;
   bool passed = true;
-  // Wall seconds in each phase: the reference's statistics pass, the error model's pass, and
-  // judge_output (the goldens, the bounds and the comparison).
-  double t_reference = 0, t_model = 0, t_judge = 0;
-  using clock = std::chrono::steady_clock;
-  const auto since = [](clock::time_point t) {
-    return std::chrono::duration<double>(clock::now() - t).count();
-  };
+  judge_phases t;
   for (auto _ : state) {
-    for (const auto& [mode, id, got] :
-         {std::tuple{bn_mode::forward_training, output_id::dst, &y},
-          std::tuple{bn_mode::backward_training, output_id::diff_src, &dx}}) {
-      auto t = clock::now();
-      const reference ref(d.p, mode, in);
-      t_reference += since(t);
-      t = clock::now();
-      const error_model model(ref, in, data_tier::general);
-      t_model += since(t);
-      t = clock::now();
-      const std::vector<float>& v = *got;
-      const output_result r =
-          judge_output("out", id, id, ref, model, accuracy_level::standard, 1.0,
-                       [&v](std::int64_t i) { return v[static_cast<std::size_t>(i)]; });
-      t_judge += since(t);
-      passed = passed && r.passed[static_cast<std::size_t>(accuracy_level::standard)];
-    }
+    passed = judge_timed(d.p, bn_mode::forward_training, in, output_id::dst, y, t) && passed;
+    passed = judge_timed(d.p, bn_mode::backward_training, in, output_id::diff_src, dx, t) && passed;
   }
   state.counters["passed"] = passed ? 1 : 0;
-  state.counters["s_reference"] = t_reference;
-  state.counters["s_model"] = t_model;
-  state.counters["s_judge"] = t_judge;
+  state.counters["s_reference"] = t.reference;
+  state.counters["s_model"] = t.model;
+  state.counters["s_judge"] = t.judge;
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(count));
 }
 
@@ -217,39 +227,20 @@ void bm_judge_layer_norm(benchmark::State& state) {
     const std::vector<golden> g = ref.goldens(output_id::diff_src);
     for (std::size_t i = 0; i < g.size(); ++i) got[i] = g[i].value;
   }
-  double t_reference = 0, t_model = 0, t_judge = 0;
-  using clock = std::chrono::steady_clock;
-  const auto since = [](clock::time_point t) {
-    return std::chrono::duration<double>(clock::now() - t).count();
-  };
   bool passed = true;
-  std::int64_t certified = 0;
-  std::int64_t exact = 0;
+  judge_phases t;
   for (auto _ : state) {
-    auto t = clock::now();
-    const reference ref(p, bn_mode::backward_training, in);
-    t_reference += since(t);
-    t = clock::now();
-    const error_model model(ref, in, data_tier::general);
-    t_model += since(t);
-    t = clock::now();
-    const output_result r = judge_output(
-        "diff_src", output_id::diff_src, output_id::diff_src, ref, model, accuracy_level::standard,
-        1.0, [&got](std::int64_t i) { return got[static_cast<std::size_t>(i)]; });
-    t_judge += since(t);
-    passed = passed && r.passed[static_cast<std::size_t>(accuracy_level::standard)];
-    certified += ref.evaluations().certified;
-    exact += ref.evaluations().exact;
+    passed = judge_timed(p, bn_mode::backward_training, in, output_id::diff_src, got, t) && passed;
   }
-  state.counters["certified"] = static_cast<double>(certified);
-  state.counters["fallbacks"] = static_cast<double>(exact);
   const auto per_call = [&](double seconds) {
     return benchmark::Counter(seconds / static_cast<double>(state.iterations()) * 1e3);
   };
+  state.counters["certified"] = static_cast<double>(t.certified);
+  state.counters["fallbacks"] = static_cast<double>(t.fallbacks);
   state.counters["passed"] = passed ? 1 : 0;
-  state.counters["ms_reference"] = per_call(t_reference);
-  state.counters["ms_model"] = per_call(t_model);
-  state.counters["ms_judge"] = per_call(t_judge);
+  state.counters["ms_reference"] = per_call(t.reference);
+  state.counters["ms_model"] = per_call(t.model);
+  state.counters["ms_judge"] = per_call(t.judge);
   state.SetItemsProcessed(state.iterations() * rows * hidden);
 }
 

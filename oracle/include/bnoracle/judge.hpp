@@ -152,6 +152,9 @@ template <class Source, class Observer = ignore_elements>
   std::vector<std::array<double, 3>> bounds_ahead;  // by accuracy_level
   std::vector<std::array<double, 3>> ratios_ahead;  // |error|/bound, by accuracy_level
   std::int64_t block_start = -1;
+  constexpr bool range_bounds = requires(std::int64_t i, std::span<std::array<double, 3>> out) {
+    src.bounds(i, i, out);
+  };
   const auto prepare_block = [&](std::int64_t start) {
     const std::int64_t end = std::min(r.count, start + k_judge_block);
     errors.resize(static_cast<std::size_t>(end - start));
@@ -160,7 +163,7 @@ template <class Source, class Observer = ignore_elements>
     if constexpr (requires { src.begin_block(start, end); }) src.begin_block(start, end);
     const auto work = [&](std::int64_t from, std::int64_t to) {
       if constexpr (requires { src.prepare(from, to); }) src.prepare(from, to);
-      if constexpr (requires(std::span<std::array<double, 3>> out) { src.bounds(from, to, out); }) {
+      if constexpr (range_bounds) {
         src.bounds(from, to,
                    std::span<std::array<double, 3>>(bounds_ahead)
                        .subspan(static_cast<std::size_t>(from - start),
@@ -171,11 +174,7 @@ template <class Source, class Observer = ignore_elements>
         if (c != golden_class::finite && c != golden_class::overflow) continue;
         const auto k = static_cast<std::size_t>(i - start);
         errors[k] = src.measure(i, src.got(i));
-        if constexpr (!requires(std::span<std::array<double, 3>> out) {
-                        src.bounds(from, to, out);
-                      }) {
-          bounds_ahead[k] = src.bounds(i);
-        }
+        if constexpr (!range_bounds) bounds_ahead[k] = src.bounds(i);
         for (std::size_t l = 0; l < 3; ++l) {
           const double bound = bounds_ahead[k][l];
           // An infinite bound is no claim at all (docs/error-model.md: τ >= 1, undefined
